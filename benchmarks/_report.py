@@ -1,0 +1,84 @@
+"""Shared helpers for benchmark scripts: describe the machine, update one section of BENCHMARKS.md.
+
+Each benchmark owns one ``## <title>`` section of ``docs/BENCHMARKS.md`` and replaces only that
+section (from its header to the next ``## `` header), so scripts can run in any order.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from cryokit.io.atomic import atomic_write_text
+
+__all__ = ["BENCHMARKS_PATH", "machine_description", "update_section"]
+
+BENCHMARKS_PATH = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
+_TITLE_LINE = "# cryokit benchmarks"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_description() -> str:
+    """One line naming the CPU, usable cores and the Python / numpy / scipy / pandas / torch versions."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    versions = ", ".join(f"{p} {_version(p)}" for p in ("numpy", "scipy", "pandas", "torch"))
+    return (f"{_cpu_model()}, {usable} usable of {os.cpu_count()} cores, {platform.system()}; "
+            f"Python {platform.python_version()}, {versions}")
+
+
+def _replace_section(text: str, header: str, section: str) -> str:
+    """``text`` with the block from ``header`` to the next ``## `` header replaced by ``section``."""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == header), None)
+    if start is None:
+        body = text.rstrip("\n")
+        return f"{body}\n\n{section}" if body else f"{_TITLE_LINE}\n\n{section}"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    return "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+
+
+def update_section(title: str, body: str, path: Path = BENCHMARKS_PATH) -> Path:
+    """Create or replace the ``## {title}`` section of ``path`` (docs/BENCHMARKS.md), atomically.
+
+    Args:
+        title: section title without the ``## `` prefix, e.g. ``"Metric"``.
+        body: markdown under the header; must not contain a ``## `` header line of its own.
+        path: the report file; created with a ``# cryokit benchmarks`` title line if missing.
+
+    Returns:
+        The path written.
+    """
+    if any(line.startswith("## ") for line in body.splitlines()):
+        raise ValueError(f"section {title!r}: body must not contain '## ' headers")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    section = f"## {title}\n\n{body.strip()}\n"
+    # Locking the folder serialises read-modify-write between benchmarks run at the same time
+    # without leaving a lock file behind.
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        text = path.read_text() if path.exists() else ""
+        atomic_write_text(path, _replace_section(text, f"## {title}", section))
+    finally:
+        os.close(folder)  # releases the lock
+    return path

@@ -1,0 +1,5 @@
+import sys
+
+from cryokit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,252 @@
+"""Typed run configuration: one frozen dataclass per stage, nested in ``RunConfig``.
+
+``to_dict`` feeds MLflow and checkpoints; ``from_dict`` takes a YAML/JSON mapping (and papermill,
+CLI and Optuna overrides) and refuses unknown keys by name, which a plain dict or SimpleNamespace
+never does. Models, losses and post-processors never see these objects: ``cryokit.models.build``
+and friends map them onto explicit arguments at the edge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+__all__ = [
+    "DataConfig", "PatchConfig", "TargetConfig", "AugmentConfig", "ModelConfig", "LossConfig",
+    "TrainConfig", "PostprocessConfig", "TrackingConfig", "RunConfig",
+    "to_dict", "from_dict", "load_config", "apply_overrides", "replace",
+]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and which part of it trains or validates."""
+
+    root: str = ""                           # competition root (holds train/ and test/)
+    split: str = "train"
+    train_runs: tuple[str, ...] = ()         # empty: every run of the split not in val_runs
+    val_runs: tuple[str, ...] = ()           # whole runs held out for validation on the metric
+    tomo_type: str = "denoised"
+    level: int = 0                           # 0 full resolution (~10 A), 1 half (~20 A), 2 quarter
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """Training patches and sliding-window inference windows, in voxels at the data level."""
+
+    size_zyx: tuple[int, int, int] = (64, 128, 128)
+    batch_size: int = 2
+    patches_per_epoch: int = 64
+    positive_share: float = 0.7              # share of patches centred near a particle
+    # Extra sampling weight per class for particle-centred patches (the score weighs these 2).
+    class_oversampling: Mapping[str, float] = field(
+        default_factory=lambda: {"thyroglobulin": 2.0, "beta-galactosidase": 2.0}
+    )
+    jitter_fraction: float = 0.35            # particle-centred patches are shifted by up to this share of the size
+    inference_overlap: float = 0.25          # sliding-window overlap (MONAI)
+    inference_batch_size: int = 2
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """What the network is trained to output."""
+
+    kind: str = "balls"                      # "balls" (label map), "gaussian" (heatmaps) or "detection"
+    radius_fraction: float = 0.5             # ball / Gaussian sigma radius as a share of the class radius
+    # Stride of the target grid, which is the network's output stride: 1 (full resolution) or 2 for
+    # U-Nets, 4 (or 2, 8) for the detector.
+    stride: int = 1
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """One strength knob per augmentation family (0 switches a family off)."""
+
+    flip_p: float = 0.5                      # per axis
+    rot90_p: float = 0.5                     # 90 degree turns in the XY plane
+    rotate_degrees: float = 10.0             # small rotations about arbitrary axes
+    affine_p: float = 1.0                    # probability of the rotation + zoom (the costliest step)
+    scale_fraction: float = 0.05             # zoom by up to +-5 %
+    elastic_p: float = 0.0                   # probability of an elastic deformation
+    elastic_magnitude_voxels: float = 2.0
+    elastic_spacing_voxels: float = 24.0     # distance between the elastic field's control points
+    intensity_p: float = 0.5                 # shift and scale of intensities
+    intensity_fraction: float = 0.1
+    noise_p: float = 0.2
+    noise_std: float = 0.1                   # in units of the normalised intensity
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "unet"                       # unet | basicunet | segresnet | flexibleunet | yolo3d
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[int, ...] = (2, 2, 2)
+    num_res_units: int = 1
+    dropout: float = 0.0
+    backbone_weights: str = ""               # MedicalNet checkpoint for yolo3d (optional)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: str = "dice_ce"                    # dice_ce | focal | tversky_ce | detection
+    dice_weight: float = 1.0
+    ce_weight: float = 1.0
+    background_weight: float = 1.0           # cross-entropy class weight of background
+    particle_weight: float = 8.0             # cross-entropy class weight of every particle class
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+    lambda_focal: float = 1.0
+    lambda_fbeta: float = 1.0
+    lambda_box: float = 1.0
+    beta: float = 4.0
+    tversky_alpha: float = 0.3               # tversky_ce: weight of false positives
+    tversky_beta: float = 0.7                # tversky_ce: weight of false negatives (> alpha favours recall)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    ema_decay: float = 0.0                   # 0 switches EMA off
+    amp: bool = True                         # bf16/fp16 autocast on CUDA; ignored on CPU
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    val_every: int = 1                       # epochs
+    early_stopping_patience: int = 0         # epochs without a better val F4; 0 switches it off
+    out_dir: str = "runs/train"
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    method: str = "maxpool"                  # maxpool | components
+    radius_fraction: float = 0.5             # NMS kernel radius as a share of the class radius
+    thresholds: Mapping[str, float] = field(default_factory=dict)   # per class; missing: default_threshold
+    default_threshold: float = 0.2
+    candidate_floor: float = 0.05            # candidates below this score are never kept (thresholds tune above it)
+    min_voxels_fraction: float = 0.1         # components: smallest component as a share of the ball volume
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    enabled: bool = True
+    tracking_uri: str = ""                   # empty: a local SQLite store in the run folder
+    experiment: str = "cryokit"
+    run_name: str = ""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    patch: PatchConfig = field(default_factory=PatchConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def to_dict(config: Any) -> dict:
+    """Nested plain dict (tuples become lists) for JSON, YAML, MLflow and checkpoints."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Coerce a JSON/YAML/CLI value to a field's annotated type, or raise naming the key."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return from_dict(annotation, value, prefix=f"{where}.")
+    if origin is tuple:
+        return tuple(_convert(v, typing.get_args(annotation)[0], where) for v in value)
+    if origin in (dict, Mapping, typing.Mapping) or annotation in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"config key {where!r} must be a mapping, got {value!r}")
+        return dict(value)
+    try:
+        if annotation is bool and isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        return annotation(value) if annotation in (int, float, str, bool) else value
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"config key {where!r}: cannot read {value!r} as {annotation.__name__}") from error
+
+
+def from_dict(cls: type, values: Mapping[str, Any] | None, prefix: str = "") -> Any:
+    """Build ``cls`` from a (nested) mapping; unknown keys raise ValueError naming them."""
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+                         f"known keys of {prefix.rstrip('.') or cls.__name__}: {', '.join(sorted(names))}")
+    return cls(**{k: _convert(v, hints[k], prefix + k) for k, v in values.items()})
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """A ``RunConfig`` from a YAML or JSON file (or the defaults), then ``key.sub=value`` overrides."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        text = path.read_text()
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                values = yaml.safe_load(text) or {}
+            else:
+                values = json.loads(text)
+        except Exception as error:  # yaml and json raise different types
+            raise ValueError(f"config file {path} cannot be parsed: {error}") from error
+        if not isinstance(values, dict):
+            raise ValueError(f"config file {path} must hold a mapping, got {type(values).__name__}")
+    return from_dict(RunConfig, _merge(values, _parse_overrides(overrides)))
+
+
+def _parse_overrides(overrides: Sequence[str]) -> dict:
+    """``["train.lr=1e-3", "data.val_runs=[TS_1]"]`` -> nested dict; values parsed as YAML."""
+    import yaml
+
+    nested: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        *parents, leaf = key.strip().split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return nested
+
+
+def _merge(base: dict, update: Mapping) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_overrides(config: RunConfig, overrides: Mapping[str, Any] | Sequence[str]) -> RunConfig:
+    """A copy of ``config`` with ``{"train.lr": 1e-3}`` or ``["train.lr=1e-3"]`` applied."""
+    if isinstance(overrides, Mapping):
+        overrides = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+    return from_dict(RunConfig, _merge(to_dict(config), _parse_overrides(overrides)))
+
+
+def replace(config: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` re-exported so notebooks need one import."""
+    return dataclasses.replace(config, **changes)

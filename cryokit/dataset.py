@@ -1,0 +1,211 @@
+"""Training patches read lazily from zarr, augmented, with targets of the configured kind.
+
+Every item is a pure function of ``(seed, epoch, index)``: the same seed gives the same batches with
+any number of loader workers. Call ``set_epoch`` before iterating a new epoch (with
+``persistent_workers=True`` the workers keep the epoch they started with, so leave that off).
+Tomograms are opened lazily in each worker process; ``__init__`` reads only metadata, picks and the
+intensity statistics (a subsample of each tomogram, once), which travel to the workers with the dataset.
+Each item reads only the context its drawn augmentation needs (``AugmentParams.margin_zyx``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cryokit.augment import Sample, apply_augmentation, draw_augmentation
+from cryokit.config import AugmentConfig, DataConfig, PatchConfig, TargetConfig
+from cryokit.coords import angstrom_xyz_to_voxel_zyx, as_spacing_zyx
+from cryokit.io import open_run_tomogram, read_picks
+from cryokit.io.tomogram import Tomogram
+from cryokit.particles import PARTICLE_NAMES
+from cryokit.patching import (
+    IntensityStats, choose_particle, class_sampling_weights, particle_patch_origin, picks_in_patch, random_patch_origin,
+    read_region, tomogram_intensity_stats, voxel_to_cell,
+)
+from cryokit.targets import (
+    anchor_radii_voxels, ball_label_map, class_radii_voxels, encode_detection_targets, gaussian_heatmaps,
+)
+
+__all__ = ["TARGET_KINDS", "split_runs", "PatchDataset", "collate"]
+
+TARGET_KINDS = ("balls", "gaussian", "detection")
+
+
+def split_runs(all_runs: Sequence[str], val_runs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(train runs, validation runs): whole runs held out; raises naming unknown validation runs."""
+    all_runs, val_runs = list(all_runs), list(val_runs)
+    unknown = sorted(set(val_runs) - set(all_runs))
+    if unknown:
+        raise ValueError(f"val_runs {unknown} are not among the runs {all_runs}")
+    train = [run for run in all_runs if run not in set(val_runs)]
+    if not train:
+        raise ValueError(f"val_runs {val_runs} leave no run to train on")
+    return train, [run for run in all_runs if run in set(val_runs)]
+
+
+@dataclass(frozen=True)
+class _Run:
+    name: str
+    shape_zyx: tuple[int, int, int]
+    spacing_zyx: np.ndarray
+    centres_voxel_zyx: np.ndarray     # (N, 3) tomogram voxels
+    class_indices: np.ndarray         # (N,)
+    stats: IntensityStats             # computed once here, shipped to the workers with the dataset
+
+
+class PatchDataset(Dataset):
+    """``patch.patches_per_epoch`` random training patches per epoch from whole runs.
+
+    Args:
+        root: competition root (holds ``train/``).
+        runs: the runs to sample from (see ``split_runs``).
+        patch: patch size, positive share, class oversampling, jitter.
+        target: ``kind`` ("balls", "gaussian" or "detection"), ``radius_fraction``, ``stride``.
+        augment: augmentation strengths, or None for plain patches.
+        split, tomo_type, level: which tomograms (as in ``DataConfig``).
+        seed: base seed of every item.
+
+    Items are dicts: ``image`` (1, Z, Y, X) float32; ``target`` (Z, Y, X) int64 labels for "balls",
+    (6, Z, Y, X) float32 heatmaps for "gaussian", or a dict of ``DetectionTargets`` tensors for
+    "detection"; ``centres_voxel_zyx`` (N, 3) float32 and ``class_indices`` (N,) int64 of the picks in
+    the patch (up to one particle radius outside it); ``run`` (str); ``origin_zyx`` (3,) int64 tomogram
+    voxel of the patch's first voxel before augmentation.
+    """
+
+    def __init__(
+        self, root: str | Path, runs: Sequence[str], patch: PatchConfig = PatchConfig(),
+        target: TargetConfig = TargetConfig(), augment: AugmentConfig | None = AugmentConfig(), *,
+        split: str = "train", tomo_type: str = "denoised", level: int = 0, seed: int = 0,
+    ) -> None:
+        if target.kind not in TARGET_KINDS:
+            raise ValueError(f"target.kind must be one of {TARGET_KINDS}, got {target.kind!r}")
+        if not runs:
+            raise ValueError("runs must name at least one run")
+        if any(n % target.stride for n in patch.size_zyx):
+            raise ValueError(f"patch size {tuple(patch.size_zyx)} must be a multiple of target.stride={target.stride}")
+        self.root, self.split, self.tomo_type, self.level = Path(root), split, tomo_type, level
+        self.patch, self.target, self.augment, self.seed, self.epoch = patch, target, augment, seed, 0
+        self.size_zyx = np.asarray(patch.size_zyx, dtype=np.int64)
+        self.class_weights = class_sampling_weights(patch.class_oversampling)
+        self.runs = [self._describe(run, picks) for run, picks in zip(runs, self._picks(list(runs)))]
+        self._particle_run = np.concatenate([np.full(len(r.class_indices), i) for i, r in enumerate(self.runs)])
+        self._particle_row = np.concatenate([np.arange(len(r.class_indices)) for r in self.runs])
+        self._particle_class = np.concatenate([r.class_indices for r in self.runs])
+        volumes = np.array([np.prod(r.shape_zyx, dtype=np.float64) for r in self.runs])
+        self._run_weights = volumes / volumes.sum()
+        self._tomograms: dict[str, Tomogram] = {}
+        self._pid = -1
+
+    @classmethod
+    def from_config(cls, data: DataConfig, patch: PatchConfig, target: TargetConfig,
+                    augment: AugmentConfig | None, runs: Sequence[str], seed: int = 0) -> PatchDataset:
+        """A dataset over ``runs`` of ``data.root`` (use ``split_runs`` for the train/val split)."""
+        return cls(data.root, runs, patch, target, augment, split=data.split, tomo_type=data.tomo_type,
+                   level=data.level, seed=seed)
+
+    def _picks(self, runs: list[str]) -> list[Any]:
+        picks = read_picks(self.root, self.split, runs) if self.split == "train" else None
+        return [None if picks is None else picks[picks["experiment"] == run] for run in runs]
+
+    def _describe(self, run: str, picks) -> _Run:
+        tomogram = open_run_tomogram(self.root, self.split, run, self.tomo_type, self.level)
+        spacing = as_spacing_zyx(tomogram.voxel_spacing_angstrom_zyx)
+        if picks is None or picks.empty:
+            centres, classes = np.zeros((0, 3)), np.zeros(0, np.int64)
+        else:
+            centres = angstrom_xyz_to_voxel_zyx(picks[["x", "y", "z"]].to_numpy(np.float64), spacing)
+            classes = np.array([PARTICLE_NAMES.index(n) for n in picks["particle_type"]], dtype=np.int64)
+        return _Run(run, tomogram.shape_zyx, spacing, centres, classes, tomogram_intensity_stats(tomogram))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Items of a new epoch (call before creating the epoch's iterator)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return int(self.patch.patches_per_epoch)
+
+    def _tomogram(self, run: str) -> Tomogram:
+        if self._pid != os.getpid():     # a fresh worker process: open its own stores
+            self._tomograms, self._pid = {}, os.getpid()
+        if run not in self._tomograms:
+            self._tomograms[run] = open_run_tomogram(self.root, self.split, run, self.tomo_type, self.level)
+        return self._tomograms[run]
+
+    def _choose(self, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+        """(run position, patch origin): near a particle with probability ``positive_share``."""
+        particle = None
+        if rng.random() < self.patch.positive_share:
+            particle = choose_particle(rng, self._particle_class, self.class_weights)
+        if particle is None:
+            run_index = int(rng.choice(len(self.runs), p=self._run_weights))
+            return run_index, random_patch_origin(rng, self.runs[run_index].shape_zyx, self.size_zyx)
+        run = self.runs[self._particle_run[particle]]
+        centre = run.centres_voxel_zyx[self._particle_row[particle]]
+        origin = particle_patch_origin(rng, run.shape_zyx, self.size_zyx, centre, self.patch.jitter_fraction)
+        return int(self._particle_run[particle]), origin
+
+    def _target(self, run: _Run, centres: np.ndarray, classes: np.ndarray):
+        radii = class_radii_voxels(run.spacing_zyx)[classes]
+        kind, size, stride = self.target.kind, tuple(self.size_zyx), self.target.stride
+        if kind in ("balls", "gaussian"):
+            # A U-Net with output stride s predicts on the stride-s cell grid: render the target there.
+            cells, cell_shape = voxel_to_cell(centres, stride), tuple(n // stride for n in size)
+            render = ball_label_map if kind == "balls" else gaussian_heatmaps
+            return torch.from_numpy(render(cell_shape, cells, classes, self.target.radius_fraction * radii / stride))
+        anchors = anchor_radii_voxels(run.spacing_zyx)
+        return encode_detection_targets(size, centres, classes, radii, anchors, self.target.stride).as_tensors()
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} patches")
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        run_index, origin = self._choose(rng)
+        run = self.runs[run_index]
+        params = None
+        if self.augment is not None:
+            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            params = draw_augmentation(self.augment, generator, tuple(self.size_zyx))
+        margin = np.zeros(3, np.int64) if params is None else params.margin_zyx()   # context this draw needs
+        region_origin, region_size = origin - margin, self.size_zyx + 2 * margin
+        radii = class_radii_voxels(run.spacing_zyx)
+        centres, classes = picks_in_patch(run.centres_voxel_zyx, run.class_indices, region_origin, region_size,
+                                          radii[run.class_indices])
+        image = read_region(self._tomogram(run.name), region_origin, region_size, stats=run.stats)
+        sample = Sample(torch.from_numpy(image), centres, classes)
+        if params is not None:
+            sample = apply_augmentation(sample, params)
+        centres, classes = picks_in_patch(sample.centres_voxel_zyx, sample.class_indices, (0, 0, 0),
+                                          self.size_zyx, radii[sample.class_indices])
+        return {
+            "image": sample.image_zyx[None].float().contiguous(),
+            "target": self._target(run, centres, classes),
+            "centres_voxel_zyx": torch.as_tensor(centres, dtype=torch.float32),
+            "class_indices": torch.as_tensor(classes, dtype=torch.int64),
+            "run": run.name,
+            "origin_zyx": torch.as_tensor(origin, dtype=torch.int64),
+        }
+
+
+def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack ``image``, ``target`` (per key for detection) and ``origin_zyx`` into batch tensors (B, ...);
+    keep ``centres_voxel_zyx``, ``class_indices`` and ``run`` as lists of length B."""
+    first = items[0]["target"]
+    if isinstance(first, dict):
+        target = {key: torch.stack([item["target"][key] for item in items]) for key in first}
+    else:
+        target = torch.stack([item["target"] for item in items])
+    return {
+        "image": torch.stack([item["image"] for item in items]),
+        "target": target,
+        "centres_voxel_zyx": [item["centres_voxel_zyx"] for item in items],
+        "class_indices": [item["class_indices"] for item in items],
+        "run": [item["run"] for item in items],
+        "origin_zyx": torch.stack([item["origin_zyx"] for item in items]),
+    }

@@ -1,0 +1,164 @@
+"""Whole-tomogram inference: sliding windows, test-time augmentation, ensembles, picks.
+
+``predict_maps`` runs one model over a normalised (Z, Y, X) volume with MONAI's sliding-window
+inferer (through ``cryokit.patching.predict_tomogram``) and averages the maps of the chosen
+test-time transforms (flips, 90 degree turns in the XY plane). Each transform is undone on the maps,
+and on a task's vector channels (the detector's offsets) as well, so every transform's maps line up
+with the tomogram before they are averaged. ``predict_picks`` averages the maps of several models of
+one task, decodes once and returns scored picks in Angstrom.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cryokit.config import PatchConfig, PostprocessConfig
+from cryokit.patching import predict_tomogram
+
+__all__ = ["TTA_CHOICES", "tta_transforms", "autocast", "predict_maps", "predict_volume_picks", "Timer"]
+
+log = logging.getLogger(__name__)
+
+TTA_CHOICES = ("none", "flips", "flips+rot90")
+
+
+@dataclass(frozen=True)
+class _Transform:
+    """Flip some of the axes (0 = z, 1 = y, 2 = x) of a (Z, Y, X) grid, then turn ``k`` times by 90
+    degrees in the (y, x) plane (``torch.rot90`` over dims (1, 2))."""
+
+    flips: tuple[int, ...] = ()
+    turns: int = 0
+
+    def apply(self, grid: torch.Tensor) -> torch.Tensor:
+        """(..., Z, Y, X) -> transformed grid."""
+        if self.flips:
+            grid = grid.flip([a - 3 for a in self.flips])
+        return torch.rot90(grid, self.turns, dims=(-2, -1)) if self.turns else grid
+
+    def undo(self, maps: torch.Tensor, vector_channels: Sequence[Sequence[int]]) -> torch.Tensor:
+        """(C, z, y, x) maps of the transformed grid -> maps in the original frame, vectors included."""
+        maps = torch.rot90(maps, -self.turns, dims=(-2, -1)) if self.turns else maps
+        maps = maps.flip([a - 3 for a in self.flips]) if self.flips else maps
+        if vector_channels:
+            maps = maps.clone()
+            for cz, cy, cx in vector_channels:
+                dy, dx = maps[cy].clone(), maps[cx].clone()
+                # rot90 by k maps (y, x) displacements like the grid; undo by turning them back.
+                for _ in range(self.turns % 4):
+                    dy, dx = dx, -dy
+                maps[cy], maps[cx] = dy, dx
+                for axis in self.flips:
+                    channel = (cz, cy, cx)[axis]
+                    maps[channel] = -maps[channel]
+        return maps
+
+
+def tta_transforms(tta: str) -> list[_Transform]:
+    """The transforms of a TTA choice: "none" (1), "flips" (8 axis-flip combinations), "flips+rot90" (16)."""
+    if tta not in TTA_CHOICES:
+        raise ValueError(f"tta must be one of {TTA_CHOICES}, got {tta!r}")
+    if tta == "none":
+        return [_Transform()]
+    flips = [tuple(a for a in range(3) if mask >> a & 1) for mask in range(8)]
+    turns = (0, 1) if tta == "flips+rot90" else (0,)
+    return [_Transform(f, k) for k in turns for f in flips]
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA when supported (else fp16); nothing on CPU."""
+    if device.type != "cuda" or not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def predict_maps(
+    model: nn.Module,
+    dense_maps: Callable,
+    volume_zyx: np.ndarray | torch.Tensor,
+    patch: PatchConfig,
+    output_stride: int = 1,
+    vector_channels: Sequence[Sequence[int]] = (),
+    tta: str = "none",
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+) -> torch.Tensor:
+    """(K, ceil(Z/s), ceil(Y/s), ceil(X/s)) maps of one model over a normalised volume, TTA-averaged.
+
+    Args:
+        model: network in eval mode on ``device``.
+        dense_maps: the task's ``dense_maps``: network output -> (B, K, z, y, x) maps to blend.
+        volume_zyx: (Z, Y, X) normalised volume.
+        patch: window size, overlap and batch size (``size_zyx``, ``inference_overlap``, ``inference_batch_size``).
+        output_stride: the network's output stride.
+        vector_channels: channel triples (z, y, x) holding displacements, transformed with the grid.
+        tta: one of ``TTA_CHOICES``.
+    """
+    device = torch.device(device)
+    volume = torch.as_tensor(np.asarray(volume_zyx), dtype=torch.float32)
+    shape = volume.shape
+    # Pad the high end to whole cells first, so a flipped grid's cells are the original cells.
+    padded = [math.ceil(n / output_stride) * output_stride for n in shape]
+    pad = [p for n, m in zip(reversed(shape), reversed(padded)) for p in (0, m - n)]
+    volume = F.pad(volume[None, None], pad, mode="replicate")[0, 0] if any(pad) else volume
+
+    def run_windows(windows: torch.Tensor) -> torch.Tensor:
+        with autocast(device, amp):
+            return dense_maps(model(windows.to(device))).float()
+
+    transforms = tta_transforms(tta)
+    total = None
+    for transform in transforms:
+        maps = predict_tomogram(run_windows, transform.apply(volume), patch.size_zyx, patch.inference_overlap,
+                                patch.inference_batch_size, output_stride, sw_device=device, device="cpu")
+        maps = transform.undo(maps, vector_channels)
+        total = maps if total is None else total + maps
+    cells = tuple(math.ceil(n / output_stride) for n in shape)
+    return (total / len(transforms))[(slice(None), *(slice(0, c) for c in cells))]
+
+
+def predict_volume_picks(
+    models: Iterable[nn.Module],
+    task,
+    volume_zyx: np.ndarray,
+    voxel_spacing_angstrom_zyx,
+    run: str,
+    patch: PatchConfig,
+    post: PostprocessConfig,
+    tta: str = "none",
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+) -> pd.DataFrame:
+    """Scored candidate picks of one volume from the average maps of ``models`` (one task)."""
+    total, count = None, 0
+    for model in models:
+        maps = predict_maps(model, task.dense_maps, volume_zyx, patch, task.output_stride, task.vector_channels,
+                            tta, device, amp)
+        total, count = (maps if total is None else total + maps), count + 1
+    if count == 0:
+        raise ValueError("predict_volume_picks needs at least one model")
+    return task.decode((total / count).numpy(), voxel_spacing_angstrom_zyx, run, post)
+
+
+class Timer:
+    """Seconds of a ``with`` block, in ``.seconds``."""
+
+    def __enter__(self):
+        self._start, self.seconds = time.perf_counter(), 0.0
+        return self
+
+    def __exit__(self, *_):
+        self.seconds = time.perf_counter() - self._start

@@ -1,0 +1,349 @@
+"""Losses for the detector and the U-Net track; each module returns ``LossOutput(total, terms)``.
+
+The maths lives in module-level functions (``focal_loss``, ``softmax_focal_loss``, ``soft_fbeta_loss``,
+``smooth_l1``); the ``nn.Module`` classes are thin wrappers that combine them, as MONAI's focal loss
+does. ``build_loss`` at the end is the only place a ``LossConfig`` touches a loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import monai.losses
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from cryokit.config import LossConfig
+from cryokit.particles import PARTICLES
+
+__all__ = [
+    "LossOutput", "focal_loss", "softmax_focal_loss", "soft_fbeta_loss", "smooth_l1",
+    "CompositeDetectionLoss", "DiceCELoss", "build_loss", "LOSS_NAMES",
+    "DETECTION_OUTPUT_KEYS", "DETECTION_TARGET_KEYS",
+]
+
+REDUCTIONS = ("none", "mean", "sum")
+LOSS_NAMES = ("dice_ce", "dice_focal", "focal", "tversky_ce", "detection")
+# Keys shared with cryokit.models.detector.YOLO3D and cryokit.targets.DetectionTargets.as_tensors().
+DETECTION_OUTPUT_KEYS = ("objectness", "class_scores", "offset_zyx", "log_radius_ratio")
+DETECTION_TARGET_KEYS = ("objectness", "class_index", "offset_zyx", "log_radius_ratio")
+
+
+@dataclass
+class LossOutput:
+    """A loss for ``backward`` plus its parts for logging.
+
+    Attributes:
+        total: scalar tensor to call ``backward`` on.
+        terms: unweighted parts as floats (detached), e.g. ``{"dice": 0.4, "ce": 0.1}``.
+    """
+
+    total: torch.Tensor
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    return loss.sum() if reduction == "sum" else loss
+
+
+def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None = 0.25, gamma: float = 2.0,
+               reduction: str = "mean") -> torch.Tensor:
+    """Sigmoid focal loss (Lin et al. 2017), element-wise over any shape.
+
+    ``FL = a_t * (1 - p_t) ** gamma * BCE(logits, targets)`` with ``p_t = p t + (1 - p)(1 - t)`` and
+    ``a_t = alpha t + (1 - alpha)(1 - t)``; with ``gamma=0`` and ``alpha=None`` it is BCE with logits.
+
+    Args:
+        logits: (*) raw scores.
+        targets: (*) targets in [0, 1], same shape.
+        alpha: weight of positives in [0, 1] (negatives get 1 - alpha); None for no weighting.
+        gamma: focusing exponent >= 0.
+        reduction: "none" (shape (*)), "mean" or "sum".
+    """
+    if logits.shape != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must have one shape")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if gamma < 0 or (alpha is not None and not 0.0 <= alpha <= 1.0):
+        raise ValueError(f"need gamma >= 0 and alpha in [0, 1] or None, got gamma={gamma}, alpha={alpha}")
+    targets = targets.to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    if gamma:
+        p = torch.sigmoid(logits)
+        p_t = p * targets + (1 - p) * (1 - targets)
+        loss = loss * (1 - p_t) ** gamma
+    if alpha is not None:
+        loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
+    return _reduce(loss, reduction)
+
+
+def softmax_focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, dim: int = 1,
+                       reduction: str = "mean") -> torch.Tensor:
+    """Softmax focal loss ``-sum_c t_c (1 - p_c) ** gamma log p_c``; cross-entropy when ``gamma=0``.
+
+    Args:
+        logits: (..., C, ...) raw scores with the class axis at ``dim``.
+        targets: same shape, one-hot or soft class targets.
+        gamma: focusing exponent >= 0.
+        dim: the class axis.
+        reduction: "none" (the input shape without ``dim``), "mean" or "sum".
+    """
+    if logits.shape != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must have one shape")
+    if reduction not in REDUCTIONS or gamma < 0:
+        raise ValueError(f"need reduction in {REDUCTIONS} and gamma >= 0, got {reduction!r}, {gamma}")
+    log_p = F.log_softmax(logits, dim=dim)
+    loss = -(targets.to(log_p.dtype) * (1 - log_p.exp()) ** gamma * log_p).sum(dim)
+    return _reduce(loss, reduction)
+
+
+def soft_fbeta_loss(probs: torch.Tensor, targets: torch.Tensor, beta: float = 4.0,
+                    class_weights: Sequence[float] | torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+    """One minus the class-weighted mean of a differentiable per-class F-beta.
+
+    Per class c, summed over every axis but the class axis: ``TP = sum(p t)``, ``FP = sum(p (1 - t))``,
+    ``FN = sum((1 - p) t)`` and ``F = ((1 + b^2) TP + eps) / ((1 + b^2) TP + b^2 FN + FP + eps)``; the loss
+    is ``1 - sum_c(w_c F_c) / sum_c(w_c)``. ``eps`` makes a class with neither targets nor predictions
+    score 1, so a perfect prediction gives 0.
+
+    Args:
+        probs: (N, C) or (B, C, ...) class probabilities in [0, 1]; axis 1 is the class axis.
+        targets: same shape, one-hot or soft targets in [0, 1].
+        beta: recall weight (4 in the competition).
+        class_weights: (C,) non-negative weights, e.g. the metric's; None weighs classes equally.
+        eps: smoothing added to numerator and denominator.
+    """
+    if probs.shape != targets.shape or probs.ndim < 2:
+        raise ValueError(f"probs {tuple(probs.shape)} and targets {tuple(targets.shape)} must share a shape "
+                         "with a class axis at 1")
+    axes = [0] + list(range(2, probs.ndim))
+    targets = targets.to(probs.dtype)
+    tp = (probs * targets).sum(axes)
+    fp = (probs * (1 - targets)).sum(axes)
+    fn = ((1 - probs) * targets).sum(axes)
+    b2 = beta**2
+    f = ((1 + b2) * tp + eps) / ((1 + b2) * tp + b2 * fn + fp + eps)
+    weights = torch.ones_like(f) if class_weights is None else torch.as_tensor(class_weights).to(f)
+    if weights.shape != f.shape or bool((weights < 0).any()) or float(weights.sum()) <= 0:
+        raise ValueError(f"class_weights must be {f.shape[0]} non-negative values with a positive sum, "
+                         f"got {class_weights!r}")
+    return 1 - (weights * f).sum() / weights.sum()
+
+
+def smooth_l1(pred: torch.Tensor, target: torch.Tensor, positive: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """Smooth L1 summed over components, averaged over positive cells (0 when there are none).
+
+    Args:
+        pred: (B, A, K, Z, Y, X) with K components (e.g. 3 offsets), or (B, A, Z, Y, X).
+        target: same shape as ``pred``.
+        positive: (B, A, Z, Y, X) bool or 0/1 mask of the cells that hold an object.
+        beta: where the loss turns from quadratic to linear.
+
+    Returns:
+        Scalar; with no positive cell it is 0 and still has a (zero) gradient.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have one shape")
+    if pred.ndim == positive.ndim:
+        pred, target = pred.unsqueeze(2), target.unsqueeze(2)
+    if pred.ndim != positive.ndim + 1 or pred.shape[:2] + pred.shape[3:] != positive.shape:
+        raise ValueError(f"positive {tuple(positive.shape)} does not fit pred {tuple(pred.shape)}")
+    mask = positive.to(pred.dtype).unsqueeze(2)
+    loss = F.smooth_l1_loss(pred, target.to(pred.dtype), beta=beta, reduction="none") * mask
+    return loss.sum() / mask.sum().clamp(min=1.0)
+
+
+class CompositeDetectionLoss(nn.Module):
+    """Focal + soft F-beta + smooth L1 for ``YOLO3D`` outputs against ``cryokit.targets`` detection targets.
+
+    Terms (unweighted; "per positive" means divided by the number of positive cell-anchors, at least 1):
+
+    * ``focal_objectness``: sigmoid focal loss of the objectness logits summed over every cell-anchor
+      (except those marked ``ignore``), per positive (RetinaNet's normalisation).
+    * ``focal_class``: softmax focal loss of the class logits on positive cell-anchors, per positive
+      (class probabilities are a softmax over C, as ``decode_detections`` reads them).
+      ``focal`` is the sum of the two.
+    * ``fbeta``: ``soft_fbeta_loss`` of the per-class scores ``sigmoid(objectness) * softmax(class)``
+      against ``objectness * one_hot(class_index)`` over all cell-anchors, with ``class_weights``.
+    * ``box_offset`` / ``box_radius``: ``smooth_l1`` of ``offset_zyx`` and ``log_radius_ratio`` on
+      positives; ``box`` is their sum.
+
+    ``total = lambda_focal * focal + lambda_fbeta * fbeta + lambda_box * box``.
+
+    Args:
+        lambda_focal, lambda_fbeta, lambda_box: non-negative weights of the three groups.
+        alpha: objectness focal weight of positives in [0, 1], or None.
+        gamma: focal exponent >= 0 (objectness and class).
+        beta: F-beta's recall weight (4 in the competition).
+        class_weights: (C,) weights for the F-beta term (e.g. the metric's 1, 0, 2, 1, 2, 1); None: equal.
+        smooth_l1_beta: smooth L1 transition point.
+    """
+
+    def __init__(self, lambda_focal: float = 1.0, lambda_fbeta: float = 1.0, lambda_box: float = 1.0,
+                 alpha: float | None = 0.25, gamma: float = 2.0, beta: float = 4.0,
+                 class_weights: Sequence[float] | None = None, smooth_l1_beta: float = 1.0):
+        super().__init__()
+        if min(lambda_focal, lambda_fbeta, lambda_box) < 0:
+            raise ValueError(f"lambda_focal, lambda_fbeta and lambda_box must be >= 0, got "
+                             f"{lambda_focal}, {lambda_fbeta}, {lambda_box}")
+        if gamma < 0 or (alpha is not None and not 0.0 <= alpha <= 1.0) or beta <= 0 or smooth_l1_beta <= 0:
+            raise ValueError(f"need gamma >= 0, alpha in [0, 1] or None, beta > 0 and smooth_l1_beta > 0, got "
+                             f"gamma={gamma}, alpha={alpha}, beta={beta}, smooth_l1_beta={smooth_l1_beta}")
+        self.lambdas = (lambda_focal, lambda_fbeta, lambda_box)
+        self.alpha, self.gamma, self.beta, self.smooth_l1_beta = alpha, gamma, beta, smooth_l1_beta
+        self.class_weights = None if class_weights is None else tuple(float(w) for w in class_weights)
+
+    def forward(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> LossOutput:
+        """Loss of one batch.
+
+        Args:
+            outputs: ``YOLO3D`` output: ``objectness`` (B, A, Z, Y, X) logits, ``class_scores``
+                (B, A, C, Z, Y, X) logits, ``offset_zyx`` (B, A, 3, Z, Y, X), ``log_radius_ratio`` (B, A, Z, Y, X).
+            targets: batched ``DetectionTargets.as_tensors()``: ``objectness`` (B, A, Z, Y, X) in {0, 1},
+                ``class_index`` (B, A, Z, Y, X) int (-1 where empty), ``offset_zyx`` (B, A, 3, Z, Y, X),
+                ``log_radius_ratio`` (B, A, Z, Y, X); optional ``ignore`` (B, A, Z, Y, X) bool.
+        """
+        _check_detection_shapes(outputs, targets)
+        objectness = targets["objectness"].to(outputs["objectness"].dtype)
+        positive = objectness > 0.5
+        n_positive = positive.sum().clamp(min=1).to(objectness.dtype)
+        valid = torch.ones_like(objectness)
+        if targets.get("ignore") is not None:
+            valid = valid * (~targets["ignore"].bool()).to(valid.dtype)
+        n_classes = outputs["class_scores"].shape[2]
+        one_hot = F.one_hot(targets["class_index"].long().clamp(0, n_classes - 1), n_classes)
+        one_hot = rearrange(one_hot, "b a z y x c -> b a c z y x").to(objectness.dtype)
+        focal_obj = focal_loss(outputs["objectness"], objectness, self.alpha, self.gamma, "none")
+        focal_obj = (focal_obj * valid).sum() / n_positive
+        focal_cls = softmax_focal_loss(outputs["class_scores"], one_hot, self.gamma, dim=2, reduction="none")
+        focal_cls = (focal_cls * positive).sum() / n_positive
+        scores = torch.sigmoid(outputs["objectness"]).unsqueeze(2) * outputs["class_scores"].softmax(dim=2)
+        wanted = objectness.unsqueeze(2) * one_hot
+        to_rows, keep = "b a c z y x -> (b a z y x) c", valid.unsqueeze(2)
+        fbeta = soft_fbeta_loss(rearrange(scores * keep, to_rows), rearrange(wanted * keep, to_rows),
+                                beta=self.beta, class_weights=self.class_weights)
+        box_offset = smooth_l1(outputs["offset_zyx"], targets["offset_zyx"], positive, self.smooth_l1_beta)
+        box_radius = smooth_l1(outputs["log_radius_ratio"], targets["log_radius_ratio"], positive,
+                               self.smooth_l1_beta)
+        focal, box = focal_obj + focal_cls, box_offset + box_radius
+        total = self.lambdas[0] * focal + self.lambdas[1] * fbeta + self.lambdas[2] * box
+        parts = {"focal": focal, "focal_objectness": focal_obj, "focal_class": focal_cls, "fbeta": fbeta,
+                 "box": box, "box_offset": box_offset, "box_radius": box_radius}
+        return LossOutput(total, {name: float(value.detach()) for name, value in parts.items()})
+
+
+def _check_detection_shapes(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> None:
+    for where, mapping, names in (("outputs", outputs, DETECTION_OUTPUT_KEYS),
+                                  ("targets", targets, DETECTION_TARGET_KEYS)):
+        lacking = [name for name in names if name not in mapping]
+        if lacking:
+            raise ValueError(f"{where} lack {lacking}; got keys {sorted(mapping)}")
+    grid = outputs["objectness"].shape
+    expected = {"objectness": grid, "class_index": grid, "log_radius_ratio": grid, "ignore": grid,
+                "offset_zyx": outputs["offset_zyx"].shape}
+    for name, shape in expected.items():
+        if targets.get(name) is not None and targets[name].shape != shape:
+            raise ValueError(f"targets[{name!r}] has shape {tuple(targets[name].shape)}, "
+                             f"outputs need {tuple(shape)}")
+
+
+class DiceCELoss(nn.Module):
+    """MONAI's Dice + cross-entropy for (B, C, Z, Y, X) logits, with both parts reported.
+
+    The overlap part is MONAI's ``DiceLoss`` (or ``TverskyLoss``) on softmax probabilities; the voxel part
+    is cross-entropy (or MONAI's softmax ``FocalLoss``). As in MONAI's ``DiceCELoss``, ``class_weights``
+    weigh the cross-entropy (and focal) classes and also the per-class Dice terms; Tversky takes none.
+
+    Args:
+        lambda_dice: weight of the overlap part (>= 0).
+        lambda_ce: weight of the voxel part (>= 0).
+        class_weights: (C,) weights, background first; None: equal.
+        overlap: "dice" or "tversky" (the term's name in ``terms``).
+        voxel: "ce" or "focal" (the term's name in ``terms``).
+        include_background: whether the overlap part scores the background channel.
+        tversky_alpha, tversky_beta: Tversky's FP and FN weights (beta > alpha favours recall).
+        focal_gamma: focal exponent when ``voxel="focal"``.
+
+    Examples::
+
+        >>> loss = DiceCELoss(class_weights=[1.0] + [8.0] * 6)
+        >>> out = loss(torch.randn(2, 7, 8, 8, 8), torch.randint(0, 7, (2, 1, 8, 8, 8)))
+        >>> sorted(out.terms)
+        ['ce', 'dice']
+    """
+
+    def __init__(self, lambda_dice: float = 1.0, lambda_ce: float = 1.0, class_weights: Sequence[float] | None = None,
+                 overlap: str = "dice", voxel: str = "ce", include_background: bool = True,
+                 tversky_alpha: float = 0.3, tversky_beta: float = 0.7, focal_gamma: float = 2.0):
+        super().__init__()
+        if lambda_dice < 0 or lambda_ce < 0:
+            raise ValueError(f"lambda_dice and lambda_ce must be >= 0, got {lambda_dice}, {lambda_ce}")
+        if overlap not in ("dice", "tversky") or voxel not in ("ce", "focal"):
+            raise ValueError(f"overlap must be 'dice' or 'tversky' and voxel 'ce' or 'focal', "
+                             f"got {overlap!r}, {voxel!r}")
+        weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        dice_weight = weight[1:] if weight is not None and not include_background else weight
+        common = dict(include_background=include_background, to_onehot_y=True, softmax=True)
+        self.overlap = (monai.losses.DiceLoss(weight=dice_weight, **common) if overlap == "dice" else
+                        monai.losses.TverskyLoss(alpha=tversky_alpha, beta=tversky_beta, **common))
+        self.voxel = (nn.CrossEntropyLoss(weight=weight) if voxel == "ce" else
+                      monai.losses.FocalLoss(to_onehot_y=True, use_softmax=True, gamma=focal_gamma, weight=weight))
+        self.names = (overlap, voxel)
+        self.lambda_dice, self.lambda_ce = lambda_dice, lambda_ce
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        """Loss of one batch.
+
+        Args:
+            logits: (B, C, Z, Y, X) raw scores, channel 0 background.
+            labels: (B, 1, Z, Y, X) or (B, Z, Y, X) integer class per voxel.
+        """
+        if labels.ndim == logits.ndim - 1:
+            labels = labels.unsqueeze(1)
+        if labels.shape[1] != 1 or labels.shape[2:] != logits.shape[2:] or labels.shape[0] != logits.shape[0]:
+            raise ValueError(f"labels {tuple(labels.shape)} must be (B, 1, Z, Y, X) for logits {tuple(logits.shape)}")
+        overlap = self.overlap(logits, labels)
+        if isinstance(self.voxel, nn.CrossEntropyLoss):
+            voxel = self.voxel(logits, labels[:, 0].long())
+        else:
+            voxel = self.voxel(logits, labels)
+        total = self.lambda_dice * overlap + self.lambda_ce * voxel
+        return LossOutput(total, {self.names[0]: float(overlap.detach()), self.names[1]: float(voxel.detach())})
+
+
+def build_loss(loss_config: LossConfig, n_classes: int, class_weights: Sequence[float] | None = None) -> nn.Module:
+    """Map a ``LossConfig`` onto a loss; the only place a config touches losses.
+
+    ``name``: "dice_ce" (Dice + CE), "dice_focal" or its alias "focal" (Dice + focal; set
+    ``dice_weight=0`` for focal alone), "tversky_ce" (Tversky + CE), all for (B, n_classes, Z, Y, X)
+    segmentation logits with background first, or "detection" (``CompositeDetectionLoss``).
+
+    Args:
+        loss_config: a ``cryokit.config.LossConfig``.
+        n_classes: channels of the logits (segmentation: background + particles; detection: particles).
+        class_weights: segmentation: per-channel CE weights (default background ``background_weight``,
+            every particle ``particle_weight``); detection: F-beta weights (default the metric's particle
+            weights when ``n_classes`` is 6, else equal).
+    """
+    cfg = loss_config
+    if cfg.name not in LOSS_NAMES:
+        raise ValueError(f"loss name must be one of {LOSS_NAMES}, got {cfg.name!r}")
+    if class_weights is not None and len(class_weights) != n_classes:
+        raise ValueError(f"class_weights has {len(class_weights)} values for n_classes={n_classes}")
+    if cfg.name == "detection":
+        if class_weights is None and n_classes == len(PARTICLES):
+            class_weights = [float(p.weight) for p in PARTICLES]
+        return CompositeDetectionLoss(cfg.lambda_focal, cfg.lambda_fbeta, cfg.lambda_box, alpha=cfg.focal_alpha,
+                                      gamma=cfg.focal_gamma, beta=cfg.beta, class_weights=class_weights)
+    if class_weights is None:
+        class_weights = [cfg.background_weight] + [cfg.particle_weight] * (n_classes - 1)
+    overlap = "tversky" if cfg.name == "tversky_ce" else "dice"
+    voxel = "focal" if cfg.name in ("dice_focal", "focal") else "ce"
+    extra = {"tversky_alpha": cfg.tversky_alpha, "tversky_beta": cfg.tversky_beta} if overlap == "tversky" else {}
+    return DiceCELoss(cfg.dice_weight, cfg.ce_weight, class_weights, overlap=overlap, voxel=voxel,
+                      focal_gamma=cfg.focal_gamma, **extra)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create or refresh .venv/ at the repo root: the CPU build of torch first (so nothing installs a
+# multi-GB CUDA build), then cryokit with its test extra. Re-runs are quick: a stamp of the
+# dependency files skips the install when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+stamp=.venv/.cryokit-deps
+want=$(cat requirements.txt setup.cfg scripts/setup_venv.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==${TORCH_VERSION}" \
+  || .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
+.venv/bin/python -m pip install -q -r requirements.txt -e ".[test]"
+.venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+echo "$want" > "$stamp"

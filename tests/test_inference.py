@@ -1,0 +1,55 @@
+"""Test-time augmentation lines every transform's maps up with the tomogram, vectors included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cryokit.config import PatchConfig
+from cryokit.inference import predict_maps, tta_transforms
+
+
+def _gradient_field(volume: torch.Tensor) -> torch.Tensor:
+    """(3, Z, Y, X) central-difference gradient (d/dz, d/dy, d/dx): a vector field that turns with the grid."""
+    return torch.stack([torch.from_numpy(g) for g in np.gradient(volume.numpy())])
+
+
+@pytest.mark.parametrize("tta", ["flips", "flips+rot90"])
+def test_undo_maps_vector_channels_back(tta):
+    volume = torch.rand(6, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = torch.cat([volume[None], _gradient_field(volume)])  # scalar channel + vector (1, 2, 3)
+    for transform in tta_transforms(tta):
+        moved = transform.apply(volume)
+        maps = torch.cat([moved[None], _gradient_field(moved)])
+        torch.testing.assert_close(transform.undo(maps, [(1, 2, 3)]), expected)
+
+
+class _PointwiseNet(torch.nn.Module):
+    """A network that commutes with flips and turns: per-voxel maps, optionally 2x average-pooled."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x):
+        maps = torch.cat([x, x**2, torch.tanh(x)], dim=1)
+        return F.avg_pool3d(maps, self.stride) if self.stride > 1 else maps
+
+
+@pytest.mark.parametrize("stride, shape_zyx", [(1, (20, 36, 36)), (2, (20, 36, 36)), (2, (21, 35, 37))])
+def test_tta_of_an_equivariant_net_changes_nothing(stride, shape_zyx):
+    volume = np.random.default_rng(1).normal(size=shape_zyx).astype(np.float32)
+    patch = PatchConfig(size_zyx=(8, 16, 16), inference_overlap=0.5, inference_batch_size=4)
+    net = _PointwiseNet(stride)
+    plain = predict_maps(net, lambda out: out, volume, patch, output_stride=stride)
+    assert plain.shape == (3, *(-(-n // stride) for n in shape_zyx))
+    for tta in ("flips", "flips+rot90"):
+        averaged = predict_maps(net, lambda out: out, volume, patch, output_stride=stride, tta=tta)
+        torch.testing.assert_close(averaged, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_tta_is_refused():
+    with pytest.raises(ValueError, match="tta must be one of"):
+        tta_transforms("rot45")
