@@ -31,9 +31,268 @@ def _run_copick_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (U-Net or YOLO-style detector) with validation on the metric")
+    p.add_argument("--config", type=Path, help="YAML or JSON file mapping onto cryokit.config.RunConfig")
+    p.add_argument("--model", choices=sorted(_model_presets()), help="model family preset (sets model, target, loss)")
+    p.add_argument("--data", type=Path, help="competition root (sets data.root)")
+    p.add_argument("--out", type=Path, help="run folder (sets train.out_dir)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set train.lr=1e-3 --set data.val_runs=[TS_5_4]")
+    p.set_defaults(run=_run_train)
+
+
+def _model_presets() -> dict:
+    from cryokit.config import MODEL_PRESETS
+
+    return MODEL_PRESETS
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from cryokit.config import MODEL_PRESETS, apply_overrides, load_config, to_dict
+    from cryokit.tracking import open_tracker
+    from cryokit.train import fit
+
+    config = load_config(args.config)
+    config = apply_overrides(config, MODEL_PRESETS[args.model]) if args.model else config
+    edges = [f"data.root={args.data}"] if args.data else []
+    edges += [f"train.out_dir={args.out}"] if args.out else []
+    config = apply_overrides(config, edges + list(args.overrides))
+    if not config.data.root:
+        raise ValueError("no data: pass --data ROOT or set data.root in the config file")
+    tracking = config.tracking
+    with open_tracker(tracking.enabled, tracking.tracking_uri, tracking.experiment, config.train.out_dir,
+                      tracking.run_name) as tracker:
+        result = fit(config, resume=args.resume, tracker=tracker)
+        tracker.log_artifact(result.best_checkpoint)
+    print(f"best validation score {result.best_score:.4f} at epoch {result.best_epoch}; "
+          f"checkpoint {result.best_checkpoint}")
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    from cryokit.inference import TTA_CHOICES
+
+    p = sub.add_parser("predict", help="predict picks for every run of a split and write a submission CSV")
+    p.add_argument("--checkpoint", dest="checkpoints", action="append", required=True, type=Path,
+                   help="a trained checkpoint; repeat to ensemble")
+    p.add_argument("--data", required=True, type=Path, help="competition root")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--runs", nargs="*", help="only these runs (default: all runs of the split)")
+    p.add_argument("--out", required=True, type=Path, help="submission CSV to write")
+    p.add_argument("--tta", default="none", choices=TTA_CHOICES, help="test-time augmentation")
+    p.add_argument("--thresholds", type=Path, help="thresholds.json (default: the checkpoint's tuned thresholds)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--keep-scores", action="store_true",
+                   help="write every scored candidate (a 'score' column, no thresholds) for threshold tuning")
+    p.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from cryokit.inference import predict_runs
+    from cryokit.io.submission import write_submission
+    from cryokit.thresholds import load_thresholds
+
+    thresholds = load_thresholds(args.thresholds) if args.thresholds else None
+    picks, seconds = predict_runs([str(c) for c in args.checkpoints], str(args.data), args.split, args.runs,
+                                  args.tta, thresholds, args.device, keep_scores=args.keep_scores)
+    if args.keep_scores:
+        from cryokit.io.candidates import write_candidates
+
+        write_candidates(picks, args.out)
+    else:
+        write_submission(picks, args.out)
+    mean = sum(seconds) / max(1, len(seconds))
+    print(f"{len(picks)} picks for {len(seconds)} runs in {args.out}; {mean:.1f} s per tomogram "
+          f"(projected {mean * 500 / 3600:.1f} h for the ~500 hidden test tomograms)")
+    return 0
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score a submission CSV with the competition metric")
+    p.add_argument("--solution", required=True, type=Path, help="competition root (picks JSON) or a solution CSV")
+    p.add_argument("--submission", required=True, type=Path, help="submission CSV")
+    p.add_argument("--split", default="train", choices=["train", "test"], help="split of the root holding the picks")
+    p.set_defaults(run=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from cryokit.io import read_solution
+    from cryokit.io.submission import read_submission
+    from cryokit.metric import score_table
+
+    if args.solution.is_dir():
+        solution = read_solution(args.solution, args.split)
+    else:
+        solution = read_submission(args.solution)
+    table = score_table(solution, read_submission(args.submission))
+    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
+        print(table.to_string(index=False))
+    print(f"score {table.attrs['score']:.4f}")
+    return 0
+
+
+def _add_kaggle(sub: argparse._SubParsersAction) -> None:
+    from cryokit.inference import TTA_CHOICES
+
+    p = sub.add_parser("kaggle", help="build the self-contained Kaggle inference notebook; stage dataset and kernel")
+    actions = p.add_subparsers(dest="kaggle_command", required=True, metavar="ACTION")
+    build = actions.add_parser("build", help="write the inference notebook with the cryokit code packed in")
+    build.add_argument("--out", type=Path, default=Path("dist/kaggle/cryokit-inference.ipynb"), help="notebook to write")
+    build.add_argument("--source", type=Path, help="jupytext source (default: kaggle/inference.py of the repository)")
+    build.set_defaults(run=_run_kaggle_build)
+    pack = actions.add_parser("bundle", help="stage OUT/dataset (checkpoints, wheels) and OUT/kernel (notebook)")
+    pack.add_argument("--checkpoints", nargs="+", required=True, type=Path, help="checkpoints, most important first")
+    pack.add_argument("--thresholds", required=True, type=Path, help="thresholds.json")
+    pack.add_argument("--out", required=True, type=Path, help="folder to hold dataset/ and kernel/")
+    pack.add_argument("--dataset-slug", default="INSERT_USERNAME/cryokit-models", help="username/dataset-name")
+    pack.add_argument("--kernel-slug", help="username/kernel-name (default: username/cryokit-inference)")
+    pack.add_argument("--tta", default="flips", choices=TTA_CHOICES, help="the notebook's default TTA")
+    pack.add_argument("--wheels", type=Path, help="folder of wheels to ship instead of fetching monai and einops")
+    pack.add_argument("--wheel-source", default="auto", choices=["auto", "download", "installed"],
+                      help="without --wheels: pip download, repack the installed package, or download else repack")
+    pack.add_argument("--public", action="store_true", help="make the kernel public (default private)")
+    pack.add_argument("--source", type=Path, help="jupytext source (default: kaggle/inference.py of the repository)")
+    pack.set_defaults(run=_run_kaggle_bundle)
+
+
+def _run_kaggle_build(args: argparse.Namespace) -> int:
+    from cryokit.kaggle import build_notebook
+
+    print(f"notebook: {build_notebook(args.out, source=args.source)}")
+    return 0
+
+
+def _run_kaggle_bundle(args: argparse.Namespace) -> int:
+    from cryokit.kaggle import bundle
+
+    staged = bundle(args.checkpoints, args.thresholds, args.out, args.dataset_slug, args.kernel_slug, args.tta,
+                    args.wheels, args.wheel_source, not args.public, args.source)
+    print(f"dataset: {staged.dataset} (wheels: {', '.join(w.name for w in staged.wheels)})\n"
+          f"kernel: {staged.kernel} (notebook {staged.notebook.name})\n"
+          f"push: kaggle datasets create -p {staged.dataset}  (later: kaggle datasets version -p {staged.dataset} "
+          f"-m 'new models')\n      kaggle kernels push -p {staged.kernel}")
+    return 0
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    # cryokit.tune's PRUNERS and OBJECTIVES, written out so that --help does not import optuna
+    p = sub.add_parser("tune", help="Optuna study maximising the validation F4; resumable, many workers per study",
+                       description="Run --trials trials of an Optuna study in this process (each worker started "
+                       "with the same --study and --storage runs its own --trials; --max-trials caps the study). "
+                       "Writes OUT/best_config.yaml for cryokit train --config.")
+    p.add_argument("--study", required=True, help="study name (created, or loaded and continued)")
+    p.add_argument("--storage", help="sqlite:///..., postgresql://user:pw@host/db, journal:PATH or PATH.log "
+                   "(default: OUT/optuna.db)")
+    p.add_argument("--trials", type=int, required=True, help="trials this worker runs")
+    p.add_argument("--max-trials", type=int, help="stop once the study holds this many finished trials")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--config", type=Path, help="base config (YAML or JSON); data.val_runs must be set")
+    p.add_argument("--space", type=Path, help="YAML/JSON narrowing the search space (cryokit.tune_space)")
+    p.add_argument("--data", type=Path, help="competition root (sets data.root)")
+    p.add_argument("--out", type=Path, default=Path("runs/tune"), help="study folder (default runs/tune)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a base config field, e.g. --set train.epochs=5")
+    p.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"])
+    p.add_argument("--seed", type=int, help="sampler seed (give each worker its own)")
+    p.add_argument("--objective", default="fit", choices=["fit", "quadratic"], help=argparse.SUPPRESS)  # tests
+    p.set_defaults(run=_run_tune)
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from cryokit.config import apply_overrides, load_config
+    from cryokit.tune import run_study
+    from cryokit.tune_space import load_space
+
+    config = load_config(args.config)
+    config = apply_overrides(config, ([f"data.root={args.data}"] if args.data else []) + list(args.overrides))
+    if args.trials < 0:
+        raise ValueError(f"--trials must be >= 0, got {args.trials}")
+    study = run_study(args.study, config, args.trials, load_space(args.space), args.storage, args.out,
+                      args.objective, args.timeout, args.max_trials, args.pruner, args.seed)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    print(f"study {args.study}: {len(study.trials)} trials ({len(complete)} complete)")
+    if complete:
+        print(f"best trial {study.best_trial.number}: validation F4 {study.best_value:.4f}; "
+              f"config {args.out / 'best_config.yaml'}")
+    return 0
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="write a simulated dataset in the exact Kaggle layout")
+    p.add_argument("--out", required=True, type=Path, help="dataset root to write (train/ or test/ inside)")
+    p.add_argument("--runs", required=True, type=int, help="number of runs")
+    p.add_argument("--seed", required=True, type=int, help="dataset seed; runs are named TS_sim_{seed}_{i}")
+    p.add_argument("--split", default="train", choices=["train", "test"], help="test: denoised only, no picks")
+    p.add_argument("--shape", nargs=3, type=int, metavar=("Z", "Y", "X"), help="level-0 shape (default 184 630 630)")
+    p.add_argument("--snr", type=float, help="signal-to-noise ratio (default: the difficulty's)")
+    p.add_argument("--difficulty", default="default", choices=["easy", "default", "hard"])
+    p.set_defaults(run=_run_simulate)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from cryokit.synth import config_for_difficulty, simulate_dataset
+
+    overrides = {"shape_zyx": tuple(args.shape)} if args.shape else {}
+    overrides.update({"snr": args.snr} if args.snr is not None else {})
+    config = config_for_difficulty(args.difficulty, **overrides)
+    runs = simulate_dataset(args.out, args.runs, args.seed, args.split, config)
+    print(f"simulated {len(runs)} {args.split} runs ({config.difficulty}, snr {config.snr:g}, shape "
+          f"{'x'.join(map(str, config.shape_zyx))}) into {args.out}")
+    return 0
+
+
+def _add_baseline(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("baseline", help="classical DoG blob detection (no training) -> submission CSV")
+    p.add_argument("--data", required=True, type=Path, help="competition root")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="split to predict")
+    p.add_argument("--out", required=True, type=Path, help="submission CSV to write")
+    p.add_argument("--calibrate-on", type=Path,
+                   help="ROOT/train (or a root): calibrate blob sizes and thresholds on its picks "
+                        "(default: the predicted split itself, which must then be train)")
+    p.add_argument("--tomo-type", default="denoised", help="tomogram type to read")
+    p.add_argument("--level", type=int, default=1, help="multiscale level (1 = 20 A voxels)")
+    p.set_defaults(run=_run_baseline)
+
+
+def _calibration_source(path: Path | None, data: Path, split: str) -> tuple[Path, str]:
+    if path is None:
+        if split != "train":
+            raise ValueError("--calibrate-on is required when predicting the test split (it has no picks)")
+        logging.getLogger("cryokit.baseline").warning("calibrating on the predicted runs: the score is optimistic")
+        return data, split
+    return (path.parent, path.name) if path.name in ("train", "test") else (path, "train")
+
+
+def _run_baseline(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from cryokit.baseline import BaselineConfig, calibrate, predict
+    from cryokit.io.submission import write_submission
+
+    config = BaselineConfig(tomo_type=args.tomo_type, level=args.level)
+    calibration = calibrate(*_calibration_source(args.calibrate_on, args.data, args.split), config=config)
+    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
+        print(calibration.table().to_string(index=False))
+    picks = predict(args.data, args.split, calibration, config=config)
+    write_submission(picks, args.out)
+    print(f"{len(picks)} picks in {args.out}")
+    return 0
+
+
 # Subcommands in the order ``cryokit --help`` lists them.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_train,
+    _add_predict,
+    _add_score,
     _add_copick_config,
+    _add_kaggle,
+    _add_tune,
+    _add_simulate,
+    _add_baseline,
 ]
 
 

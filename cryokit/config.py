@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 __all__ = [
     "DataConfig", "PatchConfig", "TargetConfig", "AugmentConfig", "ModelConfig", "LossConfig",
     "TrainConfig", "PostprocessConfig", "TrackingConfig", "RunConfig",
-    "to_dict", "from_dict", "load_config", "apply_overrides", "replace",
+    "to_dict", "from_dict", "load_config", "apply_overrides", "replace", "MODEL_PRESETS",
 ]
 
 
@@ -153,6 +153,16 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+# The fields that must change together when switching model family (``cryokit train --model NAME``).
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "unet": {"model.name": "unet", "target.kind": "balls", "target.stride": 1, "loss.name": "dice_ce"},
+    "basicunet": {"model.name": "basicunet", "target.kind": "balls", "target.stride": 1, "loss.name": "dice_ce"},
+    "segresnet": {"model.name": "segresnet", "target.kind": "balls", "target.stride": 1, "loss.name": "dice_ce"},
+    "flexibleunet": {"model.name": "flexibleunet", "target.kind": "balls", "target.stride": 1, "loss.name": "dice_ce"},
+    "yolo3d": {"model.name": "yolo3d", "target.kind": "detection", "target.stride": 4, "loss.name": "detection"},
+}
 
 
 def to_dict(config: Any) -> dict:

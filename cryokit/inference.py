@@ -26,7 +26,8 @@ from torch import nn
 from cryokit.config import PatchConfig, PostprocessConfig
 from cryokit.patching import predict_tomogram
 
-__all__ = ["TTA_CHOICES", "tta_transforms", "autocast", "predict_maps", "predict_volume_picks", "Timer"]
+__all__ = ["TTA_CHOICES", "tta_transforms", "autocast", "predict_maps", "predict_volume_picks", "predict_runs",
+           "Timer", "ensemble_groups", "predict_run"]
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,17 @@ def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on CUDA when supported (else fp16); nothing on CPU."""
     if device.type != "cuda" or not enabled:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = torch.bfloat16 if _native_bf16() else torch.float16
     return torch.autocast("cuda", dtype=dtype)
+
+
+def _native_bf16() -> bool:
+    """bf16 in hardware (Ampere and later). A T4 only emulates it, slowly, yet ``is_bf16_supported()``
+    says True there by default: ask without emulation (older torch has no such argument)."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:
+        return bool(torch.cuda.is_bf16_supported())
 
 
 @torch.no_grad()
@@ -162,3 +172,123 @@ class Timer:
 
     def __exit__(self, *_):
         self.seconds = time.perf_counter() - self._start
+
+
+def _ensemble_key(loaded) -> tuple:
+    """Checkpoints whose maps can be averaged: same task family, output stride and data level/type."""
+    cfg = loaded.config
+    return (type(loaded.task).__name__, getattr(loaded.task, "kind", "detection"), loaded.task.output_stride,
+            cfg.data.level, cfg.data.tomo_type)
+
+
+def predict_runs(
+    checkpoints: Sequence[str],
+    root: str,
+    split: str = "test",
+    runs: Sequence[str] | None = None,
+    tta: str = "none",
+    thresholds: dict[str, float] | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    keep_scores: bool = False,
+    on_error: str = "raise",
+) -> tuple[pd.DataFrame, list[float]]:
+    """Picks of every run of a split from one or more checkpoints, and the seconds each run took.
+
+    Checkpoints of one kind (same task, stride, level, tomo type) are averaged map by map; groups of
+    different kinds are merged pick by pick (``cryokit.postprocess.merge_picks``). Picks are kept where
+    their score reaches the class threshold: ``thresholds`` if given, else the first checkpoint's tuned
+    thresholds, else its ``postprocess.default_threshold``.
+
+    With ``on_error="skip"`` a run that fails to load or predict is logged and left out, the others go
+    on, and ``picks.attrs["failed_runs"]`` maps each such run to its error; "raise" stops at the first.
+    """
+    from tqdm.auto import tqdm
+
+    from cryokit.checkpoint import load_model
+    from cryokit.io import list_runs
+    from cryokit.train import resolve_device
+
+    if not checkpoints:
+        raise ValueError("predict needs at least one checkpoint")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    torch_device = resolve_device(device)
+    loaded = [load_model(path, torch_device) for path in checkpoints]
+    groups = ensemble_groups(loaded)
+    runs = list(runs) if runs is not None else list_runs(root, split)
+    frames, seconds, failed = [], [], {}
+    for run in tqdm(runs, desc="predict", disable=not progress):
+        with Timer() as timer:
+            try:
+                frames.append(predict_run(groups, root, split, run, tta, thresholds, torch_device,
+                                          keep_scores=keep_scores))
+            except Exception as error:  # noqa: BLE001 -- a damaged tomogram must not stop the others
+                if on_error == "raise":
+                    raise
+                failed[run] = f"{type(error).__name__}: {error}"
+                log.error("%s: skipped (%s)", run, failed[run])
+        seconds.append(timer.seconds)
+        if run not in failed:
+            log.info("%s: %d picks in %.1f s", run, len(frames[-1]), timer.seconds)
+    from cryokit.postprocess import empty_scored_picks
+
+    picks = pd.concat(frames, ignore_index=True) if frames else empty_scored_picks()
+    picks.attrs["failed_runs"] = failed
+    return picks, seconds
+
+
+def ensemble_groups(loaded: Sequence) -> list[list]:
+    """Loaded checkpoints (``cryokit.checkpoint.LoadedModel``) grouped by kind, in first-seen order.
+
+    Members of one group (same task, output stride, data level and tomo type) have their maps averaged;
+    groups are merged pick by pick. The first group starts with ``loaded[0]``.
+    """
+    groups: dict[tuple, list] = {}
+    for item in loaded:
+        groups.setdefault(_ensemble_key(item), []).append(item)
+    return list(groups.values())
+
+
+def predict_run(
+    groups: Sequence[Sequence],
+    root: str,
+    split: str,
+    run: str,
+    tta: str = "none",
+    thresholds: dict[str, float] | None = None,
+    device: torch.device | str = "cpu",
+    amp: bool | None = None,
+    keep_scores: bool = False,
+) -> pd.DataFrame:
+    """Picks of one run from ensemble ``groups`` (``ensemble_groups``); the body of ``predict_runs``.
+
+    Args:
+        groups: lists of loaded checkpoints; the first member of the first group sets thresholds defaults.
+        tta: one of ``TTA_CHOICES``.
+        thresholds: per-class thresholds; None uses the first checkpoint's tuned thresholds, and classes
+            missing from either use its ``postprocess.default_threshold``.
+        amp: mixed precision on CUDA; None follows each checkpoint's ``train.amp``.
+        keep_scores: return every candidate with its score instead of thresholding.
+    """
+    from cryokit.io import open_run_tomogram
+    from cryokit.patching import normalise_tomogram
+    from cryokit.postprocess import merge_picks
+    from cryokit.tasks import apply_thresholds
+
+    if not groups or not groups[0]:
+        raise ValueError("predict_run needs at least one loaded checkpoint")
+    first = groups[0][0]
+    per_group = []
+    for members in groups:
+        cfg = members[0].config
+        tomogram = open_run_tomogram(root, split, run, cfg.data.tomo_type, cfg.data.level)
+        per_group.append(predict_volume_picks(
+            [m.model for m in members], members[0].task, normalise_tomogram(tomogram),
+            tomogram.voxel_spacing_angstrom_zyx, run, cfg.patch, cfg.postprocess, tta, device,
+            cfg.train.amp if amp is None else amp))
+    post = first.config.postprocess
+    picks = per_group[0] if len(per_group) == 1 else merge_picks(per_group, post.radius_fraction)
+    if keep_scores:
+        return picks
+    return apply_thresholds(picks, thresholds if thresholds is not None else first.thresholds, post.default_threshold)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-import cc3d
 import numpy as np
 import pandas as pd
 import scipy.ndimage
@@ -29,7 +28,7 @@ from cryokit.particles import PARTICLE_NAMES, particle
 from cryokit.patching import cell_centres_voxel
 
 __all__ = ["PICK_SCORE_COLUMNS", "empty_scored_picks", "find_peaks_maxpool", "find_peaks_components",
-           "refine_centres", "maps_to_picks", "spherical_nms"]
+           "refine_centres", "maps_to_picks", "spherical_nms", "merge_picks"]
 
 PICK_SCORE_COLUMNS = ["experiment", "particle_type", "x", "y", "z", "score"]
 
@@ -127,9 +126,11 @@ def find_peaks_maxpool(score_zyx: np.ndarray, radius_voxels: float, threshold: f
     if not (radius_voxels > 0 and math.isfinite(radius_voxels)):
         raise ValueError(f"radius_voxels must be a positive number, got {radius_voxels!r}")
     half = max(int(math.ceil(radius_voxels)), 1)
-    tensor = torch.from_numpy(np.ascontiguousarray(score_zyx))[None, None]
-    pooled = _cube_max_pool(tensor, half)
-    keep = ((tensor == pooled) & (tensor >= threshold))[0, 0].numpy()
+    # A cube max-filter is separable; scipy's runs in time independent of the kernel (2 s for a
+    # 184 x 630 x 630 map on 2 cores, against 13 s for torch's separable max_pool3d and 200 s for a
+    # 15^3 max_pool3d). Padding with -inf is max_pool3d's padding.
+    pooled = scipy.ndimage.maximum_filter(score_zyx, size=2 * half + 1, mode="constant", cval=-np.inf)
+    keep = (score_zyx == pooled) & (score_zyx >= threshold)
     peaks = np.argwhere(keep)
     if len(peaks) == 0:
         return _empty_peaks()
@@ -152,6 +153,8 @@ def find_peaks_components(score_zyx: np.ndarray, threshold: float,
     score_zyx = _check_map(score_zyx)
     if min_voxels < 1:
         raise ValueError(f"min_voxels must be >= 1, got {min_voxels!r}")
+    import cc3d  # here, not at the top: only this method needs it (the Kaggle image has no cc3d)
+
     labels, n_components = cc3d.connected_components(score_zyx >= threshold, connectivity=26, return_N=True)
     if n_components == 0:
         return _empty_peaks()
@@ -230,3 +233,37 @@ def maps_to_picks(
             frames.append(pd.DataFrame({"experiment": run, "particle_type": name, "x": xyz[:, 0], "y": xyz[:, 1],
                                         "z": xyz[:, 2], "score": scores}))
     return pd.concat(frames, ignore_index=True) if frames else empty_scored_picks()
+
+
+def merge_picks(picks_per_source: Sequence[pd.DataFrame], radius_fraction: float = 0.5) -> pd.DataFrame:
+    """Ensemble scored picks of several models: cluster per run and class, combine the scores.
+
+    From the highest score down, every not-yet-clustered pick of the same run and class within
+    ``radius_fraction * class radius`` (Angstrom) joins the cluster. A cluster's centre is the
+    score-weighted mean of its members; its score is the mean over sources of each source's best
+    member score (a source with no member adds 0), so agreement between models raises the score.
+
+    Args:
+        picks_per_source: one scored picks table (``PICK_SCORE_COLUMNS``) per model or model group.
+        radius_fraction: clustering radius as a share of the catalog radius.
+    """
+    frames = [frame.assign(source=i) for i, frame in enumerate(picks_per_source) if len(frame)]
+    if not frames:
+        return empty_scored_picks()
+    picks = pd.concat(frames, ignore_index=True)
+    rows = []
+    for (run, name), group in picks.groupby(["experiment", "particle_type"], sort=False):
+        xyz = group[["x", "y", "z"]].to_numpy(np.float64)
+        scores, sources = group["score"].to_numpy(np.float64), group["source"].to_numpy()
+        tree = cKDTree(xyz)
+        taken = np.zeros(len(group), dtype=bool)
+        for i in np.argsort(-scores, kind="stable"):
+            if taken[i]:
+                continue
+            members = [j for j in tree.query_ball_point(xyz[i], radius_fraction * particle(name).radius_angstrom)
+                       if not taken[j]]
+            taken[members] = True
+            best = [scores[members][sources[members] == s].max(initial=0.0) for s in range(len(picks_per_source))]
+            centre = np.average(xyz[members], axis=0, weights=scores[members] + 1e-12)
+            rows.append((run, name, *centre, float(np.mean(best))))
+    return pd.DataFrame(rows, columns=PICK_SCORE_COLUMNS)

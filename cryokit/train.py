@@ -143,9 +143,7 @@ def fit(config: RunConfig, resume: bool = False, tracker: NullTracker | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
-    train_runs, val_runs = split_runs(list(cfg.data.train_runs) or list_runs(cfg.data.root, cfg.data.split),
-                                      cfg.data.val_runs)
-    train_runs = [r for r in train_runs if r not in cfg.data.val_runs]
+    train_runs, val_runs = _train_and_val_runs(cfg)
     spacing = open_run_tomogram(cfg.data.root, cfg.data.split, train_runs[0], cfg.data.tomo_type,
                                 cfg.data.level).voxel_spacing_angstrom_zyx
     model, task = build_model_and_task(cfg, spacing)
@@ -184,6 +182,9 @@ def fit(config: RunConfig, resume: bool = False, tracker: NullTracker | None = N
             target = _to_device(batch["target"], device)
             with autocast(device, cfg.train.amp):
                 loss = task.loss(model(image), target)
+            if not torch.isfinite(loss.total.detach()):  # a diverged run: fail it (Optuna records FAIL)
+                raise FloatingPointError(f"non-finite training loss {float(loss.total.detach()):.4g} at epoch "
+                                         f"{epoch + 1}, step {step + 1} (lower train.lr or check the inputs)")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss.total).backward()
             scaler.unscale_(optimizer)
@@ -225,6 +226,21 @@ def fit(config: RunConfig, resume: bool = False, tracker: NullTracker | None = N
         save_checkpoint(out_dir / "best.pt", _state(model, ema, optimizer, scheduler, scaler, cfg, spacing,
                                                     epoch, step, best, history, thresholds))
     return FitResult(out_dir, best[0], best[1], history, thresholds, out_dir / "best.pt", out_dir / "last.pt")
+
+
+def _train_and_val_runs(cfg: RunConfig) -> tuple[list[str], list[str]]:
+    """``data.train_runs`` (default: every run not held out) and ``data.val_runs``, checked to exist."""
+    available = list_runs(cfg.data.root, cfg.data.split)
+    train, val = split_runs(available, cfg.data.val_runs)
+    if cfg.data.train_runs:
+        unknown = sorted(set(cfg.data.train_runs) - set(available))
+        if unknown:
+            raise ValueError(f"data.train_runs {unknown} are not among the runs {available}")
+        overlap = sorted(set(cfg.data.train_runs) & set(val))
+        if overlap:
+            raise ValueError(f"runs {overlap} are in both data.train_runs and data.val_runs")
+        train = list(cfg.data.train_runs)
+    return train, val
 
 
 def _to_device(target, device: torch.device):

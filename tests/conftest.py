@@ -43,3 +43,28 @@ def kaggle_root(tmp_path: Path):
     written = make_kaggle_layout(tmp_path / "data")
     written_test = make_kaggle_layout(tmp_path / "data", runs=("TS_t",), split="test", tomo_types=("denoised",), seed=1)
     return tmp_path / "data", {**written, **written_test}
+
+
+def make_blob_layout(root: Path, runs=("TS_a", "TS_b"), shape_zyx=(24, 64, 64), spacing=20.0, seed=0,
+                     per_class=6) -> dict:
+    """A learnable toy layout: bright balls (apo-ferritin) and dark balls (ribosome) in mild noise.
+
+    Big enough for a tiny U-Net to learn in a few dozen steps, small enough for CI.
+    """
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape_zyx], indexing="ij"), axis=-1)
+    written = {}
+    for run in runs:
+        volume = rng.normal(scale=0.3, size=shape_zyx).astype(np.float32)
+        picks = {}
+        for name, radius_voxels, value in (("apo-ferritin", 3.0, 2.0), ("ribosome", 5.0, -2.0)):
+            centres_zyx = rng.uniform([6, 8, 8], np.asarray(shape_zyx) - [6, 8, 8], size=(per_class, 3))
+            for centre in centres_zyx:
+                inside = np.linalg.norm(grid - centre, axis=-1) <= radius_voxels
+                volume[inside] = value + rng.normal(scale=0.3, size=int(inside.sum()))
+            picks[name] = centres_zyx[:, ::-1] * spacing  # voxel z, y, x -> Angstrom x, y, z
+        path = root / "train" / "static" / "ExperimentRuns" / run / "VoxelSpacing10.000" / "denoised.zarr"
+        write_tomogram(path, volume, spacing, chunks_zyx=(16, 32, 32))
+        write_run_picks(root, "train", run, picks)
+        written[run] = (volume, picks)
+    return written

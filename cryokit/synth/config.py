@@ -40,9 +40,9 @@ DEFAULT_COUNTS: dict[str, tuple[int, int]] = {
 }
 # snr: signal power inside particles over white-noise power; crowding and clutter multiply the counts.
 DIFFICULTY_PRESETS: dict[str, dict[str, float]] = {
-    "easy": {"snr": 0.5, "crowding": 0.7, "clutter": 0.5},
-    "default": {"snr": 0.15, "crowding": 1.0, "clutter": 1.0},
-    "hard": {"snr": 0.06, "crowding": 1.3, "clutter": 1.6},
+    "easy": {"snr": 0.3, "crowding": 0.7, "clutter": 0.4},
+    "default": {"snr": 0.1, "crowding": 1.0, "clutter": 1.0},
+    "hard": {"snr": 0.05, "crowding": 1.3, "clutter": 1.5},
 }
 
 CountsLike = Mapping[str, Union[int, tuple[int, int]]]
@@ -113,9 +113,9 @@ class SimulationConfig:
     scale_counts_to_shape: bool = True
     min_separation_factor: float = 1.0
     n_vesicles: tuple[int, int] = (2, 5)
-    n_debris: tuple[int, int] = (300, 450)
-    debris_radius_angstrom: tuple[float, float] = (20.0, 120.0)
-    debris_contrast: tuple[float, float] = (0.3, 1.0)
+    n_debris: tuple[int, int] = (500, 700)
+    debris_radius_angstrom: tuple[float, float] = (25.0, 140.0)
+    debris_contrast: tuple[float, float] = (0.3, 1.1)
     n_gold: tuple[int, int] = (2, 6)
     vesicle_radius_angstrom: tuple[float, float] = (250.0, 700.0)
     ice_thickness_fraction: tuple[float, float] = (0.6, 0.85)

@@ -112,13 +112,13 @@ def _apo_ferritin() -> Template:
 
 def _beta_amylase() -> Template:
     lobes = [(18, 18, 14), (-18, -18, 14), (18, -18, -14), (-18, 18, -14)]
-    return tuple(Ellipsoid(c, (26.0, 24.0, 22.0), 0.75) for c in lobes)
+    return tuple(Ellipsoid(c, (26.0, 24.0, 22.0), 0.6) for c in lobes)
 
 
 def _beta_galactosidase() -> Template:
     lobes = [(36, 26, 8), (-36, -26, 8), (36, -26, -8), (-36, 26, -8)]
     core = (Ellipsoid((0, 0, 0), (40.0, 30.0, 26.0), 0.3),)
-    return core + tuple(Ellipsoid(c, (38.0, 30.0, 34.0), 0.8) for c in lobes)
+    return core + tuple(Ellipsoid(c, (38.0, 30.0, 34.0), 0.7) for c in lobes)
 
 
 def _ribosome() -> Template:
@@ -131,7 +131,7 @@ def _ribosome() -> Template:
 
 
 def _thyroglobulin() -> Template:
-    halves = (Ellipsoid((63.0, 0.0, 0.0), (68.0, 40.0, 44.0), 0.75), Ellipsoid((-63.0, 0.0, 0.0), (68.0, 40.0, 44.0), 0.75))
+    halves = (Ellipsoid((63.0, 0.0, 0.0), (68.0, 40.0, 44.0), 0.55), Ellipsoid((-63.0, 0.0, 0.0), (68.0, 40.0, 44.0), 0.55))
     bridge = (Ellipsoid((0.0, 8.0, 0.0), (30.0, 30.0, 30.0), 0.4),)
     return halves + bridge
 

@@ -83,7 +83,10 @@ def simulate_run(config: SimulationConfig | None = None, seed: SeedLike | None =
         ValueError: the particles cannot all be placed without overlaps.
     """
     config = config or SimulationConfig()
-    rng = np.random.default_rng(config.seed if seed is None else seed)
+    seed = config.seed if seed is None else seed
+    if np.any(np.asarray(seed) < 0):
+        raise ValueError(f"seed must be a non-negative int or a sequence of them, got {seed!r}")
+    rng = np.random.default_rng(seed)
     scene = place_scene(config, rng)
     density = render_density(scene, config)
     volumes = image_tomograms(density, config, rng)
@@ -142,6 +145,8 @@ def simulate_dataset(out_root: str | Path, n_runs: int, seed: int = 0, split: st
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(n_runs, (int, np.integer)) or n_runs < 1:
         raise ValueError(f"n_runs must be a positive integer, got {n_runs!r}")
     config = config or SimulationConfig()

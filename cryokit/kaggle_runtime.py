@@ -1,0 +1,264 @@
+"""What the Kaggle inference notebook runs: predict every test run within the time limit, write the CSV.
+
+``predict_submission`` loads the checkpoints once, predicts run after run with the library's own
+``cryokit.inference.predict_run`` (the same code as ``cryokit predict``), and always ends by writing a
+valid submission CSV, even an empty one:
+
+* a run that fails to load or predict is logged and skipped (``on_error="skip"``), the others go on;
+* a time-budget guard measures the tomograms done so far, projects the whole hidden test set
+  (``expected_tomograms``, about 500 at 86 s each in 12 h on Kaggle's T4) and, when the projection
+  exceeds the budget, steps down a ladder of cheaper plans: TTA first (flips+rot90 -> flips -> none),
+  then ensemble members from the last; if even the real time left runs out, the remaining runs are
+  left out so that the CSV is still written in time.
+
+This module is packed into the notebook by ``cryokit kaggle build``; it imports nothing that Kaggle's
+image lacks apart from the wheels shipped with the checkpoints (monai, einops).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from cryokit.budget import InferencePlan, TimeBudget, degradation_ladder
+from cryokit.inference import ensemble_groups, predict_run
+
+__all__ = ["BUNDLE_MANIFEST", "InferencePlan", "degradation_ladder", "TimeBudget", "SubmissionReport",
+           "resolve_checkpoints", "resolve_thresholds", "predict_submission"]
+
+log = logging.getLogger(__name__)
+
+# The manifest ``cryokit kaggle bundle`` writes next to the checkpoints (and the notebook looks for).
+BUNDLE_MANIFEST = "cryokit_bundle.json"
+
+
+@dataclass
+class SubmissionReport:
+    """What happened: per-run seconds and pick counts, failures, plan changes and the projection."""
+
+    csv_path: str
+    n_picks: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    picks_per_run: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped_for_time: list[str] = field(default_factory=list)
+    plan_changes: list[dict] = field(default_factory=list)
+    final_plan: dict = field(default_factory=dict)
+    checkpoints: list[str] = field(default_factory=list)
+    device: str = ""
+    seconds_per_tomogram: float | None = None
+    expected_tomograms: int = 0
+    projected_hours: float | None = None
+    budget_hours: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        lines = [f"{self.n_picks} picks from {len(self.seconds)} tomogram(s) written to {self.csv_path}"]
+        if self.seconds_per_tomogram is not None:
+            lines.append(f"{self.seconds_per_tomogram:.1f} s per tomogram ({self.final_plan.get('describe', '')}); "
+                         f"projected {self.projected_hours:.2f} h for {self.expected_tomograms} tomograms "
+                         f"(budget {self.budget_hours:.3g} h)")
+            if self.projected_hours is not None and self.projected_hours > self.budget_hours:
+                lines.append("WARNING: over budget even with the cheapest plan: fewer or faster models needed")
+        lines += [f"plan change after {c['after_tomograms']} tomogram(s): {c['from']} -> {c['to']} "
+                  f"(projected {c['projected_hours']:.2f} h)" for c in self.plan_changes]
+        lines += [f"FAILED {run}: {error}" for run, error in self.failed.items()]
+        if self.skipped_for_time:
+            lines.append(f"left out for lack of time: {', '.join(self.skipped_for_time)}")
+        lines += [f"ERROR {error}" for error in self.errors]
+        return "\n".join(lines)
+
+
+def resolve_checkpoints(model_dir: str | Path, names: Sequence[str] = ()) -> list[Path]:
+    """Checkpoint paths: ``names`` inside ``model_dir``; else the bundle manifest's order; else sorted ``*.pt``."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model folder {model_dir} does not exist (attach the checkpoints dataset)")
+    manifest = model_dir / BUNDLE_MANIFEST
+    if not names and manifest.is_file():
+        names = [entry["file"] for entry in json.loads(manifest.read_text())["checkpoints"]]
+    paths = [model_dir / name for name in names] if names else sorted(model_dir.glob("*.pt"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise FileNotFoundError(f"checkpoint(s) {', '.join(missing)} not found" if missing
+                                else f"no checkpoints (*.pt) in {model_dir}")
+    return paths
+
+
+def resolve_thresholds(model_dir: str | Path, thresholds_file: str) -> dict[str, float] | None:
+    """Thresholds from ``thresholds_file`` (relative to ``model_dir``); None for "" (use the checkpoint's)."""
+    from cryokit.thresholds import load_thresholds
+
+    if not thresholds_file:
+        return None
+    path = Path(model_dir) / thresholds_file
+    if not path.is_file():
+        log.warning("thresholds file %s not found: using the first checkpoint's tuned thresholds", path)
+        return None
+    return load_thresholds(path)
+
+
+def _load_checkpoints(paths: Sequence[str | Path], device, on_error: str, report: SubmissionReport) -> list:
+    """Every checkpoint that loads; with "skip" one that does not is reported and left out."""
+    from cryokit.checkpoint import load_model
+
+    loaded = []
+    for path in paths:
+        try:
+            loaded.append(load_model(path, device))
+            report.checkpoints.append(str(path))
+        except Exception as error:  # noqa: BLE001 -- one damaged member must not sink the ensemble
+            if on_error == "raise":
+                raise
+            report.errors.append(f"checkpoint {path} skipped ({type(error).__name__}: {error})")
+            log.error(report.errors[-1])
+    if not loaded:
+        raise RuntimeError(f"none of the {len(paths)} checkpoint(s) could be loaded")
+    return loaded
+
+
+def _predict_all(loaded: list, root, split: str, runs: list[str], ladder: list[InferencePlan], thresholds,
+                 device, amp, on_error: str, budget: TimeBudget, report: SubmissionReport,
+                 frames: list[pd.DataFrame]) -> None:
+    """The run loop: predict, record, re-plan after every tomogram (``report.final_plan`` follows)."""
+    level = 0
+    report.final_plan = ladder[0].to_dict()
+    for index, run in enumerate(runs):
+        plan = ladder[level]
+        if budget.out_of_time(plan):
+            report.skipped_for_time = list(runs[index:])
+            log.error("out of time after %.0f s: %d run(s) left out", budget.elapsed(), len(runs) - index)
+            break
+        start = budget.clock()
+        try:
+            picks = predict_run(ensemble_groups([loaded[m] for m in plan.members]), str(root), split, run,
+                                plan.tta, thresholds, device, amp)
+        except Exception as error:  # noqa: BLE001 -- a damaged tomogram must not stop the others
+            if on_error == "raise":
+                raise
+            report.failed[run] = f"{type(error).__name__}: {error}"
+            log.error("%s: FAILED, skipped (%s)", run, report.failed[run])
+            _free_accelerator(device)
+            continue
+        seconds = budget.clock() - start
+        frames.append(picks)
+        report.seconds[run], report.picks_per_run[run] = seconds, len(picks)
+        budget.record(plan, seconds)
+        log.info("%s: %d picks in %.1f s (%s)", run, len(picks), seconds, plan.describe())
+        new_level = budget.affordable(ladder, level, index + 1)
+        if new_level != level:
+            projected = budget.projected_total(ladder[level], index + 1) or 0.0
+            report.plan_changes.append({"after_tomograms": index + 1, "from": ladder[level].describe(),
+                                        "to": ladder[new_level].describe(), "projected_hours": projected / 3600})
+            log.warning("projected %.2f h for %d tomograms exceeds the %.3g h budget: %s -> %s", projected / 3600,
+                        budget.expected_tomograms, budget.budget_seconds / 3600, ladder[level].describe(),
+                        ladder[new_level].describe())
+            level = new_level
+            report.final_plan = ladder[level].to_dict()
+
+
+def _free_accelerator(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def _finish(report: SubmissionReport, budget: TimeBudget, frames: list[pd.DataFrame], out_csv: str | Path,
+            report_json: str | Path | None) -> None:
+    """Fill in the projection, write the CSV (header only when there are no picks) and the report."""
+    from cryokit.io.submission import write_submission
+    from cryokit.postprocess import empty_scored_picks
+
+    picks = pd.concat(frames, ignore_index=True) if frames else empty_scored_picks()
+    write_submission(picks, out_csv)
+    report.n_picks = len(picks)
+    if not report.final_plan:
+        return _write_report(report, report_json)
+    plan = InferencePlan(report.final_plan["tta"], tuple(report.final_plan["members"]))
+    report.expected_tomograms = budget.expected_tomograms
+    report.seconds_per_tomogram = budget.seconds_per_tomogram(plan)
+    done = len(report.seconds) + len(report.failed)
+    projected = budget.projected_total(plan, done)
+    report.projected_hours = None if projected is None else projected / 3600
+    _write_report(report, report_json)
+
+
+def _write_report(report: SubmissionReport, report_json: str | Path | None) -> None:
+    from cryokit.io.atomic import atomic_write_text
+
+    if report_json:
+        atomic_write_text(report_json, json.dumps(report.to_dict(), indent=2))
+
+
+def predict_submission(
+    checkpoints: Sequence[str | Path],
+    root: str | Path,
+    out_csv: str | Path,
+    split: str = "test",
+    runs: Sequence[str] | None = None,
+    tta: str = "none",
+    thresholds: dict[str, float] | None = None,
+    device: str = "auto",
+    amp: bool | None = None,
+    on_error: str = "skip",
+    time_budget_hours: float = 12.0,
+    expected_tomograms: int = 500,
+    budget_safety: float = 0.9,
+    started_at: float | None = None,
+    report_json: str | Path | None = None,
+    clock: Callable[[], float] = time.time,
+) -> SubmissionReport:
+    """Predict every run of a split and write the submission CSV, whatever happens.
+
+    Args:
+        checkpoints: ensemble members in order of importance (the guard drops the last ones first).
+        root: competition root (holds ``{split}/static/ExperimentRuns``).
+        out_csv: the submission to write; written even when nothing could be predicted.
+        runs: only these runs (default: every run of the split).
+        tta: the TTA wanted (``TTA_CHOICES``); the guard may lower it.
+        thresholds: per-class thresholds; None uses the first checkpoint's tuned thresholds.
+        device: "auto" (CUDA when present), "cpu", "cuda", ...; amp: mixed precision on CUDA (None: as trained).
+        on_error: "skip" logs a failing run (or checkpoint) and goes on; "raise" stops (after writing the CSV).
+        time_budget_hours, budget_safety: the guard keeps the projection under their product.
+        expected_tomograms: tomograms to project for (at least the number of runs found).
+        started_at: ``clock()`` when the notebook started; default now.
+        report_json: where to write the report as JSON (optional).
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    ladder = degradation_ladder(tta, max(1, len(checkpoints)))  # checks tta before anything runs
+    budget = TimeBudget(time_budget_hours * 3600 * budget_safety, expected_tomograms, started_at, clock)
+    report = SubmissionReport(csv_path=str(out_csv), budget_hours=time_budget_hours * budget_safety)
+    frames: list[pd.DataFrame] = []
+    try:
+        from cryokit.io import list_runs
+        from cryokit.train import resolve_device
+
+        torch_device = resolve_device(device)
+        report.device = str(torch_device)
+        loaded = _load_checkpoints(checkpoints, torch_device, on_error, report)
+        ladder = degradation_ladder(tta, len(loaded))
+        runs = list(runs) if runs else list_runs(root, split)
+        budget.expected_tomograms = max(budget.expected_tomograms, len(runs))
+        log.info("%d run(s) in %s/%s; %d model(s) on %s; plan %s", len(runs), root, split, len(loaded),
+                 torch_device, ladder[0].describe())
+        _predict_all(loaded, root, split, runs, ladder, thresholds, torch_device, amp, on_error, budget, report,
+                     frames)
+    except Exception as error:  # noqa: BLE001 -- with "skip" an empty but valid CSV beats no CSV
+        if on_error == "raise":
+            raise
+        report.errors.append(f"{type(error).__name__}: {error}")
+        log.exception("prediction stopped early")
+    finally:
+        _finish(report, budget, frames, out_csv, report_json)
+    return report

@@ -1,0 +1,273 @@
+"""Figures for notebooks: each function returns a matplotlib Figure and, given ``path``, saves it as PNG.
+
+Organised by figure (exploratory data analysis first). Picks tables have the columns experiment,
+particle_type, x, y, z in Angstrom; volumes are (Z, Y, X) arrays with ``voxel_spacing_angstrom_zyx``.
+Particle colours are the catalog's (``Particle.color_float``). All unit conversions go through
+``cryokit.coords``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle
+from scipy.spatial import cKDTree
+
+from cryokit.coords import angstrom_xyz_to_voxel_zyx, radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
+from cryokit.particles import PARTICLE_NAMES, particle
+
+__all__ = [
+    "particle_counts_table",
+    "plot_particle_counts",
+    "plot_intensity_histograms",
+    "plot_orthogonal_slices",
+    "mean_subtomograms",
+    "plot_mean_subtomograms",
+    "nearest_neighbour_distances",
+    "plot_nearest_neighbour_distances",
+    "plot_depth_distribution",
+]
+
+_DPI = 110
+
+
+def _finish(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
+    """Save ``fig`` as PNG at ``path`` (folders created) when given; return it."""
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+    return fig
+
+
+def _class_handles(names: Sequence[str] = PARTICLE_NAMES) -> list[Line2D]:
+    return [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgewidth=2,
+                   markeredgecolor=particle(n).color_float, markersize=9, label=n) for n in names]
+
+
+# --- Particles per class and run -------------------------------------------------------------------
+
+def particle_counts_table(picks: pd.DataFrame) -> pd.DataFrame:
+    """Runs x particle types (catalog order) counts, with a ``total`` row and column."""
+    table = pd.crosstab(picks["experiment"], picks["particle_type"]).reindex(columns=list(PARTICLE_NAMES), fill_value=0)
+    table.loc["total"] = table.sum()
+    table["total"] = table.sum(axis=1)
+    return table
+
+
+def plot_particle_counts(picks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Grouped bars: particles of each type in each run."""
+    table = particle_counts_table(picks).drop(index="total", columns="total")
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(table) + 3), 4.2))
+    width = 0.8 / len(PARTICLE_NAMES)
+    for i, name in enumerate(PARTICLE_NAMES):
+        ax.bar(np.arange(len(table)) + (i - 2.5) * width, table[name], width, color=particle(name).color_float,
+               edgecolor="black", linewidth=0.4, label=name)
+    ax.set_xticks(np.arange(len(table)), table.index, rotation=20, ha="right")
+    ax.set_ylabel("particles per run")
+    ax.set_title("Particles per class and run")
+    ax.legend(fontsize=8, ncols=2, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return _finish(fig, path)
+
+
+# --- Intensity histograms ----------------------------------------------------------------------------
+
+def plot_intensity_histograms(volumes: Mapping[str, np.ndarray], path: str | Path | None = None,
+                              bins: int = 200) -> plt.Figure:
+    """One histogram per tomo type (raw values, every 2nd voxel per axis, log counts)."""
+    fig, axes = plt.subplots(1, len(volumes), figsize=(4.6 * len(volumes), 3.6), squeeze=False)
+    for ax, (tomo_type, volume) in zip(axes[0], volumes.items()):
+        values = np.asarray(volume)[::2, ::2, ::2].ravel()
+        low, high = np.percentile(values, [0.05, 99.95])
+        ax.hist(values, bins=np.linspace(low, high, bins), color="0.35")
+        ax.set_yscale("log")
+        ax.set_title(f"{tomo_type}: mean {values.mean():.2e}, std {values.std():.2e}", fontsize=10)
+        ax.set_xlabel("voxel intensity (raw units)")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 3))
+    axes[0, 0].set_ylabel("voxels (log scale)")
+    fig.suptitle("Intensity histograms per tomogram type (0.05-99.95 percentile range)")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+# --- Orthogonal slices with picks --------------------------------------------------------------------
+
+def _plane_angstrom(index: int, axis: int, spacing_zyx) -> float:
+    voxel = np.zeros(3)
+    voxel[axis] = index
+    return float(voxel_zyx_to_angstrom_xyz(voxel, spacing_zyx)[0][2 - axis])
+
+
+def _extent(shape_zyx, spacing_zyx, horizontal: int, vertical: int) -> list[float]:
+    """imshow extent (Angstrom, voxel edges) for axes ``horizontal`` and ``vertical`` (zyx indices)."""
+    corners = voxel_zyx_to_angstrom_xyz(np.array([[-0.5] * 3, np.asarray(shape_zyx) - 0.5]), spacing_zyx)
+    h, v = 2 - horizontal, 2 - vertical  # zyx index -> xyz column
+    return [corners[0, h], corners[1, h], corners[1, v], corners[0, v]]
+
+
+def _draw_slice(ax, image, extent, picks, plane_column: str, plane_angstrom: float, h: str, v: str) -> None:
+    low, high = np.percentile(image, [1, 99])
+    ax.imshow(image, cmap="gray", vmin=low, vmax=high, extent=extent, interpolation="nearest")
+    for row in picks.itertuples():
+        radius = particle(row.particle_type).radius_angstrom
+        distance = abs(getattr(row, plane_column) - plane_angstrom)
+        if distance < radius:  # the sphere's cross-section with the plane
+            ax.add_patch(Circle((getattr(row, h), getattr(row, v)), np.sqrt(radius**2 - distance**2), fill=False,
+                                edgecolor=particle(row.particle_type).color_float, linewidth=1.6))
+    ax.set_xlabel(f"{h} (Å)")
+    ax.set_ylabel(f"{v} (Å)")
+
+
+def plot_orthogonal_slices(volume_zyx: np.ndarray, picks: pd.DataFrame, voxel_spacing_angstrom_zyx,
+                           centre_zyx: Sequence[int] | None = None, title: str = "",
+                           path: str | Path | None = None) -> plt.Figure:
+    """xy, xz and yz slices through ``centre_zyx`` with each pick drawn as its sphere's cross-section.
+
+    Args:
+        volume_zyx: (Z, Y, X) tomogram.
+        picks: the run's picks (Angstrom); only those whose sphere crosses a plane are drawn.
+        voxel_spacing_angstrom_zyx: the volume's spacing.
+        centre_zyx: slice indices (z, y, x); default: the median pick depth and the lateral centre.
+        title: figure title.
+    """
+    shape = np.asarray(volume_zyx.shape)
+    if centre_zyx is None:
+        depth = np.median(angstrom_xyz_to_voxel_zyx(picks[["x", "y", "z"]].to_numpy(), voxel_spacing_angstrom_zyx)[:, 0]) \
+            if len(picks) else shape[0] / 2
+        centre_zyx = (int(round(depth)), int(shape[1] // 2), int(shape[2] // 2))
+    z, y, x = (int(np.clip(c, 0, n - 1)) for c, n in zip(centre_zyx, shape))
+    width = 12.0
+    fig = plt.figure(figsize=(width, width * (shape[1] + shape[0]) / (shape[2] + shape[0])))
+    grid = fig.add_gridspec(2, 2, width_ratios=[shape[2], shape[0]], height_ratios=[shape[1], shape[0]],
+                            wspace=0.25, hspace=0.25)
+    ax_xy, ax_yz, ax_xz = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 0])
+    spacing = voxel_spacing_angstrom_zyx
+    _draw_slice(ax_xy, volume_zyx[z], _extent(shape, spacing, 2, 1), picks, "z", _plane_angstrom(z, 0, spacing), "x", "y")
+    _draw_slice(ax_xz, volume_zyx[:, y, :], _extent(shape, spacing, 2, 0), picks, "y", _plane_angstrom(y, 1, spacing), "x", "z")
+    _draw_slice(ax_yz, volume_zyx[:, :, x].T, _extent(shape, spacing, 0, 1), picks, "x", _plane_angstrom(x, 2, spacing), "z", "y")
+    ax_xy.set_title(f"xy at z = {_plane_angstrom(z, 0, spacing):.0f} Å (voxel {z})", fontsize=10)
+    ax_xz.set_title(f"xz at y = {_plane_angstrom(y, 1, spacing):.0f} Å (voxel {y})", fontsize=10)
+    ax_yz.set_title(f"yz at x = {_plane_angstrom(x, 2, spacing):.0f} Å", fontsize=10)
+    legend_ax = fig.add_subplot(grid[1, 1])
+    legend_ax.axis("off")
+    legend_ax.legend(handles=_class_handles(), loc="center", fontsize=8, frameon=False, title="picks (catalog radius)")
+    fig.suptitle(title or "Orthogonal slices with picks")
+    return _finish(fig, path)
+
+
+# --- Mean sub-tomograms ------------------------------------------------------------------------------
+
+def mean_subtomograms(volumes_zyx: Sequence[np.ndarray], picks_per_volume: Sequence[pd.DataFrame],
+                      voxel_spacing_angstrom_zyx, half_width_voxels: int | None = None) -> dict[str, tuple[np.ndarray, int]]:
+    """``{particle: (mean crop (2h+1)^3, number of crops)}`` around picks, volumes z-scored first.
+
+    The crop half-width defaults to 1.3 times the largest catalog radius; crops that leave the volume
+    are skipped.
+    """
+    if half_width_voxels is None:
+        largest = max(p.radius_angstrom for p in map(particle, PARTICLE_NAMES))
+        half_width_voxels = int(np.ceil(1.3 * radius_angstrom_to_voxels(largest, voxel_spacing_angstrom_zyx)))
+    h = half_width_voxels
+    sums = {name: np.zeros((2 * h + 1,) * 3) for name in PARTICLE_NAMES}
+    counts = dict.fromkeys(PARTICLE_NAMES, 0)
+    for volume, picks in zip(volumes_zyx, picks_per_volume):
+        scaled = (volume - volume.mean()) / (volume.std() or 1.0)
+        centres = np.round(angstrom_xyz_to_voxel_zyx(picks[["x", "y", "z"]].to_numpy(), voxel_spacing_angstrom_zyx)).astype(int)
+        for name, (z, y, x) in zip(picks["particle_type"], centres.reshape(-1, 3)):
+            if min(z, y, x) >= h and np.all(np.array([z, y, x]) + h < volume.shape):
+                sums[name] += scaled[z - h:z + h + 1, y - h:y + h + 1, x - h:x + h + 1]
+                counts[name] += 1
+    return {name: (sums[name] / max(counts[name], 1), counts[name]) for name in PARTICLE_NAMES}
+
+
+def plot_mean_subtomograms(means: Mapping[str, tuple[np.ndarray, int]], voxel_spacing_angstrom_zyx,
+                           path: str | Path | None = None) -> plt.Figure:
+    """Central xy, xz, yz slices of each type's mean sub-tomogram, with its catalog radius as a circle."""
+    fig, axes = plt.subplots(len(means), 3, figsize=(7.5, 2.5 * len(means)), squeeze=False)
+    for row, (name, (mean, count)) in zip(axes, means.items()):
+        h = mean.shape[0] // 2
+        half_extent = h * float(np.mean(voxel_spacing_angstrom_zyx))
+        extent = [-half_extent, half_extent, half_extent, -half_extent]
+        limit = np.percentile(np.abs(mean), 99.5) or 1.0
+        for ax, image, label in zip(row, (mean[h], mean[:, h, :], mean[:, :, h].T), ("xy", "xz", "zy")):
+            ax.imshow(image, cmap="gray", vmin=-limit, vmax=limit, extent=extent)
+            ax.add_patch(Circle((0, 0), particle(name).radius_angstrom, fill=False, linestyle="--",
+                                edgecolor=particle(name).color_float, linewidth=1.2))
+            ax.set_xticks([-half_extent, 0, half_extent], [f"{-half_extent:.0f}", "0", f"{half_extent:.0f}"], fontsize=7)
+            ax.set_yticks([])
+            ax.set_title(f"{label}", fontsize=8)
+        row[0].set_ylabel(f"{name}\n(n = {count})", fontsize=9, color=particle(name).color_float if count else "red")
+    fig.suptitle("Mean sub-tomogram per class (central slices, Å from the pick;\ndashed: catalog radius)", fontsize=11)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+# --- Nearest-neighbour distances ---------------------------------------------------------------------
+
+def nearest_neighbour_distances(picks: pd.DataFrame) -> pd.DataFrame:
+    """Per pick: distance (Angstrom) to the nearest other pick of any type and of the same type, per run."""
+    rows = []
+    for run, group in picks.groupby("experiment"):
+        xyz = group[["x", "y", "z"]].to_numpy()
+        names = group["particle_type"].to_numpy()
+        if len(xyz) < 2:
+            continue
+        any_distance = cKDTree(xyz).query(xyz, k=2)[0][:, 1]
+        same = np.full(len(xyz), np.nan)
+        for name in np.unique(names):
+            members = np.flatnonzero(names == name)
+            if len(members) > 1:
+                same[members] = cKDTree(xyz[members]).query(xyz[members], k=2)[0][:, 1]
+        rows.append(pd.DataFrame({"experiment": run, "particle_type": names, "any_type": any_distance, "same_type": same}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["experiment", "particle_type", "any_type", "same_type"])
+
+
+def plot_nearest_neighbour_distances(picks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Per type: histograms of the distance to the nearest pick of any type and of the same type."""
+    distances = nearest_neighbour_distances(picks)
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
+    top = float(np.nanpercentile(distances[["any_type", "same_type"]].to_numpy(), 99)) if len(distances) else 1000.0
+    bins = np.linspace(0, top, 30)
+    for ax, name in zip(axes.ravel(), PARTICLE_NAMES):
+        rows = distances[distances["particle_type"] == name]
+        ax.hist(rows["any_type"].dropna(), bins=bins, color=particle(name).color_float, alpha=0.8, label="any type")
+        ax.hist(rows["same_type"].dropna(), bins=bins, histtype="step", color="black", linewidth=1.4, label="same type")
+        ax.axvline(particle(name).radius_angstrom, color="red", linestyle="--", linewidth=1, label="catalog radius")
+        ax.set_title(f"{name} (n = {len(rows)})", fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("nearest-neighbour distance (Å)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("picks")
+    axes[0, 0].legend(fontsize=8, frameon=False)
+    fig.suptitle("Nearest-neighbour distances between picks (within a run)")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+# --- Depth distribution ------------------------------------------------------------------------------
+
+def plot_depth_distribution(picks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Pick depth z (Angstrom) per type: violins with the individual picks on top."""
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    present = [n for n in PARTICLE_NAMES if (picks["particle_type"] == n).sum() > 1]
+    if present:
+        parts = ax.violinplot([picks.loc[picks["particle_type"] == n, "z"] for n in present],
+                              positions=[PARTICLE_NAMES.index(n) for n in present], showmedians=True, widths=0.8)
+        for body, name in zip(parts["bodies"], present):
+            body.set_facecolor(particle(name).color_float)
+            body.set_alpha(0.6)
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(PARTICLE_NAMES):
+        z = picks.loc[picks["particle_type"] == name, "z"]
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(z)), z, s=6, color="black", alpha=0.5)
+    ax.set_xticks(range(len(PARTICLE_NAMES)), PARTICLE_NAMES, rotation=15)
+    ax.set_ylabel("depth z (Å)")
+    ax.set_title("Depth of the picks per class")
+    ax.grid(axis="y", alpha=0.3)
+    return _finish(fig, path)

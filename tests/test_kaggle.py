@@ -1,0 +1,255 @@
+"""The Kaggle notebook: packed self-contained, run offline in a Kaggle-like process, robust, on budget.
+
+The notebook runs with papermill in a separate process that cannot import the repository's cryokit
+(nor the venv's editable install) and where monai and einops import only from the shipped wheels: a
+``sitecustomize.py`` on that process's PYTHONPATH installs an import hook first in ``sys.meta_path``.
+Packages Kaggle's image lacks and inference must not need (cc3d, mlflow, ...) raise ImportError there.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryokit.cli import main
+from cryokit.config import (
+    AugmentConfig, DataConfig, ModelConfig, PatchConfig, RunConfig, TrackingConfig, TrainConfig,
+)
+from cryokit.embedding import (
+    ENTRY_MODULES, KAGGLE_IMAGE_MODULES, NOT_AT_IMPORT, WHEEL_DISTRIBUTIONS, collect_modules, third_party_imports,
+)
+from cryokit.inference import predict_runs
+from cryokit.io.submission import SUBMISSION_COLUMNS, read_submission
+from cryokit.kaggle import COMPETITION, EMBED_TAG, build_notebook
+from cryokit.budget import TimeBudget, degradation_ladder
+from cryokit.kaggle_runtime import predict_submission
+from cryokit.particles import PARTICLE_NAMES
+from cryokit.thresholds import save_thresholds
+from cryokit.train import fit
+
+from conftest import make_kaggle_layout
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_RUNS = ("TS_t1", "TS_t2", "TS_t3")
+THRESHOLDS = {name: 0.12 for name in PARTICLE_NAMES}
+DATASET_SLUG, KERNEL_SLUG = "tester/cryokit-test-models", "tester/cryokit-test-inference"
+
+SITECUSTOMIZE = '''
+"""Test only: make this interpreter look like Kaggle's image for cryokit's notebook test."""
+import importlib.machinery, os, sys
+from pathlib import Path
+
+_BLOCKED = set(filter(None, os.environ.get("CRYOKIT_TEST_BLOCK", "").split(",")))
+_ABSENT = set(filter(None, os.environ.get("CRYOKIT_TEST_ABSENT", "").split(",")))
+_DENY = [Path(p).resolve() for p in os.environ.get("CRYOKIT_TEST_DENY", "").split(os.pathsep) if p]
+
+
+def _allowed(entry):
+    path = Path(entry or ".").resolve()
+    return not any(path == d or d in path.parents for d in _DENY)
+
+
+class _KaggleImage:
+    """Top-level blocked names import only from sys.path entries outside the denied folders."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition(".")[0] in _ABSENT:
+            raise ImportError(f"{name} is not installed here (test sitecustomize)")
+        if name in _BLOCKED:
+            spec = importlib.machinery.PathFinder.find_spec(name, [p for p in sys.path if _allowed(p)])
+            if spec is None:
+                raise ImportError(f"{name} is not importable here (test sitecustomize)")
+            return spec
+        return None
+
+
+sys.meta_path.insert(0, _KaggleImage)
+'''
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A one-epoch U-Net checkpoint, low thresholds (so there are picks), and a 3-run test split."""
+    base = tmp_path_factory.mktemp("kaggle")
+    root = base / "data"
+    make_kaggle_layout(root, runs=("TS_a",), tomo_types=("denoised",))
+    make_kaggle_layout(root, runs=TEST_RUNS, split="test", tomo_types=("denoised",), seed=1)
+    config = RunConfig(
+        data=DataConfig(root=str(root)),
+        patch=PatchConfig(size_zyx=(16, 32, 32), batch_size=2, patches_per_epoch=2, inference_batch_size=4),
+        model=ModelConfig(channels=(4, 8), strides=(2,), num_res_units=0),
+        augment=AugmentConfig(rotate_degrees=0, scale_fraction=0, elastic_p=0, noise_p=0, intensity_p=0),
+        train=TrainConfig(epochs=1, out_dir=str(base / "run")),
+        tracking=TrackingConfig(enabled=False),
+    )
+    checkpoint = fit(config, progress=False).best_checkpoint
+    thresholds = save_thresholds(base / "thresholds.json", THRESHOLDS)
+    return {"base": base, "root": root, "checkpoint": checkpoint, "thresholds": thresholds}
+
+
+@pytest.fixture(scope="module")
+def bundled(trained):
+    out = trained["base"] / "bundle"
+    assert main(["kaggle", "bundle", "--checkpoints", str(trained["checkpoint"]), "--thresholds",
+                 str(trained["thresholds"]), "--out", str(out), "--dataset-slug", DATASET_SLUG, "--kernel-slug",
+                 KERNEL_SLUG, "--tta", "none", "--wheel-source", "installed"]) == 0
+    return out
+
+
+def run_offline(notebook: Path, work: Path, parameters: dict) -> tuple[dict, str]:
+    """Execute ``notebook`` with papermill in a Kaggle-like process; returns (report JSON, cell output)."""
+    site = work / "site"
+    site.mkdir(parents=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    (work / "params.json").write_text(json.dumps({"report_json": str(work / "report.json"), "device": "cpu",
+                                                  "output_csv": str(work / "submission.csv"), **parameters}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "CRYOKIT_"))}
+    env.update(PYTHONPATH=str(site), PYTHONNOUSERSITE="1", CRYOKIT_TEST_BLOCK="cryokit,monai,einops",
+               CRYOKIT_TEST_ABSENT=",".join(sorted(NOT_AT_IMPORT)),
+               CRYOKIT_TEST_DENY=os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]]))
+    command = [sys.executable, "-m", "papermill", str(notebook), str(work / "executed.ipynb"), "-f",
+               str(work / "params.json"), "--cwd", str(work), "-k", "python3", "--no-progress-bar"]
+    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    executed = nbformat.read(work / "executed.ipynb", as_version=4) if (work / "executed.ipynb").is_file() else None
+    text = "\n".join(o.get("text", "") for c in (executed.cells if executed else []) for o in c.get("outputs", []))
+    assert done.returncode == 0, f"papermill failed:\n{done.stderr[-4000:]}\n{text[-4000:]}"
+    return json.loads((work / "report.json").read_text()), text
+
+
+def sorted_picks(path: Path) -> pd.DataFrame:
+    frame = read_submission(path).drop(columns="id")
+    return frame.sort_values(["experiment", "particle_type", "x", "y", "z"]).reset_index(drop=True)
+
+
+def test_packed_modules_need_only_kaggle_image_and_wheels():
+    modules = collect_modules(ENTRY_MODULES)
+    assert {"cryokit", "cryokit.kaggle_runtime", "cryokit.inference", "cryokit.checkpoint", "cryokit.models.build",
+            "cryokit.io.submission", "cryokit.patching", "cryokit.postprocess"} <= set(modules)
+    assert not {"cryokit.kaggle", "cryokit.embedding", "cryokit.cli"} & set(modules)
+    for name, path in modules.items():  # closed under imports: every cryokit module imported is packed
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cryokit"):
+                assert node.module in modules, f"{name} imports {node.module}, which is not packed"
+    needed = set(third_party_imports(modules))
+    wheels = {module for _, module in WHEEL_DISTRIBUTIONS}
+    assert needed <= KAGGLE_IMAGE_MODULES | wheels, f"not in Kaggle's image: {needed - KAGGLE_IMAGE_MODULES - wheels}"
+    assert not needed & NOT_AT_IMPORT
+
+
+def test_build_writes_a_valid_notebook_with_cryokit_packed_in(tmp_path):
+    out = tmp_path / "nb.ipynb"
+    assert main(["kaggle", "build", "--out", str(out)]) == 0
+    nb = nbformat.read(out, as_version=4)
+    nbformat.validate(nb)
+    packed = [c for c in nb.cells if EMBED_TAG in c.metadata.get("tags", [])]
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(packed) == 1 and "CRYOKIT_ZIP_B64 = (" in packed[0].source and len(params) == 1
+    for statement in ast.parse(params[0].source).body:  # papermill parameters: plain literals only
+        assert isinstance(statement, ast.Assign)
+        ast.literal_eval(statement.value)
+    with pytest.raises(ValueError, match="no_such_option"):
+        build_notebook(tmp_path / "x.ipynb", {"no_such_option": 1})
+
+
+def test_bundle_writes_kaggle_metadata(bundled):
+    dataset, kernel = bundled / "dataset", bundled / "kernel"
+    meta = json.loads((dataset / "dataset-metadata.json").read_text())
+    assert meta["id"] == DATASET_SLUG and 6 <= len(meta["title"]) <= 50 and meta["licenses"][0]["name"]
+    assert all(p.is_file() for p in dataset.iterdir()), "the Kaggle CLI skips sub-folders of a dataset"
+    names = {p.name for p in dataset.iterdir()}
+    assert {"best.pt", "thresholds.json", "cryokit_bundle.json"} <= names
+    assert {d for d, _ in WHEEL_DISTRIBUTIONS} <= {n.split("-")[0] for n in names if n.endswith(".whl")}
+    manifest = json.loads((dataset / "cryokit_bundle.json").read_text())
+    assert manifest["checkpoints"][0]["file"] == "best.pt" and manifest["checkpoints"][0]["config"]["model"]
+    kmeta = json.loads((kernel / "kernel-metadata.json").read_text())
+    assert kmeta["id"] == KERNEL_SLUG and kmeta["title"].lower().replace(" ", "-") == KERNEL_SLUG.split("/")[1]
+    assert (kernel / kmeta["code_file"]).is_file() and kmeta["language"] == "python"
+    assert kmeta["kernel_type"] == "notebook" and kmeta["is_private"] is True
+    assert kmeta["enable_gpu"] is True and kmeta["enable_internet"] is False  # the API's default is internet ON
+    assert kmeta["dataset_sources"] == [DATASET_SLUG] and kmeta["competition_sources"] == [COMPETITION]
+    cells = nbformat.read(kernel / kmeta["code_file"], as_version=4).cells
+    params = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assert 'model_dir = "/kaggle/input/cryokit-test-models"' in params[0].source.replace("'", '"')
+
+
+def test_time_budget_guard_drops_tta_first_then_members():
+    ladder = degradation_ladder("flips+rot90", 3)
+    assert [(p.tta, len(p.members)) for p in ladder] == [("flips+rot90", 3), ("flips", 3), ("none", 3),
+                                                         ("none", 2), ("none", 1)]
+    now = [100.0]
+    budget = TimeBudget(1000, expected_tomograms=100, started_at=0, clock=lambda: now[0])
+    assert budget.affordable(ladder, 0, done=0) == 0  # nothing measured yet: keep the plan
+    budget.record(ladder[0], 96.0)  # 48 passes in 96 s: 2 s per pass
+    assert budget.affordable(ladder, 0, done=1) == 2  # flips: 100 + 99 * 48 s > 1000; no TTA: 100 + 99 * 6 s
+    tight = TimeBudget(300, expected_tomograms=100, started_at=0, clock=lambda: now[0])
+    tight.record(ladder[0], 96.0)
+    assert tight.affordable(ladder, 0, done=1) == 4  # only one model without TTA fits: 100 + 99 * 2 s
+    roomy = TimeBudget(1e6, expected_tomograms=100, started_at=0, clock=lambda: now[0])
+    roomy.record(ladder[0], 96.0)
+    assert roomy.affordable(ladder, 0, done=1) == 0
+    now[0] = 996.0
+    assert budget.out_of_time(ladder[2]) and not budget.out_of_time(ladder[4])  # 996 + 6 > 1000 >= 996 + 2
+
+
+def test_a_damaged_tomogram_is_skipped_and_the_csv_is_always_written(trained, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(trained["root"] / "test", root / "test")
+    zarray = root / "test/static/ExperimentRuns/TS_t3/VoxelSpacing10.000/denoised.zarr/0/.zarray"
+    zarray.write_text("{ not json")
+    picks, seconds = predict_runs([str(trained["checkpoint"])], str(root), "test", progress=False,
+                                  thresholds=THRESHOLDS, device="cpu", on_error="skip")
+    assert list(picks.attrs["failed_runs"]) == ["TS_t3"] and len(seconds) == 3
+    assert set(picks["experiment"]) == {"TS_t1", "TS_t2"}
+    with pytest.raises(Exception):
+        predict_runs([str(trained["checkpoint"])], str(root), "test", progress=False, device="cpu")
+    report = predict_submission([], tmp_path / "nowhere", tmp_path / "empty.csv")  # nothing works at all
+    assert report.errors and report.n_picks == 0
+    assert (tmp_path / "empty.csv").read_text().splitlines() == [",".join(SUBMISSION_COLUMNS)]
+
+
+def test_offline_notebook_writes_what_cryokit_predict_writes(trained, bundled, tmp_path):
+    report, text = run_offline(bundled / "kernel" / "cryokit-test-inference.ipynb", tmp_path / "work",
+                               {"data_root": str(trained["root"]), "model_dir": str(bundled / "dataset")})
+    assert "cryokit_embedded_" in text and "monai from monai-" in text and "einops from einops-" in text
+    assert "s per tomogram" in text and "projected" in text
+    assert report["failed"] == {} and sorted(report["seconds"]) == list(TEST_RUNS) and not report["plan_changes"]
+    assert main(["predict", "--checkpoint", str(trained["checkpoint"]), "--data", str(trained["root"]),
+                 "--thresholds", str(trained["thresholds"]), "--device", "cpu", "--out",
+                 str(tmp_path / "expected.csv")]) == 0
+    got, expected = sorted_picks(tmp_path / "work" / "submission.csv"), sorted_picks(tmp_path / "expected.csv")
+    assert list(read_submission(tmp_path / "work" / "submission.csv").columns) == list(SUBMISSION_COLUMNS)
+    assert len(got) == len(expected) > 0
+    pd.testing.assert_frame_equal(got[["experiment", "particle_type"]], expected[["experiment", "particle_type"]])
+    np.testing.assert_allclose(got[["x", "y", "z"]].to_numpy(), expected[["x", "y", "z"]].to_numpy(), atol=1e-3)
+
+
+def test_offline_notebook_survives_a_corrupt_tomogram_and_a_tight_budget(trained, bundled, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(trained["root"] / "test", root / "test")
+    level0 = root / "test/static/ExperimentRuns/TS_t2/VoxelSpacing10.000/denoised.zarr/0"
+    chunk = next(p for p in sorted(level0.rglob("*")) if p.is_file() and not p.name.startswith("."))
+    chunk.write_bytes(b"this is not a compressed chunk")
+    report, text = run_offline(bundled / "kernel" / "cryokit-test-inference.ipynb", tmp_path / "work", {
+        "data_root": str(root), "model_dir": str(bundled / "dataset"), "tta": "flips",
+        "time_budget_hours": 0.05, "expected_tomograms": 100000})
+    assert list(report["failed"]) == ["TS_t2"] and "FAILED TS_t2" in text
+    assert sorted(report["seconds"]) == ["TS_t1", "TS_t3"]
+    submission = read_submission(tmp_path / "work" / "submission.csv")
+    assert set(submission["experiment"]) == {"TS_t1", "TS_t3"}
+    change = report["plan_changes"][0]
+    assert change["after_tomograms"] == 1
+    assert change["from"].startswith("tta=flips") and change["to"].startswith("tta=none")
+    assert report["final_plan"]["tta"] == "none" and not report["skipped_for_time"]

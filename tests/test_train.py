@@ -1,0 +1,105 @@
+"""The trainer learns, validates on the metric, resumes to the same weights, and stops early."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cryokit.checkpoint import load_checkpoint, load_model
+from cryokit.config import (
+    AugmentConfig, DataConfig, LossConfig, ModelConfig, PatchConfig, RunConfig, TrackingConfig, TrainConfig, replace,
+)
+from cryokit.models.build import build_model_and_task
+from cryokit.train import evaluate, fit, lr_at
+
+from conftest import make_blob_layout
+
+RUNS = ("TS_a", "TS_b", "TS_c")
+
+
+@pytest.fixture(scope="module")
+def blob_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("blobs")
+    make_blob_layout(root, runs=RUNS)
+    return root
+
+
+def tiny_config(root, out_dir, epochs=2, **train) -> RunConfig:
+    return RunConfig(
+        data=DataConfig(root=str(root), val_runs=("TS_c",)),
+        patch=PatchConfig(size_zyx=(16, 32, 32), batch_size=2, patches_per_epoch=16, inference_batch_size=4),
+        model=ModelConfig(channels=(8, 16), strides=(2,), num_res_units=0),
+        augment=AugmentConfig(rotate_degrees=0, scale_fraction=0, elastic_p=0, noise_p=0, intensity_p=0),
+        loss=LossConfig(particle_weight=4.0),
+        train=TrainConfig(epochs=epochs, lr=0.01, warmup_steps=2, out_dir=str(out_dir), **train),
+        tracking=TrackingConfig(enabled=False),
+    )
+
+
+def test_learning_raises_the_score_above_the_untrained_model(blob_root, tmp_path):
+    config = tiny_config(blob_root, tmp_path / "run", epochs=4)
+    torch.manual_seed(0)
+    untrained, task = build_model_and_task(config, (20.0, 20.0, 20.0))
+    before = evaluate(untrained, task, config, ["TS_c"], torch.device("cpu")).score
+    result = fit(config, progress=False)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.8 * losses[0]
+    assert result.best_score > before + 0.1
+    assert result.best_score > 0.2  # two weight-1 classes present: at most 2/7
+    assert set(result.thresholds) == {"apo-ferritin", "ribosome"}
+    assert (tmp_path / "run" / "val_table.csv").is_file() and (tmp_path / "run" / "thresholds.json").is_file()
+
+
+def test_resume_reaches_the_weights_of_an_uninterrupted_run(blob_root, tmp_path):
+    config = tiny_config(blob_root, tmp_path / "straight", epochs=3, ema_decay=0.9)
+    fit(config, progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first(epoch, metrics):
+        if epoch == 1:
+            raise Interrupt
+
+    resumed = replace(config, train=replace(config.train, out_dir=str(tmp_path / "resumed")))
+    with pytest.raises(Interrupt):
+        fit(resumed, on_epoch_end=stop_after_first, progress=False)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
+    fit(resumed, resume=True, progress=False)
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    again = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert again["epoch"] == straight["epoch"] == 3 and again["step"] == straight["step"]
+    for key in ("model", "ema"):
+        for name, tensor in straight[key].items():
+            torch.testing.assert_close(again[key][name], tensor, rtol=0, atol=0, msg=f"{key}.{name} differs")
+    assert [h["train_loss"] for h in again["history"]] == [h["train_loss"] for h in straight["history"]]
+
+
+def test_checkpoint_describes_itself(blob_root, tmp_path):
+    config = tiny_config(blob_root, tmp_path / "run", epochs=1)
+    result = fit(config, progress=False)
+    loaded = load_model(result.best_checkpoint)
+    assert loaded.config == config
+    assert loaded.thresholds == result.thresholds
+    assert not loaded.model.training
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="broken.pt cannot be read"):
+        load_model(tmp_path / "broken.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_early_stopping_when_validation_stalls(blob_root, tmp_path):
+    # lr = 0 never changes the model, so the first validation is never beaten.
+    config = tiny_config(blob_root, tmp_path / "run", epochs=5, early_stopping_patience=2)
+    config = replace(config, train=replace(config.train, lr=0.0))
+    result = fit(config, progress=False)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.best_epoch == 1
+
+
+def test_learning_rate_warms_up_then_decays():
+    rates = [lr_at(step, 100, 1.0, 10) for step in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    assert rates[-1] == pytest.approx(0.05, abs=0.01)
