@@ -22,3 +22,5 @@ from cryokit.targets import (
 )
 from cryokit.augment import Sample, augment_sample
 from cryokit.dataset import PatchDataset, collate, split_runs
+from cryokit.postprocess import find_peaks_components, find_peaks_maxpool, maps_to_picks
+from cryokit.synth import SimulationConfig, config_for_difficulty, simulate_dataset, simulate_run

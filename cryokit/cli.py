@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -62,10 +63,11 @@ def _run_train(args: argparse.Namespace) -> int:
     if not config.data.root:
         raise ValueError("no data: pass --data ROOT or set data.root in the config file")
     tracking = config.tracking
-    with open_tracker(tracking.enabled, tracking.tracking_uri, tracking.experiment, config.train.out_dir,
+    # Under torchrun only rank 0 logs to MLflow.
+    enabled = tracking.enabled and int(os.environ.get("RANK", "0")) == 0
+    with open_tracker(enabled, tracking.tracking_uri, tracking.experiment, config.train.out_dir,
                       tracking.run_name) as tracker:
         result = fit(config, resume=args.resume, tracker=tracker)
-        tracker.log_artifact(result.best_checkpoint)
     print(f"best validation score {result.best_score:.4f} at epoch {result.best_epoch}; "
           f"checkpoint {result.best_checkpoint}")
     return 0
@@ -283,8 +285,41 @@ def _run_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the main job end to end: data, baseline, U-Net, predict, score, plots")
+    p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (default outputs/demo)")
+    p.add_argument("--data", type=Path, help="a Kaggle-layout root to use instead of simulating (its train split)")
+    p.add_argument("--quick", action="store_true", help="a ~3-minute smoke run (small volumes, tiny network)")
+    p.add_argument("--difficulty", default="default", choices=["easy", "default", "hard"], help="simulated data")
+    p.add_argument("--epochs", type=int, help="training epochs (default 24, 3 with --quick)")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from cryokit.config import replace
+    from cryokit.pipeline import DemoConfig, run_demo
+
+    config = DemoConfig.quick_defaults() if args.quick else DemoConfig()
+    training = config.training
+    if args.epochs:
+        training = replace(training, train=replace(training.train, epochs=args.epochs))
+    if args.no_track:
+        training = replace(training, tracking=replace(training.tracking, enabled=False))
+    config = replace(config, out_dir=str(args.out), data_root=str(args.data or ""), difficulty=args.difficulty,
+                     training=training)
+    result = run_demo(config)
+    for method, value in result.scores.items():
+        print(f"held-out score {method:>14}: {value:.4f}")
+    print(f"\nEverything is in {result.out_dir}/:")
+    for name, path in result.files.items():
+        print(f"  {name:>16}: {path}")
+    return 0
+
+
 # Subcommands in the order ``cryokit --help`` lists them.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_demo,
     _add_train,
     _add_predict,
     _add_score,

@@ -88,6 +88,7 @@ class ModelConfig:
     num_res_units: int = 1
     dropout: float = 0.0
     backbone_weights: str = ""               # MedicalNet checkpoint for yolo3d (optional)
+    neck_channels: int = 64                  # yolo3d: width of the neck and head
 
 
 @dataclass(frozen=True)

@@ -242,7 +242,7 @@ def predict_submission(
     frames: list[pd.DataFrame] = []
     try:
         from cryokit.io import list_runs
-        from cryokit.train import resolve_device
+        from cryokit.inference import resolve_device
 
         torch_device = resolve_device(device)
         report.device = str(torch_device)

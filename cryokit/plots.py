@@ -62,7 +62,7 @@ def particle_counts_table(picks: pd.DataFrame) -> pd.DataFrame:
 def plot_particle_counts(picks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
     """Grouped bars: particles of each type in each run."""
     table = particle_counts_table(picks).drop(index="total", columns="total")
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(table) + 3), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(table) + 3), 4.2), layout="constrained")
     width = 0.8 / len(PARTICLE_NAMES)
     for i, name in enumerate(PARTICLE_NAMES):
         ax.bar(np.arange(len(table)) + (i - 2.5) * width, table[name], width, color=particle(name).color_float,
@@ -70,7 +70,7 @@ def plot_particle_counts(picks: pd.DataFrame, path: str | Path | None = None) ->
     ax.set_xticks(np.arange(len(table)), table.index, rotation=20, ha="right")
     ax.set_ylabel("particles per run")
     ax.set_title("Particles per class and run")
-    ax.legend(fontsize=8, ncols=2, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return _finish(fig, path)
 
@@ -142,9 +142,8 @@ def plot_orthogonal_slices(volume_zyx: np.ndarray, picks: pd.DataFrame, voxel_sp
         centre_zyx = (int(round(depth)), int(shape[1] // 2), int(shape[2] // 2))
     z, y, x = (int(np.clip(c, 0, n - 1)) for c, n in zip(centre_zyx, shape))
     width = 12.0
-    fig = plt.figure(figsize=(width, width * (shape[1] + shape[0]) / (shape[2] + shape[0])))
-    grid = fig.add_gridspec(2, 2, width_ratios=[shape[2], shape[0]], height_ratios=[shape[1], shape[0]],
-                            wspace=0.25, hspace=0.25)
+    fig = plt.figure(figsize=(width, width * (shape[1] + shape[0]) / (shape[2] + shape[0])), layout="constrained")
+    grid = fig.add_gridspec(2, 2, width_ratios=[shape[2], shape[0]], height_ratios=[shape[1], shape[0]])
     ax_xy, ax_yz, ax_xz = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 0])
     spacing = voxel_spacing_angstrom_zyx
     _draw_slice(ax_xy, volume_zyx[z], _extent(shape, spacing, 2, 1), picks, "z", _plane_angstrom(z, 0, spacing), "x", "y")
@@ -201,7 +200,7 @@ def plot_mean_subtomograms(means: Mapping[str, tuple[np.ndarray, int]], voxel_sp
             ax.set_xticks([-half_extent, 0, half_extent], [f"{-half_extent:.0f}", "0", f"{half_extent:.0f}"], fontsize=7)
             ax.set_yticks([])
             ax.set_title(f"{label}", fontsize=8)
-        row[0].set_ylabel(f"{name}\n(n = {count})", fontsize=9, color=particle(name).color_float if count else "red")
+        row[0].set_ylabel(f"{name}\n(n = {count})", fontsize=9, color="black" if count else "red")
     fig.suptitle("Mean sub-tomogram per class (central slices, Å from the pick;\ndashed: catalog radius)", fontsize=11)
     fig.tight_layout()
     return _finish(fig, path)
@@ -262,6 +261,8 @@ def plot_depth_distribution(picks: pd.DataFrame, path: str | Path | None = None)
         for body, name in zip(parts["bodies"], present):
             body.set_facecolor(particle(name).color_float)
             body.set_alpha(0.6)
+        for key in ("cmedians", "cmins", "cmaxes", "cbars"):
+            parts[key].set_color("black")
     rng = np.random.default_rng(0)
     for i, name in enumerate(PARTICLE_NAMES):
         z = picks.loc[picks["particle_type"] == name, "z"]

@@ -23,8 +23,8 @@ from scipy.spatial import cKDTree
 from cryokit.io.atomic import atomic_write_text
 from cryokit.particles import PARTICLE_NAMES, TOTAL_WEIGHT, check_particle_name, particle
 
-__all__ = ["ThresholdCurve", "threshold_curves", "weighted_score", "best_thresholds", "nms_candidates", "save_thresholds",
-           "load_thresholds"]
+__all__ = ["ThresholdCurve", "threshold_curves", "weighted_score", "best_thresholds", "nms_candidates",
+           "save_thresholds", "load_thresholds"]
 
 
 @dataclass(frozen=True)

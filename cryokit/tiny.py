@@ -72,7 +72,8 @@ def tiny_config(root: str | Path, runs: Sequence[str], out_dir: str | Path, epoc
     return apply_overrides(RunConfig(), {
         "data.root": str(root), "data.val_runs": [runs[-1]], "model.channels": [4, 8], "model.strides": [2],
         "patch.size_zyx": [16, 32, 32], "patch.patches_per_epoch": 8, "patch.batch_size": 2,
-        "patch.inference_batch_size": 4, "train.epochs": epochs, "train.warmup_steps": 2,
+        "patch.inference_batch_size": 8, "patch.inference_overlap": 0.0, "train.epochs": epochs,
+        "train.warmup_steps": 2,
         "train.out_dir": str(out_dir), "tracking.enabled": tracking,
     })
 

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from cryokit.checkpoint import load_checkpoint, save_checkpoint
 from cryokit.config import RunConfig, to_dict
 from cryokit.dataset import PatchDataset, collate, split_runs
-from cryokit.inference import autocast, predict_volume_picks
+from cryokit.inference import autocast, native_bf16, predict_volume_picks, resolve_device
 from cryokit.io import list_runs, open_run_tomogram, read_solution
 from cryokit.metric import score_table
 from cryokit.models.build import build_model_and_task
@@ -58,13 +58,6 @@ class FitResult:
     thresholds: dict[str, float]
     best_checkpoint: Path
     last_checkpoint: Path
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" picks CUDA when present; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -120,112 +113,218 @@ def _epoch_metrics(evaluation: Evaluation) -> dict[str, float]:
     return metrics
 
 
-def _state(model, ema, optimizer, scheduler, scaler, config, spacing, epoch, step, best, history, thresholds) -> dict:
-    return {"model": model.state_dict(), "ema": ema.module.state_dict() if ema else None,
-            "ema_n_averaged": ema.n_averaged if ema else None, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
-            "best_score": best[0], "best_epoch": best[1], "history": history, "thresholds": thresholds,
-            "config": to_dict(config), "voxel_spacing_angstrom_zyx": list(map(float, spacing)), "rng": _rng_states()}
+@dataclass
+class _Setup:
+    """Everything ``fit`` builds before the loop. ``model`` is the bare network; ``net`` is what the
+    loop calls (the DistributedDataParallel wrapper under torchrun, else the network itself)."""
+
+    model: torch.nn.Module
+    net: torch.nn.Module
+    task: object
+    ema: AveragedModel | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    dataset: PatchDataset
+    loader: DataLoader
+    device: torch.device
+    spacing: np.ndarray
+    val_runs: list[str]
+    rank: int = 0
+    world: int = 1
 
 
-def fit(config: RunConfig, resume: bool = False, tracker: NullTracker | None = None,
-        on_epoch_end: Callable[[int, dict], None] | None = None, progress: bool = True) -> FitResult:
-    """Train ``config``; checkpoints ``last.pt`` every epoch and ``best.pt`` on a better validation F-beta.
+def _distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device): joins torchrun's process group when ``WORLD_SIZE`` > 1 (NCCL on
+    GPUs, Gloo on CPU); a plain process is rank 0 of 1."""
+    import datetime
+    import os
 
-    Args:
-        config: the run configuration (``config.train.out_dir`` receives checkpoints and plots).
-        resume: continue from ``out_dir/last.pt`` (weights, optimiser, scheduler, scaler, EMA, epoch, RNG).
-        tracker: MLflow tracker (``cryokit.tracking``); None logs nothing.
-        on_epoch_end: called with (epoch, metrics) after each validation; Optuna uses it to prune.
-    """
-    cfg, tracker = config, tracker or NullTracker()
-    out_dir = Path(cfg.train.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.train.device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, resolve_device(device_name)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+    device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+    if not torch.distributed.is_initialized():
+        if cuda:
+            torch.cuda.set_device(device)
+        # Rank 0 validates while the others wait: allow that to take a while.
+        torch.distributed.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=2))
+    return torch.distributed.get_rank(), world, device
+
+
+def _setup(cfg: RunConfig) -> _Setup:
+    rank, world, device = _distributed(cfg.train.device)
     seed_everything(cfg.train.seed)
     train_runs, val_runs = _train_and_val_runs(cfg)
     spacing = open_run_tomogram(cfg.data.root, cfg.data.split, train_runs[0], cfg.data.tomo_type,
                                 cfg.data.level).voxel_spacing_angstrom_zyx
     model, task = build_model_and_task(cfg, spacing)
     model.to(device)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     dataset = PatchDataset.from_config(cfg.data, cfg.patch, cfg.target, cfg.augment, train_runs, seed=cfg.train.seed)
-    loader = DataLoader(dataset, batch_size=cfg.patch.batch_size, shuffle=False, num_workers=cfg.train.num_workers,
-                        collate_fn=collate, drop_last=True)
+    # Items are functions of (seed, epoch, index): ranks take interleaved indices, so the ranks'
+    # batches together are exactly one single-process batch of world x batch_size patches.
+    sampler = DistributedSampler(dataset, world, rank, shuffle=False, drop_last=True) if world > 1 else None
+    loader = DataLoader(dataset, batch_size=cfg.patch.batch_size, shuffle=False, sampler=sampler,
+                        num_workers=cfg.train.num_workers, collate_fn=collate, drop_last=True)
     total_steps = cfg.train.epochs * len(loader)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_at(step, total_steps, 1.0, cfg.train.warmup_steps))
-    use_fp16 = device.type == "cuda" and cfg.train.amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler(device.type, enabled=use_fp16)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step, total_steps, 1.0, cfg.train.warmup_steps))
+    use_fp16 = device.type == "cuda" and cfg.train.amp and not native_bf16()  # fp16 needs a loss scaler
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay),
                         use_buffers=True) if cfg.train.ema_decay > 0 else None
+    return _Setup(model, net, task, ema, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_fp16),
+                  dataset, loader, device, spacing, val_runs, rank, world)
+
+
+def _state(run: _Setup, config: RunConfig, epoch: int, step: int, best: tuple, history: list,
+           thresholds: dict) -> dict:
+    return {"model": run.model.state_dict(), "ema": run.ema.module.state_dict() if run.ema else None,
+            "ema_n_averaged": run.ema.n_averaged if run.ema else None, "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "epoch": epoch, "step": step,
+            "best_score": best[0], "best_epoch": best[1], "history": history, "thresholds": thresholds,
+            "config": to_dict(config), "voxel_spacing_angstrom_zyx": list(map(float, run.spacing)),
+            "rng": _rng_states()}
+
+
+def _resume(run: _Setup, path: Path) -> tuple[int, int, tuple, list, dict]:
+    """Load ``last.pt`` into the run; returns (epoch, step, best, history, thresholds)."""
+    state = load_checkpoint(path, run.device)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    if run.ema is not None:
+        run.ema.module.load_state_dict(state["ema"])
+        run.ema.n_averaged.fill_(int(state["ema_n_averaged"]))
+    _restore_rng(state["rng"])
+    log.info("resumed %s at epoch %d (step %d)", path, state["epoch"], state["step"])
+    return state["epoch"], state["step"], (state["best_score"], state["best_epoch"]), state["history"], state["thresholds"]
+
+
+def _train_step(run: _Setup, batch: dict, cfg: RunConfig, where: str):
+    """One optimiser step; returns the ``LossOutput``. A non-finite loss fails the run (Optuna: FAIL)."""
+    with autocast(run.device, cfg.train.amp):
+        loss = run.task.loss(run.net(batch["image"].to(run.device, non_blocking=True)),
+                             _to_device(batch["target"], run.device))
+    if not torch.isfinite(loss.total.detach()):
+        raise FloatingPointError(f"non-finite training loss {float(loss.total.detach()):.4g} at {where} "
+                                 "(lower train.lr or check the inputs)")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss.total).backward()
+    run.scaler.unscale_(run.optimizer)
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.train.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
+    return loss
+
+
+def _mean_over_ranks(sums: dict[str, float], steps: int, run: _Setup) -> dict[str, float]:
+    """Per-step means of the loss terms, averaged over every rank's steps."""
+    keys = sorted(sums)
+    values = torch.tensor([sums[k] for k in keys] + [float(steps)], dtype=torch.float64)
+    if run.world > 1:
+        torch.distributed.all_reduce(values)
+    return {f"train_{k}": float(v) / max(1.0, float(values[-1])) for k, v in zip(keys, values[:-1])}
+
+
+def _agree(value, run: _Setup):
+    """Rank 0's ``value`` on every rank (the early-stopping decision)."""
+    if run.world == 1:
+        return value
+    holder = [value]
+    torch.distributed.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def fit(config: RunConfig, resume: bool = False, tracker: NullTracker | None = None,
+        on_epoch_end: Callable[[int, dict], None] | None = None, progress: bool = True) -> FitResult:
+    """Train ``config``; checkpoints ``last.pt`` every epoch and ``best.pt`` on a better validation F-beta.
+
+    Under ``torchrun --nproc-per-node N -m cryokit train ...`` every rank trains on its share of each
+    epoch's patches with DistributedDataParallel; rank 0 alone validates, logs, shows progress and
+    writes checkpoints, and every rank stops when rank 0 decides to.
+
+    Args:
+        config: the run configuration (``config.train.out_dir`` receives checkpoints and plots).
+        resume: continue from ``out_dir/last.pt`` (weights, optimiser, scheduler, scaler, EMA, epoch, RNG).
+        tracker: MLflow tracker (``cryokit.tracking``); None logs nothing. Used on rank 0 only.
+        on_epoch_end: called on rank 0 with (epoch, metrics) after each epoch; Optuna uses it to prune.
+    """
+    cfg, out_dir = config, Path(config.train.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = _setup(cfg)
+    main = run.rank == 0
+    tracker = tracker if (tracker is not None and main) else NullTracker()
     epoch, step, best, history, thresholds = 0, 0, (-1.0, -1), [], {}
     if resume and (out_dir / "last.pt").is_file():
-        state = load_checkpoint(out_dir / "last.pt", device)
-        model.load_state_dict(state["model"]); optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"]); scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            ema.module.load_state_dict(state["ema"]); ema.n_averaged.fill_(int(state["ema_n_averaged"]))
-        epoch, step, best, history = state["epoch"], state["step"], (state["best_score"], state["best_epoch"]), state["history"]
-        thresholds = state["thresholds"]
-        _restore_rng(state["rng"])
-        log.info("resumed %s at epoch %d (step %d)", out_dir / "last.pt", epoch, step)
+        epoch, step, best, history, thresholds = _resume(run, out_dir / "last.pt")
     tracker.log_params(to_dict(cfg))
     stale = epoch - best[1] if best[1] >= 0 else 0  # epochs since the best validation score
     while epoch < cfg.train.epochs:
-        model.train()
-        dataset.set_epoch(epoch)
+        run.net.train()
+        run.dataset.set_epoch(epoch)
         sums: dict[str, float] = {}
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
+        bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not (progress and main), leave=False)
         for batch in bar:
-            image = batch["image"].to(device, non_blocking=True)
-            target = _to_device(batch["target"], device)
-            with autocast(device, cfg.train.amp):
-                loss = task.loss(model(image), target)
-            if not torch.isfinite(loss.total.detach()):  # a diverged run: fail it (Optuna records FAIL)
-                raise FloatingPointError(f"non-finite training loss {float(loss.total.detach()):.4g} at epoch "
-                                         f"{epoch + 1}, step {step + 1} (lower train.lr or check the inputs)")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss.total).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
+            loss = _train_step(run, batch, cfg, f"epoch {epoch + 1}, step {step + 1}")
             step += 1
             for key, value in {"loss": float(loss.total.detach()), **loss.terms}.items():
                 sums[key] = sums.get(key, 0.0) + value
-            bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}")
         epoch += 1
-        metrics = {f"train_{k}": v / max(1, len(loader)) for k, v in sums.items()}
-        metrics["lr"] = scheduler.get_last_lr()[0]
-        if val_runs and (epoch % cfg.train.val_every == 0 or epoch == cfg.train.epochs):
-            evaluation = evaluate(ema.module if ema else model, task, cfg, val_runs, device)
+        metrics = {**_mean_over_ranks(sums, len(run.loader), run), "lr": run.scheduler.get_last_lr()[0]}
+        if main and run.val_runs and (epoch % cfg.train.val_every == 0 or epoch == cfg.train.epochs):
+            evaluation = evaluate(run.ema.module if run.ema else run.model, run.task, cfg, run.val_runs, run.device)
             metrics.update(_epoch_metrics(evaluation))
             if evaluation.score > best[0]:
                 best, thresholds, stale = (evaluation.score, epoch), evaluation.thresholds, 0
-                save_checkpoint(out_dir / "best.pt", _state(model, ema, optimizer, scheduler, scaler, cfg, spacing,
-                                                            epoch, step, best, history + [metrics], thresholds))
+                save_checkpoint(out_dir / "best.pt", _state(run, cfg, epoch, step, best, history + [metrics], thresholds))
                 evaluation.table.to_csv(out_dir / "val_table.csv", index=False)
                 save_thresholds(out_dir / "thresholds.json", thresholds)
             else:
                 stale += 1
         history.append({"epoch": epoch, **metrics})
-        tracker.log_metrics(metrics, step=epoch)
-        save_checkpoint(out_dir / "last.pt", _state(model, ema, optimizer, scheduler, scaler, cfg, spacing,
-                                                    epoch, step, best, history, thresholds))
-        log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/" not in k))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, metrics)
-        if cfg.train.early_stopping_patience and stale >= cfg.train.early_stopping_patience:
+        if main:
+            tracker.log_metrics(metrics, step=epoch)
+            save_checkpoint(out_dir / "last.pt", _state(run, cfg, epoch, step, best, history, thresholds))
+            log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/" not in k))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, metrics)
+        if _agree(bool(cfg.train.early_stopping_patience and stale >= cfg.train.early_stopping_patience), run):
             log.info("early stopping: no better validation score for %d epochs", stale)
             break
-    if not val_runs:  # nothing to select on: the last weights are the result
-        save_checkpoint(out_dir / "best.pt", _state(model, ema, optimizer, scheduler, scaler, cfg, spacing,
-                                                    epoch, step, best, history, thresholds))
+    if main and not run.val_runs:  # nothing to select on: the last weights are the result
+        save_checkpoint(out_dir / "best.pt", _state(run, cfg, epoch, step, best, history, thresholds))
+    if main:
+        _log_artifacts(out_dir, history, tracker)
+    if run.world > 1:
+        torch.distributed.barrier()
     return FitResult(out_dir, best[0], best[1], history, thresholds, out_dir / "best.pt", out_dir / "last.pt")
+
+
+def _log_artifacts(out_dir: Path, history: list[dict], tracker: NullTracker) -> None:
+    """Curves as PNG and the history as JSON in the run folder; those, the best checkpoint, its
+    thresholds and validation table as MLflow artifacts."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from cryokit.io.atomic import atomic_write_text
+    from cryokit.plots_training import plot_training_curves
+
+    atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1))
+    plt.close(plot_training_curves(history, out_dir / "curves.png"))
+    for name in ("curves.png", "history.json", "best.pt", "thresholds.json", "val_table.csv"):
+        if (out_dir / name).is_file():
+            tracker.log_artifact(out_dir / name)
 
 
 def _train_and_val_runs(cfg: RunConfig) -> tuple[list[str], list[str]]:

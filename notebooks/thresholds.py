@@ -35,8 +35,6 @@ out_dir = "outputs/thresholds"
 # %%
 from pathlib import Path
 
-from IPython.display import display
-
 from cryokit.io import read_solution
 from cryokit.io.candidates import read_candidates
 from cryokit.io.submission import read_submission

@@ -41,3 +41,25 @@ def test_disabled_tracking_writes_nothing(tmp_path):
     tracker.log_params({"a": 1})
     tracker.log_metrics({"b": 2.0}, step=1)
     assert not (tmp_path / "run").exists()
+
+
+def test_fit_logs_config_curves_and_artifacts(tmp_path):
+    from conftest import make_blob_layout
+    from test_train import tiny_config
+
+    from cryokit.config import TrackingConfig, replace
+    from cryokit.train import fit
+
+    make_blob_layout(tmp_path / "data", runs=("TS_a", "TS_b", "TS_c"))
+    config = replace(tiny_config(tmp_path / "data", tmp_path / "run", epochs=2), tracking=TrackingConfig())
+    tracker = open_tracker(True, "", "exp", tmp_path / "run")
+    with tracker:
+        fit(config, tracker=tracker, progress=False)
+    client = MlflowClient(tracker.tracking_uri)
+    run = client.get_run(tracker.run_id)
+    assert run.data.params["train.epochs"] == "2" and run.data.params["data.val_runs"] == "['TS_c']"
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "val_score")] == [1, 2]
+    assert len(client.get_metric_history(tracker.run_id, "val_f4/ribosome")) == 2
+    artifacts = {a.path for a in client.list_artifacts(tracker.run_id)}
+    assert {"curves.png", "best.pt", "thresholds.json", "val_table.csv", "history.json"} <= artifacts
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 10_000

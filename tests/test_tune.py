@@ -21,7 +21,8 @@ from cryokit.config import RunConfig, apply_overrides
 from cryokit.tune import open_storage, run_study
 from cryokit.tune_space import default_space
 
-POSTGRES_URL = os.environ.get("CRYOKIT_TEST_POSTGRES_URL", "postgresql://cryokit:cryokit@127.0.0.1:5432/cryokit_test")
+POSTGRES_URL = (os.environ.get("CRYOKIT_TEST_POSTGRES_URL")
+                or "postgresql://cryokit:cryokit@127.0.0.1:5432/cryokit_test")  # scripts/ci_services.sh
 QUIET = apply_overrides(RunConfig(), {"tracking.enabled": False})
 State = optuna.trial.TrialState
 
@@ -35,9 +36,10 @@ def test_storage_urls(tmp_path):
         open_storage("somewhere/study.db", tmp_path)
 
 
-def test_pruned_trials_are_recorded_and_the_study_goes_on(tmp_path):
+@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+def test_pruned_trials_are_recorded_and_the_study_goes_on(tmp_path, pruner):
     study = run_study("pruning", QUIET, n_trials=12, storage=f"journal:{tmp_path}/j.log", out_dir=tmp_path,
-                      objective="quadratic", seed=0)
+                      objective="quadratic", pruner=pruner, seed=0)
     states = [t.state for t in study.trials]
     assert len(states) == 12 and State.PRUNED in states and State.COMPLETE in states
     assert (tmp_path / "best_config.yaml").is_file() and (tmp_path / "trials.csv").is_file()

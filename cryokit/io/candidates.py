@@ -28,7 +28,8 @@ def _scores(frame: pd.DataFrame, where: str) -> np.ndarray:
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.argmax(bad))
-        raise ValueError(f"{where}: row {row}, column 'score' must be a finite number, got {frame['score'].iloc[row]!r}")
+        raise ValueError(f"{where}: row {row}, column 'score' must be a finite number, "
+                         f"got {frame['score'].iloc[row]!r}")
     return values
 
 

@@ -39,7 +39,7 @@ def build_model(model: ModelConfig, target: TargetConfig, voxel_spacing_angstrom
     if model.name == "yolo3d":
         backbone = medicalnet_resnet18(shortcut_type="A", weights_path=model.backbone_weights or None)
         return YOLO3D(N_CLASSES, anchor_radii_voxels(voxel_spacing_angstrom_zyx), backbone=backbone,
-                      neck_channels=model.channels[0] * 4 if model.channels else 64, stride=target.stride)
+                      neck_channels=model.neck_channels, stride=target.stride)
     out_channels = N_CLASSES + 1 if target.kind == "balls" else N_CLASSES
     return segmentation_unet(model.name, out_channels, model.channels, model.strides, model.num_res_units,
                              model.dropout, target.stride)

@@ -8,6 +8,7 @@ any of the three given explicitly overrides the preset. Counts are per run of th
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Mapping, Union
 
@@ -55,7 +56,7 @@ def _normalise_counts(counts: CountsLike | tuple) -> tuple[tuple[str, int, int],
     for name, value in given.items():
         if name not in DEFAULT_COUNTS:
             raise ValueError(f"counts: unknown particle type {name!r}; expected one of {', '.join(PARTICLE_NAMES)}")
-        lo, hi = (value, value) if isinstance(value, (int, float)) else value
+        lo, hi = (value, value) if isinstance(value, numbers.Real) else value
         if int(lo) != lo or int(hi) != hi or lo < 0 or hi < lo:
             raise ValueError(f"counts[{name!r}] must be a count >= 0 or a (min, max) pair with 0 <= min <= max, "
                              f"got {value!r}")
@@ -101,6 +102,10 @@ class SimulationConfig:
         intensity_scale: standard deviation of the ``wbp`` volume (the real data's are tiny).
         n_levels: multiscale levels written.
         seed: the default seed of ``simulate_run``.
+
+    ``snr``, ``crowding`` and ``clutter`` are resolved from ``difficulty`` when the config is made, so
+    ``dataclasses.replace(config, difficulty="hard")`` keeps the old values: use
+    ``config_for_difficulty("hard", ...)`` instead.
     """
 
     shape_zyx: tuple[int, int, int] = REFERENCE_SHAPE_ZYX

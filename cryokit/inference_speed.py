@@ -1,0 +1,95 @@
+"""Speed switches of whole-tomogram inference, and the arithmetic that costs a tomogram.
+
+``InferenceOptions`` holds the switches ``cryokit.inference.predict_maps`` and ``predict_runs`` take;
+its defaults are the plain path. The figures in the docstrings come from
+``benchmarks/inference_speed.py`` (section "Inference speed" of docs/BENCHMARKS.md), measured on a
+2-core AMD EPYC (Zen 4, AVX512-BF16) shared with other jobs, default U-Net (16, 32, 64, 128), windows
+of 64 x 128 x 128, ratios of runs side by side in one process.
+
+``count_windows`` and ``forward_flops`` give the work of one pass over a tomogram: windows times the
+FLOPs of one window, from which a GPU's matrix throughput gives a floor on the seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["InferenceOptions", "prepare_for_inference", "count_windows", "forward_flops"]
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """Speed switches of whole-tomogram inference; the defaults give the plain path's numbers.
+
+    Measured per window on the CPU in three or four interleaved runs (docs/BENCHMARKS.md, "Inference
+    speed"); on CUDA the benchmark's GPU branch times them. ``channels_last``, ``compile`` and
+    ``cpu_bf16`` stay off until a measurement says otherwise; ``volume_on_device`` is on, because the
+    host-side stitching it removes costs far more than a GPU's network time (floor 0.03 s on a T4).
+
+    Attributes:
+        channels_last: run the windows and the network in ``torch.channels_last_3d`` memory format
+            (same maps within 1e-5). CPU: 1.03-1.08x, within the noise, so off; on CUDA it lets cuDNN
+            pick NDHWC tensor-core kernels under fp16 autocast (the usual win, unmeasured here).
+        compile: ``torch.compile`` each model once (``prepare_for_inference``; same maps within 1e-5).
+            CPU: 1.0-1.4x per window, for 10 s (warm inductor cache) to 60 s (cold) of compiling and a
+            recompile per new batch shape, so opt-in.
+        cpu_bf16: bf16 autocast on the CPU as well. 1.7-2.0x per window on this Zen 4 CPU with
+            AVX512-BF16 (emulated, and slower, on CPUs without it); class probabilities move by up to
+            about 0.02, so opt-in.
+        volume_on_device: on a GPU, normalise the tomogram there once, then cut windows and stitch
+            maps there (``cryokit.patching.normalise_tomogram_on``): no host-device copy per window
+            batch and no stitching on the host, which takes 17-23 s of a level-0 tomogram on 2 CPU
+            cores. Ignored on the CPU, where numpy's normalisation is no slower than torch's.
+    """
+
+    channels_last: bool = False
+    compile: bool = False
+    cpu_bf16: bool = False
+    volume_on_device: bool = True
+
+
+def prepare_for_inference(model: nn.Module, options: InferenceOptions) -> nn.Module:
+    """``model`` in eval mode, in channels-last format and compiled as ``options`` ask (once per model).
+
+    The memory format is changed in place (the weights keep their values); ``torch.compile`` returns a
+    wrapper sharing the weights, so call this once and reuse the result for every tomogram.
+    """
+    model = model.eval()
+    if options.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    if options.compile:
+        model = torch.compile(model, dynamic=False)
+    return model
+
+
+def count_windows(shape_zyx: Sequence[int], size_zyx: Sequence[int], overlap: float, output_stride: int = 1) -> int:
+    """Number of sliding windows ``cryokit.patching.predict_tomogram`` runs over a (Z, Y, X) volume.
+
+    Per axis MONAI places ``ceil((n - w) / interval) + 1`` windows (one if the axis fits in a window),
+    with the interval ``int(w * (1 - overlap))`` rounded down to whole output cells.
+    """
+    total = 1
+    for n, w in zip(shape_zyx, size_zyx):
+        n = max(int(w), math.ceil(int(n) / output_stride) * output_stride)
+        interval = min(int(w), max(output_stride, int(w * (1 - overlap)) // output_stride * output_stride))
+        total *= 1 if n <= w else math.ceil((n - w) / interval) + 1
+    return total
+
+
+def forward_flops(model: nn.Module, input_shape: Sequence[int], device: torch.device | str = "cpu") -> int:
+    """FLOPs of one forward pass of ``model`` on a zero tensor of ``input_shape`` (B, C, Z, Y, X).
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode``: convolutions (transposed too) and matrix
+    products, a multiply-add counting 2, so a Conv3d costs ``2 * k^3 * C_in * C_out`` per output voxel;
+    normalisation, activations and biases are not counted (they are memory-bound, not matrix work).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(tuple(input_shape), device=device))
+    return int(counter.get_total_flops())
