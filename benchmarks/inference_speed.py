@@ -341,11 +341,11 @@ def _gpu_lines(gpu: dict[str, dict[str, float]], gpu_tflops: dict[str, float]) -
     return lines
 
 
-def report(parts, per_window, compile_seconds, rounds, normalising, costs, flops, cpu_tflops, gpu) -> str:
+def report(command, parts, per_window, compile_seconds, rounds, normalising, costs, flops, cpu_tflops, gpu) -> str:
     """The markdown body of the "Inference speed" section."""
     level0 = parts[0]
     load = os.getloadavg()[0]
-    lines = [f"- Command: `{COMMAND}`", f"- Machine: {machine_description()}",
+    lines = [f"- Command: `{command}`", f"- Machine: {machine_description()}",
              f"- Date: {datetime.date.today().isoformat()}; load average at the end {load:.1f} (2 cores shared with "
              "other jobs: absolute seconds carry tens of percent of noise, ratios measured side by side less)", "",
              "Default U-Net of `RunConfig()` (channels 16-32-64-128, 1 residual unit, 7 outputs), untrained, windows "
@@ -399,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
         gpu = (measure_gpu(args.data, run), {name: matmul_tflops(cuda, dtype, 8192) for name, dtype in dtypes.items()})
     flops = forward_flops(model, (1, 1, *WINDOW))
-    body = report(parts, per_window, compile_seconds, args.rounds, normalising, costs, flops, cpu_tflops, gpu)
+    command = " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)])
+    body = report(command, parts, per_window, compile_seconds, args.rounds, normalising, costs, flops, cpu_tflops, gpu)
     print(body)
     update_section("Inference speed", body)
     return 0

@@ -116,6 +116,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--solution", required=True, type=Path, help="competition root (picks JSON) or a solution CSV")
     p.add_argument("--submission", required=True, type=Path, help="submission CSV")
     p.add_argument("--split", default="train", choices=["train", "test"], help="split of the root holding the picks")
+    p.add_argument("--runs", nargs="*", help="score only these runs (default: every run of the solution)")
     p.set_defaults(run=_run_score)
 
 
@@ -126,11 +127,15 @@ def _run_score(args: argparse.Namespace) -> int:
     from cryokit.io.submission import read_submission
     from cryokit.metric import score_table
 
-    if args.solution.is_dir():
-        solution = read_solution(args.solution, args.split)
-    else:
-        solution = read_submission(args.solution)
-    table = score_table(solution, read_submission(args.submission))
+    solution = read_solution(args.solution, args.split) if args.solution.is_dir() else read_submission(args.solution)
+    if args.runs:
+        solution = solution[solution["experiment"].isin(args.runs)]
+    submission = read_submission(args.submission)
+    unpredicted = sorted(set(solution["experiment"]) - set(submission["experiment"]))
+    if unpredicted:  # the metric counts every pick of these runs as missed, as Kaggle does
+        print(f"note: no submitted rows for {len(unpredicted)} run(s) of the solution ({', '.join(unpredicted)}): "
+              "all their picks count as misses; use --runs to score a subset", file=sys.stderr)
+    table = score_table(solution, submission)
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
         print(table.to_string(index=False))
     print(f"score {table.attrs['score']:.4f}")

@@ -127,11 +127,11 @@ def predict_maps(
         volume_zyx: (Z, Y, X) normalised volume; the maps are stitched where it lies (a tensor on the
             GPU keeps windows and stitching there, an array or CPU tensor stitches on the CPU).
         patch: window size, overlap and batch size (``size_zyx``, ``inference_overlap``, ``inference_batch_size``).
-            Per window on 2 CPU cores: batch 1 is 1.1-1.4x slower than 2, and 4 only 1.03-1.15x faster.
+            Per window on 2 CPU cores, against batch 2: batch 1 0.64-1.09x, batch 4 0.88-1.09x (no gain).
         output_stride: the network's output stride.
         vector_channels: channel triples (z, y, x) holding displacements, transformed with the grid.
-        tta: one of ``TTA_CHOICES``; "flips" costs 8 passes (network and stitching; measured 7.6-8.5x),
-            "flips+rot90" 16.
+        tta: one of ``TTA_CHOICES``; "flips" costs 8 passes (network and stitching; measured 6-10x on
+            a noisy machine), "flips+rot90" 16.
         options: speed switches (``cryokit.inference_speed.InferenceOptions``; None: the defaults).
             ``channels_last`` converts ``model``'s weights in place (their values do not change).
     """

@@ -1,7 +1,7 @@
 """Speed switches of whole-tomogram inference, and the arithmetic that costs a tomogram.
 
 ``InferenceOptions`` holds the switches ``cryokit.inference.predict_maps`` and ``predict_runs`` take;
-its defaults are the plain path. The figures in the docstrings come from
+its defaults give the plain path's maps. The figures in the docstrings come from
 ``benchmarks/inference_speed.py`` (section "Inference speed" of docs/BENCHMARKS.md), measured on a
 2-core AMD EPYC (Zen 4, AVX512-BF16) shared with other jobs, default U-Net (16, 32, 64, 128), windows
 of 64 x 128 x 128, ratios of runs side by side in one process.
@@ -26,25 +26,26 @@ __all__ = ["InferenceOptions", "prepare_for_inference", "count_windows", "forwar
 class InferenceOptions:
     """Speed switches of whole-tomogram inference; the defaults give the plain path's numbers.
 
-    Measured per window on the CPU in three or four interleaved runs (docs/BENCHMARKS.md, "Inference
-    speed"); on CUDA the benchmark's GPU branch times them. ``channels_last``, ``compile`` and
-    ``cpu_bf16`` stay off until a measurement says otherwise; ``volume_on_device`` is on, because the
-    host-side stitching it removes costs far more than a GPU's network time (floor 0.03 s on a T4).
+    Speed-ups per window on the CPU over five runs of the benchmark, each timing the options side by
+    side (docs/BENCHMARKS.md, "Inference speed", holds the quietest run); on CUDA the benchmark's GPU
+    branch times them. ``channels_last``, ``compile`` and ``cpu_bf16`` stay off until a measurement
+    says otherwise; ``volume_on_device`` is on, because the host-side stitching it removes costs far
+    more than a GPU's network time (FLOP floor 0.03 s on a T4).
 
     Attributes:
         channels_last: run the windows and the network in ``torch.channels_last_3d`` memory format
-            (same maps within 1e-5). CPU: 1.03-1.08x, within the noise, so off; on CUDA it lets cuDNN
+            (same maps within 1e-5). CPU: 0.85-1.15x, within the noise, so off; on CUDA it lets cuDNN
             pick NDHWC tensor-core kernels under fp16 autocast (the usual win, unmeasured here).
         compile: ``torch.compile`` each model once (``prepare_for_inference``; same maps within 1e-5).
-            CPU: 1.0-1.4x per window, for 10 s (warm inductor cache) to 60 s (cold) of compiling and a
-            recompile per new batch shape, so opt-in.
-        cpu_bf16: bf16 autocast on the CPU as well. 1.7-2.0x per window on this Zen 4 CPU with
-            AVX512-BF16 (emulated, and slower, on CPUs without it); class probabilities move by up to
-            about 0.02, so opt-in.
+            CPU: 0.8-1.4x per window (1.2x in the quietest run), for 5 s (warm inductor cache) to 60 s
+            (cold) of compiling and a recompile per new batch shape, so off.
+        cpu_bf16: bf16 autocast on the CPU as well. 1.7-2.6x per window on this Zen 4 CPU with
+            AVX512-BF16 (2.3x in the quietest run; 1.1x once, under heavy load); emulated, and slower,
+            on CPUs without it. Class probabilities move by up to about 0.02, so opt-in.
         volume_on_device: on a GPU, normalise the tomogram there once, then cut windows and stitch
             maps there (``cryokit.patching.normalise_tomogram_on``): no host-device copy per window
-            batch and no stitching on the host, which takes 17-23 s of a level-0 tomogram on 2 CPU
-            cores. Ignored on the CPU, where numpy's normalisation is no slower than torch's.
+            batch and no stitching on the host, which takes 6-23 s of a level-0 tomogram on 2 CPU
+            cores. Ignored on the CPU, where torch's normalisation was 1.0-1.9x slower than numpy's.
     """
 
     channels_last: bool = False

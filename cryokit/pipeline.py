@@ -113,7 +113,7 @@ def _baseline(root: Path, train_runs: list[str], heldout: list[str], out_dir: Pa
 def _figures(root: Path, run: str, level: int, solution: pd.DataFrame, picks: dict[str, pd.DataFrame],
              tables: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, Path]:
     from cryokit.patching import normalise_tomogram
-    from cryokit.plots_training import plot_predictions_on_slice, plot_score_comparison
+    from cryokit.plots.training import plot_predictions_on_slice, plot_score_comparison
 
     files = {"scores_png": out_dir / "scores.png", "predictions_png": out_dir / f"predictions_{run}.png"}
     plt.close(plot_score_comparison(tables, files["scores_png"]))
@@ -187,7 +187,7 @@ def train_and_report(config: RunConfig, progress: bool = True) -> TrainingReport
     from cryokit.inference import predict_runs
     from cryokit.metric import score_table
     from cryokit.models.build import build_model_and_task
-    from cryokit.plots_training import plot_predictions_on_slice
+    from cryokit.plots.training import plot_predictions_on_slice
     from cryokit.patching import normalise_tomogram
     from cryokit.tracking import open_tracker
     from cryokit.inference import resolve_device

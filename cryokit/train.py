@@ -318,7 +318,7 @@ def _log_artifacts(out_dir: Path, history: list[dict], tracker: NullTracker) -> 
     import matplotlib.pyplot as plt
 
     from cryokit.io.atomic import atomic_write_text
-    from cryokit.plots_training import plot_training_curves
+    from cryokit.plots.training import plot_training_curves
 
     atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1))
     plt.close(plot_training_curves(history, out_dir / "curves.png"))

@@ -102,7 +102,7 @@ class ThresholdPanel:
         """Precision-recall and F4 curves with the current operating points (a matplotlib Figure)."""
         from matplotlib.figure import Figure
 
-        from cryokit.plots_tuning import plot_threshold_curves
+        from cryokit.plots.tuning import plot_threshold_curves
 
         return plot_threshold_curves(self.curves, self.thresholds, fig or Figure(figsize=(11, 4.2)))
 

@@ -47,7 +47,7 @@ from IPython.display import Image, display
 
 from cryokit.config import apply_overrides, load_config
 from cryokit.io import list_runs
-from cryokit.plots_tuning import save_study_figures
+from cryokit.plots.tuning import save_study_figures
 from cryokit.tiny import TINY_SPACE, tiny_config, tiny_dataset
 from cryokit.tune import run_study
 from cryokit.tune_space import load_space

@@ -245,7 +245,7 @@ def test_build_segmentation_losses(name, terms):
     out = loss(torch.randn(1, 7, 4, 4, 4), torch.randint(0, 7, (1, 1, 4, 4, 4)))
     assert sorted(out.terms) == terms
     if name == "dice_ce":
-        assert loss.voxel.weight.tolist() == [1.0] + [8.0] * 6
+        assert loss.voxel.weight.tolist() == [1.0] + [LossConfig().particle_weight] * 6
 
 
 def test_build_detection_loss_and_errors():

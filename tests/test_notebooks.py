@@ -57,3 +57,21 @@ def test_train_unet_notebook_learns(tmp_path):
     for name in ("curves.png", "predictions_TS_c.png"):
         image = matplotlib.image.imread(out_dir / name)
         assert image.shape[0] > 300 and np.std(image[..., :3]) > 0.02, name
+
+
+def test_train_yolo3d_notebook_learns(tmp_path):
+    import json
+
+    from conftest import make_blob_layout
+
+    make_blob_layout(tmp_path / "data", runs=("TS_a", "TS_b", "TS_c"))
+    out_dir = tmp_path / "yolo"
+    _execute(NOTEBOOKS / "train_yolo3d.py", tmp_path, {
+        "data_root": str(tmp_path / "data"), "val_runs": ["TS_c"], "out_dir": str(out_dir), "level": 0,
+        "neck_channels": 32, "patch_size_zyx": [16, 32, 32], "epochs": 3, "patches_per_epoch": 16,
+        "batch_size": 2, "lr": 0.002, "track": False,
+    })
+    report = json.loads((out_dir / "report.json").read_text())
+    history = json.loads((out_dir / "history.json").read_text())
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
+    assert report["best_score"] > report["untrained_score"] + 0.05, report

@@ -1,6 +1,6 @@
-"""Figures for notebooks: each function returns a matplotlib Figure and, given ``path``, saves it as PNG.
+"""Exploratory figures: each function returns a matplotlib Figure and, given ``path``, saves it as PNG.
 
-Organised by figure (exploratory data analysis first). Picks tables have the columns experiment,
+Organised by figure. Picks tables have the columns experiment,
 particle_type, x, y, z in Angstrom; volumes are (Z, Y, X) arrays with ``voxel_spacing_angstrom_zyx``.
 Particle colours are the catalog's (``Particle.color_float``). All unit conversions go through
 ``cryokit.coords``.
@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 
 from cryokit.coords import angstrom_xyz_to_voxel_zyx, radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
 from cryokit.particles import PARTICLE_NAMES, particle
+from cryokit.plots._common import finish, slice_extent_angstrom
 
 __all__ = [
     "particle_counts_table",
@@ -32,17 +33,6 @@ __all__ = [
     "plot_nearest_neighbour_distances",
     "plot_depth_distribution",
 ]
-
-_DPI = 110
-
-
-def _finish(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
-    """Save ``fig`` as PNG at ``path`` (folders created) when given; return it."""
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=_DPI, bbox_inches="tight")
-    return fig
-
 
 def _class_handles(names: Sequence[str] = PARTICLE_NAMES) -> list[Line2D]:
     return [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgewidth=2,
@@ -72,7 +62,7 @@ def plot_particle_counts(picks: pd.DataFrame, path: str | Path | None = None) ->
     ax.set_title("Particles per class and run")
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 # --- Intensity histograms ----------------------------------------------------------------------------
@@ -92,7 +82,7 @@ def plot_intensity_histograms(volumes: Mapping[str, np.ndarray], path: str | Pat
     axes[0, 0].set_ylabel("voxels (log scale)")
     fig.suptitle("Intensity histograms per tomogram type (0.05-99.95 percentile range)")
     fig.tight_layout()
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 # --- Orthogonal slices with picks --------------------------------------------------------------------
@@ -101,13 +91,6 @@ def _plane_angstrom(index: int, axis: int, spacing_zyx) -> float:
     voxel = np.zeros(3)
     voxel[axis] = index
     return float(voxel_zyx_to_angstrom_xyz(voxel, spacing_zyx)[0][2 - axis])
-
-
-def _extent(shape_zyx, spacing_zyx, horizontal: int, vertical: int) -> list[float]:
-    """imshow extent (Angstrom, voxel edges) for axes ``horizontal`` and ``vertical`` (zyx indices)."""
-    corners = voxel_zyx_to_angstrom_xyz(np.array([[-0.5] * 3, np.asarray(shape_zyx) - 0.5]), spacing_zyx)
-    h, v = 2 - horizontal, 2 - vertical  # zyx index -> xyz column
-    return [corners[0, h], corners[1, h], corners[1, v], corners[0, v]]
 
 
 def _draw_slice(ax, image, extent, picks, plane_column: str, plane_angstrom: float, h: str, v: str) -> None:
@@ -146,9 +129,9 @@ def plot_orthogonal_slices(volume_zyx: np.ndarray, picks: pd.DataFrame, voxel_sp
     grid = fig.add_gridspec(2, 2, width_ratios=[shape[2], shape[0]], height_ratios=[shape[1], shape[0]])
     ax_xy, ax_yz, ax_xz = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 0])
     spacing = voxel_spacing_angstrom_zyx
-    _draw_slice(ax_xy, volume_zyx[z], _extent(shape, spacing, 2, 1), picks, "z", _plane_angstrom(z, 0, spacing), "x", "y")
-    _draw_slice(ax_xz, volume_zyx[:, y, :], _extent(shape, spacing, 2, 0), picks, "y", _plane_angstrom(y, 1, spacing), "x", "z")
-    _draw_slice(ax_yz, volume_zyx[:, :, x].T, _extent(shape, spacing, 0, 1), picks, "x", _plane_angstrom(x, 2, spacing), "z", "y")
+    _draw_slice(ax_xy, volume_zyx[z], slice_extent_angstrom(shape, spacing, 2, 1), picks, "z", _plane_angstrom(z, 0, spacing), "x", "y")
+    _draw_slice(ax_xz, volume_zyx[:, y, :], slice_extent_angstrom(shape, spacing, 2, 0), picks, "y", _plane_angstrom(y, 1, spacing), "x", "z")
+    _draw_slice(ax_yz, volume_zyx[:, :, x].T, slice_extent_angstrom(shape, spacing, 0, 1), picks, "x", _plane_angstrom(x, 2, spacing), "z", "y")
     ax_xy.set_title(f"xy at z = {_plane_angstrom(z, 0, spacing):.0f} Å (voxel {z})", fontsize=10)
     ax_xz.set_title(f"xz at y = {_plane_angstrom(y, 1, spacing):.0f} Å (voxel {y})", fontsize=10)
     ax_yz.set_title(f"yz at x = {_plane_angstrom(x, 2, spacing):.0f} Å", fontsize=10)
@@ -156,7 +139,7 @@ def plot_orthogonal_slices(volume_zyx: np.ndarray, picks: pd.DataFrame, voxel_sp
     legend_ax.axis("off")
     legend_ax.legend(handles=_class_handles(), loc="center", fontsize=8, frameon=False, title="picks (catalog radius)")
     fig.suptitle(title or "Orthogonal slices with picks")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 # --- Mean sub-tomograms ------------------------------------------------------------------------------
@@ -203,7 +186,7 @@ def plot_mean_subtomograms(means: Mapping[str, tuple[np.ndarray, int]], voxel_sp
         row[0].set_ylabel(f"{name}\n(n = {count})", fontsize=9, color="black" if count else "red")
     fig.suptitle("Mean sub-tomogram per class (central slices, Å from the pick;\ndashed: catalog radius)", fontsize=11)
     fig.tight_layout()
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 # --- Nearest-neighbour distances ---------------------------------------------------------------------
@@ -246,7 +229,7 @@ def plot_nearest_neighbour_distances(picks: pd.DataFrame, path: str | Path | Non
     axes[0, 0].legend(fontsize=8, frameon=False)
     fig.suptitle("Nearest-neighbour distances between picks (within a run)")
     fig.tight_layout()
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 # --- Depth distribution ------------------------------------------------------------------------------
@@ -271,4 +254,4 @@ def plot_depth_distribution(picks: pd.DataFrame, path: str | Path | None = None)
     ax.set_ylabel("depth z (Å)")
     ax.set_title("Depth of the picks per class")
     ax.grid(axis="y", alpha=0.3)
-    return _finish(fig, path)
+    return finish(fig, path)

@@ -1,7 +1,6 @@
 """Figures of tuning: Optuna study plots and per-class precision-recall curves with operating points.
 
-Kept apart from ``cryokit.plots`` (data and training figures). Every function returns a matplotlib
-``Figure``; ``save_figure`` writes a PNG atomically. The Optuna figures are
+Every function returns a matplotlib ``Figure``; ``cryokit.plots.save_figure`` writes a PNG atomically. The Optuna figures are
 ``optuna.visualization.matplotlib``'s, sized and titled for a notebook.
 """
 
@@ -17,20 +16,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from cryokit.io.atomic import atomic_path
 from cryokit.particles import particle
+from cryokit.plots._common import save_figure
 
-__all__ = ["save_figure", "plot_optimization_history", "plot_param_importances", "plot_parallel_coordinate",
+__all__ = ["plot_optimization_history", "plot_param_importances", "plot_parallel_coordinate",
            "save_study_figures", "plot_threshold_curves"]
 
 log = logging.getLogger(__name__)
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG atomically (creating the folder) and return the path."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    return Path(path)
 
 
 def _optuna_figure(plot, *args, size: tuple[float, float], title: str, **kwargs) -> Figure:

@@ -1,6 +1,6 @@
 """Figures of training and evaluation: curves, per-class scores side by side, predictions on a slice.
 
-Every function returns a matplotlib Figure and, given ``path``, saves it as PNG (as ``cryokit.plots``).
+Every function returns a matplotlib Figure and, given ``path``, saves it as PNG.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from cryokit.coords import angstrom_xyz_to_voxel_zyx, voxel_zyx_to_angstrom_xyz
 from cryokit.particles import SCORED_PARTICLE_NAMES, particle
-from cryokit.plots import _extent, _finish
+from cryokit.plots._common import finish, slice_extent_angstrom
 
 __all__ = ["plot_training_curves", "plot_score_comparison", "plot_predictions_on_slice"]
 
@@ -46,7 +46,7 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
     for ax in (ax_loss, ax_val):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_score_comparison(tables: Mapping[str, pd.DataFrame], path: str | Path | None = None,
@@ -64,7 +64,7 @@ def plot_score_comparison(tables: Mapping[str, pd.DataFrame], path: str | Path |
     ax.set(ylabel="F4", ylim=(0, 1.1), title=title)
     ax.legend(fontsize=9, loc="upper left")
     fig.tight_layout()
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_predictions_on_slice(volume_zyx: np.ndarray, truth: pd.DataFrame, predicted: pd.DataFrame,
@@ -84,7 +84,7 @@ def plot_predictions_on_slice(volume_zyx: np.ndarray, truth: pd.DataFrame, predi
     image = volume_zyx[z_index - 1:z_index + 2].mean(axis=0)
     fig, ax = plt.subplots(figsize=(9, 9 * shape[1] / shape[2] + 0.6))
     low, high = np.percentile(image, [1, 99])
-    ax.imshow(image, cmap="gray", vmin=low, vmax=high, extent=_extent(shape, voxel_spacing_angstrom_zyx, 2, 1))
+    ax.imshow(image, cmap="gray", vmin=low, vmax=high, extent=slice_extent_angstrom(shape, voxel_spacing_angstrom_zyx, 2, 1))
     for frame, style in ((truth, "truth"), (predicted, "predicted")):
         for row in frame.itertuples():
             radius = particle(row.particle_type).radius_angstrom
@@ -102,4 +102,4 @@ def plot_predictions_on_slice(volume_zyx: np.ndarray, truth: pd.DataFrame, predi
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set(xlabel="x (Å)", ylabel="y (Å)", title=title or f"Predicted vs true picks, xy at z = {plane_angstrom:.0f} Å")
     fig.tight_layout()
-    return _finish(fig, path)
+    return finish(fig, path)

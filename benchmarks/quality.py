@@ -1,0 +1,97 @@
+"""Quality on simulated data: the U-Net, the YOLO-style detector, their ensemble and the DoG baseline.
+
+Simulates training runs and one validation run (seed 0) and held-out runs (seed 1) at the default
+difficulty, trains both model tracks with the CPU-friendly demo configuration (level 1, 20 A voxels),
+tunes per-class thresholds on the validation run (each model's own, and the ensemble's on its merged
+scores), and scores the held-out runs with the competition metric next to the classical baseline
+calibrated on the training runs. Writes the "Quality" section of docs/BENCHMARKS.md.
+
+Run: ``.venv/bin/python benchmarks/quality.py [--epochs N] [--out DIR]`` (about an hour on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine_description, update_section  # noqa: E402
+
+from cryokit.config import MODEL_PRESETS, apply_overrides, replace  # noqa: E402
+from cryokit.inference import predict_runs  # noqa: E402
+from cryokit.io import read_solution  # noqa: E402
+from cryokit.metric import score_table  # noqa: E402
+from cryokit.pipeline import DemoConfig, _baseline, _simulate, demo_training_config  # noqa: E402
+from cryokit.postprocess import merge_picks  # noqa: E402
+from cryokit.tasks import apply_thresholds  # noqa: E402
+from cryokit.thresholds import best_thresholds  # noqa: E402
+from cryokit.train import fit  # noqa: E402
+
+COMMAND = ".venv/bin/python benchmarks/quality.py"
+
+
+def _train(name: str, preset: str, root: Path, train_runs, val_runs, out: Path, epochs: int) -> Path:
+    config = apply_overrides(demo_training_config(), {
+        **MODEL_PRESETS[preset], "data.root": str(root), "data.train_runs": list(train_runs),
+        "data.val_runs": list(val_runs), "train.epochs": epochs, "train.out_dir": str(out / name),
+        "tracking.enabled": False,
+    })
+    if preset == "yolo3d":  # the backbone's stride is 8: patches of whole cells
+        config = replace(config, patch=replace(config.patch, size_zyx=(32, 96, 96)))
+    return fit(config).best_checkpoint
+
+
+def _scored(checkpoints: list[Path], root: Path, runs, thresholds=None) -> pd.DataFrame:
+    picks, _ = predict_runs([str(c) for c in checkpoints], str(root), "train", list(runs), keep_scores=True)
+    return picks if thresholds is None else apply_thresholds(picks, thresholds, 1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_quality"))
+    parser.add_argument("--train-runs", type=int, default=4)
+    parser.add_argument("--heldout-runs", type=int, default=2)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    demo = DemoConfig(out_dir=str(args.out), n_train_runs=args.train_runs, n_heldout_runs=args.heldout_runs)
+    root = args.out / "data"
+    train_runs, val_runs, heldout = _simulate(demo, root)
+    solution, val_solution = read_solution(root, "train", heldout), read_solution(root, "train", val_runs)
+    picks = {"DoG baseline": _baseline(root, train_runs, heldout, args.out)}
+    checkpoints = {name: _train(name, preset, root, train_runs, val_runs, args.out, args.epochs)
+                   for name, preset in (("U-Net", "unet"), ("YOLO3D detector", "yolo3d"))}
+    for name, checkpoint in checkpoints.items():
+        thresholds = best_thresholds(_scored([checkpoint], root, val_runs), val_solution)
+        picks[name] = _scored([checkpoint], root, heldout, thresholds)
+    both = list(checkpoints.values())  # different tasks: merged pick by pick, thresholds re-tuned
+    picks["ensemble (U-Net + detector)"] = _scored(both, root, heldout, best_thresholds(_scored(both, root, val_runs), val_solution))
+    tables = {name: score_table(solution, frame) for name, frame in picks.items()}
+    body = _report(tables, args, time.perf_counter() - start, train_runs, val_runs, heldout)
+    print(body)
+    update_section("Quality", body)
+    return 0
+
+
+def _report(tables, args, seconds, train_runs, val_runs, heldout) -> str:
+    names = [n for n in tables[next(iter(tables))]["particle_type"] if n != "beta-amylase"]
+    lines = ["| method | " + " | ".join(names) + " | weighted F4 |", "|---|" + "---:|" * (len(names) + 1)]
+    for method, table in tables.items():
+        f4 = table.set_index("particle_type")["fbeta"]
+        lines.append(f"| {method} | " + " | ".join(f"{f4[n]:.3f}" for n in names) + f" | **{table.attrs['score']:.3f}** |")
+    return "\n".join([
+        f"- Command: `{COMMAND} --epochs {args.epochs}`", f"- Machine: {machine_description()}",
+        f"- Date: {datetime.date.today().isoformat()}; {seconds / 60:.0f} minutes in all",
+        "", f"Simulated default difficulty, 184 x 630 x 630 voxels: trained on {len(train_runs)} runs, thresholds "
+        f"tuned on {len(val_runs)} validation run, scored on {len(heldout)} held-out runs ({', '.join(heldout)}) "
+        f"with the competition metric. Both networks at level 1 (20 A voxels), {args.epochs} epochs of the demo "
+        "configuration on CPU. Per-class F4 (beta-amylase is unscored):", "", *lines])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

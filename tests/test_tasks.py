@@ -1,0 +1,84 @@
+"""The tasks' decoders and the pick-level ensemble."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cryokit.config import PostprocessConfig
+from cryokit.losses import CompositeDetectionLoss
+from cryokit.postprocess import merge_picks
+from cryokit.targets import anchor_radii_voxels, class_anchor_indices, encode_detection_targets
+from cryokit.tasks import DetectionTask, SegmentationTask, apply_thresholds
+from cryokit.particles import PARTICLE_NAMES
+
+SPACING = (10.0, 10.0, 10.0)
+
+
+def _picks(rows):
+    return pd.DataFrame(rows, columns=["experiment", "particle_type", "x", "y", "z", "score"])
+
+
+def test_detection_decode_round_trips_encoded_particles_to_angstrom():
+    """Dense maps built from encoded targets decode back to the particles, in Angstrom x, y, z."""
+    anchors = anchor_radii_voxels(SPACING)
+    centres_zyx = np.array([[10.3, 20.6, 30.2], [22.0, 40.4, 12.9], [30.5, 9.2, 44.7]])
+    classes = np.array([0, 3, 4])
+    radii = np.array([6.0, 15.0, 13.0])
+    encoded = encode_detection_targets((40, 56, 56), centres_zyx, classes, radii, anchors, stride=4)
+    task = DetectionTask(CompositeDetectionLoss(), anchors, stride=4)
+    logits = {"objectness": torch.from_numpy(encoded.objectness * 20 - 10)[None],
+              "class_scores": torch.nn.functional.one_hot(torch.from_numpy(encoded.class_index).clamp(min=0), 6)
+              .permute(0, 4, 1, 2, 3).float()[None] * 20,
+              "offset_zyx": torch.from_numpy(encoded.offset_zyx)[None],
+              "log_radius_ratio": torch.from_numpy(encoded.log_radius_ratio)[None]}
+    maps = task.dense_maps(logits)[0].numpy()
+    picks = task.decode(maps, SPACING, "TS_x", PostprocessConfig(candidate_floor=0.5))
+    assert len(picks) == 3 and set(picks["experiment"]) == {"TS_x"}
+    for (z, y, x), k in zip(centres_zyx, classes):
+        row = picks[picks["particle_type"] == PARTICLE_NAMES[k]]
+        np.testing.assert_allclose(row[["x", "y", "z"]].to_numpy()[0], [x * 10, y * 10, z * 10], atol=1e-3)
+
+
+def test_detection_decode_suppresses_duplicates_within_the_class_radius():
+    task = DetectionTask(CompositeDetectionLoss(), anchor_radii_voxels(SPACING), stride=4)
+    maps = np.zeros((3 * 11, 6, 6, 6), np.float32)
+    anchor = class_anchor_indices()[3]  # ribosome
+    base = anchor * 11
+    for cell, score in (((2, 2, 2), 0.9), ((2, 2, 3), 0.8), ((5, 5, 5), 0.7)):
+        maps[(base, *cell)] = score
+        maps[(base + 1 + 3, *cell)] = 1.0  # class probability of the ribosome
+    picks = task.decode(maps, SPACING, "r", PostprocessConfig(candidate_floor=0.1, radius_fraction=0.5))
+    # cells 4 voxels apart (40 A) fall within 0.5 x 150 A: one survives; the far one stays.
+    assert sorted(picks["score"]) == pytest.approx([0.7, 0.9])
+
+
+def test_segmentation_dense_maps_drop_background():
+    task = SegmentationTask("balls", loss=None)
+    logits = torch.zeros(1, 7, 2, 2, 2)
+    logits[:, 4] = 5.0
+    maps = task.dense_maps(logits)
+    assert maps.shape == (1, 6, 2, 2, 2)
+    assert torch.allclose(maps[:, 3], torch.full((1, 2, 2, 2), np.exp(5) / (np.exp(5) + 6)))
+
+
+def test_merge_picks_clusters_per_class_and_rewards_agreement():
+    a = _picks([("r", "ribosome", 100.0, 100.0, 100.0, 0.8), ("r", "apo-ferritin", 500.0, 500.0, 500.0, 0.6)])
+    b = _picks([("r", "ribosome", 120.0, 100.0, 100.0, 0.4), ("r", "ribosome", 900.0, 900.0, 900.0, 0.5)])
+    merged = merge_picks([a, b], radius_fraction=0.5).sort_values("x").reset_index(drop=True)
+    assert list(merged["particle_type"]) == ["ribosome", "apo-ferritin", "ribosome"]
+    # agreeing pair: mean of 0.8 and 0.4, centre weighted by score
+    assert merged.loc[0, "score"] == pytest.approx(0.6)
+    assert merged.loc[0, "x"] == pytest.approx((100 * 0.8 + 120 * 0.4) / 1.2)
+    # one source only: its score averaged with a missing 0
+    assert merged.loc[1, "score"] == pytest.approx(0.3) and merged.loc[2, "score"] == pytest.approx(0.25)
+    assert merge_picks([a.iloc[:0], b.iloc[:0]]).empty
+
+
+def test_apply_thresholds_per_class_with_default():
+    picks = _picks([("r", "ribosome", 0, 0, 0, 0.5), ("r", "ribosome", 0, 0, 0, 0.2),
+                    ("r", "thyroglobulin", 0, 0, 0, 0.3)])
+    kept = apply_thresholds(picks, {"ribosome": 0.4}, default=0.25)
+    assert list(kept["score"]) == [0.5, 0.3]
