@@ -197,6 +197,9 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
 
 def from_dict(cls: type, values: Mapping[str, Any] | None, prefix: str = "") -> Any:
     """Build ``cls`` from a (nested) mapping; unknown keys raise ValueError naming them."""
+    if values is not None and not isinstance(values, Mapping):
+        raise ValueError(f"config key {prefix.rstrip('.') or cls.__name__!r} must be a mapping of its fields, "
+                         f"got {values!r}")
     values = dict(values or {})
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}

@@ -278,7 +278,9 @@ def fit(config: RunConfig, resume: bool = False, tracker: NullTracker | None = N
             step += 1
             for key, value in {"loss": float(loss.total.detach()), **loss.terms}.items():
                 sums[key] = sums.get(key, 0.0) + value
-            bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}")
+            rate = bar.format_dict["rate"] or 0.0  # batches per second
+            bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}",
+                            patches_per_s=f"{rate * cfg.patch.batch_size * run.world:.1f}")
         epoch += 1
         metrics = {**_mean_over_ranks(sums, len(run.loader), run), "lr": run.scheduler.get_last_lr()[0]}
         if main and run.val_runs and (epoch % cfg.train.val_every == 0 or epoch == cfg.train.epochs):

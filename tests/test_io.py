@@ -179,3 +179,17 @@ def test_missing_data_root_and_split(tmp_path):
         list_runs(tmp_path / "d", "test")
     with pytest.raises(ValueError, match=r"split must be one of"):
         list_runs(tmp_path / "d", "val")
+
+
+def test_flat_chunk_keys_are_read_too(tmp_path):
+    """A store written with zarr 2's default '.' chunk keys (0/0.1.2) reads the same values."""
+    import zarr
+
+    volume = np.arange(8 * 8 * 8, dtype=np.float32).reshape(8, 8, 8)
+    path = tmp_path / "flat.zarr"
+    group = zarr.open_group(str(path), mode="w")
+    group.create_dataset("0", data=volume, chunks=(4, 4, 4), dimension_separator=".")
+    group.attrs["multiscales"] = [{"version": "0.4", "datasets": [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [10.0, 10.0, 10.0]}]}]}]
+    assert (path / "0" / "1.1.1").is_file()
+    np.testing.assert_array_equal(open_tomogram(path).read(), volume)

@@ -1,0 +1,52 @@
+"""The cryokit command end to end: train from a YAML file, predict with TTA, score; clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryokit.cli import main
+from cryokit.io.submission import read_submission
+
+from conftest import make_blob_layout
+
+CONFIG = """
+data: {val_runs: [TS_c]}
+patch: {size_zyx: [16, 32, 32], batch_size: 2, patches_per_epoch: 16, inference_batch_size: 4}
+model: {channels: [8, 16], strides: [2], num_res_units: 0}
+augment: {rotate_degrees: 0, scale_fraction: 0, elastic_p: 0}
+train: {epochs: 1, lr: 0.01, warmup_steps: 1}
+tracking: {enabled: false}
+"""
+
+
+def test_train_predict_score(tmp_path, capsys):
+    make_blob_layout(tmp_path / "data", runs=("TS_a", "TS_b", "TS_c"))
+    (tmp_path / "run.yaml").write_text(CONFIG)
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--data", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "run"), "--set", "train.epochs=4"]) == 0
+    assert "best validation score" in capsys.readouterr().out
+    assert main(["predict", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--data", str(tmp_path / "data"),
+                 "--split", "train", "--runs", "TS_c", "--tta", "flips", "--out", str(tmp_path / "sub.csv")]) == 0
+    assert "s per tomogram" in capsys.readouterr().out
+    submission = read_submission(tmp_path / "sub.csv")
+    assert set(submission["experiment"]) <= {"TS_c"} and list(submission.columns)[:3] == ["id", "experiment", "particle_type"]
+    assert main(["score", "--solution", str(tmp_path / "data"), "--submission", str(tmp_path / "sub.csv")]) == 0
+    captured = capsys.readouterr()
+    assert "no submitted rows for 2 run(s) of the solution (TS_a, TS_b)" in captured.err
+    assert main(["score", "--solution", str(tmp_path / "data"), "--submission", str(tmp_path / "sub.csv"),
+                 "--runs", "TS_c"]) == 0
+    scored = capsys.readouterr()
+    assert "ribosome" in scored.out and scored.out.strip().splitlines()[-1].startswith("score ") and not scored.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "{root}", "--set", "train.lrr=1"], "unknown config key(s) train.lrr"),
+    (["train", "--set", "train.lr=1"], "no data: pass --data ROOT"),
+    (["predict", "--checkpoint", "{root}/none.pt", "--data", "{root}", "--out", "{root}/x.csv"], "none.pt does not exist"),
+    (["score", "--solution", "{root}/solution.csv", "--submission", "{root}/missing.csv"], "submission file not found"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
+    (tmp_path / "solution.csv").write_text("id,experiment,particle_type,x,y,z\n0,TS_a,ribosome,1,2,3\n")
+    status = main([a.format(root=tmp_path) for a in argv])
+    error = capsys.readouterr().err
+    assert status == 2 and message in error and "Traceback" not in error
