@@ -9,12 +9,13 @@ from __future__ import annotations
 import fcntl
 import os
 import platform
+import time
 from importlib import metadata
 from pathlib import Path
 
 from cryokit.io.atomic import atomic_write_text
 
-__all__ = ["BENCHMARKS_PATH", "machine_description", "update_section"]
+__all__ = ["BENCHMARKS_PATH", "machine_description", "update_section", "best_time"]
 
 BENCHMARKS_PATH = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 _TITLE_LINE = "# cryokit benchmarks"
@@ -82,3 +83,14 @@ def update_section(title: str, body: str, path: Path = BENCHMARKS_PATH) -> Path:
     finally:
         os.close(folder)  # releases the lock
     return path
+
+
+def best_time(function, *args, repeats: int) -> tuple[float, object]:
+    """(best wall time in seconds over ``repeats`` calls, the last result): the least-disturbed run on a
+    shared machine."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function(*args)
+        times.append(time.perf_counter() - start)
+    return min(times), result

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import pandas as pd
 from scipy.spatial import KDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import best_time, machine_description, update_section  # noqa: E402
 
 from cryokit.metric import score  # noqa: E402
 from cryokit.particles import PARTICLE_NAMES, PARTICLES, TOTAL_WEIGHT  # noqa: E402
@@ -94,16 +93,6 @@ def plain_score(solution: pd.DataFrame, submission: pd.DataFrame) -> float:
         f = 17 * precision * recall / (16 * precision + recall) if precision + recall > 0 else 0.0
         total += f * weight[t]
     return total / TOTAL_WEIGHT
-
-
-def best_time(function, *args, repeats: int) -> tuple[float, float]:
-    """(best wall time in seconds over ``repeats`` calls, the last result)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function(*args)
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def main() -> None:

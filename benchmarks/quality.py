@@ -27,7 +27,6 @@ from cryokit.inference import predict_runs  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
 from cryokit.pipeline import DemoConfig, _baseline, _simulate, demo_training_config  # noqa: E402
-from cryokit.postprocess import merge_picks  # noqa: E402
 from cryokit.tasks import apply_thresholds  # noqa: E402
 from cryokit.thresholds import best_thresholds  # noqa: E402
 from cryokit.train import fit  # noqa: E402

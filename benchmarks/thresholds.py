@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import best_time, machine_description, update_section  # noqa: E402
 
 from cryokit.metric import score_table  # noqa: E402
 from cryokit.particles import PARTICLES  # noqa: E402
@@ -106,21 +106,12 @@ def exact_brute_seconds(solution: pd.DataFrame, candidates: pd.DataFrame) -> tup
     return projected, distinct
 
 
-def best_of(function, *args, repeats: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function(*args)
-        times.append(time.perf_counter() - start)
-    return min(times), result
-
-
 def main() -> None:
     solution, candidates = synthetic_case()
-    fast_s, _ = best_of(best_thresholds, candidates, solution, repeats=5)
-    grid_s, _ = best_of(grid_search, solution, candidates, repeats=1)
+    fast_s, _ = best_time(best_thresholds, candidates, solution, repeats=5)
+    grid_s, _ = best_time(grid_search, solution, candidates, repeats=1)
     brute_s, distinct = exact_brute_seconds(solution, candidates)
-    fast_s = min(fast_s, best_of(best_thresholds, candidates, solution, repeats=5)[0])
+    fast_s = min(fast_s, best_time(best_thresholds, candidates, solution, repeats=5)[0])
     print(f"{len(solution)} references, {len(candidates)} candidates, {distinct} distinct (class, score) pairs")
     print(f"best_thresholds: {fast_s:.3f} s; exact brute force (projected): {brute_s:.0f} s "
           f"({brute_s / fast_s:,.0f}x); 100-value grid: {grid_s:.2f} s ({grid_s / fast_s:.0f}x)")

@@ -51,7 +51,7 @@ def _model_presets() -> dict:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from cryokit.config import MODEL_PRESETS, apply_overrides, load_config, to_dict
+    from cryokit.config import MODEL_PRESETS, apply_overrides, load_config
     from cryokit.tracking import open_tracker
     from cryokit.train import fit
 
@@ -296,7 +296,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="a Kaggle-layout root to use instead of simulating (its train split)")
     p.add_argument("--quick", action="store_true", help="a ~3-minute smoke run (small volumes, tiny network)")
     p.add_argument("--difficulty", default="default", choices=["easy", "default", "hard"], help="simulated data")
-    p.add_argument("--epochs", type=int, help="training epochs (default 24, 3 with --quick)")
+    p.add_argument("--epochs", type=int, help="training epochs (default 24, 8 with --quick)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     p.set_defaults(run=_run_demo)
 

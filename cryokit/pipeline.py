@@ -46,7 +46,7 @@ def demo_training_config(quick: bool = False) -> RunConfig:
     if quick:
         config = replace(config, patch=replace(config.patch, patches_per_epoch=32),
                          model=replace(config.model, channels=(8, 16, 32), strides=(2, 2)),
-                         train=replace(config.train, epochs=3))
+                         train=replace(config.train, epochs=8))
     return config
 
 
@@ -182,7 +182,6 @@ class TrainingReport:
 def train_and_report(config: RunConfig, progress: bool = True) -> TrainingReport:
     """Score the untrained network, train it (``cryokit.train.fit``, MLflow as configured), predict the
     validation runs with the best checkpoint and draw curves and a predictions slice into the run folder."""
-    import torch
 
     from cryokit.inference import predict_runs
     from cryokit.metric import score_table

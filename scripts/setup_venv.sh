@@ -11,10 +11,14 @@ want=$(cat requirements.txt setup.cfg scripts/setup_venv.sh | sha256sum | cut -d
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
+echo "setting up .venv/ (first run, or the dependencies changed): about 2 to 8 minutes" >&2
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "torch==${TORCH_VERSION}" \
-  || .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
-.venv/bin/python -m pip install -q -r requirements.txt -e ".[test]"
+pip_install() {
+  # Keep the console readable: drop pip's notes about missing local package mirrors.
+  .venv/bin/python -m pip install -q "$@" 2> >(grep -v -e "is ignored: it is neither" -e "BuildBackendWarning" >&2)
+}
+pip_install --upgrade pip
+pip_install "torch==${TORCH_VERSION}" || pip_install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
+pip_install -r requirements.txt -e ".[test]"
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 echo "$want" > "$stamp"

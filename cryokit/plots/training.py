@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from cryokit.coords import angstrom_xyz_to_voxel_zyx, voxel_zyx_to_angstrom_xyz
-from cryokit.particles import SCORED_PARTICLE_NAMES, particle
+from cryokit.particles import PARTICLE_NAMES, SCORED_PARTICLE_NAMES, particle
 from cryokit.plots._common import finish, slice_extent_angstrom
 
 __all__ = ["plot_training_curves", "plot_score_comparison", "plot_predictions_on_slice"]
@@ -98,7 +98,7 @@ def plot_predictions_on_slice(volume_zyx: np.ndarray, truth: pd.DataFrame, predi
     handles = [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="grey",
                       markersize=10, label="true pick (catalog radius)"),
                Line2D([], [], marker="x", linestyle="", color="grey", markersize=8, label="predicted pick")]
-    handles += [Line2D([], [], color=particle(n).color_float, linewidth=4, label=n) for n in SCORED_PARTICLE_NAMES]
+    handles += [Line2D([], [], color=particle(n).color_float, linewidth=4, label=n) for n in PARTICLE_NAMES]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set(xlabel="x (Å)", ylabel="y (Å)", title=title or f"Predicted vs true picks, xy at z = {plane_angstrom:.0f} Å")
     fig.tight_layout()
