@@ -155,7 +155,9 @@ class _PanelView:
         self.save = w.Button(description="Save thresholds.json", icon="save", button_style="success", layout=button)
         self.status = w.HTML()
         self.table = w.HTML()
-        self.plot = w.Output()
+        # An Image widget, not an Output widget: redrawing it is one state update, with none of the
+        # output capture that left headless (papermill) runs waiting for a reply now and then.
+        self.plot = w.Image(format="png")
         for name, slider in self.sliders.items():
             slider.add_class(f"cryokit-slider-{name}")
             slider.observe(lambda change, name=name: self._on_threshold(name, change["new"]), names="value")
@@ -175,14 +177,10 @@ class _PanelView:
         self.refresh()
 
     def refresh(self) -> None:
-        from IPython.display import Image, clear_output, display
-
         self.table.value = self.panel.table_html()
         buffer = io.BytesIO()
         self.panel.figure().savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-        with self.plot:
-            clear_output(wait=True)
-            display(Image(buffer.getvalue()))
+        self.plot.value = buffer.getvalue()
 
     def _on_threshold(self, name: str, value: float) -> None:
         # The front end rounds values to the slider's step: keep the exact value unless the user moved it.

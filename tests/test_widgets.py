@@ -59,8 +59,11 @@ def test_widget_buttons_call_the_panel(data, tmp_path):
     panel = ThresholdPanel(candidates, solution, out_path=tmp_path / "thresholds.json")
     panel.widget()
     view = panel._view
+    curves_at_the_optimum = bytes(view.plot.value)
+    assert curves_at_the_optimum.startswith(b"\x89PNG\r\n\x1a\n")
     view.sliders["apo-ferritin"].value = 0.0  # what dragging the slider does
     assert panel.thresholds["apo-ferritin"] == 0.0
+    assert bytes(view.plot.value).startswith(b"\x89PNG") and bytes(view.plot.value) != curves_at_the_optimum  # redrawn
     assert "0.0000" in view.table.value and f"{panel.score():.4f}" in view.table.value
     view.sliders["thyroglobulin"].value = round(panel.thresholds["thyroglobulin"], 3)  # a front end's rounding
     assert panel.thresholds["thyroglobulin"] == best_thresholds(candidates, solution)["thyroglobulin"]
