@@ -17,9 +17,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "ci_services: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null 2>&1
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
-      || echo "ci_services: apt-get install ${missing[*]} failed" >&2
+    # Bounded: a slow mirror must not eat CI's budget (the tests then skip, naming the reason).
+    timeout 300 apt-get update -qq >/dev/null 2>&1
+    timeout 600 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
+      || echo "ci_services: apt-get install ${missing[*]} failed or took over 10 minutes" >&2
   else
     echo "ci_services: ${missing[*]} missing and not root: the tests that need them will skip" >&2
   fi

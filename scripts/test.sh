@@ -4,8 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
 set +e
-.venv/bin/python -m pytest "$@"
+# Bounded as a whole too (each test is bounded by pytest-timeout, setup.cfg): the suite takes about
+# 5 minutes on 2 cores, so an hour means something is stuck.
+timeout --foreground --kill-after=60 "${CRYOKIT_TEST_TIMEOUT:-3600}" .venv/bin/python -m pytest "$@"
 status=$?
+if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+  echo "pytest did not finish within ${CRYOKIT_TEST_TIMEOUT:-3600} s: failing" >&2
+fi
 set -e
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: failing" >&2

@@ -16,12 +16,12 @@ def _execute(source: Path, work: Path, parameters: dict) -> Path:
     """Convert ``source`` (py:percent) to ipynb and run it with papermill (kernel python3); return the output."""
     notebook = work / f"{source.stem}.ipynb"
     subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", str(source), "-o", str(notebook)],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, timeout=120)
     import papermill
 
     executed = work / f"{source.stem}.executed.ipynb"
     papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3",
-                               cwd=str(work), progress_bar=False)
+                               cwd=str(work), progress_bar=False, execution_timeout=600)
     return executed
 
 

@@ -26,7 +26,8 @@ def _execute(name: str, tmp_path: Path, **parameters) -> None:
     import papermill
 
     papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(tmp_path / f"{name}.out.ipynb"),
-                               parameters=parameters, cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+                               parameters=parameters, cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
+                               execution_timeout=600)
 
 
 def test_tune_notebook_runs_a_tiny_study_and_saves_its_figures(tmp_path):

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 def zarr3_site(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("zarr3")
     install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "zarr>=3,<4"],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, timeout=600)
     if install.returncode != 0:
         pytest.skip(f"could not install zarr 3 from the package index: {install.stderr.strip()[-300:]}")
     return target
@@ -30,7 +30,7 @@ def zarr3_site(tmp_path_factory) -> Path:
 
 def _run_under_zarr3(site: Path, code: str) -> str:
     env = {"PYTHONPATH": f"{site}:{REPO}", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
