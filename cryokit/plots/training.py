@@ -27,7 +27,11 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(13, 4.5))
     for column in [c for c in frame.columns if c.startswith("train_")]:
         ax_loss.plot(frame["epoch"], frame[column], marker="o", markersize=3, label=column.removeprefix("train_"))
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="Training loss per epoch (mean over steps)")
+    terms = frame[[c for c in frame.columns if c.startswith("train_")]]
+    if len(terms) and (terms.to_numpy() > 0).all():  # terms differ by orders of magnitude
+        ax_loss.set_yscale("log")
+    ax_loss.set(xlabel="epoch", ylabel="loss (log scale)" if ax_loss.get_yscale() == "log" else "loss",
+                title="Training loss and its terms per epoch (mean over steps)")
     ax_loss.legend(fontsize=8)
     validated = frame.dropna(subset=["val_score"]) if "val_score" in frame else frame.iloc[:0]
     for name in SCORED_PARTICLE_NAMES:
