@@ -260,8 +260,8 @@ class DiceCELoss(nn.Module):
     weigh the cross-entropy (and focal) classes and also the per-class Dice terms; Tversky takes none.
 
     Args:
-        lambda_dice: weight of the overlap part (>= 0).
-        lambda_ce: weight of the voxel part (>= 0).
+        lambda_dice: weight of the overlap part (>= 0; 0 leaves it out: not computed, not in ``terms``).
+        lambda_ce: weight of the voxel part (>= 0; 0 leaves it out likewise). One of the two must be > 0.
         class_weights: (C,) weights, background first; None: equal.
         overlap: "dice" or "tversky" (the term's name in ``terms``).
         voxel: "ce" or "focal" (the term's name in ``terms``).
@@ -281,8 +281,8 @@ class DiceCELoss(nn.Module):
                  overlap: str = "dice", voxel: str = "ce", include_background: bool = True,
                  tversky_alpha: float = 0.3, tversky_beta: float = 0.7, focal_gamma: float = 2.0):
         super().__init__()
-        if lambda_dice < 0 or lambda_ce < 0:
-            raise ValueError(f"lambda_dice and lambda_ce must be >= 0, got {lambda_dice}, {lambda_ce}")
+        if lambda_dice < 0 or lambda_ce < 0 or lambda_dice + lambda_ce == 0:
+            raise ValueError(f"lambda_dice and lambda_ce must be >= 0 and not both 0, got {lambda_dice}, {lambda_ce}")
         if overlap not in ("dice", "tversky") or voxel not in ("ce", "focal"):
             raise ValueError(f"overlap must be 'dice' or 'tversky' and voxel 'ce' or 'focal', "
                              f"got {overlap!r}, {voxel!r}")
@@ -307,13 +307,15 @@ class DiceCELoss(nn.Module):
             labels = labels.unsqueeze(1)
         if labels.shape[1] != 1 or labels.shape[2:] != logits.shape[2:] or labels.shape[0] != logits.shape[0]:
             raise ValueError(f"labels {tuple(labels.shape)} must be (B, 1, Z, Y, X) for logits {tuple(logits.shape)}")
-        overlap = self.overlap(logits, labels)
-        if isinstance(self.voxel, nn.CrossEntropyLoss):
-            voxel = self.voxel(logits, labels[:, 0].long())
-        else:
-            voxel = self.voxel(logits, labels)
-        total = self.lambda_dice * overlap + self.lambda_ce * voxel
-        return LossOutput(total, {self.names[0]: float(overlap.detach()), self.names[1]: float(voxel.detach())})
+        # A part weighted 0 is skipped: it would cost a softmax pass and show in the logs as if it counted.
+        parts = {}
+        if self.lambda_dice > 0:
+            parts[self.names[0]] = (self.lambda_dice, self.overlap(logits, labels))
+        if self.lambda_ce > 0:
+            voxel_labels = labels[:, 0].long() if isinstance(self.voxel, nn.CrossEntropyLoss) else labels
+            parts[self.names[1]] = (self.lambda_ce, self.voxel(logits, voxel_labels))
+        total = sum(weight * value for weight, value in parts.values())
+        return LossOutput(total, {name: float(value.detach()) for name, (_, value) in parts.items()})
 
 
 def build_loss(loss_config: LossConfig, n_classes: int, class_weights: Sequence[float] | None = None) -> nn.Module:

@@ -236,16 +236,30 @@ def test_tversky_and_focal_variants_match_monai():
 
 # ---- build_loss ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, terms", [
-    ("dice_ce", ["ce", "dice"]), ("dice_focal", ["dice", "focal"]), ("focal", ["dice", "focal"]),
-    ("tversky_ce", ["ce", "tversky"]),
+@pytest.mark.parametrize("name, dice_weight, terms", [
+    ("dice_ce", 1.0, ["ce", "dice"]), ("dice_focal", 1.0, ["dice", "focal"]), ("focal", 1.0, ["dice", "focal"]),
+    ("tversky_ce", 1.0, ["ce", "tversky"]),
+    # The default weighs the overlap part 0: it is left out, not logged as if it counted.
+    ("dice_ce", 0.0, ["ce"]), ("focal", 0.0, ["focal"]), ("tversky_ce", 0.0, ["ce"]),
 ])
-def test_build_segmentation_losses(name, terms):
-    loss = build_loss(LossConfig(name=name), n_classes=7)
+def test_build_segmentation_losses(name, dice_weight, terms):
+    loss = build_loss(LossConfig(name=name, dice_weight=dice_weight), n_classes=7)
     out = loss(torch.randn(1, 7, 4, 4, 4), torch.randint(0, 7, (1, 1, 4, 4, 4)))
     assert sorted(out.terms) == terms
+    lambdas = {"dice": dice_weight, "tversky": dice_weight, "ce": 1.0, "focal": 1.0}
+    assert float(out.total) == pytest.approx(sum(lambdas[t] * value for t, value in out.terms.items()), rel=1e-6)
     if name == "dice_ce":
         assert loss.voxel.weight.tolist() == [1.0] + [LossConfig().particle_weight] * 6
+
+
+def test_overlap_alone_keeps_its_gradient_and_zero_weights_are_refused():
+    logits = torch.randn(1, 7, 4, 4, 4, requires_grad=True)
+    out = DiceCELoss(lambda_dice=1.0, lambda_ce=0.0)(logits, torch.randint(0, 7, (1, 1, 4, 4, 4)))
+    assert sorted(out.terms) == ["dice"] and float(out.total.detach()) == pytest.approx(out.terms["dice"])
+    out.total.backward()
+    assert logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="not both 0"):
+        DiceCELoss(lambda_dice=0.0, lambda_ce=0.0)
 
 
 def test_build_detection_loss_and_errors():
