@@ -42,8 +42,10 @@ def machine_description() -> str:
     """One line naming the CPU, usable cores and the Python / numpy / scipy / pandas / torch versions."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     versions = ", ".join(f"{p} {_version(p)}" for p in ("numpy", "scipy", "pandas", "torch"))
-    return (f"{_cpu_model()}, {usable} usable of {os.cpu_count()} cores, {platform.system()}; "
-            f"Python {platform.python_version()}, {versions}")
+    return (
+        f"{_cpu_model()}, {usable} usable of {os.cpu_count()} cores, {platform.system()}; "
+        f"Python {platform.python_version()}, {versions}"
+    )
 
 
 def _replace_section(text: str, header: str, section: str) -> str:

@@ -46,11 +46,15 @@ def evaluate(difficulty: str, folder: Path, train_runs: int, test_runs: int) -> 
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    lines = ["| particle_type | weight | blob radius (x catalog) | threshold | tp | fp | fn | precision | recall | F4 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| particle_type | weight | blob radius (x catalog) | threshold | tp | fp | fn | precision | recall | F4 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in table.itertuples():
-        lines.append(f"| {r.particle_type} | {r.weight} | {r.body_fraction:.1f} | {r.threshold:.3f} | {r.tp} | "
-                     f"{r.fp} | {r.fn} | {r.precision:.3f} | {r.recall:.3f} | {r.fbeta:.3f} |")
+        lines.append(
+            f"| {r.particle_type} | {r.weight} | {r.body_fraction:.1f} | {r.threshold:.3f} | {r.tp} | "
+            f"{r.fp} | {r.fn} | {r.precision:.3f} | {r.recall:.3f} | {r.fbeta:.3f} |"
+        )
     return "\n".join(lines)
 
 

@@ -89,8 +89,10 @@ def stage_times(root: Path, run: str, augment: AugmentConfig, size_zyx, repeats:
     for name, config in (("defaults", augment), ("defaults + elastic", replace(augment, elastic_p=1.0))):
         params = [draw_augmentation(config, torch.Generator().manual_seed(i), size_zyx) for i in range(repeats)]
         start = time.perf_counter()
-        regions = [read_region(tomogram, o - p.margin_zyx(), np.asarray(size_zyx) + 2 * p.margin_zyx())
-                   for o, p in zip(origins, params)]
+        regions = [
+            read_region(tomogram, o - p.margin_zyx(), np.asarray(size_zyx) + 2 * p.margin_zyx())
+            for o, p in zip(origins, params)
+        ]
         times[f"read + normalise patch with the context its draw needs ({name})"] = time.perf_counter() - start
         start = time.perf_counter()
         for region, p in zip(regions, params):
@@ -121,29 +123,31 @@ def main() -> None:
     stages = stage_times(args.data, runs[0], AugmentConfig(), patch.size_zyx)
     stage_rows = [f"| {k} | {v:.0f} |" for k, v in stages.items()]
     print("\n".join(stage_rows))
-    body = "\n".join([
-        f"- Command: `{COMMAND} --patches {args.patches}`",
-        f"- Machine: {machine_description()}",
-        "",
-        f"Training patches of {' x '.join(map(str, patch.size_zyx))} voxels (z, y, x) from {len(runs)} {source} "
-        f"level-0 runs of 184 x 630 x 630 (zarr, 64^3 chunks, page-cached), ball targets, `DataLoader` "
-        f"batch 2; one epoch of {args.patches} patches, loader start-up included (the intensity statistics "
-        "are computed once in the dataset's `__init__`, outside the timing). The machine's 2 cores were "
-        "shared with other jobs while this ran, so expect run-to-run noise of tens of percent.",
-        "",
-        "| pipeline | workers | patches / s | ms / patch |",
-        "|---|---:|---:|---:|",
-        *rows,
-        "",
-        "Stages in one process (ms per patch, mean of 10; torch uses both cores here, one per worker above). "
-        "Each item reads only the context its own draw needs (`AugmentParams.margin_zyx`); the bound over all "
-        "draws of the defaults is "
-        f"{geometric_margin_zyx(AugmentConfig(), patch.size_zyx).tolist()} voxels per side (z, y, x).",
-        "",
-        "| stage | ms |",
-        "|---|---:|",
-        *stage_rows,
-    ])
+    body = "\n".join(
+        [
+            f"- Command: `{COMMAND} --patches {args.patches}`",
+            f"- Machine: {machine_description()}",
+            "",
+            f"Training patches of {' x '.join(map(str, patch.size_zyx))} voxels (z, y, x) from {len(runs)} {source} "
+            f"level-0 runs of 184 x 630 x 630 (zarr, 64^3 chunks, page-cached), ball targets, `DataLoader` "
+            f"batch 2; one epoch of {args.patches} patches, loader start-up included (the intensity statistics "
+            "are computed once in the dataset's `__init__`, outside the timing). The machine's 2 cores were "
+            "shared with other jobs while this ran, so expect run-to-run noise of tens of percent.",
+            "",
+            "| pipeline | workers | patches / s | ms / patch |",
+            "|---|---:|---:|---:|",
+            *rows,
+            "",
+            "Stages in one process (ms per patch, mean of 10; torch uses both cores here, one per worker above). "
+            "Each item reads only the context its own draw needs (`AugmentParams.margin_zyx`); the bound over all "
+            "draws of the defaults is "
+            f"{geometric_margin_zyx(AugmentConfig(), patch.size_zyx).tolist()} voxels per side (z, y, x).",
+            "",
+            "| stage | ms |",
+            "|---|---:|",
+            *stage_rows,
+        ]
+    )
     print(f"updated {update_section('Data pipeline', body)}")
 
 

@@ -124,10 +124,18 @@ def measure_tomogram(root: Path, run: str, level: int) -> dict:
     looking = trained_looking_maps(root, run, tomogram)
     with Timer() as decode:
         picks = task.decode(looking, tomogram.voxel_spacing_angstrom_zyx, run, PostprocessConfig())
-    return {"level": level, "shape": tomogram.shape_zyx, "read_normalise": read.seconds, "network": timed.seconds,
-            "stitching": total.seconds - timed.seconds, "decoding": decode.seconds, "windows": timed.windows,
-            "candidates": len(picks), "particles": len(read_run_picks(root, "train", run)),
-            "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {
+        "level": level,
+        "shape": tomogram.shape_zyx,
+        "read_normalise": read.seconds,
+        "network": timed.seconds,
+        "stitching": total.seconds - timed.seconds,
+        "decoding": decode.seconds,
+        "windows": timed.windows,
+        "candidates": len(picks),
+        "particles": len(read_run_picks(root, "train", run)),
+        "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
 
 
 def in_fresh_process(function, *args):
@@ -162,8 +170,13 @@ def window_seconds(model: nn.Module, compile_model: bool, rounds: int) -> tuple[
     def channels_last(w):
         return cl_model(w.contiguous(memory_format=torch.channels_last_3d))
 
-    variants = {"batch 1": (model, 1), "batch 2 (default)": (model, 2), "batch 4": (model, 4),
-                "channels_last_3d, batch 2": (channels_last, 2), "bf16 autocast on CPU, batch 2": (bf16, 2)}
+    variants = {
+        "batch 1": (model, 1),
+        "batch 2 (default)": (model, 2),
+        "batch 4": (model, 4),
+        "channels_last_3d, batch 2": (channels_last, 2),
+        "bf16 autocast on CPU, batch 2": (bf16, 2),
+    }
     compile_seconds = float("nan")
     if compile_model:
         with Timer() as compiling, torch.no_grad():
@@ -171,8 +184,10 @@ def window_seconds(model: nn.Module, compile_model: bool, rounds: int) -> tuple[
             compiled(x[:2])
         variants["torch.compile, batch 2"], compile_seconds = (compiled, 2), compiling.seconds
     n = 2048
-    operands = {name: [torch.randn(n, n).to(dtype) for _ in range(2)]
-                for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    operands = {
+        name: [torch.randn(n, n).to(dtype) for _ in range(2)]
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+    }
     steps = {name: (lambda fn=fn, batch=batch: fn(x[:batch])) for name, (fn, batch) in variants.items()}
     steps.update({f"matmul {name}": (lambda a=a, b=b: torch.matmul(a, b)) for name, (a, b) in operands.items()})
     best = interleaved_best(steps, rounds)
@@ -184,12 +199,14 @@ def normalise_seconds(root: Path, run: str, rounds: int = 5) -> dict[str, float]
     """Best seconds of reading the level-0 volume, and of reading + normalising with numpy and torch."""
     tomogram = open_run_tomogram(root, "train", run, "denoised", 0)
     normalise_tomogram(tomogram)  # statistics cached, as in every later call
-    return interleaved_best({"read (zarr -> float32)": tomogram.read,
-                                "read + normalise (numpy, `normalise_tomogram`)": lambda: normalise_tomogram(tomogram),
-                                "read + normalise (torch on CPU, `normalise_tomogram_on`)":
-                                    lambda: normalise_tomogram_on(tomogram, "cpu")}, rounds)
-
-
+    return interleaved_best(
+        {
+            "read (zarr -> float32)": tomogram.read,
+            "read + normalise (numpy, `normalise_tomogram`)": lambda: normalise_tomogram(tomogram),
+            "read + normalise (torch on CPU, `normalise_tomogram_on`)": lambda: normalise_tomogram_on(tomogram, "cpu"),
+        },
+        rounds,
+    )
 
 
 def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int = 8192, reps: int = 5) -> float:
@@ -215,13 +232,23 @@ def overlap_and_tta(model: nn.Module, root: Path, run: str, rounds: int) -> dict
     level1 = normalise_tomogram(tomogram)
     crop = normalise_tomogram(open_run_tomogram(root, "train", run, "denoised", 0))[:64, :192, :192].copy()
     half = dataclasses.replace(config.patch, inference_overlap=0.5)
-    cases = {"overlap 0.25 (level 1)": (level1, config.patch, "none"), "overlap 0.5 (level 1)": (level1, half, "none"),
-             "tta none (64 x 192 x 192 crop)": (crop, config.patch, "none"),
-             "tta flips (64 x 192 x 192 crop)": (crop, config.patch, "flips")}
-    best = interleaved_best({name: (lambda v=v, p=p, t=t: predict_maps(model, task.dense_maps, v, p, tta=t))
-                             for name, (v, p, t) in cases.items()}, rounds)
-    return {name: (best[name], count_windows(v.shape, WINDOW, p.inference_overlap) * (8 if t == "flips" else 1))
-            for name, (v, p, t) in cases.items()}
+    cases = {
+        "overlap 0.25 (level 1)": (level1, config.patch, "none"),
+        "overlap 0.5 (level 1)": (level1, half, "none"),
+        "tta none (64 x 192 x 192 crop)": (crop, config.patch, "none"),
+        "tta flips (64 x 192 x 192 crop)": (crop, config.patch, "flips"),
+    }
+    best = interleaved_best(
+        {
+            name: (lambda v=v, p=p, t=t: predict_maps(model, task.dense_maps, v, p, tta=t))
+            for name, (v, p, t) in cases.items()
+        },
+        rounds,
+    )
+    return {
+        name: (best[name], count_windows(v.shape, WINDOW, p.inference_overlap) * (8 if t == "flips" else 1))
+        for name, (v, p, t) in cases.items()
+    }
 
 
 def measure_gpu(root: Path, run: str) -> dict[str, dict[str, float]]:
@@ -230,10 +257,12 @@ def measure_gpu(root: Path, run: str) -> dict[str, dict[str, float]]:
     tomogram = open_run_tomogram(root, "train", run, "denoised", 0)
     config = RunConfig()
     model, task = build_model_and_task(config, tomogram.voxel_spacing_angstrom_zyx)
-    cases = {"volume on host, stitching on CPU": InferenceOptions(volume_on_device=False),
-             "volume on GPU (default)": InferenceOptions(),
-             "volume on GPU + channels_last_3d": InferenceOptions(channels_last=True),
-             "volume on GPU + channels_last_3d + torch.compile": InferenceOptions(channels_last=True, compile=True)}
+    cases = {
+        "volume on host, stitching on CPU": InferenceOptions(volume_on_device=False),
+        "volume on GPU (default)": InferenceOptions(),
+        "volume on GPU + channels_last_3d": InferenceOptions(channels_last=True),
+        "volume on GPU + channels_last_3d + torch.compile": InferenceOptions(channels_last=True, compile=True),
+    }
     rows = {}
     for name, options in cases.items():
         prepared = prepare_for_inference(copy.deepcopy(model).to(device), options)
@@ -250,22 +279,31 @@ def measure_gpu(root: Path, run: str) -> dict[str, dict[str, float]]:
             _sync(device)
         with Timer() as to_host:
             maps.cpu().numpy()
-        rows[name] = {"read_normalise": read.seconds, "network": timed.seconds,
-                      "stitching": total.seconds - timed.seconds, "to_host": to_host.seconds,
-                      "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30}
+        rows[name] = {
+            "read_normalise": read.seconds,
+            "network": timed.seconds,
+            "stitching": total.seconds - timed.seconds,
+            "to_host": to_host.seconds,
+            "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+        }
         del maps, volume, prepared
     return rows
 
 
 def _parts_table(parts: list[dict]) -> list[str]:
-    lines = ["| input (z, y, x) | windows | read + normalise | network | stitching | decoding (candidates) | total "
-             "| peak RSS |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| input (z, y, x) | windows | read + normalise | network | stitching | decoding (candidates) | total "
+        "| peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for p in parts:
         total = p["read_normalise"] + p["network"] + p["stitching"] + p["decoding"]
-        lines.append(f"| level {p['level']}: {' x '.join(map(str, p['shape']))} | {p['windows']} | "
-                     f"{p['read_normalise']:.1f} | {p['network']:.1f} | {p['stitching']:.1f} | "
-                     f"{p['decoding']:.1f} ({p['candidates']} for {p['particles']} particles) | **{total:.0f}** | "
-                     f"{p['rss_gib']:.1f} GiB |")
+        lines.append(
+            f"| level {p['level']}: {' x '.join(map(str, p['shape']))} | {p['windows']} | "
+            f"{p['read_normalise']:.1f} | {p['network']:.1f} | {p['stitching']:.1f} | "
+            f"{p['decoding']:.1f} ({p['candidates']} for {p['particles']} particles) | **{total:.0f}** | "
+            f"{p['rss_gib']:.1f} GiB |"
+        )
     return lines
 
 
@@ -274,14 +312,18 @@ def _shares(level0: dict) -> str:
     parts = {k: level0[k] for k in ("read_normalise", "network", "stitching", "decoding")}
     total = sum(parts.values())
     shares = ", ".join(f"{k.replace('_', ' + ')} {v / total:.0%}" for k, v in parts.items())
-    return (f"Level 0 on this CPU: {shares}. On a GPU the network and (with the volume on the device) the "
-            f"stitching move there; decoding ({level0['decoding']:.0f} s here, scipy on the CPU) does not.")
+    return (
+        f"Level 0 on this CPU: {shares}. On a GPU the network and (with the volume on the device) the "
+        f"stitching move there; decoding ({level0['decoding']:.0f} s here, scipy on the CPU) does not."
+    )
 
 
 def _options_table(per_window: dict[str, float], windows: int, compile_seconds: float) -> list[str]:
     default = per_window["batch 2 (default)"]
-    lines = [f"| network option | s / window | network s / level-0 tomogram ({windows} windows) | speed-up |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        f"| network option | s / window | network s / level-0 tomogram ({windows} windows) | speed-up |",
+        "|---|---:|---:|---:|",
+    ]
     for name, seconds in per_window.items():
         label = name + (f" (compiling: {compile_seconds:.0f} s, inductor cache as found)" if "compile" in name else "")
         lines.append(f"| {label} | {seconds:.3f} | {seconds * windows:.0f} | {default / seconds:.2f}x |")
@@ -293,51 +335,73 @@ def _costs_table(costs: dict[str, tuple[float, int]], level0: dict) -> list[str]
     since network and stitching are both work per window."""
     base = level0["network"] + level0["stitching"]
     full_ratio = count_windows(FULL_SHAPE, WINDOW, 0.5) / count_windows(FULL_SHAPE, WINDOW, 0.25)
-    pairs = [("overlap 0.5 vs 0.25", "overlap 0.5 (level 1)", "overlap 0.25 (level 1)", full_ratio),
-             ("TTA flips (8 passes) vs none", "tta flips (64 x 192 x 192 crop)", "tta none (64 x 192 x 192 crop)", 8.0)]
-    lines = ["| setting | measured on | seconds (windows) | measured ratio | window ratio there | window ratio at "
-             "level 0 | projected network + stitching, level 0 |", "|---|---|---:|---:|---:|---:|---:|"]
+    pairs = [
+        ("overlap 0.5 vs 0.25", "overlap 0.5 (level 1)", "overlap 0.25 (level 1)", full_ratio),
+        ("TTA flips (8 passes) vs none", "tta flips (64 x 192 x 192 crop)", "tta none (64 x 192 x 192 crop)", 8.0),
+    ]
+    lines = [
+        "| setting | measured on | seconds (windows) | measured ratio | window ratio there | window ratio at "
+        "level 0 | projected network + stitching, level 0 |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for label, new, old, window_ratio in pairs:
         (t_new, w_new), (t_old, w_old) = costs[new], costs[old]
-        lines.append(f"| {label} | {new.split('(')[1].rstrip(')')} | {t_new:.1f} ({w_new}) vs {t_old:.1f} ({w_old}) | "
-                     f"{t_new / t_old:.2f}x | {w_new / w_old:.2f}x | {window_ratio:.2f}x | "
-                     f"{base * window_ratio:.0f} s (default {base:.0f} s) |")
+        lines.append(
+            f"| {label} | {new.split('(')[1].rstrip(')')} | {t_new:.1f} ({w_new}) vs {t_old:.1f} ({w_old}) | "
+            f"{t_new / t_old:.2f}x | {w_new / w_old:.2f}x | {window_ratio:.2f}x | "
+            f"{base * window_ratio:.0f} s (default {base:.0f} s) |"
+        )
     return lines
 
 
 def _flops_table(flops: int, cpu_tflops: dict[str, float], per_window: dict[str, float], level0: dict) -> list[str]:
     peaks = {**PEAKS_TFLOPS, "this CPU, measured fp32 matmul": cpu_tflops["fp32"]}
-    lines = ["| pass | windows | TFLOP | " + " | ".join(f"floor at {k} ({v:.3g} TFLOP/s)" for k, v in peaks.items())
-             + " |", "|---|---:|---:|" + "---:|" * len(peaks)]
-    for label, shape, overlap, passes in (("level 0, overlap 0.25", FULL_SHAPE, 0.25, 1),
-                                          ("level 0, overlap 0.5", FULL_SHAPE, 0.5, 1),
-                                          ("level 0, overlap 0.25, TTA flips", FULL_SHAPE, 0.25, 8),
-                                          ("level 1, overlap 0.25", tuple(n // 2 for n in FULL_SHAPE), 0.25, 1)):
+    lines = [
+        "| pass | windows | TFLOP | " + " | ".join(f"floor at {k} ({v:.3g} TFLOP/s)" for k, v in peaks.items()) + " |",
+        "|---|---:|---:|" + "---:|" * len(peaks),
+    ]
+    for label, shape, overlap, passes in (
+        ("level 0, overlap 0.25", FULL_SHAPE, 0.25, 1),
+        ("level 0, overlap 0.5", FULL_SHAPE, 0.5, 1),
+        ("level 0, overlap 0.25, TTA flips", FULL_SHAPE, 0.25, 8),
+        ("level 1, overlap 0.25", tuple(n // 2 for n in FULL_SHAPE), 0.25, 1),
+    ):
         windows = count_windows(shape, WINDOW, overlap) * passes
         tflop = flops * windows / 1e12
-        lines.append(f"| {label} | {windows} | {tflop:.2f} | "
-                     + " | ".join(f"{tflop / peak:.3g} s" for peak in peaks.values()) + " |")
+        lines.append(
+            f"| {label} | {windows} | {tflop:.2f} | "
+            + " | ".join(f"{tflop / peak:.3g} s" for peak in peaks.values())
+            + " |"
+        )
     fp32 = flops / per_window["batch 2 (default)"] / 1e12
     bf16 = flops / per_window["bf16 autocast on CPU, batch 2"] / 1e12
     run = flops * level0["windows"] / level0["network"] / 1e12
-    lines.append(f"\nAchieved by the network on this CPU, in the rounds that timed the matmuls (2048 x 2048): fp32 "
-                 f"{fp32 * 1e3:.1f} GFLOP/s = {fp32 / cpu_tflops['fp32']:.0%} of the fp32 matmul rate "
-                 f"({cpu_tflops['fp32'] * 1e3:.0f} GFLOP/s), bf16 autocast {bf16 * 1e3:.1f} GFLOP/s = "
-                 f"{bf16 / cpu_tflops['bf16']:.0%} of the bf16 matmul rate ({cpu_tflops['bf16'] * 1e3:.0f} GFLOP/s). "
-                 f"The level-0 run above achieved {run * 1e3:.1f} GFLOP/s (fp32).")
+    lines.append(
+        f"\nAchieved by the network on this CPU, in the rounds that timed the matmuls (2048 x 2048): fp32 "
+        f"{fp32 * 1e3:.1f} GFLOP/s = {fp32 / cpu_tflops['fp32']:.0%} of the fp32 matmul rate "
+        f"({cpu_tflops['fp32'] * 1e3:.0f} GFLOP/s), bf16 autocast {bf16 * 1e3:.1f} GFLOP/s = "
+        f"{bf16 / cpu_tflops['bf16']:.0%} of the bf16 matmul rate ({cpu_tflops['bf16'] * 1e3:.0f} GFLOP/s). "
+        f"The level-0 run above achieved {run * 1e3:.1f} GFLOP/s (fp32)."
+    )
     return lines
 
 
 def _gpu_lines(gpu: dict[str, dict[str, float]], gpu_tflops: dict[str, float]) -> list[str]:
     precision = "bf16" if torch.cuda.get_device_capability()[0] >= 8 else "fp16"
-    lines = [f"GPU: {torch.cuda.get_device_name()}, autocast {precision}; matmul "
-             + ", ".join(f"{k} {v:.0f} TFLOP/s" for k, v in gpu_tflops.items()) + ".", "",
-             "| GPU path, level 0 | read + normalise | network | stitching | maps to host | total | peak GPU memory |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"GPU: {torch.cuda.get_device_name()}, autocast {precision}; matmul "
+        + ", ".join(f"{k} {v:.0f} TFLOP/s" for k, v in gpu_tflops.items())
+        + ".",
+        "",
+        "| GPU path, level 0 | read + normalise | network | stitching | maps to host | total | peak GPU memory |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, r in gpu.items():
         total = r["read_normalise"] + r["network"] + r["stitching"] + r["to_host"]
-        lines.append(f"| {name} | {r['read_normalise']:.2f} | {r['network']:.2f} | {r['stitching']:.2f} | "
-                     f"{r['to_host']:.2f} | {total:.2f} | {r['peak_gib']:.1f} GiB |")
+        lines.append(
+            f"| {name} | {r['read_normalise']:.2f} | {r['network']:.2f} | {r['stitching']:.2f} | "
+            f"{r['to_host']:.2f} | {total:.2f} | {r['peak_gib']:.1f} GiB |"
+        )
     return lines
 
 
@@ -345,33 +409,56 @@ def report(command, parts, per_window, compile_seconds, rounds, normalising, cos
     """The markdown body of the "Inference speed" section."""
     level0 = parts[0]
     load = os.getloadavg()[0]
-    lines = [f"- Command: `{command}`", f"- Machine: {machine_description()}",
-             f"- Date: {datetime.date.today().isoformat()}; load average at the end {load:.1f} (2 cores shared with "
-             "other jobs: absolute seconds carry tens of percent of noise, ratios measured side by side less)", "",
-             "Default U-Net of `RunConfig()` (channels 16-32-64-128, 1 residual unit, 7 outputs), untrained, windows "
-             "64 x 128 x 128, overlap 0.25, batch 2, fp32, on a simulated tomogram (`simulate_dataset`, seed 0). "
-             "Decoding runs on trained-looking maps (a Gaussian of peak 0.95 at each of the run's simulated "
-             "particles, plus noise under the 0.05 candidate floor), because its time grows with the number of "
-             "peaks. Network = the forward passes; stitching = the rest of `predict_maps` (window cutting, "
-             "softmax, Gaussian blending). Each level runs in a fresh process; peak RSS is `ru_maxrss`. "
-             "Kaggle's budget is about 86 s per tomogram on a T4.", "",
-             "**Seconds per tomogram on this CPU (default path)**", "", *_parts_table(parts), "", _shares(level0), "",
-             f"**Network options** (one window of 64 x 128 x 128, fastest of {rounds} interleaved rounds, scaled by "
-             "the window count; the maps agree with the default within 1e-5, except bf16: probabilities within ~0.02)",
-             "", *_options_table(per_window, level0["windows"], compile_seconds), "",
-             "**Reading and normalising the level-0 volume** (fastest of 5 interleaved rounds, statistics cached)", "",
-             "| step | seconds |", "|---|---:|", *(f"| {k} | {v:.2f} |" for k, v in normalising.items()), "",
-             "**Overlap and TTA** (measured on a smaller volume; projected to level 0 by the window ratio, since "
-             "network and stitching are work per window)", "",
-             *_costs_table(costs, level0), "",
-             f"**FLOPs and their floor** ({flops / 1e9:.2f} GFLOP per window by `FlopCounterMode`: convolutions "
-             "only, norms and activations not counted; floor = FLOPs / peak matrix throughput, so real GPU "
-             "times sit well above it)", "", *_flops_table(flops, cpu_tflops, per_window, level0)]
+    lines = [
+        f"- Command: `{command}`",
+        f"- Machine: {machine_description()}",
+        f"- Date: {datetime.date.today().isoformat()}; load average at the end {load:.1f} (2 cores shared with "
+        "other jobs: absolute seconds carry tens of percent of noise, ratios measured side by side less)",
+        "",
+        "Default U-Net of `RunConfig()` (channels 16-32-64-128, 1 residual unit, 7 outputs), untrained, windows "
+        "64 x 128 x 128, overlap 0.25, batch 2, fp32, on a simulated tomogram (`simulate_dataset`, seed 0). "
+        "Decoding runs on trained-looking maps (a Gaussian of peak 0.95 at each of the run's simulated "
+        "particles, plus noise under the 0.05 candidate floor), because its time grows with the number of "
+        "peaks. Network = the forward passes; stitching = the rest of `predict_maps` (window cutting, "
+        "softmax, Gaussian blending). Each level runs in a fresh process; peak RSS is `ru_maxrss`. "
+        "Kaggle's budget is about 86 s per tomogram on a T4.",
+        "",
+        "**Seconds per tomogram on this CPU (default path)**",
+        "",
+        *_parts_table(parts),
+        "",
+        _shares(level0),
+        "",
+        f"**Network options** (one window of 64 x 128 x 128, fastest of {rounds} interleaved rounds, scaled by "
+        "the window count; the maps agree with the default within 1e-5, except bf16: probabilities within ~0.02)",
+        "",
+        *_options_table(per_window, level0["windows"], compile_seconds),
+        "",
+        "**Reading and normalising the level-0 volume** (fastest of 5 interleaved rounds, statistics cached)",
+        "",
+        "| step | seconds |",
+        "|---|---:|",
+        *(f"| {k} | {v:.2f} |" for k, v in normalising.items()),
+        "",
+        "**Overlap and TTA** (measured on a smaller volume; projected to level 0 by the window ratio, since "
+        "network and stitching are work per window)",
+        "",
+        *_costs_table(costs, level0),
+        "",
+        f"**FLOPs and their floor** ({flops / 1e9:.2f} GFLOP per window by `FlopCounterMode`: convolutions "
+        "only, norms and activations not counted; floor = FLOPs / peak matrix throughput, so real GPU "
+        "times sit well above it)",
+        "",
+        *_flops_table(flops, cpu_tflops, per_window, level0),
+    ]
     if gpu is not None:
         lines += ["", *_gpu_lines(*gpu)]
     else:
-        lines += ["", "No GPU on this machine: the script's CUDA branch (autocast, volume on the GPU or on the "
-                  "host, channels_last_3d, torch.compile, matmul throughput) did not run."]
+        lines += [
+            "",
+            "No GPU on this machine: the script's CUDA branch (autocast, volume on the GPU or on the "
+            "host, channels_last_3d, torch.compile, matmul throughput) did not run.",
+        ]
     return "\n".join(lines)
 
 

@@ -81,7 +81,9 @@ def run_crops(difficulty: str, seed: tuple[int, int]) -> tuple[np.ndarray, np.nd
     for centre, label in zip(centres, labels):
         z, y, x = np.round(centre).astype(int)
         if min(z, y, x) >= HALF and np.all(np.array([z, y, x]) + HALF < volume.shape):
-            features.append(shape_features(volume[z - HALF:z + HALF + 1, y - HALF:y + HALF + 1, x - HALF:x + HALF + 1]))
+            features.append(
+                shape_features(volume[z - HALF : z + HALF + 1, y - HALF : y + HALF + 1, x - HALF : x + HALF + 1])
+            )
             kept.append(label)
     return np.array(features), np.array(kept)
 
@@ -92,10 +94,12 @@ def evaluate(difficulty: str, n_train: int, n_test: int) -> list[tuple[str, floa
     test = [run_crops(difficulty, (1, i)) for i in range(n_test)]
     x_train, y_train = np.concatenate([f for f, _ in train]), np.concatenate([y for _, y in train])
     x_test, y_test = np.concatenate([f for f, _ in test]), np.concatenate([y for _, y in test])
-    classifier = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, class_weight="balanced",
-                                                random_state=0).fit(x_train, y_train)
+    classifier = HistGradientBoostingClassifier(
+        max_iter=300, learning_rate=0.05, class_weight="balanced", random_state=0
+    ).fit(x_train, y_train)
     precision, recall, _, support = precision_recall_fscore_support(
-        y_test, classifier.predict(x_test), labels=range(len(KINDS)), zero_division=0)
+        y_test, classifier.predict(x_test), labels=range(len(KINDS)), zero_division=0
+    )
     return list(zip(KINDS, precision, recall, support))
 
 

@@ -64,8 +64,9 @@ def synthetic_case(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _rows(experiment: str, name: str | list[str], xyz: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"experiment": experiment, "particle_type": name,
-                         "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    return pd.DataFrame(
+        {"experiment": experiment, "particle_type": name, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}
+    )
 
 
 def plain_score(solution: pd.DataFrame, submission: pd.DataFrame) -> float:
@@ -107,24 +108,26 @@ def main() -> None:
     print(f"cryokit.metric.score: {fast_s:.3f} s (best of {2 * REPEATS})")
     print(f"plain per-experiment KD-tree loop: {plain_s:.3f} s (best of {PLAIN_REPEATS})")
     print(f"speed-up: {ratio:.0f}x")
-    body = "\n".join([
-        f"Command: `{COMMAND}`  ",
-        f"Machine: {machine_description()}  ",
-        f"Date: {datetime.date.today().isoformat()}; load average at the end of the run "
-        f"{os.getloadavg()[0]:.1f} (cores shared with other jobs: expect tens of percent of noise)",
-        "",
-        f"Input: {N_EXPERIMENTS} experiments, {len(solution):,} references (all six types), "
-        f"{len(submission):,} candidates (jittered references, duplicates, random false positives; "
-        "rows grouped by experiment as a pipeline writes them, types mixed within an experiment). "
-        f"Both give the same score ({fast!r}).",
-        "",
-        "| implementation | seconds |",
-        "|---|---:|",
-        f"| `cryokit.metric.score` (best of {2 * REPEATS}) | {fast_s:.3f} |",
-        f"| plain loop: per-experiment pandas filter, two KD-trees per type (best of {PLAIN_REPEATS}) "
-        f"| {plain_s:.2f} |",
-        f"| speed-up | {ratio:.0f}x |",
-    ])
+    body = "\n".join(
+        [
+            f"Command: `{COMMAND}`  ",
+            f"Machine: {machine_description()}  ",
+            f"Date: {datetime.date.today().isoformat()}; load average at the end of the run "
+            f"{os.getloadavg()[0]:.1f} (cores shared with other jobs: expect tens of percent of noise)",
+            "",
+            f"Input: {N_EXPERIMENTS} experiments, {len(solution):,} references (all six types), "
+            f"{len(submission):,} candidates (jittered references, duplicates, random false positives; "
+            "rows grouped by experiment as a pipeline writes them, types mixed within an experiment). "
+            f"Both give the same score ({fast!r}).",
+            "",
+            "| implementation | seconds |",
+            "|---|---:|",
+            f"| `cryokit.metric.score` (best of {2 * REPEATS}) | {fast_s:.3f} |",
+            f"| plain loop: per-experiment pandas filter, two KD-trees per type (best of {PLAIN_REPEATS}) "
+            f"| {plain_s:.2f} |",
+            f"| speed-up | {ratio:.0f}x |",
+        ]
+    )
     print(f"updated {update_section('Metric', body)}")
 
 

@@ -35,11 +35,18 @@ COMMAND = ".venv/bin/python benchmarks/quality.py"
 
 
 def _train(name: str, preset: str, root: Path, train_runs, val_runs, out: Path, epochs: int) -> Path:
-    config = apply_overrides(demo_training_config(), {
-        **MODEL_PRESETS[preset], "data.root": str(root), "data.train_runs": list(train_runs),
-        "data.val_runs": list(val_runs), "train.epochs": epochs, "train.out_dir": str(out / name),
-        "tracking.enabled": False,
-    })
+    config = apply_overrides(
+        demo_training_config(),
+        {
+            **MODEL_PRESETS[preset],
+            "data.root": str(root),
+            "data.train_runs": list(train_runs),
+            "data.val_runs": list(val_runs),
+            "train.epochs": epochs,
+            "train.out_dir": str(out / name),
+            "tracking.enabled": False,
+        },
+    )
     if preset == "yolo3d":  # the backbone's stride is 8: patches of whole cells
         config = replace(config, patch=replace(config.patch, size_zyx=(32, 96, 96)))
     return fit(config).best_checkpoint
@@ -63,13 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     train_runs, val_runs, heldout = _simulate(demo, root)
     solution, val_solution = read_solution(root, "train", heldout), read_solution(root, "train", val_runs)
     picks = {"DoG baseline": _baseline(root, train_runs, heldout, args.out)}
-    checkpoints = {name: _train(name, preset, root, train_runs, val_runs, args.out, args.epochs)
-                   for name, preset in (("U-Net", "unet"), ("YOLO3D detector", "yolo3d"))}
+    checkpoints = {
+        name: _train(name, preset, root, train_runs, val_runs, args.out, args.epochs)
+        for name, preset in (("U-Net", "unet"), ("YOLO3D detector", "yolo3d"))
+    }
     for name, checkpoint in checkpoints.items():
         thresholds = best_thresholds(_scored([checkpoint], root, val_runs), val_solution)
         picks[name] = _scored([checkpoint], root, heldout, thresholds)
     both = list(checkpoints.values())  # different tasks: merged pick by pick, thresholds re-tuned
-    picks["ensemble (U-Net + detector)"] = _scored(both, root, heldout, best_thresholds(_scored(both, root, val_runs), val_solution))
+    picks["ensemble (U-Net + detector)"] = _scored(
+        both, root, heldout, best_thresholds(_scored(both, root, val_runs), val_solution)
+    )
     tables = {name: score_table(solution, frame) for name, frame in picks.items()}
     body = _report(tables, args, time.perf_counter() - start, train_runs, val_runs, heldout)
     print(body)
@@ -82,14 +93,23 @@ def _report(tables, args, seconds, train_runs, val_runs, heldout) -> str:
     lines = ["| method | " + " | ".join(names) + " | weighted F4 |", "|---|" + "---:|" * (len(names) + 1)]
     for method, table in tables.items():
         f4 = table.set_index("particle_type")["fbeta"]
-        lines.append(f"| {method} | " + " | ".join(f"{f4[n]:.3f}" for n in names) + f" | **{table.attrs['score']:.3f}** |")
-    return "\n".join([
-        f"- Command: `{COMMAND} --epochs {args.epochs}`", f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}; {seconds / 60:.0f} minutes in all",
-        "", f"Simulated default difficulty, 184 x 630 x 630 voxels: trained on {len(train_runs)} runs, thresholds "
-        f"tuned on {len(val_runs)} validation run, scored on {len(heldout)} held-out runs ({', '.join(heldout)}) "
-        f"with the competition metric. Both networks at level 1 (20 A voxels), {args.epochs} epochs of the demo "
-        "configuration on CPU. Per-class F4 (beta-amylase is unscored):", "", *lines])
+        lines.append(
+            f"| {method} | " + " | ".join(f"{f4[n]:.3f}" for n in names) + f" | **{table.attrs['score']:.3f}** |"
+        )
+    return "\n".join(
+        [
+            f"- Command: `{COMMAND} --epochs {args.epochs}`",
+            f"- Machine: {machine_description()}",
+            f"- Date: {datetime.date.today().isoformat()}; {seconds / 60:.0f} minutes in all",
+            "",
+            f"Simulated default difficulty, 184 x 630 x 630 voxels: trained on {len(train_runs)} runs, thresholds "
+            f"tuned on {len(val_runs)} validation run, scored on {len(heldout)} held-out runs ({', '.join(heldout)}) "
+            f"with the competition metric. Both networks at level 1 (20 A voxels), {args.epochs} epochs of the demo "
+            "configuration on CPU. Per-class F4 (beta-amylase is unscored):",
+            "",
+            *lines,
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -62,13 +62,15 @@ def synthetic_case(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _rows(experiment: str, name: str, xyz: np.ndarray, scores: np.ndarray | None) -> pd.DataFrame:
-    frame = pd.DataFrame({"experiment": experiment, "particle_type": name,
-                          "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    frame = pd.DataFrame(
+        {"experiment": experiment, "particle_type": name, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}
+    )
     return frame if scores is None else frame.assign(score=scores)
 
 
-def brute_rows(solution: pd.DataFrame, candidates: pd.DataFrame, name: str,
-               thresholds: np.ndarray) -> list[tuple[int, int, int, float]]:
+def brute_rows(
+    solution: pd.DataFrame, candidates: pd.DataFrame, name: str, thresholds: np.ndarray
+) -> list[tuple[int, int, int, float]]:
     """(tp, fp, fn, fbeta) of ``name`` at each threshold, by filtering and re-scoring."""
     mine = candidates[candidates["particle_type"] == name]
     rows = []
@@ -113,27 +115,31 @@ def main() -> None:
     brute_s, distinct = exact_brute_seconds(solution, candidates)
     fast_s = min(fast_s, best_time(best_thresholds, candidates, solution, repeats=5)[0])
     print(f"{len(solution)} references, {len(candidates)} candidates, {distinct} distinct (class, score) pairs")
-    print(f"best_thresholds: {fast_s:.3f} s; exact brute force (projected): {brute_s:.0f} s "
-          f"({brute_s / fast_s:,.0f}x); 100-value grid: {grid_s:.2f} s ({grid_s / fast_s:.0f}x)")
-    body = "\n".join([
-        f"- Command: `{COMMAND}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}; load average at the end {os.getloadavg()[0]:.1f} "
-        "(2 shared cores: expect tens of percent of noise)",
-        "",
-        f"Input: {N_RUNS} runs, {len(solution):,} references (six types), {len(candidates):,} scored candidates "
-        f"({CANDIDATES_PER_REFERENCE} per reference: hits near references and strays), {distinct:,} distinct "
-        "(class, score) thresholds. The exact brute force filters the candidates at every distinct score of a class "
-        f"and re-scores with `cryokit.metric.score_table`; it is timed on {SAMPLED_THRESHOLDS} evenly spaced "
-        "scores per class (whose tp/fp/fn/F4 are checked identical to the curves') and scaled to all of them.",
-        "",
-        "| method | exact | seconds | ratio to `best_thresholds` |",
-        "|---|---|---:|---:|",
-        f"| `cryokit.thresholds.best_thresholds` (best of 10) | yes | {fast_s:.3f} | 1x |",
-        f"| brute force over every distinct score (projected) | yes | {brute_s:,.0f} | {brute_s / fast_s:,.0f}x |",
-        f"| brute force over a 100-value grid (one `score_table` per value) | no | {grid_s:.2f} | "
-        f"{grid_s / fast_s:.0f}x |",
-    ])
+    print(
+        f"best_thresholds: {fast_s:.3f} s; exact brute force (projected): {brute_s:.0f} s "
+        f"({brute_s / fast_s:,.0f}x); 100-value grid: {grid_s:.2f} s ({grid_s / fast_s:.0f}x)"
+    )
+    body = "\n".join(
+        [
+            f"- Command: `{COMMAND}`",
+            f"- Machine: {machine_description()}",
+            f"- Date: {datetime.date.today().isoformat()}; load average at the end {os.getloadavg()[0]:.1f} "
+            "(2 shared cores: expect tens of percent of noise)",
+            "",
+            f"Input: {N_RUNS} runs, {len(solution):,} references (six types), {len(candidates):,} scored candidates "
+            f"({CANDIDATES_PER_REFERENCE} per reference: hits near references and strays), {distinct:,} distinct "
+            "(class, score) thresholds. The exact brute force filters the candidates at every distinct score of a class "
+            f"and re-scores with `cryokit.metric.score_table`; it is timed on {SAMPLED_THRESHOLDS} evenly spaced "
+            "scores per class (whose tp/fp/fn/F4 are checked identical to the curves') and scaled to all of them.",
+            "",
+            "| method | exact | seconds | ratio to `best_thresholds` |",
+            "|---|---|---:|---:|",
+            f"| `cryokit.thresholds.best_thresholds` (best of 10) | yes | {fast_s:.3f} | 1x |",
+            f"| brute force over every distinct score (projected) | yes | {brute_s:,.0f} | {brute_s / fast_s:,.0f}x |",
+            f"| brute force over a 100-value grid (one `score_table` per value) | no | {grid_s:.2f} | "
+            f"{grid_s / fast_s:.0f}x |",
+        ]
+    )
     print(f"updated {update_section('Threshold search', body)}")
 
 

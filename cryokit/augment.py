@@ -33,7 +33,12 @@ import torch.nn.functional as F
 from cryokit.config import AugmentConfig
 
 __all__ = [
-    "Sample", "AugmentParams", "geometric_margin_zyx", "draw_augmentation", "apply_augmentation", "augment_sample",
+    "Sample",
+    "AugmentParams",
+    "geometric_margin_zyx",
+    "draw_augmentation",
+    "apply_augmentation",
+    "augment_sample",
 ]
 
 _FIXED_POINT_ITERATIONS = 12
@@ -62,7 +67,8 @@ def _uniform(generator: torch.Generator, low: float = 0.0, high: float = 1.0, n:
 
 def _has_geometry(config: AugmentConfig) -> bool:
     return (config.affine_p > 0 and (config.rotate_degrees > 0 or config.scale_fraction > 0)) or (
-        config.elastic_p > 0 and config.elastic_magnitude_voxels > 0)
+        config.elastic_p > 0 and config.elastic_magnitude_voxels > 0
+    )
 
 
 def geometric_margin_zyx(config: AugmentConfig, size_zyx: Sequence[int]) -> np.ndarray:
@@ -71,7 +77,7 @@ def geometric_margin_zyx(config: AugmentConfig, size_zyx: Sequence[int]) -> np.n
     if not _has_geometry(config):
         return np.zeros(3, dtype=np.int64)
     theta = math.radians(min(config.rotate_degrees, 90.0))
-    off_diagonal = math.sin(theta) + (1 - math.cos(theta)) / 2   # Rodrigues bound on |R_ij|, i != j
+    off_diagonal = math.sin(theta) + (1 - math.cos(theta)) / 2  # Rodrigues bound on |R_ij|, i != j
     zoom_out = 1 / (1 - min(config.scale_fraction, 0.5))
     half = (np.asarray(size_zyx, dtype=np.float64) - 1) / 2
     elastic = 3 * config.elastic_magnitude_voxels if config.elastic_p > 0 else 0.0
@@ -101,7 +107,7 @@ def _draw_elastic(config: AugmentConfig, generator: torch.Generator, out_size: S
     if float(_uniform(generator)) >= config.elastic_p:
         return None
     points = [max(2, math.ceil((n - 1) / config.elastic_spacing_voxels) + 1) for n in out_size]
-    displacements = torch.randn(1, 3, *points, generator=generator).clamp_(-3, 3)   # 3 sigma: a hard bound
+    displacements = torch.randn(1, 3, *points, generator=generator).clamp_(-3, 3)  # 3 sigma: a hard bound
     return config.elastic_magnitude_voxels * displacements
 
 
@@ -123,11 +129,11 @@ def _sampling_grid(matrix: torch.Tensor, field, c_in, c_out, in_size, out_size) 
     equals transforming the dense field).
     """
     to_unit = (2 / (torch.tensor(in_size, dtype=torch.float64) - 1).clamp_min(1)).diag()
-    folded = (to_unit @ matrix).flip(0)                               # rows: x, y, z of the grid
+    folded = (to_unit @ matrix).flip(0)  # rows: x, y, z of the grid
     shift = (to_unit @ c_in - 1).flip(0)
     axes = [torch.arange(n, dtype=torch.float64) - c for n, c in zip(out_size, c_out)]
-    terms = [(axis[:, None] * folded[:, i]).float() for i, axis in enumerate(axes)]     # (n_i, 3)
-    grid = (terms[0][:, None, None] + terms[1][None, :, None] + (terms[2] + shift.float())[None, None])
+    terms = [(axis[:, None] * folded[:, i]).float() for i, axis in enumerate(axes)]  # (n_i, 3)
+    grid = terms[0][:, None, None] + terms[1][None, :, None] + (terms[2] + shift.float())[None, None]
     if field is not None:
         grid = grid + _upsample_field(torch.einsum("ij,bj...->bi...", folded.float(), field)[0], out_size)
     return grid[None]
@@ -159,12 +165,18 @@ def _resample(sample: Sample, params: AugmentParams) -> Sample:
     c_in = c_out + torch.tensor([(i - o) // 2 for i, o in zip(in_size, out_size)], dtype=torch.float64)
     matrix = torch.eye(3, dtype=torch.float64) if params.matrix is None else params.matrix
     grid = _sampling_grid(matrix, field, c_in, c_out, in_size, out_size)
-    image = F.grid_sample(sample.image_zyx[None, None].float(), grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=True)[0, 0]
+    image = F.grid_sample(
+        sample.image_zyx[None, None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )[0, 0]
     labels = None
     if sample.label_map_zyx is not None:
-        labels = F.grid_sample(sample.label_map_zyx[None, None].float(), grid, mode="nearest",
-                               padding_mode="zeros", align_corners=True)[0, 0].round().long()
+        labels = (
+            F.grid_sample(
+                sample.label_map_zyx[None, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=True
+            )[0, 0]
+            .round()
+            .long()
+        )
     points = torch.as_tensor(sample.centres_voxel_zyx, dtype=torch.float64).reshape(-1, 3)
     undeformed = (points - c_in) @ torch.linalg.inv(matrix).T + c_out
     moved = undeformed.clone()
@@ -189,7 +201,7 @@ def _flip_and_turn(sample: Sample, flips: tuple[bool, bool, bool], turns: int) -
     if turns and sizes[1] == sizes[2]:
         image = torch.rot90(image, turns, dims=(1, 2))
         labels = None if labels is None else torch.rot90(labels, turns, dims=(1, 2))
-        for _ in range(turns):   # torch.rot90 once: (y, x) -> (X - 1 - x, y)
+        for _ in range(turns):  # torch.rot90 once: (y, x) -> (X - 1 - x, y)
             points[:, 1], points[:, 2] = sizes[2] - 1 - points[:, 2], points[:, 1].copy()
     return Sample(image.contiguous(), points, sample.class_indices, None if labels is None else labels.contiguous())
 
@@ -252,8 +264,9 @@ def apply_augmentation(sample: Sample, params: AugmentParams) -> Sample:
     """
     out_size = params.out_size_zyx
     if sample.image_zyx.ndim != 3 or any(o > i for o, i in zip(out_size, sample.image_zyx.shape)):
-        raise ValueError(f"out_size_zyx {out_size} must fit in the (Z, Y, X) image "
-                         f"of shape {tuple(sample.image_zyx.shape)}")
+        raise ValueError(
+            f"out_size_zyx {out_size} must fit in the (Z, Y, X) image of shape {tuple(sample.image_zyx.shape)}"
+        )
     if params.matrix is None and params.field is None:
         sample = _crop(sample, out_size)
     else:

@@ -32,8 +32,17 @@ from cryokit.metric import score_table
 from cryokit.particles import PARTICLE_NAMES, particle
 from cryokit.postprocess import empty_scored_picks, maps_to_picks
 
-__all__ = ["BaselineConfig", "Calibration", "normalise_robust", "dog_maps", "detect_candidates",
-           "calibrate_thresholds", "calibrate", "predict_run", "predict"]
+__all__ = [
+    "BaselineConfig",
+    "Calibration",
+    "normalise_robust",
+    "dog_maps",
+    "detect_candidates",
+    "calibrate_thresholds",
+    "calibrate",
+    "predict_run",
+    "predict",
+]
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,10 @@ class BaselineConfig:
         if not 0 <= self.percentiles[0] < self.percentiles[1] <= 100:
             raise ValueError(f"percentiles must be (low, high) with 0 <= low < high <= 100, got {self.percentiles!r}")
         if self.max_candidates < 1 or self.nms_radius_fraction <= 0:
-            raise ValueError(f"max_candidates must be >= 1 and nms_radius_fraction > 0, got "
-                             f"{self.max_candidates!r}, {self.nms_radius_fraction!r}")
+            raise ValueError(
+                f"max_candidates must be >= 1 and nms_radius_fraction > 0, got "
+                f"{self.max_candidates!r}, {self.nms_radius_fraction!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -90,8 +101,13 @@ class Calibration:
 
     def table(self) -> pd.DataFrame:
         """One row per type: particle_type, body_fraction, threshold, train_fbeta."""
-        return pd.DataFrame([(n, self.body_fractions[n], self.thresholds[n], self.train_fbeta.get(n, float("nan")))
-                             for n in PARTICLE_NAMES], columns=["particle_type", "body_fraction", "threshold", "train_fbeta"])
+        return pd.DataFrame(
+            [
+                (n, self.body_fractions[n], self.thresholds[n], self.train_fbeta.get(n, float("nan")))
+                for n in PARTICLE_NAMES
+            ],
+            columns=["particle_type", "body_fraction", "threshold", "train_fbeta"],
+        )
 
 
 def normalise_robust(volume_zyx: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)) -> np.ndarray:
@@ -102,8 +118,12 @@ def normalise_robust(volume_zyx: np.ndarray, percentiles: tuple[float, float] = 
     return out / np.float32(high - low) if high > low else np.zeros_like(out)
 
 
-def dog_maps(volume_zyx: np.ndarray, voxel_spacing_angstrom_zyx, body_fractions: Mapping[str, float],
-             config: BaselineConfig = BaselineConfig()) -> np.ndarray:
+def dog_maps(
+    volume_zyx: np.ndarray,
+    voxel_spacing_angstrom_zyx,
+    body_fractions: Mapping[str, float],
+    config: BaselineConfig = BaselineConfig(),
+) -> np.ndarray:
     """(C, Z, Y, X) DoG responses of the normalised volume, one per type in ``body_fractions``.
 
     A solid ball of radius ``r`` answers a Laplacian of Gaussian most strongly at ``sigma = r / sqrt(3)``;
@@ -125,9 +145,13 @@ def dog_maps(volume_zyx: np.ndarray, voxel_spacing_angstrom_zyx, body_fractions:
     return np.stack(maps)
 
 
-def detect_candidates(volume_zyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str,
-                      body_fractions: Mapping[str, float] | None = None,
-                      config: BaselineConfig = BaselineConfig()) -> pd.DataFrame:
+def detect_candidates(
+    volume_zyx: np.ndarray,
+    voxel_spacing_angstrom_zyx,
+    run: str,
+    body_fractions: Mapping[str, float] | None = None,
+    config: BaselineConfig = BaselineConfig(),
+) -> pd.DataFrame:
     """DoG peaks of one volume (the ``max_candidates`` strongest per type and radius), scored by response.
 
     Args:
@@ -136,14 +160,18 @@ def detect_candidates(volume_zyx: np.ndarray, voxel_spacing_angstrom_zyx, run: s
     Returns:
         Picks (experiment, particle_type, x, y, z in Angstrom, score) plus a ``body_fraction`` column.
     """
-    settings = ([body_fractions] if body_fractions is not None
-                else [{name: f for name in PARTICLE_NAMES} for f in config.body_fractions])
+    settings = (
+        [body_fractions]
+        if body_fractions is not None
+        else [{name: f for name in PARTICLE_NAMES} for f in config.body_fractions]
+    )
     frames = []
     for fractions in settings:
         maps = dog_maps(volume_zyx, voxel_spacing_angstrom_zyx, fractions, config)
         floor = {name: float(np.quantile(m[::2, ::2, ::2], 0.99)) for name, m in zip(fractions, maps)}
-        picks = maps_to_picks(maps, list(fractions), voxel_spacing_angstrom_zyx, run, floor,
-                              radius_fraction=config.nms_radius_fraction)
+        picks = maps_to_picks(
+            maps, list(fractions), voxel_spacing_angstrom_zyx, run, floor, radius_fraction=config.nms_radius_fraction
+        )
         picks = picks.groupby("particle_type", sort=False).head(config.max_candidates)
         frames.append(picks.assign(body_fraction=picks["particle_type"].map(fractions).astype(float)))
     return pd.concat(frames, ignore_index=True)
@@ -158,13 +186,23 @@ def _best_cut(rows: pd.DataFrame, solution: pd.DataFrame, name: str, beta: float
     """(F-beta, threshold) of the best cut of one type's candidate scores; ties go to the higher cut."""
     scores = np.sort(rows["score"].to_numpy())[::-1]
     cuts = np.unique(scores[np.unique(np.linspace(0, len(scores) - 1, n_steps).round().astype(int))])[::-1]
-    results = [(float(score_table(solution, rows[rows["score"] >= cut], beta=beta)
-                      .set_index("particle_type").at[name, "fbeta"]), float(cut)) for cut in cuts]
+    results = [
+        (
+            float(
+                score_table(solution, rows[rows["score"] >= cut], beta=beta)
+                .set_index("particle_type")
+                .at[name, "fbeta"]
+            ),
+            float(cut),
+        )
+        for cut in cuts
+    ]
     return max(results, key=lambda pair: pair)
 
 
-def calibrate_thresholds(candidates: pd.DataFrame, solution: pd.DataFrame, beta: float = 4.0,
-                         n_steps: int = 100) -> dict[str, float]:
+def calibrate_thresholds(
+    candidates: pd.DataFrame, solution: pd.DataFrame, beta: float = 4.0, n_steps: int = 100
+) -> dict[str, float]:
     """Per type, the cut of the candidates' scores that maximises the type's F-beta against ``solution``.
 
     Every particle type gets a threshold; one without candidates, references or any hit gets ``inf``.
@@ -193,18 +231,28 @@ def _calibrate_from(candidates: pd.DataFrame, solution: pd.DataFrame, config: Ba
     return Calibration(thresholds, fractions, fbetas)
 
 
-def calibrate(root: str | Path, split: str = "train", runs: Iterable[str] | None = None,
-              config: BaselineConfig = BaselineConfig(), progress: bool = True) -> Calibration:
+def calibrate(
+    root: str | Path,
+    split: str = "train",
+    runs: Iterable[str] | None = None,
+    config: BaselineConfig = BaselineConfig(),
+    progress: bool = True,
+) -> Calibration:
     """Blob radius and threshold per type, F-beta-optimal on the picks of training runs."""
     runs = list(runs) if runs is not None else list_runs(root, split)
-    candidates = pd.concat([_run_candidates(root, split, run, None, config)
-                            for run in tqdm(runs, desc="calibrating", unit="run", disable=not progress)],
-                           ignore_index=True)
+    candidates = pd.concat(
+        [
+            _run_candidates(root, split, run, None, config)
+            for run in tqdm(runs, desc="calibrating", unit="run", disable=not progress)
+        ],
+        ignore_index=True,
+    )
     return _calibrate_from(candidates, read_solution(root, split, runs), config)
 
 
-def predict_run(root: str | Path, split: str, run: str, calibration: Calibration,
-                config: BaselineConfig = BaselineConfig()) -> pd.DataFrame:
+def predict_run(
+    root: str | Path, split: str, run: str, calibration: Calibration, config: BaselineConfig = BaselineConfig()
+) -> pd.DataFrame:
     """Picks of one run (experiment, particle_type, x, y, z in Angstrom, score) with a calibration."""
     used = {name: f for name, f in calibration.body_fractions.items() if math.isfinite(calibration.thresholds[name])}
     if not used:
@@ -214,11 +262,19 @@ def predict_run(root: str | Path, split: str, run: str, calibration: Calibration
     return candidates[candidates["score"] >= cut].drop(columns="body_fraction").reset_index(drop=True)
 
 
-def predict(root: str | Path, split: str, calibration: Calibration, runs: Iterable[str] | None = None,
-            config: BaselineConfig = BaselineConfig(), progress: bool = True) -> pd.DataFrame:
+def predict(
+    root: str | Path,
+    split: str,
+    calibration: Calibration,
+    runs: Iterable[str] | None = None,
+    config: BaselineConfig = BaselineConfig(),
+    progress: bool = True,
+) -> pd.DataFrame:
     """Picks of several runs (all runs of the split by default)."""
     runs = list(runs) if runs is not None else list_runs(root, split)
-    frames = [predict_run(root, split, run, calibration, config)
-              for run in tqdm(runs, desc="baseline", unit="run", disable=not progress)]
+    frames = [
+        predict_run(root, split, run, calibration, config)
+        for run in tqdm(runs, desc="baseline", unit="run", disable=not progress)
+    ]
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else empty_scored_picks()

@@ -57,11 +57,17 @@ class TimeBudget:
         clock: seconds now; ``time.time`` (tests pass a fake).
     """
 
-    def __init__(self, budget_seconds: float, expected_tomograms: int, started_at: float | None = None,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        budget_seconds: float,
+        expected_tomograms: int,
+        started_at: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         if budget_seconds <= 0 or expected_tomograms < 1:
-            raise ValueError(f"budget_seconds must be > 0 and expected_tomograms >= 1, got "
-                             f"{budget_seconds} and {expected_tomograms}")
+            raise ValueError(
+                f"budget_seconds must be > 0 and expected_tomograms >= 1, got {budget_seconds} and {expected_tomograms}"
+            )
         self.budget_seconds, self.expected_tomograms, self.clock = float(budget_seconds), int(expected_tomograms), clock
         self.started_at = clock() if started_at is None else float(started_at)
         self.samples: list[tuple[int, float]] = []  # (plan passes, seconds) per predicted tomogram

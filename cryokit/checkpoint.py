@@ -49,8 +49,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 class LoadedModel:
     """A trained network ready for inference, with its task, configuration and tuned thresholds."""
 
-    def __init__(self, model: nn.Module, task, config: RunConfig, thresholds: dict[str, float],
-                 voxel_spacing_angstrom_zyx, path: Path):
+    def __init__(
+        self,
+        model: nn.Module,
+        task,
+        config: RunConfig,
+        thresholds: dict[str, float],
+        voxel_spacing_angstrom_zyx,
+        path: Path,
+    ):
         self.model, self.task, self.config, self.thresholds = model, task, config, thresholds
         self.voxel_spacing_angstrom_zyx, self.path = voxel_spacing_angstrom_zyx, path
 

@@ -39,8 +39,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="competition root (sets data.root)")
     p.add_argument("--out", type=Path, help="run folder (sets train.out_dir)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set train.lr=1e-3 --set data.val_runs=[TS_5_4]")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set train.lr=1e-3 --set data.val_runs=[TS_5_4]",
+    )
     p.set_defaults(run=_run_train)
 
 
@@ -65,11 +71,14 @@ def _run_train(args: argparse.Namespace) -> int:
     tracking = config.tracking
     # Under torchrun only rank 0 logs to MLflow.
     enabled = tracking.enabled and int(os.environ.get("RANK", "0")) == 0
-    with open_tracker(enabled, tracking.tracking_uri, tracking.experiment, config.train.out_dir,
-                      tracking.run_name) as tracker:
+    with open_tracker(
+        enabled, tracking.tracking_uri, tracking.experiment, config.train.out_dir, tracking.run_name
+    ) as tracker:
         result = fit(config, resume=args.resume, tracker=tracker)
-    print(f"best validation score {result.best_score:.4f} at epoch {result.best_epoch}; "
-          f"checkpoint {result.best_checkpoint}")
+    print(
+        f"best validation score {result.best_score:.4f} at epoch {result.best_epoch}; "
+        f"checkpoint {result.best_checkpoint}"
+    )
     return 0
 
 
@@ -77,8 +86,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     from cryokit.inference import TTA_CHOICES
 
     p = sub.add_parser("predict", help="predict picks for every run of a split and write a submission CSV")
-    p.add_argument("--checkpoint", dest="checkpoints", action="append", required=True, type=Path,
-                   help="a trained checkpoint; repeat to ensemble")
+    p.add_argument(
+        "--checkpoint",
+        dest="checkpoints",
+        action="append",
+        required=True,
+        type=Path,
+        help="a trained checkpoint; repeat to ensemble",
+    )
     p.add_argument("--data", required=True, type=Path, help="competition root")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--runs", nargs="*", help="only these runs (default: all runs of the split)")
@@ -86,8 +101,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", default="none", choices=TTA_CHOICES, help="test-time augmentation")
     p.add_argument("--thresholds", type=Path, help="thresholds.json (default: the checkpoint's tuned thresholds)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--keep-scores", action="store_true",
-                   help="write every scored candidate (a 'score' column, no thresholds) for threshold tuning")
+    p.add_argument(
+        "--keep-scores",
+        action="store_true",
+        help="write every scored candidate (a 'score' column, no thresholds) for threshold tuning",
+    )
     p.set_defaults(run=_run_predict)
 
 
@@ -97,8 +115,16 @@ def _run_predict(args: argparse.Namespace) -> int:
     from cryokit.thresholds import load_thresholds
 
     thresholds = load_thresholds(args.thresholds) if args.thresholds else None
-    picks, seconds = predict_runs([str(c) for c in args.checkpoints], str(args.data), args.split, args.runs,
-                                  args.tta, thresholds, args.device, keep_scores=args.keep_scores)
+    picks, seconds = predict_runs(
+        [str(c) for c in args.checkpoints],
+        str(args.data),
+        args.split,
+        args.runs,
+        args.tta,
+        thresholds,
+        args.device,
+        keep_scores=args.keep_scores,
+    )
     if args.keep_scores:
         from cryokit.io.candidates import write_candidates
 
@@ -106,8 +132,10 @@ def _run_predict(args: argparse.Namespace) -> int:
     else:
         write_submission(picks, args.out)
     mean = sum(seconds) / max(1, len(seconds))
-    print(f"{len(picks)} picks for {len(seconds)} runs in {args.out}; {mean:.1f} s per tomogram "
-          f"(projected {mean * 500 / 3600:.1f} h for the ~500 hidden test tomograms)")
+    print(
+        f"{len(picks)} picks for {len(seconds)} runs in {args.out}; {mean:.1f} s per tomogram "
+        f"(projected {mean * 500 / 3600:.1f} h for the ~500 hidden test tomograms)"
+    )
     return 0
 
 
@@ -133,8 +161,11 @@ def _run_score(args: argparse.Namespace) -> int:
     submission = read_submission(args.submission)
     unpredicted = sorted(set(solution["experiment"]) - set(submission["experiment"]))
     if unpredicted:  # the metric counts every pick of these runs as missed, as Kaggle does
-        print(f"note: no submitted rows for {len(unpredicted)} run(s) of the solution ({', '.join(unpredicted)}): "
-              "all their picks count as misses; use --runs to score a subset", file=sys.stderr)
+        print(
+            f"note: no submitted rows for {len(unpredicted)} run(s) of the solution ({', '.join(unpredicted)}): "
+            "all their picks count as misses; use --runs to score a subset",
+            file=sys.stderr,
+        )
     table = score_table(solution, submission)
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
         print(table.to_string(index=False))
@@ -148,7 +179,9 @@ def _add_kaggle(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("kaggle", help="build the self-contained Kaggle inference notebook; stage dataset and kernel")
     actions = p.add_subparsers(dest="kaggle_command", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="write the inference notebook with the cryokit code packed in")
-    build.add_argument("--out", type=Path, default=Path("dist/kaggle/cryokit-inference.ipynb"), help="notebook to write")
+    build.add_argument(
+        "--out", type=Path, default=Path("dist/kaggle/cryokit-inference.ipynb"), help="notebook to write"
+    )
     build.add_argument("--source", type=Path, help="jupytext source (default: kaggle/inference.py of the repository)")
     build.set_defaults(run=_run_kaggle_build)
     pack = actions.add_parser("bundle", help="stage OUT/dataset (checkpoints, wheels) and OUT/kernel (notebook)")
@@ -159,8 +192,12 @@ def _add_kaggle(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("--kernel-slug", help="username/kernel-name (default: username/cryokit-inference)")
     pack.add_argument("--tta", default="flips", choices=TTA_CHOICES, help="the notebook's default TTA")
     pack.add_argument("--wheels", type=Path, help="folder of wheels to ship instead of fetching monai and einops")
-    pack.add_argument("--wheel-source", default="auto", choices=["auto", "download", "installed"],
-                      help="without --wheels: pip download, repack the installed package, or download else repack")
+    pack.add_argument(
+        "--wheel-source",
+        default="auto",
+        choices=["auto", "download", "installed"],
+        help="without --wheels: pip download, repack the installed package, or download else repack",
+    )
     pack.add_argument("--public", action="store_true", help="make the kernel public (default private)")
     pack.add_argument("--source", type=Path, help="jupytext source (default: kaggle/inference.py of the repository)")
     pack.set_defaults(run=_run_kaggle_bundle)
@@ -176,24 +213,41 @@ def _run_kaggle_build(args: argparse.Namespace) -> int:
 def _run_kaggle_bundle(args: argparse.Namespace) -> int:
     from cryokit.kaggle import bundle
 
-    staged = bundle(args.checkpoints, args.thresholds, args.out, args.dataset_slug, args.kernel_slug, args.tta,
-                    args.wheels, args.wheel_source, not args.public, args.source)
-    print(f"dataset: {staged.dataset} (wheels: {', '.join(w.name for w in staged.wheels)})\n"
-          f"kernel: {staged.kernel} (notebook {staged.notebook.name})\n"
-          f"push: kaggle datasets create -p {staged.dataset}  (later: kaggle datasets version -p {staged.dataset} "
-          f"-m 'new models')\n      kaggle kernels push -p {staged.kernel}")
+    staged = bundle(
+        args.checkpoints,
+        args.thresholds,
+        args.out,
+        args.dataset_slug,
+        args.kernel_slug,
+        args.tta,
+        args.wheels,
+        args.wheel_source,
+        not args.public,
+        args.source,
+    )
+    print(
+        f"dataset: {staged.dataset} (wheels: {', '.join(w.name for w in staged.wheels)})\n"
+        f"kernel: {staged.kernel} (notebook {staged.notebook.name})\n"
+        f"push: kaggle datasets create -p {staged.dataset}  (later: kaggle datasets version -p {staged.dataset} "
+        f"-m 'new models')\n      kaggle kernels push -p {staged.kernel}"
+    )
     return 0
 
 
 def _add_tune(sub: argparse._SubParsersAction) -> None:
     # cryokit.tune's PRUNERS and OBJECTIVES, written out so that --help does not import optuna
-    p = sub.add_parser("tune", help="Optuna study maximising the validation F4; resumable, many workers per study",
-                       description="Run --trials trials of an Optuna study in this process (each worker started "
-                       "with the same --study and --storage runs its own --trials; --max-trials caps the study). "
-                       "Writes OUT/best_config.yaml for cryokit train --config.")
+    p = sub.add_parser(
+        "tune",
+        help="Optuna study maximising the validation F4; resumable, many workers per study",
+        description="Run --trials trials of an Optuna study in this process (each worker started "
+        "with the same --study and --storage runs its own --trials; --max-trials caps the study). "
+        "Writes OUT/best_config.yaml for cryokit train --config.",
+    )
     p.add_argument("--study", required=True, help="study name (created, or loaded and continued)")
-    p.add_argument("--storage", help="sqlite:///..., postgresql://user:pw@host/db, journal:PATH or PATH.log "
-                   "(default: OUT/optuna.db)")
+    p.add_argument(
+        "--storage",
+        help="sqlite:///..., postgresql://user:pw@host/db, journal:PATH or PATH.log (default: OUT/optuna.db)",
+    )
     p.add_argument("--trials", type=int, required=True, help="trials this worker runs")
     p.add_argument("--max-trials", type=int, help="stop once the study holds this many finished trials")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
@@ -201,8 +255,14 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", type=Path, help="YAML/JSON narrowing the search space (cryokit.tune_space)")
     p.add_argument("--data", type=Path, help="competition root (sets data.root)")
     p.add_argument("--out", type=Path, default=Path("runs/tune"), help="study folder (default runs/tune)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a base config field, e.g. --set train.epochs=5")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a base config field, e.g. --set train.epochs=5",
+    )
     p.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"])
     p.add_argument("--seed", type=int, help="sampler seed (give each worker its own)")
     p.add_argument("--objective", default="fit", choices=["fit", "quadratic"], help=argparse.SUPPRESS)  # tests
@@ -218,13 +278,26 @@ def _run_tune(args: argparse.Namespace) -> int:
     config = apply_overrides(config, ([f"data.root={args.data}"] if args.data else []) + list(args.overrides))
     if args.trials < 0:
         raise ValueError(f"--trials must be >= 0, got {args.trials}")
-    study = run_study(args.study, config, args.trials, load_space(args.space), args.storage, args.out,
-                      args.objective, args.timeout, args.max_trials, args.pruner, args.seed)
+    study = run_study(
+        args.study,
+        config,
+        args.trials,
+        load_space(args.space),
+        args.storage,
+        args.out,
+        args.objective,
+        args.timeout,
+        args.max_trials,
+        args.pruner,
+        args.seed,
+    )
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     print(f"study {args.study}: {len(study.trials)} trials ({len(complete)} complete)")
     if complete:
-        print(f"best trial {study.best_trial.number}: validation F4 {study.best_value:.4f}; "
-              f"config {args.out / 'best_config.yaml'}")
+        print(
+            f"best trial {study.best_trial.number}: validation F4 {study.best_value:.4f}; "
+            f"config {args.out / 'best_config.yaml'}"
+        )
     return 0
 
 
@@ -247,8 +320,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     overrides.update({"snr": args.snr} if args.snr is not None else {})
     config = config_for_difficulty(args.difficulty, **overrides)
     runs = simulate_dataset(args.out, args.runs, args.seed, args.split, config)
-    print(f"simulated {len(runs)} {args.split} runs ({config.difficulty}, snr {config.snr:g}, shape "
-          f"{'x'.join(map(str, config.shape_zyx))}) into {args.out}")
+    print(
+        f"simulated {len(runs)} {args.split} runs ({config.difficulty}, snr {config.snr:g}, shape "
+        f"{'x'.join(map(str, config.shape_zyx))}) into {args.out}"
+    )
     return 0
 
 
@@ -257,9 +332,12 @@ def _add_baseline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="competition root")
     p.add_argument("--split", default="test", choices=["train", "test"], help="split to predict")
     p.add_argument("--out", required=True, type=Path, help="submission CSV to write")
-    p.add_argument("--calibrate-on", type=Path,
-                   help="ROOT/train (or a root): calibrate blob sizes and thresholds on its picks "
-                        "(default: the predicted split itself, which must then be train)")
+    p.add_argument(
+        "--calibrate-on",
+        type=Path,
+        help="ROOT/train (or a root): calibrate blob sizes and thresholds on its picks "
+        "(default: the predicted split itself, which must then be train)",
+    )
     p.add_argument("--tomo-type", default="denoised", help="tomogram type to read")
     p.add_argument("--level", type=int, default=1, help="multiscale level (1 = 20 A voxels)")
     p.set_defaults(run=_run_baseline)
@@ -311,8 +389,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         training = replace(training, train=replace(training.train, epochs=args.epochs))
     if args.no_track:
         training = replace(training, tracking=replace(training.tracking, enabled=False))
-    config = replace(config, out_dir=str(args.out), data_root=str(args.data or ""), difficulty=args.difficulty,
-                     training=training)
+    config = replace(
+        config, out_dir=str(args.out), data_root=str(args.data or ""), difficulty=args.difficulty, training=training
+    )
     result = run_demo(config)
     for method, value in result.scores.items():
         print(f"held-out score {method:>14}: {value:.4f}")
@@ -347,7 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.run(args) or 0)
     except (FileNotFoundError, ValueError, FileExistsError) as error:

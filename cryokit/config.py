@@ -16,9 +16,22 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 __all__ = [
-    "DataConfig", "PatchConfig", "TargetConfig", "AugmentConfig", "ModelConfig", "LossConfig",
-    "TrainConfig", "PostprocessConfig", "TrackingConfig", "RunConfig",
-    "to_dict", "from_dict", "load_config", "apply_overrides", "replace", "MODEL_PRESETS",
+    "DataConfig",
+    "PatchConfig",
+    "TargetConfig",
+    "AugmentConfig",
+    "ModelConfig",
+    "LossConfig",
+    "TrainConfig",
+    "PostprocessConfig",
+    "TrackingConfig",
+    "RunConfig",
+    "to_dict",
+    "from_dict",
+    "load_config",
+    "apply_overrides",
+    "replace",
+    "MODEL_PRESETS",
 ]
 
 
@@ -26,12 +39,12 @@ __all__ = [
 class DataConfig:
     """Where the data is and which part of it trains or validates."""
 
-    root: str = ""                           # competition root (holds train/ and test/)
+    root: str = ""  # competition root (holds train/ and test/)
     split: str = "train"
-    train_runs: tuple[str, ...] = ()         # empty: every run of the split not in val_runs
-    val_runs: tuple[str, ...] = ()           # whole runs held out for validation on the metric
+    train_runs: tuple[str, ...] = ()  # empty: every run of the split not in val_runs
+    val_runs: tuple[str, ...] = ()  # whole runs held out for validation on the metric
     tomo_type: str = "denoised"
-    level: int = 0                           # 0 full resolution (~10 A), 1 half (~20 A), 2 quarter
+    level: int = 0  # 0 full resolution (~10 A), 1 half (~20 A), 2 quarter
 
 
 @dataclass(frozen=True)
@@ -41,13 +54,13 @@ class PatchConfig:
     size_zyx: tuple[int, int, int] = (64, 128, 128)
     batch_size: int = 2
     patches_per_epoch: int = 64
-    positive_share: float = 0.7              # share of patches centred near a particle
+    positive_share: float = 0.7  # share of patches centred near a particle
     # Extra sampling weight per class for particle-centred patches (the score weighs these 2).
     class_oversampling: Mapping[str, float] = field(
         default_factory=lambda: {"thyroglobulin": 2.0, "beta-galactosidase": 2.0}
     )
-    jitter_fraction: float = 0.35            # particle-centred patches are shifted by up to this share of the size
-    inference_overlap: float = 0.25          # sliding-window overlap (MONAI)
+    jitter_fraction: float = 0.35  # particle-centred patches are shifted by up to this share of the size
+    inference_overlap: float = 0.25  # sliding-window overlap (MONAI)
     inference_batch_size: int = 2
 
 
@@ -55,8 +68,8 @@ class PatchConfig:
 class TargetConfig:
     """What the network is trained to output."""
 
-    kind: str = "balls"                      # "balls" (label map), "gaussian" (heatmaps) or "detection"
-    radius_fraction: float = 0.5             # ball / Gaussian sigma radius as a share of the class radius
+    kind: str = "balls"  # "balls" (label map), "gaussian" (heatmaps) or "detection"
+    radius_fraction: float = 0.5  # ball / Gaussian sigma radius as a share of the class radius
     # Stride of the target grid, which is the network's output stride: 1 (full resolution) or 2 for
     # U-Nets, 4 (or 2, 8) for the detector.
     stride: int = 1
@@ -66,49 +79,49 @@ class TargetConfig:
 class AugmentConfig:
     """One strength knob per augmentation family (0 switches a family off)."""
 
-    flip_p: float = 0.5                      # per axis
-    rot90_p: float = 0.5                     # 90 degree turns in the XY plane
-    rotate_degrees: float = 10.0             # small rotations about arbitrary axes
-    affine_p: float = 1.0                    # probability of the rotation + zoom (the costliest step)
-    scale_fraction: float = 0.05             # zoom by up to +-5 %
-    elastic_p: float = 0.0                   # probability of an elastic deformation
+    flip_p: float = 0.5  # per axis
+    rot90_p: float = 0.5  # 90 degree turns in the XY plane
+    rotate_degrees: float = 10.0  # small rotations about arbitrary axes
+    affine_p: float = 1.0  # probability of the rotation + zoom (the costliest step)
+    scale_fraction: float = 0.05  # zoom by up to +-5 %
+    elastic_p: float = 0.0  # probability of an elastic deformation
     elastic_magnitude_voxels: float = 2.0
-    elastic_spacing_voxels: float = 24.0     # distance between the elastic field's control points
-    intensity_p: float = 0.5                 # shift and scale of intensities
+    elastic_spacing_voxels: float = 24.0  # distance between the elastic field's control points
+    intensity_p: float = 0.5  # shift and scale of intensities
     intensity_fraction: float = 0.1
     noise_p: float = 0.2
-    noise_std: float = 0.1                   # in units of the normalised intensity
+    noise_std: float = 0.1  # in units of the normalised intensity
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "unet"                       # unet | basicunet | segresnet | flexibleunet | yolo3d
+    name: str = "unet"  # unet | basicunet | segresnet | flexibleunet | yolo3d
     channels: tuple[int, ...] = (16, 32, 64, 128)
     strides: tuple[int, ...] = (2, 2, 2)
     num_res_units: int = 1
     dropout: float = 0.0
-    backbone_weights: str = ""               # MedicalNet checkpoint for yolo3d (optional)
-    neck_channels: int = 64                  # yolo3d: width of the neck and head
+    backbone_weights: str = ""  # MedicalNet checkpoint for yolo3d (optional)
+    neck_channels: int = 64  # yolo3d: width of the neck and head
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    name: str = "dice_ce"                    # dice_ce | dice_focal | focal | tversky_ce | detection
+    name: str = "dice_ce"  # dice_ce | dice_focal | focal | tversky_ce | detection
     # Class-weighted cross-entropy alone by default (the 1st-place recipe): on simulated runs it reached
     # validation F4 0.71 in 16 CPU epochs where Dice + CE (class weights 8) stalled at 0.34; MONAI
     # applies the class weights to the Dice term too, which then dominates. Raise dice_weight to add it.
     dice_weight: float = 0.0
     ce_weight: float = 1.0
-    background_weight: float = 1.0           # cross-entropy class weight of background
-    particle_weight: float = 32.0            # cross-entropy class weight of every particle class
+    background_weight: float = 1.0  # cross-entropy class weight of background
+    particle_weight: float = 32.0  # cross-entropy class weight of every particle class
     focal_gamma: float = 2.0
     focal_alpha: float = 0.25
     lambda_focal: float = 1.0
     lambda_fbeta: float = 1.0
     lambda_box: float = 1.0
     beta: float = 4.0
-    tversky_alpha: float = 0.3               # tversky_ce: weight of false positives
-    tversky_beta: float = 0.7                # tversky_ce: weight of false negatives (> alpha favours recall)
+    tversky_alpha: float = 0.3  # tversky_ce: weight of false positives
+    tversky_beta: float = 0.7  # tversky_ce: weight of false negatives (> alpha favours recall)
 
 
 @dataclass(frozen=True)
@@ -118,30 +131,30 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 20
     grad_clip: float = 1.0
-    ema_decay: float = 0.0                   # 0 switches EMA off
-    amp: bool = True                         # bf16/fp16 autocast on CUDA; ignored on CPU
+    ema_decay: float = 0.0  # 0 switches EMA off
+    amp: bool = True  # bf16/fp16 autocast on CUDA; ignored on CPU
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
-    val_every: int = 1                       # epochs
-    early_stopping_patience: int = 0         # epochs without a better val F4; 0 switches it off
+    val_every: int = 1  # epochs
+    early_stopping_patience: int = 0  # epochs without a better val F4; 0 switches it off
     out_dir: str = "runs/train"
 
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    method: str = "maxpool"                  # maxpool | components
-    radius_fraction: float = 0.5             # NMS kernel radius as a share of the class radius
-    thresholds: Mapping[str, float] = field(default_factory=dict)   # per class; missing: default_threshold
+    method: str = "maxpool"  # maxpool | components
+    radius_fraction: float = 0.5  # NMS kernel radius as a share of the class radius
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # per class; missing: default_threshold
     default_threshold: float = 0.2
-    candidate_floor: float = 0.05            # candidates below this score are never kept (thresholds tune above it)
-    min_voxels_fraction: float = 0.1         # components: smallest component as a share of the ball volume
+    candidate_floor: float = 0.05  # candidates below this score are never kept (thresholds tune above it)
+    min_voxels_fraction: float = 0.1  # components: smallest component as a share of the ball volume
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     enabled: bool = True
-    tracking_uri: str = ""                   # empty: a local SQLite store in the run folder
+    tracking_uri: str = ""  # empty: a local SQLite store in the run folder
     experiment: str = "cryokit"
     run_name: str = ""
 
@@ -198,15 +211,18 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
 def from_dict(cls: type, values: Mapping[str, Any] | None, prefix: str = "") -> Any:
     """Build ``cls`` from a (nested) mapping; unknown keys raise ValueError naming them."""
     if values is not None and not isinstance(values, Mapping):
-        raise ValueError(f"config key {prefix.rstrip('.') or cls.__name__!r} must be a mapping of its fields, "
-                         f"got {values!r}")
+        raise ValueError(
+            f"config key {prefix.rstrip('.') or cls.__name__!r} must be a mapping of its fields, got {values!r}"
+        )
     values = dict(values or {})
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
-                         f"known keys of {prefix.rstrip('.') or cls.__name__}: {', '.join(sorted(names))}")
+        raise ValueError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"known keys of {prefix.rstrip('.') or cls.__name__}: {', '.join(sorted(names))}"
+        )
     return cls(**{k: _convert(v, hints[k], prefix + k) for k, v in values.items()})
 
 

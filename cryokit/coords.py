@@ -56,18 +56,14 @@ def _as_points(points: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def angstrom_xyz_to_voxel_zyx(
-    centres_angstrom_xyz: np.ndarray, voxel_spacing_angstrom_zyx: SpacingLike
-) -> np.ndarray:
+def angstrom_xyz_to_voxel_zyx(centres_angstrom_xyz: np.ndarray, voxel_spacing_angstrom_zyx: SpacingLike) -> np.ndarray:
     """(N, 3) Angstrom x, y, z -> (N, 3) fractional voxel z, y, x at the given spacing."""
     points_xyz = _as_points(centres_angstrom_xyz, "centres_angstrom_xyz")
     spacing_zyx = as_spacing_zyx(voxel_spacing_angstrom_zyx)
     return points_xyz[:, ::-1] / spacing_zyx - VOXEL_CENTRE_OFFSET
 
 
-def voxel_zyx_to_angstrom_xyz(
-    centres_voxel_zyx: np.ndarray, voxel_spacing_angstrom_zyx: SpacingLike
-) -> np.ndarray:
+def voxel_zyx_to_angstrom_xyz(centres_voxel_zyx: np.ndarray, voxel_spacing_angstrom_zyx: SpacingLike) -> np.ndarray:
     """(N, 3) fractional voxel z, y, x -> (N, 3) Angstrom x, y, z. Inverse of the above."""
     points_zyx = _as_points(centres_voxel_zyx, "centres_voxel_zyx")
     spacing_zyx = as_spacing_zyx(voxel_spacing_angstrom_zyx)

@@ -26,11 +26,22 @@ from cryokit.io import open_run_tomogram, read_picks
 from cryokit.io.tomogram import Tomogram
 from cryokit.particles import PARTICLE_NAMES
 from cryokit.patching import (
-    IntensityStats, choose_particle, class_sampling_weights, particle_patch_origin, picks_in_patch, random_patch_origin,
-    read_region, tomogram_intensity_stats, voxel_to_cell,
+    IntensityStats,
+    choose_particle,
+    class_sampling_weights,
+    particle_patch_origin,
+    picks_in_patch,
+    random_patch_origin,
+    read_region,
+    tomogram_intensity_stats,
+    voxel_to_cell,
 )
 from cryokit.targets import (
-    anchor_radii_voxels, ball_label_map, class_radii_voxels, encode_detection_targets, gaussian_heatmaps,
+    anchor_radii_voxels,
+    ball_label_map,
+    class_radii_voxels,
+    encode_detection_targets,
+    gaussian_heatmaps,
 )
 
 __all__ = ["TARGET_KINDS", "split_runs", "PatchDataset", "collate"]
@@ -55,9 +66,9 @@ class _Run:
     name: str
     shape_zyx: tuple[int, int, int]
     spacing_zyx: np.ndarray
-    centres_voxel_zyx: np.ndarray     # (N, 3) tomogram voxels
-    class_indices: np.ndarray         # (N,)
-    stats: IntensityStats             # computed once here, shipped to the workers with the dataset
+    centres_voxel_zyx: np.ndarray  # (N, 3) tomogram voxels
+    class_indices: np.ndarray  # (N,)
+    stats: IntensityStats  # computed once here, shipped to the workers with the dataset
 
 
 class PatchDataset(Dataset):
@@ -80,9 +91,17 @@ class PatchDataset(Dataset):
     """
 
     def __init__(
-        self, root: str | Path, runs: Sequence[str], patch: PatchConfig = PatchConfig(),
-        target: TargetConfig = TargetConfig(), augment: AugmentConfig | None = AugmentConfig(), *,
-        split: str = "train", tomo_type: str = "denoised", level: int = 0, seed: int = 0,
+        self,
+        root: str | Path,
+        runs: Sequence[str],
+        patch: PatchConfig = PatchConfig(),
+        target: TargetConfig = TargetConfig(),
+        augment: AugmentConfig | None = AugmentConfig(),
+        *,
+        split: str = "train",
+        tomo_type: str = "denoised",
+        level: int = 0,
+        seed: int = 0,
     ) -> None:
         if target.kind not in TARGET_KINDS:
             raise ValueError(f"target.kind must be one of {TARGET_KINDS}, got {target.kind!r}")
@@ -104,11 +123,27 @@ class PatchDataset(Dataset):
         self._pid = -1
 
     @classmethod
-    def from_config(cls, data: DataConfig, patch: PatchConfig, target: TargetConfig,
-                    augment: AugmentConfig | None, runs: Sequence[str], seed: int = 0) -> PatchDataset:
+    def from_config(
+        cls,
+        data: DataConfig,
+        patch: PatchConfig,
+        target: TargetConfig,
+        augment: AugmentConfig | None,
+        runs: Sequence[str],
+        seed: int = 0,
+    ) -> PatchDataset:
         """A dataset over ``runs`` of ``data.root`` (use ``split_runs`` for the train/val split)."""
-        return cls(data.root, runs, patch, target, augment, split=data.split, tomo_type=data.tomo_type,
-                   level=data.level, seed=seed)
+        return cls(
+            data.root,
+            runs,
+            patch,
+            target,
+            augment,
+            split=data.split,
+            tomo_type=data.tomo_type,
+            level=data.level,
+            seed=seed,
+        )
 
     def _picks(self, runs: list[str]) -> list[Any]:
         picks = read_picks(self.root, self.split, runs) if self.split == "train" else None
@@ -132,7 +167,7 @@ class PatchDataset(Dataset):
         return int(self.patch.patches_per_epoch)
 
     def _tomogram(self, run: str) -> Tomogram:
-        if self._pid != os.getpid():     # a fresh worker process: open its own stores
+        if self._pid != os.getpid():  # a fresh worker process: open its own stores
             self._tomograms, self._pid = {}, os.getpid()
         if run not in self._tomograms:
             self._tomograms[run] = open_run_tomogram(self.root, self.split, run, self.tomo_type, self.level)
@@ -172,17 +207,19 @@ class PatchDataset(Dataset):
         if self.augment is not None:
             generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
             params = draw_augmentation(self.augment, generator, tuple(self.size_zyx))
-        margin = np.zeros(3, np.int64) if params is None else params.margin_zyx()   # context this draw needs
+        margin = np.zeros(3, np.int64) if params is None else params.margin_zyx()  # context this draw needs
         region_origin, region_size = origin - margin, self.size_zyx + 2 * margin
         radii = class_radii_voxels(run.spacing_zyx)
-        centres, classes = picks_in_patch(run.centres_voxel_zyx, run.class_indices, region_origin, region_size,
-                                          radii[run.class_indices])
+        centres, classes = picks_in_patch(
+            run.centres_voxel_zyx, run.class_indices, region_origin, region_size, radii[run.class_indices]
+        )
         image = read_region(self._tomogram(run.name), region_origin, region_size, stats=run.stats)
         sample = Sample(torch.from_numpy(image), centres, classes)
         if params is not None:
             sample = apply_augmentation(sample, params)
-        centres, classes = picks_in_patch(sample.centres_voxel_zyx, sample.class_indices, (0, 0, 0),
-                                          self.size_zyx, radii[sample.class_indices])
+        centres, classes = picks_in_patch(
+            sample.centres_voxel_zyx, sample.class_indices, (0, 0, 0), self.size_zyx, radii[sample.class_indices]
+        )
         return {
             "image": sample.image_zyx[None].float().contiguous(),
             "target": self._target(run, centres, classes),

@@ -29,9 +29,18 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 __all__ = [
-    "ENTRY_MODULES", "KAGGLE_IMAGE_MODULES", "WHEEL_DISTRIBUTIONS", "NOT_AT_IMPORT",
-    "package_root", "collect_modules", "third_party_imports", "pack_modules", "encode_payload",
-    "pack_installed_wheel", "download_wheel", "stage_wheels",
+    "ENTRY_MODULES",
+    "KAGGLE_IMAGE_MODULES",
+    "WHEEL_DISTRIBUTIONS",
+    "NOT_AT_IMPORT",
+    "package_root",
+    "collect_modules",
+    "third_party_imports",
+    "pack_modules",
+    "encode_payload",
+    "pack_installed_wheel",
+    "download_wheel",
+    "stage_wheels",
 ]
 
 log = logging.getLogger(__name__)
@@ -190,14 +199,18 @@ def pack_installed_wheel(distribution: str, out_dir: str | Path) -> Path:
         if rel.parts[0].endswith(".dist-info") and rel.name in skip_meta:
             continue
         if rel.suffix in (".so", ".pyd", ".dylib"):
-            raise ValueError(f"cannot pack {distribution!r}: {rel} is a compiled extension; pass a wheel "
-                             "built for Kaggle's platform with --wheels")
+            raise ValueError(
+                f"cannot pack {distribution!r}: {rel} is a compiled extension; pass a wheel "
+                "built for Kaggle's platform with --wheels"
+            )
         files.append((rel.as_posix(), Path(dist.locate_file(item))))
     if not files:
         raise ValueError(f"cannot pack {distribution!r}: its installation lists no files (no RECORD)")
     info_dir = f"{distribution.replace('-', '_')}-{dist.version}.dist-info"
-    wheel_meta = (f"Wheel-Version: 1.0\nGenerator: cryokit (repacked from {sys.prefix})\n"
-                  "Root-Is-Purelib: true\nTag: py3-none-any\n").encode()
+    wheel_meta = (
+        f"Wheel-Version: 1.0\nGenerator: cryokit (repacked from {sys.prefix})\n"
+        "Root-Is-Purelib: true\nTag: py3-none-any\n"
+    ).encode()
     target = Path(out_dir) / _wheel_name(distribution, dist.version)
     return _write_wheel(target, files, info_dir, wheel_meta)
 
@@ -228,8 +241,19 @@ def download_wheel(distribution: str, version: str, out_dir: str | Path, timeout
     """
     out_dir = Path(out_dir)
     before = set(out_dir.glob("*.whl"))
-    command = [sys.executable, "-m", "pip", "download", f"{distribution}=={version}", "--no-deps",
-               "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d", str(out_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        f"{distribution}=={version}",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(out_dir),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     already = sorted(out_dir.glob(f"{distribution.replace('-', '_')}-{version}-*.whl"))  # pip keeps a present one
     new = sorted(set(out_dir.glob("*.whl")) - before) or already
@@ -239,8 +263,12 @@ def download_wheel(distribution: str, version: str, out_dir: str | Path, timeout
     return new[0]
 
 
-def stage_wheels(out_dir: str | Path, wheels_dir: str | Path | None = None, source: str = "auto",
-                 distributions: Iterable[tuple[str, str]] = WHEEL_DISTRIBUTIONS) -> list[Path]:
+def stage_wheels(
+    out_dir: str | Path,
+    wheels_dir: str | Path | None = None,
+    source: str = "auto",
+    distributions: Iterable[tuple[str, str]] = WHEEL_DISTRIBUTIONS,
+) -> list[Path]:
     """Put a wheel of each distribution in ``out_dir``; returns the wheel paths.
 
     Args:

@@ -29,8 +29,19 @@ from cryokit.config import PatchConfig, PostprocessConfig
 from cryokit.inference_speed import InferenceOptions, prepare_for_inference
 from cryokit.patching import predict_tomogram
 
-__all__ = ["TTA_CHOICES", "tta_transforms", "resolve_device", "native_bf16", "autocast", "predict_maps", "predict_volume_picks", "predict_runs",
-           "Timer", "ensemble_groups", "predict_run"]
+__all__ = [
+    "TTA_CHOICES",
+    "tta_transforms",
+    "resolve_device",
+    "native_bf16",
+    "autocast",
+    "predict_maps",
+    "predict_volume_picks",
+    "predict_runs",
+    "Timer",
+    "ensemble_groups",
+    "predict_run",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +92,7 @@ def tta_transforms(tta: str) -> list[_Transform]:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" picks CUDA when present; otherwise the named device."""
+    """ "auto" picks CUDA when present; otherwise the named device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -159,8 +170,16 @@ def predict_maps(
     transforms = tta_transforms(tta)
     total = None
     for transform in transforms:
-        maps = predict_tomogram(run_windows, transform.apply(volume), patch.size_zyx, patch.inference_overlap,
-                                patch.inference_batch_size, output_stride, sw_device=device, device=volume.device)
+        maps = predict_tomogram(
+            run_windows,
+            transform.apply(volume),
+            patch.size_zyx,
+            patch.inference_overlap,
+            patch.inference_batch_size,
+            output_stride,
+            sw_device=device,
+            device=volume.device,
+        )
         maps = transform.undo(maps, vector_channels)
         total = maps if total is None else total + maps
     cells = tuple(math.ceil(n / output_stride) for n in shape)
@@ -183,8 +202,18 @@ def predict_volume_picks(
     """Scored candidate picks of one volume from the average maps of ``models`` (one task)."""
     total, count = None, 0
     for model in models:
-        maps = predict_maps(model, task.dense_maps, volume_zyx, patch, task.output_stride, task.vector_channels,
-                            tta, device, amp, options)
+        maps = predict_maps(
+            model,
+            task.dense_maps,
+            volume_zyx,
+            patch,
+            task.output_stride,
+            task.vector_channels,
+            tta,
+            device,
+            amp,
+            options,
+        )
         total, count = (maps if total is None else total + maps), count + 1
     if count == 0:
         raise ValueError("predict_volume_picks needs at least one model")
@@ -205,8 +234,13 @@ class Timer:
 def _ensemble_key(loaded) -> tuple:
     """Checkpoints whose maps can be averaged: same task family, output stride and data level/type."""
     cfg = loaded.config
-    return (type(loaded.task).__name__, getattr(loaded.task, "kind", "detection"), loaded.task.output_stride,
-            cfg.data.level, cfg.data.tomo_type)
+    return (
+        type(loaded.task).__name__,
+        getattr(loaded.task, "kind", "detection"),
+        loaded.task.output_stride,
+        cfg.data.level,
+        cfg.data.tomo_type,
+    )
 
 
 def predict_runs(
@@ -253,8 +287,19 @@ def predict_runs(
     for run in tqdm(runs, desc="predict", disable=not progress):
         with Timer() as timer:
             try:
-                frames.append(predict_run(groups, root, split, run, tta, thresholds, torch_device,
-                                          keep_scores=keep_scores, options=options))
+                frames.append(
+                    predict_run(
+                        groups,
+                        root,
+                        split,
+                        run,
+                        tta,
+                        thresholds,
+                        torch_device,
+                        keep_scores=keep_scores,
+                        options=options,
+                    )
+                )
             except Exception as error:  # noqa: BLE001 -- a damaged tomogram must not stop the others
                 if on_error == "raise":
                     raise
@@ -319,10 +364,21 @@ def predict_run(
         tomogram = open_run_tomogram(root, split, run, cfg.data.tomo_type, cfg.data.level)
         on_device = options.volume_on_device and torch.device(device).type != "cpu"
         volume = normalise_tomogram_on(tomogram, device) if on_device else normalise_tomogram(tomogram)
-        per_group.append(predict_volume_picks(
-            [m.model for m in members], members[0].task, volume,
-            tomogram.voxel_spacing_angstrom_zyx, run, cfg.patch, cfg.postprocess, tta, device,
-            cfg.train.amp if amp is None else amp, options))
+        per_group.append(
+            predict_volume_picks(
+                [m.model for m in members],
+                members[0].task,
+                volume,
+                tomogram.voxel_spacing_angstrom_zyx,
+                run,
+                cfg.patch,
+                cfg.postprocess,
+                tta,
+                device,
+                cfg.train.amp if amp is None else amp,
+                options,
+            )
+        )
     post = first.config.postprocess
     picks = per_group[0] if len(per_group) == 1 else merge_picks(per_group, post.radius_fraction)
     if keep_scores:

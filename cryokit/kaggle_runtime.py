@@ -29,8 +29,16 @@ import pandas as pd
 from cryokit.budget import InferencePlan, TimeBudget, degradation_ladder
 from cryokit.inference import ensemble_groups, predict_run
 
-__all__ = ["BUNDLE_MANIFEST", "InferencePlan", "degradation_ladder", "TimeBudget", "SubmissionReport",
-           "resolve_checkpoints", "resolve_thresholds", "predict_submission"]
+__all__ = [
+    "BUNDLE_MANIFEST",
+    "InferencePlan",
+    "degradation_ladder",
+    "TimeBudget",
+    "SubmissionReport",
+    "resolve_checkpoints",
+    "resolve_thresholds",
+    "predict_submission",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +72,18 @@ class SubmissionReport:
     def summary(self) -> str:
         lines = [f"{self.n_picks} picks from {len(self.seconds)} tomogram(s) written to {self.csv_path}"]
         if self.seconds_per_tomogram is not None:
-            lines.append(f"{self.seconds_per_tomogram:.1f} s per tomogram ({self.final_plan.get('describe', '')}); "
-                         f"projected {self.projected_hours:.2f} h for {self.expected_tomograms} tomograms "
-                         f"(budget {self.budget_hours:.3g} h)")
+            lines.append(
+                f"{self.seconds_per_tomogram:.1f} s per tomogram ({self.final_plan.get('describe', '')}); "
+                f"projected {self.projected_hours:.2f} h for {self.expected_tomograms} tomograms "
+                f"(budget {self.budget_hours:.3g} h)"
+            )
             if self.projected_hours is not None and self.projected_hours > self.budget_hours:
                 lines.append("WARNING: over budget even with the cheapest plan: fewer or faster models needed")
-        lines += [f"plan change after {c['after_tomograms']} tomogram(s): {c['from']} -> {c['to']} "
-                  f"(projected {c['projected_hours']:.2f} h)" for c in self.plan_changes]
+        lines += [
+            f"plan change after {c['after_tomograms']} tomogram(s): {c['from']} -> {c['to']} "
+            f"(projected {c['projected_hours']:.2f} h)"
+            for c in self.plan_changes
+        ]
         lines += [f"FAILED {run}: {error}" for run, error in self.failed.items()]
         if self.skipped_for_time:
             lines.append(f"left out for lack of time: {', '.join(self.skipped_for_time)}")
@@ -89,8 +102,9 @@ def resolve_checkpoints(model_dir: str | Path, names: Sequence[str] = ()) -> lis
     paths = [model_dir / name for name in names] if names else sorted(model_dir.glob("*.pt"))
     missing = [str(p) for p in paths if not p.is_file()]
     if missing or not paths:
-        raise FileNotFoundError(f"checkpoint(s) {', '.join(missing)} not found" if missing
-                                else f"no checkpoints (*.pt) in {model_dir}")
+        raise FileNotFoundError(
+            f"checkpoint(s) {', '.join(missing)} not found" if missing else f"no checkpoints (*.pt) in {model_dir}"
+        )
     return paths
 
 
@@ -126,9 +140,20 @@ def _load_checkpoints(paths: Sequence[str | Path], device, on_error: str, report
     return loaded
 
 
-def _predict_all(loaded: list, root, split: str, runs: list[str], ladder: list[InferencePlan], thresholds,
-                 device, amp, on_error: str, budget: TimeBudget, report: SubmissionReport,
-                 frames: list[pd.DataFrame]) -> None:
+def _predict_all(
+    loaded: list,
+    root,
+    split: str,
+    runs: list[str],
+    ladder: list[InferencePlan],
+    thresholds,
+    device,
+    amp,
+    on_error: str,
+    budget: TimeBudget,
+    report: SubmissionReport,
+    frames: list[pd.DataFrame],
+) -> None:
     """The run loop: predict, record, re-plan after every tomogram (``report.final_plan`` follows)."""
     level = 0
     report.final_plan = ladder[0].to_dict()
@@ -140,8 +165,16 @@ def _predict_all(loaded: list, root, split: str, runs: list[str], ladder: list[I
             break
         start = budget.clock()
         try:
-            picks = predict_run(ensemble_groups([loaded[m] for m in plan.members]), str(root), split, run,
-                                plan.tta, thresholds, device, amp)
+            picks = predict_run(
+                ensemble_groups([loaded[m] for m in plan.members]),
+                str(root),
+                split,
+                run,
+                plan.tta,
+                thresholds,
+                device,
+                amp,
+            )
         except Exception as error:  # noqa: BLE001 -- a damaged tomogram must not stop the others
             if on_error == "raise":
                 raise
@@ -157,11 +190,22 @@ def _predict_all(loaded: list, root, split: str, runs: list[str], ladder: list[I
         new_level = budget.affordable(ladder, level, index + 1)
         if new_level != level:
             projected = budget.projected_total(ladder[level], index + 1) or 0.0
-            report.plan_changes.append({"after_tomograms": index + 1, "from": ladder[level].describe(),
-                                        "to": ladder[new_level].describe(), "projected_hours": projected / 3600})
-            log.warning("projected %.2f h for %d tomograms exceeds the %.3g h budget: %s -> %s", projected / 3600,
-                        budget.expected_tomograms, budget.budget_seconds / 3600, ladder[level].describe(),
-                        ladder[new_level].describe())
+            report.plan_changes.append(
+                {
+                    "after_tomograms": index + 1,
+                    "from": ladder[level].describe(),
+                    "to": ladder[new_level].describe(),
+                    "projected_hours": projected / 3600,
+                }
+            )
+            log.warning(
+                "projected %.2f h for %d tomograms exceeds the %.3g h budget: %s -> %s",
+                projected / 3600,
+                budget.expected_tomograms,
+                budget.budget_seconds / 3600,
+                ladder[level].describe(),
+                ladder[new_level].describe(),
+            )
             level = new_level
             report.final_plan = ladder[level].to_dict()
 
@@ -173,8 +217,13 @@ def _free_accelerator(device) -> None:
         torch.cuda.empty_cache()
 
 
-def _finish(report: SubmissionReport, budget: TimeBudget, frames: list[pd.DataFrame], out_csv: str | Path,
-            report_json: str | Path | None) -> None:
+def _finish(
+    report: SubmissionReport,
+    budget: TimeBudget,
+    frames: list[pd.DataFrame],
+    out_csv: str | Path,
+    report_json: str | Path | None,
+) -> None:
     """Fill in the projection, write the CSV (header only when there are no picks) and the report."""
     from cryokit.io.submission import write_submission
     from cryokit.postprocess import empty_scored_picks
@@ -241,8 +290,8 @@ def predict_submission(
     report = SubmissionReport(csv_path=str(out_csv), budget_hours=time_budget_hours * budget_safety)
     frames: list[pd.DataFrame] = []
     try:
-        from cryokit.io import list_runs
         from cryokit.inference import resolve_device
+        from cryokit.io import list_runs
 
         torch_device = resolve_device(device)
         report.device = str(torch_device)
@@ -250,10 +299,16 @@ def predict_submission(
         ladder = degradation_ladder(tta, len(loaded))
         runs = list(runs) if runs else list_runs(root, split)
         budget.expected_tomograms = max(budget.expected_tomograms, len(runs))
-        log.info("%d run(s) in %s/%s; %d model(s) on %s; plan %s", len(runs), root, split, len(loaded),
-                 torch_device, ladder[0].describe())
-        _predict_all(loaded, root, split, runs, ladder, thresholds, torch_device, amp, on_error, budget, report,
-                     frames)
+        log.info(
+            "%d run(s) in %s/%s; %d model(s) on %s; plan %s",
+            len(runs),
+            root,
+            split,
+            len(loaded),
+            torch_device,
+            ladder[0].describe(),
+        )
+        _predict_all(loaded, root, split, runs, ladder, thresholds, torch_device, amp, on_error, budget, report, frames)
     except Exception as error:  # noqa: BLE001 -- with "skip" an empty but valid CSV beats no CSV
         if on_error == "raise":
             raise

@@ -20,9 +20,17 @@ from cryokit.config import LossConfig
 from cryokit.particles import PARTICLES
 
 __all__ = [
-    "LossOutput", "focal_loss", "softmax_focal_loss", "soft_fbeta_loss", "smooth_l1",
-    "CompositeDetectionLoss", "DiceCELoss", "build_loss", "LOSS_NAMES",
-    "DETECTION_OUTPUT_KEYS", "DETECTION_TARGET_KEYS",
+    "LossOutput",
+    "focal_loss",
+    "softmax_focal_loss",
+    "soft_fbeta_loss",
+    "smooth_l1",
+    "CompositeDetectionLoss",
+    "DiceCELoss",
+    "build_loss",
+    "LOSS_NAMES",
+    "DETECTION_OUTPUT_KEYS",
+    "DETECTION_TARGET_KEYS",
 ]
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -51,8 +59,9 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss.sum() if reduction == "sum" else loss
 
 
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None = 0.25, gamma: float = 2.0,
-               reduction: str = "mean") -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "mean"
+) -> torch.Tensor:
     """Sigmoid focal loss (Lin et al. 2017), element-wise over any shape.
 
     ``FL = a_t * (1 - p_t) ** gamma * BCE(logits, targets)`` with ``p_t = p t + (1 - p)(1 - t)`` and
@@ -82,8 +91,9 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None 
     return _reduce(loss, reduction)
 
 
-def softmax_focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, dim: int = 1,
-                       reduction: str = "mean") -> torch.Tensor:
+def softmax_focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, dim: int = 1, reduction: str = "mean"
+) -> torch.Tensor:
     """Softmax focal loss ``-sum_c t_c (1 - p_c) ** gamma log p_c``; cross-entropy when ``gamma=0``.
 
     Args:
@@ -102,8 +112,13 @@ def softmax_focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float
     return _reduce(loss, reduction)
 
 
-def soft_fbeta_loss(probs: torch.Tensor, targets: torch.Tensor, beta: float = 4.0,
-                    class_weights: Sequence[float] | torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+def soft_fbeta_loss(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    beta: float = 4.0,
+    class_weights: Sequence[float] | torch.Tensor | None = None,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """One minus the class-weighted mean of a differentiable per-class F-beta.
 
     Per class c, summed over every axis but the class axis: ``TP = sum(p t)``, ``FP = sum(p (1 - t))``,
@@ -119,8 +134,9 @@ def soft_fbeta_loss(probs: torch.Tensor, targets: torch.Tensor, beta: float = 4.
         eps: smoothing added to numerator and denominator.
     """
     if probs.shape != targets.shape or probs.ndim < 2:
-        raise ValueError(f"probs {tuple(probs.shape)} and targets {tuple(targets.shape)} must share a shape "
-                         "with a class axis at 1")
+        raise ValueError(
+            f"probs {tuple(probs.shape)} and targets {tuple(targets.shape)} must share a shape with a class axis at 1"
+        )
     axes = [0] + list(range(2, probs.ndim))
     targets = targets.to(probs.dtype)
     tp = (probs * targets).sum(axes)
@@ -130,8 +146,9 @@ def soft_fbeta_loss(probs: torch.Tensor, targets: torch.Tensor, beta: float = 4.
     f = ((1 + b2) * tp + eps) / ((1 + b2) * tp + b2 * fn + fp + eps)
     weights = torch.ones_like(f) if class_weights is None else torch.as_tensor(class_weights).to(f)
     if weights.shape != f.shape or bool((weights < 0).any()) or float(weights.sum()) <= 0:
-        raise ValueError(f"class_weights must be {f.shape[0]} non-negative values with a positive sum, "
-                         f"got {class_weights!r}")
+        raise ValueError(
+            f"class_weights must be {f.shape[0]} non-negative values with a positive sum, got {class_weights!r}"
+        )
     return 1 - (weights * f).sum() / weights.sum()
 
 
@@ -184,16 +201,28 @@ class CompositeDetectionLoss(nn.Module):
         smooth_l1_beta: smooth L1 transition point.
     """
 
-    def __init__(self, lambda_focal: float = 1.0, lambda_fbeta: float = 1.0, lambda_box: float = 1.0,
-                 alpha: float | None = 0.25, gamma: float = 2.0, beta: float = 4.0,
-                 class_weights: Sequence[float] | None = None, smooth_l1_beta: float = 1.0):
+    def __init__(
+        self,
+        lambda_focal: float = 1.0,
+        lambda_fbeta: float = 1.0,
+        lambda_box: float = 1.0,
+        alpha: float | None = 0.25,
+        gamma: float = 2.0,
+        beta: float = 4.0,
+        class_weights: Sequence[float] | None = None,
+        smooth_l1_beta: float = 1.0,
+    ):
         super().__init__()
         if min(lambda_focal, lambda_fbeta, lambda_box) < 0:
-            raise ValueError(f"lambda_focal, lambda_fbeta and lambda_box must be >= 0, got "
-                             f"{lambda_focal}, {lambda_fbeta}, {lambda_box}")
+            raise ValueError(
+                f"lambda_focal, lambda_fbeta and lambda_box must be >= 0, got "
+                f"{lambda_focal}, {lambda_fbeta}, {lambda_box}"
+            )
         if gamma < 0 or (alpha is not None and not 0.0 <= alpha <= 1.0) or beta <= 0 or smooth_l1_beta <= 0:
-            raise ValueError(f"need gamma >= 0, alpha in [0, 1] or None, beta > 0 and smooth_l1_beta > 0, got "
-                             f"gamma={gamma}, alpha={alpha}, beta={beta}, smooth_l1_beta={smooth_l1_beta}")
+            raise ValueError(
+                f"need gamma >= 0, alpha in [0, 1] or None, beta > 0 and smooth_l1_beta > 0, got "
+                f"gamma={gamma}, alpha={alpha}, beta={beta}, smooth_l1_beta={smooth_l1_beta}"
+            )
         self.lambdas = (lambda_focal, lambda_fbeta, lambda_box)
         self.alpha, self.gamma, self.beta, self.smooth_l1_beta = alpha, gamma, beta, smooth_l1_beta
         self.class_weights = None if class_weights is None else tuple(float(w) for w in class_weights)
@@ -225,31 +254,47 @@ class CompositeDetectionLoss(nn.Module):
         scores = torch.sigmoid(outputs["objectness"]).unsqueeze(2) * outputs["class_scores"].softmax(dim=2)
         wanted = objectness.unsqueeze(2) * one_hot
         to_rows, keep = "b a c z y x -> (b a z y x) c", valid.unsqueeze(2)
-        fbeta = soft_fbeta_loss(rearrange(scores * keep, to_rows), rearrange(wanted * keep, to_rows),
-                                beta=self.beta, class_weights=self.class_weights)
+        fbeta = soft_fbeta_loss(
+            rearrange(scores * keep, to_rows),
+            rearrange(wanted * keep, to_rows),
+            beta=self.beta,
+            class_weights=self.class_weights,
+        )
         box_offset = smooth_l1(outputs["offset_zyx"], targets["offset_zyx"], positive, self.smooth_l1_beta)
-        box_radius = smooth_l1(outputs["log_radius_ratio"], targets["log_radius_ratio"], positive,
-                               self.smooth_l1_beta)
+        box_radius = smooth_l1(outputs["log_radius_ratio"], targets["log_radius_ratio"], positive, self.smooth_l1_beta)
         focal, box = focal_obj + focal_cls, box_offset + box_radius
         total = self.lambdas[0] * focal + self.lambdas[1] * fbeta + self.lambdas[2] * box
-        parts = {"focal": focal, "focal_objectness": focal_obj, "focal_class": focal_cls, "fbeta": fbeta,
-                 "box": box, "box_offset": box_offset, "box_radius": box_radius}
+        parts = {
+            "focal": focal,
+            "focal_objectness": focal_obj,
+            "focal_class": focal_cls,
+            "fbeta": fbeta,
+            "box": box,
+            "box_offset": box_offset,
+            "box_radius": box_radius,
+        }
         return LossOutput(total, {name: float(value.detach()) for name, value in parts.items()})
 
 
 def _check_detection_shapes(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> None:
-    for where, mapping, names in (("outputs", outputs, DETECTION_OUTPUT_KEYS),
-                                  ("targets", targets, DETECTION_TARGET_KEYS)):
+    for where, mapping, names in (
+        ("outputs", outputs, DETECTION_OUTPUT_KEYS),
+        ("targets", targets, DETECTION_TARGET_KEYS),
+    ):
         lacking = [name for name in names if name not in mapping]
         if lacking:
             raise ValueError(f"{where} lack {lacking}; got keys {sorted(mapping)}")
     grid = outputs["objectness"].shape
-    expected = {"objectness": grid, "class_index": grid, "log_radius_ratio": grid, "ignore": grid,
-                "offset_zyx": outputs["offset_zyx"].shape}
+    expected = {
+        "objectness": grid,
+        "class_index": grid,
+        "log_radius_ratio": grid,
+        "ignore": grid,
+        "offset_zyx": outputs["offset_zyx"].shape,
+    }
     for name, shape in expected.items():
         if targets.get(name) is not None and targets[name].shape != shape:
-            raise ValueError(f"targets[{name!r}] has shape {tuple(targets[name].shape)}, "
-                             f"outputs need {tuple(shape)}")
+            raise ValueError(f"targets[{name!r}] has shape {tuple(targets[name].shape)}, outputs need {tuple(shape)}")
 
 
 class DiceCELoss(nn.Module):
@@ -277,22 +322,38 @@ class DiceCELoss(nn.Module):
         ['ce', 'dice']
     """
 
-    def __init__(self, lambda_dice: float = 1.0, lambda_ce: float = 1.0, class_weights: Sequence[float] | None = None,
-                 overlap: str = "dice", voxel: str = "ce", include_background: bool = True,
-                 tversky_alpha: float = 0.3, tversky_beta: float = 0.7, focal_gamma: float = 2.0):
+    def __init__(
+        self,
+        lambda_dice: float = 1.0,
+        lambda_ce: float = 1.0,
+        class_weights: Sequence[float] | None = None,
+        overlap: str = "dice",
+        voxel: str = "ce",
+        include_background: bool = True,
+        tversky_alpha: float = 0.3,
+        tversky_beta: float = 0.7,
+        focal_gamma: float = 2.0,
+    ):
         super().__init__()
         if lambda_dice < 0 or lambda_ce < 0 or lambda_dice + lambda_ce == 0:
             raise ValueError(f"lambda_dice and lambda_ce must be >= 0 and not both 0, got {lambda_dice}, {lambda_ce}")
         if overlap not in ("dice", "tversky") or voxel not in ("ce", "focal"):
-            raise ValueError(f"overlap must be 'dice' or 'tversky' and voxel 'ce' or 'focal', "
-                             f"got {overlap!r}, {voxel!r}")
+            raise ValueError(
+                f"overlap must be 'dice' or 'tversky' and voxel 'ce' or 'focal', got {overlap!r}, {voxel!r}"
+            )
         weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         dice_weight = weight[1:] if weight is not None and not include_background else weight
         common = dict(include_background=include_background, to_onehot_y=True, softmax=True)
-        self.overlap = (monai.losses.DiceLoss(weight=dice_weight, **common) if overlap == "dice" else
-                        monai.losses.TverskyLoss(alpha=tversky_alpha, beta=tversky_beta, **common))
-        self.voxel = (nn.CrossEntropyLoss(weight=weight) if voxel == "ce" else
-                      monai.losses.FocalLoss(to_onehot_y=True, use_softmax=True, gamma=focal_gamma, weight=weight))
+        self.overlap = (
+            monai.losses.DiceLoss(weight=dice_weight, **common)
+            if overlap == "dice"
+            else monai.losses.TverskyLoss(alpha=tversky_alpha, beta=tversky_beta, **common)
+        )
+        self.voxel = (
+            nn.CrossEntropyLoss(weight=weight)
+            if voxel == "ce"
+            else monai.losses.FocalLoss(to_onehot_y=True, use_softmax=True, gamma=focal_gamma, weight=weight)
+        )
         self.names = (overlap, voxel)
         self.lambda_dice, self.lambda_ce = lambda_dice, lambda_ce
 
@@ -340,12 +401,26 @@ def build_loss(loss_config: LossConfig, n_classes: int, class_weights: Sequence[
     if cfg.name == "detection":
         if class_weights is None and n_classes == len(PARTICLES):
             class_weights = [float(p.weight) for p in PARTICLES]
-        return CompositeDetectionLoss(cfg.lambda_focal, cfg.lambda_fbeta, cfg.lambda_box, alpha=cfg.focal_alpha,
-                                      gamma=cfg.focal_gamma, beta=cfg.beta, class_weights=class_weights)
+        return CompositeDetectionLoss(
+            cfg.lambda_focal,
+            cfg.lambda_fbeta,
+            cfg.lambda_box,
+            alpha=cfg.focal_alpha,
+            gamma=cfg.focal_gamma,
+            beta=cfg.beta,
+            class_weights=class_weights,
+        )
     if class_weights is None:
         class_weights = [cfg.background_weight] + [cfg.particle_weight] * (n_classes - 1)
     overlap = "tversky" if cfg.name == "tversky_ce" else "dice"
     voxel = "focal" if cfg.name in ("dice_focal", "focal") else "ce"
     extra = {"tversky_alpha": cfg.tversky_alpha, "tversky_beta": cfg.tversky_beta} if overlap == "tversky" else {}
-    return DiceCELoss(cfg.dice_weight, cfg.ce_weight, class_weights, overlap=overlap, voxel=voxel,
-                      focal_gamma=cfg.focal_gamma, **extra)
+    return DiceCELoss(
+        cfg.dice_weight,
+        cfg.ce_weight,
+        class_weights,
+        overlap=overlap,
+        voxel=voxel,
+        focal_gamma=cfg.focal_gamma,
+        **extra,
+    )

@@ -64,8 +64,7 @@ def _check_columns(frame: pd.DataFrame, what: str) -> None:
 def _type_codes(types: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(catalog code per row or -1, catalog code per distinct value in order of first appearance)."""
     codes, uniques = pd.factorize(types, use_na_sentinel=False)
-    lookup = np.array([PARTICLE_NAMES.index(u) if u in PARTICLE_NAMES else -1 for u in uniques],
-                      dtype=np.int64)
+    lookup = np.array([PARTICLE_NAMES.index(u) if u in PARTICLE_NAMES else -1 for u in uniques], dtype=np.int64)
     return lookup[codes], lookup
 
 
@@ -74,8 +73,7 @@ def _points(frame: pd.DataFrame, experiment_code: np.ndarray, what: str) -> _Poi
         xyz = frame[_XYZ].to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{what}: columns x, y, z must be numeric ({error})") from error
-    return _Points(xyz.reshape(-1, 3), experiment_code, *_type_codes(frame["particle_type"]),
-                   frame.index)
+    return _Points(xyz.reshape(-1, 3), experiment_code, *_type_codes(frame["particle_type"]), frame.index)
 
 
 def _check_no_duplicates(solution: pd.DataFrame, x_angstrom: np.ndarray) -> None:
@@ -88,9 +86,7 @@ def _check_no_duplicates(solution: pd.DataFrame, x_angstrom: np.ndarray) -> None
     if duplicated.any():
         rows = solution.loc[duplicated, ["experiment", *_XYZ]].head(5)
         listing = "; ".join(f"row {i}: {tuple(r)}" for i, r in zip(rows.index, rows.values))
-        raise ValueError(
-            f"solution has {int(duplicated.sum())} duplicate (experiment, x, y, z) row(s): {listing}"
-        )
+        raise ValueError(f"solution has {int(duplicated.sum())} duplicate (experiment, x, y, z) row(s): {listing}")
 
 
 def _encode(solution: pd.DataFrame, submission: pd.DataFrame) -> tuple[_Points, _Points, list[str]]:
@@ -109,9 +105,9 @@ def _encode(solution: pd.DataFrame, submission: pd.DataFrame) -> tuple[_Points, 
     _check_no_duplicates(solution, refs.xyz_angstrom[:, 0])
     in_solution = np.zeros(int(experiment_code.max(initial=-1)) + 1, dtype=bool)
     in_solution[refs.experiment_code] = True
-    keep = in_solution[experiment_code[len(solution):]]
+    keep = in_solution[experiment_code[len(solution) :]]
     kept = submission if keep.all() else submission.loc[keep]
-    cands = _points(kept, experiment_code[len(solution):][keep], "submission")
+    cands = _points(kept, experiment_code[len(solution) :][keep], "submission")
     if (cands.type_code < 0).any():
         bad = sorted(set(kept["particle_type"][cands.type_code < 0]), key=str)
         raise ParticipantVisibleError(
@@ -133,8 +129,9 @@ def _usable(points: _Points, groups: np.ndarray, other_groups: np.ndarray, what:
         bad = ~finite & np.isin(groups, other_groups)
         if bad.any():
             row = int(np.argmax(bad))
-            raise ValueError(f"{what} row {points.row_labels[row]}: x, y, z must be finite, got "
-                             f"{tuple(points.xyz_angstrom[row])}")
+            raise ValueError(
+                f"{what} row {points.row_labels[row]}: x, y, z must be finite, got {tuple(points.xyz_angstrom[row])}"
+            )
     return finite
 
 
@@ -151,8 +148,7 @@ def _matched(refs: _Points, cands: _Points, distance_multiplier: float) -> np.nd
     separation = float(math.ceil(4.0 * query_radius + 1.0))  # groups never meet in the 4th axis
     ref_index = np.flatnonzero(ref_ok)
     cand_xyz, cand_group = cands.xyz_angstrom[cand_ok], cand_group[cand_ok]
-    tree = cKDTree(np.column_stack([cand_xyz, cand_group * separation]), balanced_tree=False,
-                   compact_nodes=False)
+    tree = cKDTree(np.column_stack([cand_xyz, cand_group * separation]), balanced_tree=False, compact_nodes=False)
     ref4 = np.column_stack([refs.xyz_angstrom[ref_index], ref_group[ref_index] * separation])
     nearest = tree.query(ref4, k=1, distance_upper_bound=query_radius, workers=-1)[1]
     found = nearest < len(cand_xyz)
@@ -160,14 +156,12 @@ def _matched(refs: _Points, cands: _Points, distance_multiplier: float) -> np.nd
     diff = refs.xyz_angstrom[ref_index] - cand_xyz[nearest]
     # scipy's squared distance, summed in its order, against radius * radius: inclusive and exact
     squared = (diff[:, 0] * diff[:, 0] + diff[:, 1] * diff[:, 1]) + diff[:, 2] * diff[:, 2]
-    close = (squared <= radius[ref_index] * radius[ref_index]) & (
-        cand_group[nearest] == ref_group[ref_index])
+    close = (squared <= radius[ref_index] * radius[ref_index]) & (cand_group[nearest] == ref_group[ref_index])
     matched[ref_index[close]] = True
     return matched
 
 
-def _count_by_type(solution: pd.DataFrame, submission: pd.DataFrame,
-                   distance_multiplier: float) -> list[_TypeCounts]:
+def _count_by_type(solution: pd.DataFrame, submission: pd.DataFrame, distance_multiplier: float) -> list[_TypeCounts]:
     """Micro-averaged tp, fp, fn per solution type, in the solution's order of first appearance."""
     if not (math.isfinite(distance_multiplier) and distance_multiplier >= 0):
         raise ValueError(f"distance_multiplier must be finite and >= 0, got {distance_multiplier}")
@@ -178,8 +172,7 @@ def _count_by_type(solution: pd.DataFrame, submission: pd.DataFrame,
     n_ref = np.bincount(refs.type_code, minlength=n_types)
     n_cand = np.bincount(cands.type_code, minlength=n_types)
     codes = [PARTICLE_NAMES.index(name) for name in order]
-    return [_TypeCounts(PARTICLE_NAMES[c], int(tp[c]), int(n_cand[c] - tp[c]), int(n_ref[c] - tp[c]))
-            for c in codes]
+    return [_TypeCounts(PARTICLE_NAMES[c], int(tp[c]), int(n_cand[c] - tp[c]), int(n_ref[c] - tp[c])) for c in codes]
 
 
 def _fbeta(tp: int, fp: int, fn: int, beta: float) -> tuple[float, float, float]:
@@ -201,8 +194,9 @@ def _total(counts: list[_TypeCounts], beta: float) -> float:
     return aggregate / TOTAL_WEIGHT
 
 
-def score_table(solution: pd.DataFrame, submission: pd.DataFrame,
-                distance_multiplier: float = 0.5, beta: float = 4) -> pd.DataFrame:
+def score_table(
+    solution: pd.DataFrame, submission: pd.DataFrame, distance_multiplier: float = 0.5, beta: float = 4
+) -> pd.DataFrame:
     """Per-type counts and F-beta, one row per particle type in catalog order.
 
     Types absent from the solution are not scored by the host: their row is all zero (their
@@ -235,8 +229,13 @@ def score_table(solution: pd.DataFrame, submission: pd.DataFrame,
     return table
 
 
-def score(solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: str = "id",
-          distance_multiplier: float = 0.5, beta: float = 4) -> float:
+def score(
+    solution: pd.DataFrame,
+    submission: pd.DataFrame,
+    row_id_column_name: str = "id",
+    distance_multiplier: float = 0.5,
+    beta: float = 4,
+) -> float:
     """The competition score: the host's weighted F-beta, bit for bit.
 
     Args:

@@ -99,9 +99,7 @@ def check_particle_name(name: str, where: str = "") -> str:
     """Return ``name`` if it is one of the six types, else raise a ValueError naming ``where``."""
     if name not in _BY_NAME:
         place = f" in {where}" if where else ""
-        raise ValueError(
-            f"unknown particle type {name!r}{place}; expected one of {', '.join(PARTICLE_NAMES)}"
-        )
+        raise ValueError(f"unknown particle type {name!r}{place}; expected one of {', '.join(PARTICLE_NAMES)}")
     return name
 
 

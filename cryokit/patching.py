@@ -130,8 +130,11 @@ def normalise_tomogram_on(tomogram: Tomogram, device: torch.device | str, clip: 
 
 
 def read_region(
-    source: np.ndarray | Tomogram, origin_zyx: Sequence[int], size_zyx: Sequence[int],
-    stats: IntensityStats | None = None, clip: bool = True,
+    source: np.ndarray | Tomogram,
+    origin_zyx: Sequence[int],
+    size_zyx: Sequence[int],
+    stats: IntensityStats | None = None,
+    clip: bool = True,
 ) -> np.ndarray:
     """Read a (Z, Y, X) float32 region that may stick out of the volume; outside voxels are 0.
 
@@ -141,8 +144,9 @@ def read_region(
     origin, size = np.asarray(origin_zyx, dtype=np.int64), np.asarray(size_zyx, dtype=np.int64)
     shape = np.asarray(source.shape_zyx if isinstance(source, Tomogram) else source.shape)
     if np.any(size <= 0) or origin.shape != (3,) or size.shape != (3,):
-        raise ValueError(f"size_zyx must be three positive ints and origin_zyx three ints, "
-                         f"got {size_zyx}, {origin_zyx}")
+        raise ValueError(
+            f"size_zyx must be three positive ints and origin_zyx three ints, got {size_zyx}, {origin_zyx}"
+        )
     start, stop = np.clip(origin, 0, shape), np.clip(origin + size, 0, shape)
     region = np.zeros(tuple(size), dtype=np.float32)
     if np.any(stop <= start):
@@ -268,10 +272,12 @@ def _checked(model_fn: Callable[[torch.Tensor], ModelOutput], size: list[int], s
 
     def checked(windows: torch.Tensor) -> ModelOutput:
         output = model_fn(windows)
-        for value in (output.values() if isinstance(output, Mapping) else [output]):
+        for value in output.values() if isinstance(output, Mapping) else [output]:
             if tuple(value.shape[2:]) != expected:
-                raise ValueError(f"model_fn returned maps of spatial shape {tuple(value.shape[2:])} for windows "
-                                 f"{tuple(size)}; output_stride={stride} means {expected}")
+                raise ValueError(
+                    f"model_fn returned maps of spatial shape {tuple(value.shape[2:])} for windows "
+                    f"{tuple(size)}; output_stride={stride} means {expected}"
+                )
         return output
 
     return checked
@@ -324,11 +330,12 @@ def predict_tomogram(
         raise ValueError(f"output_stride must be a power of two, got {output_stride}")
     size = [int(n) for n in patch_size_zyx]
     if len(size) != 3 or any(n <= 0 or n % stride for n in size):
-        raise ValueError(f"patch_size_zyx must be three positive multiples of output_stride={stride}, "
-                         f"got {patch_size_zyx}")
+        raise ValueError(
+            f"patch_size_zyx must be three positive multiples of output_stride={stride}, got {patch_size_zyx}"
+        )
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
-    from monai.inferers import sliding_window_inference   # here: importing MONAI takes seconds
+    from monai.inferers import sliding_window_inference  # here: importing MONAI takes seconds
 
     batch = _as_batch(volume)
     shape = list(batch.shape[2:])
@@ -337,8 +344,15 @@ def predict_tomogram(
     if any(pad):
         batch = F.pad(batch, pad, mode=padding_mode)
     maps = sliding_window_inference(
-        batch, size, batch_size, _checked(model_fn, size, stride), overlap=_window_overlap(size, overlap, stride),
-        mode="gaussian", sigma_scale=sigma_scale, sw_device=sw_device, device=device,
+        batch,
+        size,
+        batch_size,
+        _checked(model_fn, size, stride),
+        overlap=_window_overlap(size, overlap, stride),
+        mode="gaussian",
+        sigma_scale=sigma_scale,
+        sw_device=sw_device,
+        device=device,
     )
     crop = (0, slice(None), *(slice(0, math.ceil(n / stride)) for n in shape))
     if isinstance(maps, Mapping):

@@ -19,15 +19,30 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from cryokit.config import (
-    AugmentConfig, DataConfig, ModelConfig, PatchConfig, PostprocessConfig, RunConfig, TrackingConfig, TrainConfig,
-    replace, to_dict,
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    PatchConfig,
+    PostprocessConfig,
+    RunConfig,
+    TrackingConfig,
+    TrainConfig,
+    replace,
+    to_dict,
 )
 from cryokit.io import list_runs, open_run_tomogram, read_solution
 from cryokit.io.atomic import atomic_write_text
 from cryokit.io.submission import write_submission
 
-__all__ = ["DemoConfig", "DemoResult", "demo_training_config", "run_demo", "TrainingReport", "train_and_report",
-           "simulate_for_notebook"]
+__all__ = [
+    "DemoConfig",
+    "DemoResult",
+    "demo_training_config",
+    "run_demo",
+    "TrainingReport",
+    "train_and_report",
+    "simulate_for_notebook",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +59,12 @@ def demo_training_config(quick: bool = False) -> RunConfig:
         tracking=TrackingConfig(experiment="cryokit-demo"),
     )
     if quick:
-        config = replace(config, patch=replace(config.patch, patches_per_epoch=32),
-                         model=replace(config.model, channels=(8, 16, 32), strides=(2, 2)),
-                         train=replace(config.train, epochs=8))
+        config = replace(
+            config,
+            patch=replace(config.patch, patches_per_epoch=32),
+            model=replace(config.model, channels=(8, 16, 32), strides=(2, 2)),
+            train=replace(config.train, epochs=8),
+        )
     return config
 
 
@@ -68,8 +86,14 @@ class DemoConfig:
     @classmethod
     def quick_defaults(cls, **changes) -> DemoConfig:
         """The 3-minute smoke run: smaller volumes, fewer runs, a tiny network for 3 epochs."""
-        values = dict(quick=True, n_train_runs=2, n_val_runs=1, n_heldout_runs=1, shape_zyx=(96, 320, 320),
-                      training=demo_training_config(quick=True))
+        values = dict(
+            quick=True,
+            n_train_runs=2,
+            n_val_runs=1,
+            n_heldout_runs=1,
+            shape_zyx=(96, 320, 320),
+            training=demo_training_config(quick=True),
+        )
         values.update(changes)
         return cls(**values)
 
@@ -88,18 +112,20 @@ def _simulate(config: DemoConfig, root: Path) -> tuple[list[str], list[str], lis
     simulation = config_for_difficulty(config.difficulty, shape_zyx=tuple(config.shape_zyx), tomo_types=("denoised",))
     fitted = simulate_dataset(root, config.n_train_runs + config.n_val_runs, config.seed, "train", simulation)
     heldout = simulate_dataset(root, config.n_heldout_runs, config.seed + 1, "train", simulation)
-    return fitted[:config.n_train_runs], fitted[config.n_train_runs:], heldout
+    return fitted[: config.n_train_runs], fitted[config.n_train_runs :], heldout
 
 
 def _split_given(config: DemoConfig, root: Path) -> tuple[list[str], list[str], list[str]]:
     runs = list_runs(root, "train")
     needed = config.n_heldout_runs + config.n_val_runs + 1
     if len(runs) < needed:
-        raise ValueError(f"{root}/train has {len(runs)} runs; the demo needs at least {needed} "
-                         f"({config.n_heldout_runs} held out, {config.n_val_runs} for validation, 1 to train on)")
-    heldout = runs[-config.n_heldout_runs:]
-    val = runs[-(config.n_heldout_runs + config.n_val_runs):-config.n_heldout_runs]
-    return runs[:len(runs) - len(heldout) - len(val)], val, heldout
+        raise ValueError(
+            f"{root}/train has {len(runs)} runs; the demo needs at least {needed} "
+            f"({config.n_heldout_runs} held out, {config.n_val_runs} for validation, 1 to train on)"
+        )
+    heldout = runs[-config.n_heldout_runs :]
+    val = runs[-(config.n_heldout_runs + config.n_val_runs) : -config.n_heldout_runs]
+    return runs[: len(runs) - len(heldout) - len(val)], val, heldout
 
 
 def _baseline(root: Path, train_runs: list[str], heldout: list[str], out_dir: Path) -> pd.DataFrame:
@@ -110,8 +136,15 @@ def _baseline(root: Path, train_runs: list[str], heldout: list[str], out_dir: Pa
     return predict(root, "train", calibration, heldout, BaselineConfig())
 
 
-def _figures(root: Path, run: str, level: int, solution: pd.DataFrame, picks: dict[str, pd.DataFrame],
-             tables: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, Path]:
+def _figures(
+    root: Path,
+    run: str,
+    level: int,
+    solution: pd.DataFrame,
+    picks: dict[str, pd.DataFrame],
+    tables: dict[str, pd.DataFrame],
+    out_dir: Path,
+) -> dict[str, Path]:
     from cryokit.patching import normalise_tomogram
     from cryokit.plots.training import plot_predictions_on_slice, plot_score_comparison
 
@@ -120,9 +153,16 @@ def _figures(root: Path, run: str, level: int, solution: pd.DataFrame, picks: di
     tomogram = open_run_tomogram(root, "train", run, "denoised", level)
     truth = solution[solution["experiment"] == run]
     predicted = picks["U-Net"][picks["U-Net"]["experiment"] == run]
-    plt.close(plot_predictions_on_slice(normalise_tomogram(tomogram), truth, predicted,
-                                        tomogram.voxel_spacing_angstrom_zyx, title=f"{run}: U-Net picks (x) vs truth (o)",
-                                        path=files["predictions_png"]))
+    plt.close(
+        plot_predictions_on_slice(
+            normalise_tomogram(tomogram),
+            truth,
+            predicted,
+            tomogram.voxel_spacing_angstrom_zyx,
+            title=f"{run}: U-Net picks (x) vs truth (o)",
+            path=files["predictions_png"],
+        )
+    )
     return files
 
 
@@ -143,9 +183,11 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     picks = {"DoG baseline": _baseline(root, train_runs, heldout, out_dir)}
     log.info("step 3/5: training the U-Net on %s, validating on %s", train_runs, val_runs)
     training = config.training
-    training = replace(training, data=replace(training.data, root=str(root), train_runs=tuple(train_runs),
-                                              val_runs=tuple(val_runs)),
-                       train=replace(training.train, out_dir=str(out_dir / "train")))
+    training = replace(
+        training,
+        data=replace(training.data, root=str(root), train_runs=tuple(train_runs), val_runs=tuple(val_runs)),
+        train=replace(training.train, out_dir=str(out_dir / "train")),
+    )
     track = training.tracking
     with open_tracker(track.enabled, track.tracking_uri, track.experiment, training.train.out_dir, "demo") as tracker:
         result = fit(training, tracker=tracker)
@@ -153,15 +195,25 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     picks["U-Net"], seconds = predict_runs([str(result.best_checkpoint)], str(root), "train", heldout)
     log.info("step 5/5: scoring and plotting")
     tables = {name: score_table(solution, frame) for name, frame in picks.items()}
-    files = {"submission": write_submission(picks["U-Net"], out_dir / "submission.csv"),
-             "checkpoint": result.best_checkpoint, "curves_png": Path(training.train.out_dir) / "curves.png"}
+    files = {
+        "submission": write_submission(picks["U-Net"], out_dir / "submission.csv"),
+        "checkpoint": result.best_checkpoint,
+        "curves_png": Path(training.train.out_dir) / "curves.png",
+    }
     files.update(_figures(root, heldout[0], training.data.level, solution, picks, tables, out_dir))
     scores = {name: float(table.attrs["score"]) for name, table in tables.items()}
     combined = pd.concat([t.assign(method=name) for name, t in tables.items()], ignore_index=True)
     combined.to_csv(out_dir / "scores.csv", index=False)
     files["scores_csv"] = out_dir / "scores.csv"
-    summary = {"scores": scores, "seconds_per_tomogram": seconds, "train_runs": train_runs, "val_runs": val_runs,
-               "heldout_runs": heldout, "best_epoch": result.best_epoch, "training_config": to_dict(training)}
+    summary = {
+        "scores": scores,
+        "seconds_per_tomogram": seconds,
+        "train_runs": train_runs,
+        "val_runs": val_runs,
+        "heldout_runs": heldout,
+        "best_epoch": result.best_epoch,
+        "training_config": to_dict(training),
+    }
     files["summary"] = atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     return DemoResult(out_dir, scores, tables, files)
 
@@ -183,20 +235,21 @@ def train_and_report(config: RunConfig, progress: bool = True) -> TrainingReport
     """Score the untrained network, train it (``cryokit.train.fit``, MLflow as configured), predict the
     validation runs with the best checkpoint and draw curves and a predictions slice into the run folder."""
 
-    from cryokit.inference import predict_runs
+    from cryokit.inference import predict_runs, resolve_device
     from cryokit.metric import score_table
     from cryokit.models.build import build_model_and_task
-    from cryokit.plots.training import plot_predictions_on_slice
     from cryokit.patching import normalise_tomogram
+    from cryokit.plots.training import plot_predictions_on_slice
     from cryokit.tracking import open_tracker
-    from cryokit.inference import resolve_device
     from cryokit.train import evaluate, fit, seed_everything
 
     if not config.data.val_runs:
         raise ValueError("train_and_report needs data.val_runs: the report is about validation runs")
     out_dir = Path(config.train.out_dir)
     first_val = config.data.val_runs[0]
-    tomogram = open_run_tomogram(config.data.root, config.data.split, first_val, config.data.tomo_type, config.data.level)
+    tomogram = open_run_tomogram(
+        config.data.root, config.data.split, first_val, config.data.tomo_type, config.data.level
+    )
     seed_everything(config.train.seed)
     device = resolve_device(config.train.device)
     untrained, task = build_model_and_task(config, tomogram.voxel_spacing_angstrom_zyx)
@@ -205,22 +258,34 @@ def train_and_report(config: RunConfig, progress: bool = True) -> TrainingReport
     with open_tracker(track.enabled, track.tracking_uri, track.experiment, out_dir, track.run_name) as tracker:
         tracker.log_metrics({"untrained_val_score": untrained_score}, step=0)
         result = fit(config, tracker=tracker, progress=progress)
-    val_picks, _ = predict_runs([str(result.best_checkpoint)], config.data.root, config.data.split,
-                                list(config.data.val_runs), progress=progress)
+    val_picks, _ = predict_runs(
+        [str(result.best_checkpoint)],
+        config.data.root,
+        config.data.split,
+        list(config.data.val_runs),
+        progress=progress,
+    )
     solution = read_solution(config.data.root, config.data.split, list(config.data.val_runs))
     table = score_table(solution, val_picks)
     files = {"curves_png": out_dir / "curves.png", "predictions_png": out_dir / f"predictions_{first_val}.png"}
-    plt.close(plot_predictions_on_slice(normalise_tomogram(tomogram), solution[solution["experiment"] == first_val],
-                                        val_picks[val_picks["experiment"] == first_val],
-                                        tomogram.voxel_spacing_angstrom_zyx, path=files["predictions_png"],
-                                        title=f"{first_val}: predicted (x) vs true (o) picks"))
+    plt.close(
+        plot_predictions_on_slice(
+            normalise_tomogram(tomogram),
+            solution[solution["experiment"] == first_val],
+            val_picks[val_picks["experiment"] == first_val],
+            tomogram.voxel_spacing_angstrom_zyx,
+            path=files["predictions_png"],
+            title=f"{first_val}: predicted (x) vs true (o) picks",
+        )
+    )
     summary = {"untrained_score": untrained_score, "best_score": result.best_score, "best_epoch": result.best_epoch}
     files["report_json"] = atomic_write_text(out_dir / "report.json", json.dumps(summary, indent=2))
     return TrainingReport(untrained_score, result.best_score, result.best_epoch, table, val_picks, files)
 
 
-def simulate_for_notebook(out_dir: str | Path, n_runs: int, shape_zyx, difficulty: str = "default",
-                          seed: int = 0) -> tuple[Path, list[str]]:
+def simulate_for_notebook(
+    out_dir: str | Path, n_runs: int, shape_zyx, difficulty: str = "default", seed: int = 0
+) -> tuple[Path, list[str]]:
     """Simulate ``n_runs`` train runs (denoised only) into ``out_dir/data``; returns (root, run names)."""
     from cryokit.synth import config_for_difficulty, simulate_dataset
 

@@ -27,16 +27,25 @@ from cryokit.coords import radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
 from cryokit.particles import PARTICLE_NAMES, particle
 from cryokit.patching import cell_centres_voxel
 
-__all__ = ["PICK_SCORE_COLUMNS", "empty_scored_picks", "find_peaks_maxpool", "find_peaks_components",
-           "refine_centres", "maps_to_picks", "spherical_nms", "merge_picks"]
+__all__ = [
+    "PICK_SCORE_COLUMNS",
+    "empty_scored_picks",
+    "find_peaks_maxpool",
+    "find_peaks_components",
+    "refine_centres",
+    "maps_to_picks",
+    "spherical_nms",
+    "merge_picks",
+]
 
 PICK_SCORE_COLUMNS = ["experiment", "particle_type", "x", "y", "z", "score"]
 
 
 def empty_scored_picks() -> pd.DataFrame:
     """A picks table with scores, no rows, and the right columns and dtypes."""
-    return pd.DataFrame({c: pd.Series(dtype=object if c in ("experiment", "particle_type") else float)
-                         for c in PICK_SCORE_COLUMNS})
+    return pd.DataFrame(
+        {c: pd.Series(dtype=object if c in ("experiment", "particle_type") else float) for c in PICK_SCORE_COLUMNS}
+    )
 
 
 def _check_map(score_zyx: np.ndarray) -> np.ndarray:
@@ -109,8 +118,9 @@ def _cube_max_pool(tensor: torch.Tensor, half: int) -> torch.Tensor:
     return tensor
 
 
-def find_peaks_maxpool(score_zyx: np.ndarray, radius_voxels: float, threshold: float,
-                       refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def find_peaks_maxpool(
+    score_zyx: np.ndarray, radius_voxels: float, threshold: float, refine: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Local maxima of a (Z, Y, X) map within a cube of half-width ``ceil(radius_voxels)``, >= threshold.
 
     Args:
@@ -141,8 +151,9 @@ def find_peaks_maxpool(score_zyx: np.ndarray, radius_voxels: float, threshold: f
     return centres, scores
 
 
-def find_peaks_components(score_zyx: np.ndarray, threshold: float,
-                          min_voxels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def find_peaks_components(
+    score_zyx: np.ndarray, threshold: float, min_voxels: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Centres of 26-connected components of ``score >= threshold`` with at least ``min_voxels`` voxels.
 
     Returns:
@@ -163,8 +174,13 @@ def find_peaks_components(score_zyx: np.ndarray, threshold: float,
     weights = score_zyx[tuple(coords.T)].astype(np.float64) - threshold + 1e-12
     sizes = np.bincount(label_of, minlength=n_components + 1)[1:]
     total = np.bincount(label_of, weights=weights, minlength=n_components + 1)[1:]
-    centres = np.stack([np.bincount(label_of, weights=weights * coords[:, a], minlength=n_components + 1)[1:]
-                        for a in range(3)], axis=1) / total[:, None]
+    centres = (
+        np.stack(
+            [np.bincount(label_of, weights=weights * coords[:, a], minlength=n_components + 1)[1:] for a in range(3)],
+            axis=1,
+        )
+        / total[:, None]
+    )
     scores = np.asarray(scipy.ndimage.maximum(score_zyx, labels, index=np.arange(1, n_components + 1)), np.float64)
     keep = sizes >= min_voxels
     order = np.argsort(-scores[keep], kind="stable")
@@ -213,8 +229,10 @@ def maps_to_picks(
     """
     prob_czyx = np.asarray(prob_czyx)
     if prob_czyx.ndim != 4 or prob_czyx.shape[0] != len(channel_names):
-        raise ValueError(f"prob_czyx must be (C, Z, Y, X) with C = len(channel_names) = {len(channel_names)}, "
-                         f"got shape {prob_czyx.shape}")
+        raise ValueError(
+            f"prob_czyx must be (C, Z, Y, X) with C = len(channel_names) = {len(channel_names)}, "
+            f"got shape {prob_czyx.shape}"
+        )
     if method not in ("maxpool", "components"):
         raise ValueError(f"method must be 'maxpool' or 'components', got {method!r}")
     frames = []
@@ -223,15 +241,28 @@ def maps_to_picks(
         if threshold is None:
             continue
         if method == "maxpool":
-            radius = radius_fraction * radius_angstrom_to_voxels(particle(name).radius_angstrom,
-                                                                 voxel_spacing_angstrom_zyx) / output_stride
+            radius = (
+                radius_fraction
+                * radius_angstrom_to_voxels(particle(name).radius_angstrom, voxel_spacing_angstrom_zyx)
+                / output_stride
+            )
             centres, scores = find_peaks_maxpool(prob_czyx[channel], radius, threshold, refine=refine)
         else:
             centres, scores = find_peaks_components(prob_czyx[channel], threshold, min_voxels)
         if len(scores):
             xyz = voxel_zyx_to_angstrom_xyz(cell_centres_voxel(centres, output_stride), voxel_spacing_angstrom_zyx)
-            frames.append(pd.DataFrame({"experiment": run, "particle_type": name, "x": xyz[:, 0], "y": xyz[:, 1],
-                                        "z": xyz[:, 2], "score": scores}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "experiment": run,
+                        "particle_type": name,
+                        "x": xyz[:, 0],
+                        "y": xyz[:, 1],
+                        "z": xyz[:, 2],
+                        "score": scores,
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True) if frames else empty_scored_picks()
 
 
@@ -260,8 +291,11 @@ def merge_picks(picks_per_source: Sequence[pd.DataFrame], radius_fraction: float
         for i in np.argsort(-scores, kind="stable"):
             if taken[i]:
                 continue
-            members = [j for j in tree.query_ball_point(xyz[i], radius_fraction * particle(name).radius_angstrom)
-                       if not taken[j]]
+            members = [
+                j
+                for j in tree.query_ball_point(xyz[i], radius_fraction * particle(name).radius_angstrom)
+                if not taken[j]
+            ]
             taken[members] = True
             best = [scores[members][sources[members] == s].max(initial=0.0) for s in range(len(picks_per_source))]
             centre = np.average(xyz[members], axis=0, weights=scores[members] + 1e-12)

@@ -55,8 +55,9 @@ N_CLASSES: int = len(PARTICLES)
 
 def class_radii_voxels(voxel_spacing_angstrom_zyx, fraction: float = 1.0) -> np.ndarray:
     """(6,) catalog radius of each class index, times ``fraction``, in voxels at this spacing."""
-    return np.array([fraction * radius_angstrom_to_voxels(p.radius_angstrom, voxel_spacing_angstrom_zyx)
-                     for p in PARTICLES])
+    return np.array(
+        [fraction * radius_angstrom_to_voxels(p.radius_angstrom, voxel_spacing_angstrom_zyx) for p in PARTICLES]
+    )
 
 
 def _check_points(shape_zyx, centres, class_indices, sizes, size_name: str):
@@ -103,8 +104,9 @@ def ball_label_map(
     Returns:
         (Z, Y, X) int64 labels, 0 for background.
     """
-    shape, centres, classes, radii = _check_points(shape_zyx, centres_voxel_zyx, class_indices, radii_voxels,
-                                                   "radii_voxels")
+    shape, centres, classes, radii = _check_points(
+        shape_zyx, centres_voxel_zyx, class_indices, radii_voxels, "radii_voxels"
+    )
     labels = np.zeros(shape, dtype=np.int64)
     nearest_d2 = np.full(shape, np.inf, dtype=np.float64)
     for centre, label, radius in zip(centres, classes + 1, radii):
@@ -138,8 +140,9 @@ def gaussian_heatmaps(
     Returns:
         (C, Z, Y, X) float32 heatmaps in [0, 1].
     """
-    shape, centres, classes, sigmas = _check_points(shape_zyx, centres_voxel_zyx, class_indices, sigmas_voxels,
-                                                    "sigmas_voxels")
+    shape, centres, classes, sigmas = _check_points(
+        shape_zyx, centres_voxel_zyx, class_indices, sigmas_voxels, "sigmas_voxels"
+    )
     if classes.size and classes.max() >= n_classes:
         raise ValueError(f"class_indices must be < n_classes={n_classes}, got {classes.max()}")
     heatmaps = np.zeros((n_classes, *shape), dtype=np.float32)
@@ -202,8 +205,10 @@ class DetectionTargets:
 
     def as_tensors(self) -> dict[str, torch.Tensor]:
         """The four grids as torch tensors (for a dataset item)."""
-        return {k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
-                for k in ("objectness", "class_index", "offset_zyx", "log_radius_ratio")}
+        return {
+            k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
+            for k in ("objectness", "class_index", "offset_zyx", "log_radius_ratio")
+        }
 
 
 def encode_detection_targets(
@@ -226,8 +231,9 @@ def encode_detection_targets(
         stride: grid stride in voxels.
         class_anchor: (6,) anchor index per class (default ``class_anchor_indices()``).
     """
-    _, centres, classes, radii = _check_points(shape_zyx, centres_voxel_zyx, class_indices, radii_voxels,
-                                               "radii_voxels")
+    _, centres, classes, radii = _check_points(
+        shape_zyx, centres_voxel_zyx, class_indices, radii_voxels, "radii_voxels"
+    )
     anchors = np.asarray(anchors_voxels, dtype=np.float64).reshape(-1)
     class_anchor = class_anchor_indices() if class_anchor is None else np.asarray(class_anchor)
     grid = detection_grid_shape(shape_zyx, stride)
@@ -266,8 +272,12 @@ def split_detection_maps(maps: torch.Tensor, n_anchors: int, n_classes: int = N_
     if maps.ndim != 5 or maps.shape[1] != n_anchors * per_anchor:
         raise ValueError(f"maps must be (B, {n_anchors * per_anchor}, Gz, Gy, Gx), got {tuple(maps.shape)}")
     maps = maps.reshape(maps.shape[0], n_anchors, per_anchor, *maps.shape[2:])
-    return {"objectness": maps[:, :, 0], "class_scores": maps[:, :, 1:1 + n_classes],
-            "offset_zyx": maps[:, :, 1 + n_classes:4 + n_classes], "log_radius_ratio": maps[:, :, -1]}
+    return {
+        "objectness": maps[:, :, 0],
+        "class_scores": maps[:, :, 1 : 1 + n_classes],
+        "offset_zyx": maps[:, :, 1 + n_classes : 4 + n_classes],
+        "log_radius_ratio": maps[:, :, -1],
+    }
 
 
 @dataclass(frozen=True)
@@ -282,8 +292,14 @@ class Detections:
 
 
 def decode_detections(
-    objectness, class_scores, offset_zyx, log_radius_ratio,
-    stride: int, anchors_voxels: np.ndarray, threshold: float = 0.5, from_logits: bool = False,
+    objectness,
+    class_scores,
+    offset_zyx,
+    log_radius_ratio,
+    stride: int,
+    anchors_voxels: np.ndarray,
+    threshold: float = 0.5,
+    from_logits: bool = False,
 ) -> Detections:
     """Candidates from one grid of maps (no batch axis); inverse of ``encode_detection_targets``.
 
@@ -295,8 +311,9 @@ def decode_detections(
         stride: grid stride in voxels; anchors_voxels: (A,) anchor radii in voxels.
         threshold: keep cells whose score ``objectness * max class probability`` is >= this.
     """
-    obj, cls, off, logr = (torch.as_tensor(t).detach().float().cpu()
-                           for t in (objectness, class_scores, offset_zyx, log_radius_ratio))
+    obj, cls, off, logr = (
+        torch.as_tensor(t).detach().float().cpu() for t in (objectness, class_scores, offset_zyx, log_radius_ratio)
+    )
     if from_logits:
         obj, cls = obj.sigmoid(), cls.softmax(dim=1)
     best_prob, best_class = cls.max(dim=1)
@@ -306,8 +323,9 @@ def decode_detections(
     centres = cells * stride + (stride - 1) / 2 + off[a, :, z, y, x].double() * stride
     anchors = torch.as_tensor(np.asarray(anchors_voxels, dtype=np.float64))
     radii = anchors[a] * torch.exp(logr[a, z, y, x].double())
-    return Detections(centres.numpy(), best_class[a, z, y, x].numpy().astype(np.int64),
-                      score[a, z, y, x].numpy(), radii.numpy())
+    return Detections(
+        centres.numpy(), best_class[a, z, y, x].numpy().astype(np.int64), score[a, z, y, x].numpy(), radii.numpy()
+    )
 
 
 def detections_to_angstrom_xyz(

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from cryokit.config import PostprocessConfig
+from cryokit.coords import radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
 from cryokit.losses import LossOutput, focal_loss
 from cryokit.particles import PARTICLE_NAMES, particle
 from cryokit.postprocess import empty_scored_picks, maps_to_picks, spherical_nms
-from cryokit.coords import radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
 from cryokit.targets import N_CLASSES, decode_detections, split_detection_maps
 
 __all__ = ["SegmentationTask", "DetectionTask", "HeatmapFocalLoss", "apply_thresholds"]
@@ -79,12 +79,20 @@ class SegmentationTask:
             return outputs.float().softmax(dim=1)[:, 1:]
         return outputs.float().sigmoid()
 
-    def decode(self, maps_czyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str,
-               post: PostprocessConfig) -> pd.DataFrame:
+    def decode(
+        self, maps_czyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str, post: PostprocessConfig
+    ) -> pd.DataFrame:
         """Scored candidate picks (every peak above ``post.candidate_floor``) of one tomogram."""
-        return maps_to_picks(maps_czyx, PARTICLE_NAMES, voxel_spacing_angstrom_zyx, run,
-                             thresholds=post.candidate_floor, method=post.method,
-                             radius_fraction=post.radius_fraction, output_stride=self.output_stride)
+        return maps_to_picks(
+            maps_czyx,
+            PARTICLE_NAMES,
+            voxel_spacing_angstrom_zyx,
+            run,
+            thresholds=post.candidate_floor,
+            method=post.method,
+            radius_fraction=post.radius_fraction,
+            output_stride=self.output_stride,
+        )
 
 
 class DetectionTask:
@@ -102,8 +110,9 @@ class DetectionTask:
         self.anchors_voxels = np.asarray(anchors_voxels, dtype=np.float64)
         per_anchor = 5 + N_CLASSES
         # Offsets (z, y, x) of anchor a sit at channels a*per_anchor + 1 + C + (0, 1, 2).
-        self.vector_channels = tuple(tuple(a * per_anchor + 1 + N_CLASSES + i for i in range(3))
-                                     for a in range(len(self.anchors_voxels)))
+        self.vector_channels = tuple(
+            tuple(a * per_anchor + 1 + N_CLASSES + i for i in range(3)) for a in range(len(self.anchors_voxels))
+        )
 
     def loss(self, outputs: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> LossOutput:
         return self.loss_fn(outputs, target)
@@ -112,25 +121,42 @@ class DetectionTask:
         """(B, A * (5 + 6), Gz, Gy, Gx): per anchor objectness, class probabilities, offsets, log radius."""
         objectness = outputs["objectness"].float().sigmoid()[:, :, None]
         classes = outputs["class_scores"].float().softmax(dim=2)
-        per_anchor = torch.cat([objectness, classes, outputs["offset_zyx"].float(),
-                                outputs["log_radius_ratio"].float()[:, :, None]], dim=2)
+        per_anchor = torch.cat(
+            [objectness, classes, outputs["offset_zyx"].float(), outputs["log_radius_ratio"].float()[:, :, None]], dim=2
+        )
         return per_anchor.flatten(1, 2)
 
-    def decode(self, maps_kzyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str,
-               post: PostprocessConfig) -> pd.DataFrame:
+    def decode(
+        self, maps_kzyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str, post: PostprocessConfig
+    ) -> pd.DataFrame:
         """Decode the stitched grid, then per-class spherical NMS at ``radius_fraction`` of the class radius."""
         named = split_detection_maps(torch.as_tensor(maps_kzyx)[None], len(self.anchors_voxels))
-        found = decode_detections(**{k: v[0] for k, v in named.items()}, stride=self.stride,
-                                  anchors_voxels=self.anchors_voxels, threshold=post.candidate_floor)
+        found = decode_detections(
+            **{k: v[0] for k, v in named.items()},
+            stride=self.stride,
+            anchors_voxels=self.anchors_voxels,
+            threshold=post.candidate_floor,
+        )
         frames = []
         for class_index, name in enumerate(PARTICLE_NAMES):
             mine = found.class_indices == class_index
             if not mine.any():
                 continue
-            radius = post.radius_fraction * radius_angstrom_to_voxels(particle(name).radius_angstrom,
-                                                                      voxel_spacing_angstrom_zyx)
+            radius = post.radius_fraction * radius_angstrom_to_voxels(
+                particle(name).radius_angstrom, voxel_spacing_angstrom_zyx
+            )
             keep = spherical_nms(found.centres_voxel_zyx[mine], found.scores[mine], radius)
             xyz = voxel_zyx_to_angstrom_xyz(found.centres_voxel_zyx[mine][keep], voxel_spacing_angstrom_zyx)
-            frames.append(pd.DataFrame({"experiment": run, "particle_type": name, "x": xyz[:, 0],
-                                        "y": xyz[:, 1], "z": xyz[:, 2], "score": found.scores[mine][keep]}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "experiment": run,
+                        "particle_type": name,
+                        "x": xyz[:, 0],
+                        "y": xyz[:, 1],
+                        "z": xyz[:, 2],
+                        "score": found.scores[mine][keep],
+                    }
+                )
+            )
         return pd.concat(frames, ignore_index=True) if frames else empty_scored_picks()

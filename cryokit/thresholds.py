@@ -23,8 +23,15 @@ from scipy.spatial import cKDTree
 from cryokit.io.atomic import atomic_write_text
 from cryokit.particles import PARTICLE_NAMES, TOTAL_WEIGHT, check_particle_name, particle
 
-__all__ = ["ThresholdCurve", "threshold_curves", "weighted_score", "best_thresholds", "nms_candidates",
-           "save_thresholds", "load_thresholds"]
+__all__ = [
+    "ThresholdCurve",
+    "threshold_curves",
+    "weighted_score",
+    "best_thresholds",
+    "nms_candidates",
+    "save_thresholds",
+    "load_thresholds",
+]
 
 
 @dataclass(frozen=True)
@@ -74,8 +81,14 @@ class ThresholdCurve:
         row = int(np.searchsorted(-self.thresholds, -threshold, side="right")) - 1
         if row < 0:
             return (0, 0, self.n_references, 0.0, 0.0, 0.0)
-        return (int(self.tp[row]), int(self.fp[row]), int(self.fn[row]), float(self.precision[row]),
-                float(self.recall[row]), float(self.fbeta[row]))
+        return (
+            int(self.tp[row]),
+            int(self.fp[row]),
+            int(self.fn[row]),
+            float(self.precision[row]),
+            float(self.recall[row]),
+            float(self.fbeta[row]),
+        )
 
 
 def _xyz(frame: pd.DataFrame) -> np.ndarray:
@@ -103,13 +116,15 @@ def _fbeta(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, beta: float) -> tuple
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
         recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
-        fbeta = np.where(precision + recall > 0,
-                         (1 + beta**2) * (precision * recall) / (beta**2 * precision + recall), 0.0)
+        fbeta = np.where(
+            precision + recall > 0, (1 + beta**2) * (precision * recall) / (beta**2 * precision + recall), 0.0
+        )
     return precision, recall, fbeta
 
 
-def _curve(name: str, refs: pd.DataFrame, cands: pd.DataFrame, distance_multiplier: float,
-           beta: float) -> ThresholdCurve:
+def _curve(
+    name: str, refs: pd.DataFrame, cands: pd.DataFrame, distance_multiplier: float, beta: float
+) -> ThresholdCurve:
     radius = particle(name).radius_angstrom * distance_multiplier
     ref_best = np.sort(_best_nearby_scores(refs, cands, radius))
     scores = np.sort(cands["score"].to_numpy(np.float64))  # the one sort of the class
@@ -133,8 +148,9 @@ def _check_candidates(candidates: pd.DataFrame) -> None:
         raise ValueError(f"candidates have unknown particle type(s) {unknown}")
 
 
-def threshold_curves(candidates: pd.DataFrame, solution: pd.DataFrame, distance_multiplier: float = 0.5,
-                     beta: float = 4) -> dict[str, ThresholdCurve]:
+def threshold_curves(
+    candidates: pd.DataFrame, solution: pd.DataFrame, distance_multiplier: float = 0.5, beta: float = 4
+) -> dict[str, ThresholdCurve]:
     """One curve per particle type present in ``solution``, in catalog order.
 
     Args:
@@ -158,18 +174,22 @@ def threshold_curves(candidates: pd.DataFrame, solution: pd.DataFrame, distance_
     return curves
 
 
-def weighted_score(curves: Mapping[str, ThresholdCurve], thresholds: Mapping[str, float],
-                   default: float = 0.0) -> float:
+def weighted_score(
+    curves: Mapping[str, ThresholdCurve], thresholds: Mapping[str, float], default: float = 0.0
+) -> float:
     """The competition score when each class keeps ``score >= thresholds[class]`` (``default`` if absent)."""
     total = sum(particle(name).weight * curve.at(thresholds.get(name, default))[5] for name, curve in curves.items())
     return total / TOTAL_WEIGHT
 
 
-def best_thresholds(candidates: pd.DataFrame, solution: pd.DataFrame, distance_multiplier: float = 0.5,
-                    beta: float = 4) -> dict[str, float]:
+def best_thresholds(
+    candidates: pd.DataFrame, solution: pd.DataFrame, distance_multiplier: float = 0.5, beta: float = 4
+) -> dict[str, float]:
     """The F-beta-optimal threshold of every particle type present in ``solution``."""
-    return {name: curve.best()[0] for name, curve in
-            threshold_curves(candidates, solution, distance_multiplier, beta).items()}
+    return {
+        name: curve.best()[0]
+        for name, curve in threshold_curves(candidates, solution, distance_multiplier, beta).items()
+    }
 
 
 def save_thresholds(path: str | Path, thresholds: Mapping[str, float]) -> Path:
@@ -214,7 +234,8 @@ def nms_candidates(candidates: pd.DataFrame, radius_fraction: float) -> pd.DataF
     kept = []
     for (_, name), rows in candidates.groupby(["experiment", "particle_type"], sort=False).indices.items():
         frame = candidates.iloc[rows]
-        chosen = spherical_nms(_xyz(frame), frame["score"].to_numpy(np.float64),
-                               radius_fraction * particle(name).radius_angstrom)
+        chosen = spherical_nms(
+            _xyz(frame), frame["score"].to_numpy(np.float64), radius_fraction * particle(name).radius_angstrom
+        )
         kept.append(rows[chosen])
     return candidates.iloc[np.sort(np.concatenate(kept))].reset_index(drop=True)

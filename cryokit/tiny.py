@@ -27,8 +27,14 @@ TINY_SPACE: dict[str, Any] = {
     "model.num_res_units": {"low": 0, "high": 1, "int": True},
     "patch.size_zyx": {"choices": [[16, 32, 32], [32, 32, 32]]},
 }
-_TINY_COUNTS = {"apo-ferritin": 6, "beta-amylase": 2, "beta-galactosidase": 3, "ribosome": 2, "thyroglobulin": 2,
-                "virus-like-particle": 1}
+_TINY_COUNTS = {
+    "apo-ferritin": 6,
+    "beta-amylase": 2,
+    "beta-galactosidase": 3,
+    "ribosome": 2,
+    "thyroglobulin": 2,
+    "virus-like-particle": 1,
+}
 
 
 def tiny_dataset(root: str | Path, n_runs: int = 3, seed: int = 0) -> list[str]:
@@ -42,9 +48,17 @@ def tiny_dataset(root: str | Path, n_runs: int = 3, seed: int = 0) -> list[str]:
         from cryokit.synth import SimulationConfig, simulate_dataset
     except ImportError:  # the simulator is optional here: fall back to noise with picks
         return _random_dataset(root, n_runs, seed)
-    config = SimulationConfig(shape_zyx=TINY_SHAPE_ZYX, n_levels=1, difficulty="easy", scale_counts_to_shape=False,
-                              counts=_TINY_COUNTS, n_debris=(5, 10), n_vesicles=(0, 0), n_gold=(0, 1),
-                              tomo_types=("denoised",))
+    config = SimulationConfig(
+        shape_zyx=TINY_SHAPE_ZYX,
+        n_levels=1,
+        difficulty="easy",
+        scale_counts_to_shape=False,
+        counts=_TINY_COUNTS,
+        n_debris=(5, 10),
+        n_vesicles=(0, 0),
+        n_gold=(0, 1),
+        tomo_types=("denoised",),
+    )
     return simulate_dataset(root, n_runs, seed=seed, config=config, progress=False)
 
 
@@ -58,32 +72,49 @@ def _random_dataset(root: Path, n_runs: int, seed: int) -> list[str]:
     for run in runs:
         path = root / "train" / "static" / "ExperimentRuns" / run / "VoxelSpacing10.000" / "denoised.zarr"
         write_tomogram(path, rng.normal(size=TINY_SHAPE_ZYX).astype(np.float32), spacing)
-        write_run_picks(root, "train", run, {name: rng.uniform(0, extent_xyz, size=(n, 3))
-                                             for name, n in _TINY_COUNTS.items()})
+        write_run_picks(
+            root, "train", run, {name: rng.uniform(0, extent_xyz, size=(n, 3)) for name, n in _TINY_COUNTS.items()}
+        )
     return runs
 
 
-def tiny_config(root: str | Path, runs: Sequence[str], out_dir: str | Path, epochs: int = 1,
-                tracking: bool = False) -> RunConfig:
+def tiny_config(
+    root: str | Path, runs: Sequence[str], out_dir: str | Path, epochs: int = 1, tracking: bool = False
+) -> RunConfig:
     """A base config that trains a 2-level U-Net on 16 x 32 x 32 patches for ``epochs`` epochs in seconds;
     the last run validates."""
     if len(runs) < 2:
         raise ValueError(f"tiny_config needs at least 2 runs (train and validation), got {list(runs)}")
-    return apply_overrides(RunConfig(), {
-        "data.root": str(root), "data.val_runs": [runs[-1]], "model.channels": [4, 8], "model.strides": [2],
-        "patch.size_zyx": [16, 32, 32], "patch.patches_per_epoch": 8, "patch.batch_size": 2,
-        "patch.inference_batch_size": 8, "patch.inference_overlap": 0.0, "train.epochs": epochs,
-        "train.warmup_steps": 2,
-        "train.out_dir": str(out_dir), "tracking.enabled": tracking,
-    })
+    return apply_overrides(
+        RunConfig(),
+        {
+            "data.root": str(root),
+            "data.val_runs": [runs[-1]],
+            "model.channels": [4, 8],
+            "model.strides": [2],
+            "patch.size_zyx": [16, 32, 32],
+            "patch.patches_per_epoch": 8,
+            "patch.batch_size": 2,
+            "patch.inference_batch_size": 8,
+            "patch.inference_overlap": 0.0,
+            "train.epochs": epochs,
+            "train.warmup_steps": 2,
+            "train.out_dir": str(out_dir),
+            "tracking.enabled": tracking,
+        },
+    )
 
 
 def demo_solution(n_runs: int = 3, seed: int = 0, references_per_type: int = 25) -> pd.DataFrame:
     """References of all six types at random places in ``n_runs`` runs of the real size (Angstrom)."""
     rng = np.random.default_rng(seed)
     extent_xyz = np.array([6300.0, 6300.0, 1840.0])
-    rows = [(f"TS_demo_{r}", name, *xyz) for r in range(n_runs) for name in PARTICLE_NAMES
-            for xyz in rng.uniform(0, extent_xyz, size=(rng.poisson(references_per_type), 3))]
+    rows = [
+        (f"TS_demo_{r}", name, *xyz)
+        for r in range(n_runs)
+        for name in PARTICLE_NAMES
+        for xyz in rng.uniform(0, extent_xyz, size=(rng.poisson(references_per_type), 3))
+    ]
     return pd.DataFrame(rows, columns=["experiment", "particle_type", "x", "y", "z"])
 
 
@@ -98,10 +129,21 @@ def demo_candidates(solution: pd.DataFrame, seed: int = 0, strays_per_reference:
         radius = next(p.match_radius_angstrom for p in PARTICLES if p.name == name)
         hits = np.repeat(xyz, rng.choice([0, 1, 2], p=[0.1, 0.7, 0.2], size=len(xyz)), axis=0)
         hits = hits + rng.normal(scale=0.4 * radius, size=hits.shape)
-        strays = rng.uniform(xyz.min(axis=0) - 200, xyz.max(axis=0) + 200,
-                             size=(rng.poisson(strays_per_reference * len(xyz)), 3))
+        strays = rng.uniform(
+            xyz.min(axis=0) - 200, xyz.max(axis=0) + 200, size=(rng.poisson(strays_per_reference * len(xyz)), 3)
+        )
         scores = np.concatenate([rng.beta(difficulty[name], 2.0, size=len(hits)), rng.beta(1.2, 5.0, size=len(strays))])
         points = np.vstack([hits, strays])
-        frames.append(pd.DataFrame({"experiment": run, "particle_type": name, "x": points[:, 0], "y": points[:, 1],
-                                    "z": points[:, 2], "score": scores}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "experiment": run,
+                    "particle_type": name,
+                    "x": points[:, 0],
+                    "y": points[:, 1],
+                    "z": points[:, 2],
+                    "score": scores,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True).sort_values("score", ascending=False, ignore_index=True)

@@ -57,8 +57,14 @@ class Tracker(NullTracker):
         parent_run_id: makes this run a child (nested) run.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, out_dir: str | Path, run_name: str = "",
-                 parent_run_id: str | None = None):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        out_dir: str | Path,
+        run_name: str = "",
+        parent_run_id: str | None = None,
+    ):
         from mlflow.tracking import MlflowClient
 
         out_dir = Path(out_dir).resolve()
@@ -80,11 +86,12 @@ class Tracker(NullTracker):
 
         items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
         for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
-            self.client.log_batch(self.run_id, params=items[start:start + 100])
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
         import time
+
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
@@ -102,8 +109,14 @@ class Tracker(NullTracker):
             self.client.set_terminated(self.run_id, status=status)
 
 
-def open_tracker(enabled: bool, tracking_uri: str, experiment: str, out_dir: str | Path, run_name: str = "",
-                 parent_run_id: str | None = None) -> NullTracker:
+def open_tracker(
+    enabled: bool,
+    tracking_uri: str,
+    experiment: str,
+    out_dir: str | Path,
+    run_name: str = "",
+    parent_run_id: str | None = None,
+) -> NullTracker:
     """A ``Tracker`` when ``enabled``, else a ``NullTracker``."""
     if not enabled:
         return NullTracker()

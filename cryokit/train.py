@@ -75,8 +75,12 @@ def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> flo
 
 
 def _rng_states() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def _restore_rng(states: dict) -> None:
@@ -94,9 +98,19 @@ def evaluate(model: torch.nn.Module, task, config: RunConfig, runs: list[str], d
     frames = []
     for run in runs:
         tomogram = open_run_tomogram(config.data.root, config.data.split, run, config.data.tomo_type, config.data.level)
-        frames.append(predict_volume_picks([model], task, normalise_tomogram(tomogram),
-                                           tomogram.voxel_spacing_angstrom_zyx, run, config.patch,
-                                           config.postprocess, device=device, amp=config.train.amp))
+        frames.append(
+            predict_volume_picks(
+                [model],
+                task,
+                normalise_tomogram(tomogram),
+                tomogram.voxel_spacing_angstrom_zyx,
+                run,
+                config.patch,
+                config.postprocess,
+                device=device,
+                amp=config.train.amp,
+            )
+        )
     candidates = pd.concat(frames, ignore_index=True)
     solution = read_solution(config.data.root, config.data.split, runs)
     thresholds = best_thresholds(candidates, solution)
@@ -108,8 +122,13 @@ def _epoch_metrics(evaluation: Evaluation) -> dict[str, float]:
     metrics = {"val_score": evaluation.score}
     for row in evaluation.table.itertuples():
         if row.weight:
-            metrics.update({f"val_f4/{row.particle_type}": row.fbeta, f"val_precision/{row.particle_type}": row.precision,
-                            f"val_recall/{row.particle_type}": row.recall})
+            metrics.update(
+                {
+                    f"val_f4/{row.particle_type}": row.fbeta,
+                    f"val_precision/{row.particle_type}": row.precision,
+                    f"val_recall/{row.particle_type}": row.recall,
+                }
+            )
     return metrics
 
 
@@ -158,37 +177,76 @@ def _setup(cfg: RunConfig) -> _Setup:
     rank, world, device = _distributed(cfg.train.device)
     seed_everything(cfg.train.seed)
     train_runs, val_runs = _train_and_val_runs(cfg)
-    spacing = open_run_tomogram(cfg.data.root, cfg.data.split, train_runs[0], cfg.data.tomo_type,
-                                cfg.data.level).voxel_spacing_angstrom_zyx
+    spacing = open_run_tomogram(
+        cfg.data.root, cfg.data.split, train_runs[0], cfg.data.tomo_type, cfg.data.level
+    ).voxel_spacing_angstrom_zyx
     model, task = build_model_and_task(cfg, spacing)
     model.to(device)
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     dataset = PatchDataset.from_config(cfg.data, cfg.patch, cfg.target, cfg.augment, train_runs, seed=cfg.train.seed)
     # Items are functions of (seed, epoch, index): ranks take interleaved indices, so the ranks'
     # batches together are exactly one single-process batch of world x batch_size patches.
     sampler = DistributedSampler(dataset, world, rank, shuffle=False, drop_last=True) if world > 1 else None
-    loader = DataLoader(dataset, batch_size=cfg.patch.batch_size, shuffle=False, sampler=sampler,
-                        num_workers=cfg.train.num_workers, collate_fn=collate, drop_last=True)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.patch.batch_size,
+        shuffle=False,
+        sampler=sampler,
+        num_workers=cfg.train.num_workers,
+        collate_fn=collate,
+        drop_last=True,
+    )
     total_steps = cfg.train.epochs * len(loader)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step, total_steps, 1.0, cfg.train.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_at(step, total_steps, 1.0, cfg.train.warmup_steps)
+    )
     use_fp16 = device.type == "cuda" and cfg.train.amp and not native_bf16()  # fp16 needs a loss scaler
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay),
-                        use_buffers=True) if cfg.train.ema_decay > 0 else None
-    return _Setup(model, net, task, ema, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_fp16),
-                  dataset, loader, device, spacing, val_runs, rank, world)
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True)
+        if cfg.train.ema_decay > 0
+        else None
+    )
+    return _Setup(
+        model,
+        net,
+        task,
+        ema,
+        optimizer,
+        scheduler,
+        torch.amp.GradScaler(device.type, enabled=use_fp16),
+        dataset,
+        loader,
+        device,
+        spacing,
+        val_runs,
+        rank,
+        world,
+    )
 
 
-def _state(run: _Setup, config: RunConfig, epoch: int, step: int, best: tuple, history: list,
-           thresholds: dict) -> dict:
-    return {"model": run.model.state_dict(), "ema": run.ema.module.state_dict() if run.ema else None,
-            "ema_n_averaged": run.ema.n_averaged if run.ema else None, "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "epoch": epoch, "step": step,
-            "best_score": best[0], "best_epoch": best[1], "history": history, "thresholds": thresholds,
-            "config": to_dict(config), "voxel_spacing_angstrom_zyx": list(map(float, run.spacing)),
-            "rng": _rng_states()}
+def _state(run: _Setup, config: RunConfig, epoch: int, step: int, best: tuple, history: list, thresholds: dict) -> dict:
+    return {
+        "model": run.model.state_dict(),
+        "ema": run.ema.module.state_dict() if run.ema else None,
+        "ema_n_averaged": run.ema.n_averaged if run.ema else None,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "best_score": best[0],
+        "best_epoch": best[1],
+        "history": history,
+        "thresholds": thresholds,
+        "config": to_dict(config),
+        "voxel_spacing_angstrom_zyx": list(map(float, run.spacing)),
+        "rng": _rng_states(),
+    }
 
 
 def _resume(run: _Setup, path: Path) -> tuple[int, int, tuple, list, dict]:
@@ -203,17 +261,25 @@ def _resume(run: _Setup, path: Path) -> tuple[int, int, tuple, list, dict]:
         run.ema.n_averaged.fill_(int(state["ema_n_averaged"]))
     _restore_rng(state["rng"])
     log.info("resumed %s at epoch %d (step %d)", path, state["epoch"], state["step"])
-    return state["epoch"], state["step"], (state["best_score"], state["best_epoch"]), state["history"], state["thresholds"]
+    return (
+        state["epoch"],
+        state["step"],
+        (state["best_score"], state["best_epoch"]),
+        state["history"],
+        state["thresholds"],
+    )
 
 
 def _train_step(run: _Setup, batch: dict, cfg: RunConfig, where: str):
     """One optimiser step; returns the ``LossOutput``. A non-finite loss fails the run (Optuna: FAIL)."""
     with autocast(run.device, cfg.train.amp):
-        loss = run.task.loss(run.net(batch["image"].to(run.device, non_blocking=True)),
-                             _to_device(batch["target"], run.device))
+        loss = run.task.loss(
+            run.net(batch["image"].to(run.device, non_blocking=True)), _to_device(batch["target"], run.device)
+        )
     if not torch.isfinite(loss.total.detach()):
-        raise FloatingPointError(f"non-finite training loss {float(loss.total.detach()):.4g} at {where} "
-                                 "(lower train.lr or check the inputs)")
+        raise FloatingPointError(
+            f"non-finite training loss {float(loss.total.detach()):.4g} at {where} (lower train.lr or check the inputs)"
+        )
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss.total).backward()
     run.scaler.unscale_(run.optimizer)
@@ -244,8 +310,13 @@ def _agree(value, run: _Setup):
     return holder[0]
 
 
-def fit(config: RunConfig, resume: bool = False, tracker: NullTracker | None = None,
-        on_epoch_end: Callable[[int, dict], None] | None = None, progress: bool = True) -> FitResult:
+def fit(
+    config: RunConfig,
+    resume: bool = False,
+    tracker: NullTracker | None = None,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    progress: bool = True,
+) -> FitResult:
     """Train ``config``; checkpoints ``last.pt`` every epoch and ``best.pt`` on a better validation F-beta.
 
     Under ``torchrun --nproc-per-node N -m cryokit train ...`` every rank trains on its share of each
@@ -272,15 +343,20 @@ def fit(config: RunConfig, resume: bool = False, tracker: NullTracker | None = N
         run.net.train()
         run.dataset.set_epoch(epoch)
         sums: dict[str, float] = {}
-        bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not (progress and main), leave=False)
+        bar = tqdm(
+            run.loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not (progress and main), leave=False
+        )
         for batch in bar:
             loss = _train_step(run, batch, cfg, f"epoch {epoch + 1}, step {step + 1}")
             step += 1
             for key, value in {"loss": float(loss.total.detach()), **loss.terms}.items():
                 sums[key] = sums.get(key, 0.0) + value
             rate = bar.format_dict["rate"] or 0.0  # batches per second
-            bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}",
-                            patches_per_s=f"{rate * cfg.patch.batch_size * run.world:.1f}")
+            bar.set_postfix(
+                loss=f"{sums['loss'] / (bar.n + 1):.4f}",
+                lr=f"{run.scheduler.get_last_lr()[0]:.2e}",
+                patches_per_s=f"{rate * cfg.patch.batch_size * run.world:.1f}",
+            )
         epoch += 1
         metrics = {**_mean_over_ranks(sums, len(run.loader), run), "lr": run.scheduler.get_last_lr()[0]}
         if main and run.val_runs and (epoch % cfg.train.val_every == 0 or epoch == cfg.train.epochs):
@@ -288,7 +364,9 @@ def fit(config: RunConfig, resume: bool = False, tracker: NullTracker | None = N
             metrics.update(_epoch_metrics(evaluation))
             if evaluation.score > best[0]:
                 best, thresholds, stale = (evaluation.score, epoch), evaluation.thresholds, 0
-                save_checkpoint(out_dir / "best.pt", _state(run, cfg, epoch, step, best, history + [metrics], thresholds))
+                save_checkpoint(
+                    out_dir / "best.pt", _state(run, cfg, epoch, step, best, history + [metrics], thresholds)
+                )
                 evaluation.table.to_csv(out_dir / "val_table.csv", index=False)
                 save_thresholds(out_dir / "thresholds.json", thresholds)
             else:

@@ -37,8 +37,17 @@ from cryokit.io.atomic import atomic_write_text
 from cryokit.tracking import NullTracker, open_tracker
 from cryokit.tune_space import SearchSpace, default_space
 
-__all__ = ["OBJECTIVES", "PRUNERS", "open_storage", "make_pruner", "fit_objective", "quadratic_objective",
-           "run_study", "best_config", "write_best_config"]
+__all__ = [
+    "OBJECTIVES",
+    "PRUNERS",
+    "open_storage",
+    "make_pruner",
+    "fit_objective",
+    "quadratic_objective",
+    "run_study",
+    "best_config",
+    "write_best_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +99,16 @@ def open_storage(url: str | None, out_dir: str | Path) -> optuna.storages.BaseSt
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if "://" not in url:
-        raise ValueError(f"storage {url!r} is neither a database URL (sqlite:///..., postgresql://...) "
-                         "nor a journal file (journal:PATH or a path ending in .log)")
+        raise ValueError(
+            f"storage {url!r} is neither a database URL (sqlite:///..., postgresql://...) "
+            "nor a journal file (journal:PATH or a path ending in .log)"
+        )
     # A crashed worker's RUNNING trial is failed after a missed heartbeat (not for SQLite: one machine).
     return _rdb_storage(_with_driver(url), heartbeat=not url.startswith("sqlite"))
 
 
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
-    """"median" (after 2 trials and 1 epoch), "hyperband" (1 to ``max_epochs`` epochs) or "none"."""
+    """ "median" (after 2 trials and 1 epoch), "hyperband" (1 to ``max_epochs`` epochs) or "none"."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
     if name == "hyperband":
@@ -127,8 +138,9 @@ def _free_memory() -> None:
         pass
 
 
-def fit_objective(base: RunConfig, space: SearchSpace, out_dir: str | Path,
-                  parent_run_id: str | None = None) -> Callable[[optuna.Trial], float]:
+def fit_objective(
+    base: RunConfig, space: SearchSpace, out_dir: str | Path, parent_run_id: str | None = None
+) -> Callable[[optuna.Trial], float]:
     """The real objective: train the trial's config with ``fit`` and return its best validation F4."""
     from cryokit.train import fit
 
@@ -137,8 +149,14 @@ def fit_objective(base: RunConfig, space: SearchSpace, out_dir: str | Path,
     def objective(trial: optuna.Trial) -> float:
         config = _trial_config(trial, base, space, out_dir)
         tracking = config.tracking
-        tracker = open_tracker(tracking.enabled, tracking.tracking_uri, tracking.experiment, out_dir,
-                               f"trial-{trial.number}", parent_run_id)
+        tracker = open_tracker(
+            tracking.enabled,
+            tracking.tracking_uri,
+            tracking.experiment,
+            out_dir,
+            f"trial-{trial.number}",
+            parent_run_id,
+        )
         status = "FAILED"
         try:
             tracker.set_tags({"optuna.study": trial.study.study_name, "optuna.trial": trial.number})
@@ -167,8 +185,9 @@ def fit_objective(base: RunConfig, space: SearchSpace, out_dir: str | Path,
     return objective
 
 
-def quadratic_objective(base: RunConfig, space: SearchSpace, out_dir: str | Path,
-                        parent_run_id: str | None = None, epochs: int = 3) -> Callable[[optuna.Trial], float]:
+def quadratic_objective(
+    base: RunConfig, space: SearchSpace, out_dir: str | Path, parent_run_id: str | None = None, epochs: int = 3
+) -> Callable[[optuna.Trial], float]:
     """A cheap stand-in for tests and demos: the same sampling and configs, a smooth score instead of ``fit``.
 
     The score is 1 minus the mean squared distance of the numeric ranges' normalised values from 0.3,
@@ -194,7 +213,8 @@ def quadratic_objective(base: RunConfig, space: SearchSpace, out_dir: str | Path
 
 
 OBJECTIVES: dict[str, Callable[..., Callable[[optuna.Trial], float]]] = {
-    "fit": fit_objective, "quadratic": quadratic_objective,
+    "fit": fit_objective,
+    "quadratic": quadratic_objective,
 }
 
 
@@ -203,8 +223,13 @@ def _study_tracker(study: optuna.Study, base: RunConfig, space: SearchSpace, out
     adopt it when it is in their MLflow store (a worker that loses the race to create it adopts the
     winner's); a worker with another store (another machine's local file) keeps its own."""
     tracking = base.tracking
-    tracker = open_tracker(tracking.enabled, tracking.tracking_uri, tracking.experiment, out_dir,
-                           tracking.run_name or f"study-{study.study_name}")
+    tracker = open_tracker(
+        tracking.enabled,
+        tracking.tracking_uri,
+        tracking.experiment,
+        out_dir,
+        tracking.run_name or f"study-{study.study_name}",
+    )
     if tracker.run_id is None:
         return tracker
     mine = tracker.run_id
@@ -222,10 +247,19 @@ def _study_tracker(study: optuna.Study, base: RunConfig, space: SearchSpace, out
     return tracker
 
 
-def run_study(study_name: str, base: RunConfig, n_trials: int, space: SearchSpace | None = None,
-              storage: str | None = None, out_dir: str | Path = "runs/tune", objective: str = "fit",
-              timeout: float | None = None, max_trials: int | None = None, pruner: str = "median",
-              seed: int | None = None) -> optuna.Study:
+def run_study(
+    study_name: str,
+    base: RunConfig,
+    n_trials: int,
+    space: SearchSpace | None = None,
+    storage: str | None = None,
+    out_dir: str | Path = "runs/tune",
+    objective: str = "fit",
+    timeout: float | None = None,
+    max_trials: int | None = None,
+    pruner: str = "median",
+    seed: int | None = None,
+) -> optuna.Study:
     """Create or load ``study_name`` and run ``n_trials`` trials in this process.
 
     Args:
@@ -251,16 +285,25 @@ def run_study(study_name: str, base: RunConfig, n_trials: int, space: SearchSpac
     out_dir, space = Path(out_dir), space or default_space()
     out_dir.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(
-        storage=open_storage(storage, out_dir), study_name=study_name, direction="maximize", load_if_exists=True,
+        storage=open_storage(storage, out_dir),
+        study_name=study_name,
+        direction="maximize",
+        load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
-        pruner=make_pruner(pruner, base.train.epochs))
+        pruner=make_pruner(pruner, base.train.epochs),
+    )
     tracker = _study_tracker(study, base, space, out_dir)
     callbacks = [optuna.study.MaxTrialsCallback(max_trials, states=_FINISHED)] if max_trials else []
     if max_trials and len(study.get_trials(deepcopy=False, states=_FINISHED)) >= max_trials:
         log.info("study %s already holds %d finished trials", study_name, max_trials)
     else:
-        study.optimize(OBJECTIVES[objective](base, space, out_dir, tracker.run_id), n_trials=n_trials,
-                       timeout=timeout, catch=TRIAL_ERRORS, callbacks=callbacks)
+        study.optimize(
+            OBJECTIVES[objective](base, space, out_dir, tracker.run_id),
+            n_trials=n_trials,
+            timeout=timeout,
+            catch=TRIAL_ERRORS,
+            callbacks=callbacks,
+        )
     _write_summary(study, out_dir, tracker)
     tracker.close("FINISHED")
     return study
@@ -277,8 +320,14 @@ def _write_summary(study: optuna.Study, out_dir: Path, tracker: NullTracker) -> 
         return
     best = study.best_trial
     path = write_best_config(study, out_dir / "best_config.yaml")
-    summary = {"study": study.study_name, "trial": best.number, "value": best.value, "params": best.params,
-               "trial_dir": best.user_attrs.get("config", {}).get("train", {}).get("out_dir"), **counts}
+    summary = {
+        "study": study.study_name,
+        "trial": best.number,
+        "value": best.value,
+        "params": best.params,
+        "trial_dir": best.user_attrs.get("config", {}).get("train", {}).get("out_dir"),
+        **counts,
+    }
     atomic_write_text(out_dir / "best_trial.json", json.dumps(summary, indent=2, default=str))
     tracker.log_metrics({"best_value": best.value, **{f"n_{k}": v for k, v in counts.items()}})
     tracker.log_artifact(path)
@@ -296,8 +345,9 @@ def write_best_config(study: optuna.Study, path: str | Path) -> Path:
     path = Path(path)
     best = study.best_trial
     config = best_config(study, path.parent / "best")
-    header = (f"# Best trial {best.number} of Optuna study {study.study_name!r}: validation F4 {best.value:.5f}.\n"
-              f"# Retrain with: cryokit train --config {path.name}\n")
+    header = (
+        f"# Best trial {best.number} of Optuna study {study.study_name!r}: validation F4 {best.value:.5f}.\n"
+        f"# Retrain with: cryokit train --config {path.name}\n"
+    )
     body = yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
     return atomic_write_text(path, header + body)
-

@@ -69,9 +69,16 @@ class ParamSpec:
         if unknown:
             raise ValueError(f"search space key {key!r}: unknown field(s) {unknown}; use {sorted(_SPEC_FIELDS)}")
         choices = values.get("choices")
-        spec = cls(key, values.get("low"), values.get("high"), bool(values.get("log", False)), values.get("step"),
-                   bool(values.get("int", False)), tuple(choices) if choices is not None else None,
-                   tuple(sorted(dict(values.get("when", {})).items())))
+        spec = cls(
+            key,
+            values.get("low"),
+            values.get("high"),
+            bool(values.get("log", False)),
+            values.get("step"),
+            bool(values.get("int", False)),
+            tuple(choices) if choices is not None else None,
+            tuple(sorted(dict(values.get("when", {})).items())),
+        )
         spec.check()
         return spec
 
@@ -90,8 +97,15 @@ class ParamSpec:
 
     def narrowed(self, values: Mapping[str, Any]) -> "ParamSpec":
         """This spec with some fields replaced; ``choices`` turns a range into a list and back."""
-        merged = {"low": self.low, "high": self.high, "log": self.log, "step": self.step, "int": self.integer,
-                  "choices": list(self.choices) if self.choices is not None else None, "when": dict(self.when)}
+        merged = {
+            "low": self.low,
+            "high": self.high,
+            "log": self.log,
+            "step": self.step,
+            "int": self.integer,
+            "choices": list(self.choices) if self.choices is not None else None,
+            "when": dict(self.when),
+        }
         if "choices" in values:
             merged.update(low=None, high=None, log=False, step=None)
         elif "low" in values or "high" in values:
@@ -127,16 +141,18 @@ class SearchSpace:
         narrowing = dict(narrowing or {})
         unknown = sorted(set(narrowing) - set(self.keys))
         if unknown:
-            raise ValueError(f"search space: unknown key(s) {', '.join(unknown)}; the searchable keys are "
-                             f"{', '.join(self.keys)}")
+            raise ValueError(
+                f"search space: unknown key(s) {', '.join(unknown)}; the searchable keys are {', '.join(self.keys)}"
+            )
         specs = []
         for spec in self.specs:
             if spec.key not in narrowing:
                 specs.append(spec)
             elif narrowing[spec.key] is not None:
                 if not isinstance(narrowing[spec.key], Mapping):
-                    raise ValueError(f"search space key {spec.key!r}: expected a mapping or null, "
-                                     f"got {narrowing[spec.key]!r}")
+                    raise ValueError(
+                        f"search space key {spec.key!r}: expected a mapping or null, got {narrowing[spec.key]!r}"
+                    )
                 specs.append(spec.narrowed(narrowing[spec.key]))
         return SearchSpace(tuple(specs))
 

@@ -25,8 +25,9 @@ NAPARI_INSTALL_HINT = 'napari is not installed; install it with: pip install "na
 LayerTuple = tuple[np.ndarray, dict[str, Any], str]
 
 
-def napari_layers(root: str | Path, run: str, split: str = "train", tomo_type: str = "denoised",
-                  level: int = 0) -> list[LayerTuple]:
+def napari_layers(
+    root: str | Path, run: str, split: str = "train", tomo_type: str = "denoised", level: int = 0
+) -> list[LayerTuple]:
     """napari layer-data tuples ``(data, kwargs, layer_type)``: the tomogram, then picks per type.
 
     The image is the (Z, Y, X) level read from the store, with robust contrast limits. Each type with
@@ -38,8 +39,15 @@ def napari_layers(root: str | Path, run: str, split: str = "train", tomo_type: s
     volume = tomogram.read()
     low, high = (float(v) for v in np.percentile(volume[::2, ::2, ::2], [0.5, 99.5]))
     layers: list[LayerTuple] = [
-        (volume, {"name": f"{run} {tomo_type} (level {level})", "colormap": "gray",
-                  "contrast_limits": (low, high if high > low else low + 1.0)}, "image"),
+        (
+            volume,
+            {
+                "name": f"{run} {tomo_type} (level {level})",
+                "colormap": "gray",
+                "contrast_limits": (low, high if high > low else low + 1.0),
+            },
+            "image",
+        ),
     ]
     if not overlay_picks_dir(root, split, run).is_dir():
         return layers
@@ -52,8 +60,13 @@ def napari_layers(root: str | Path, run: str, split: str = "train", tomo_type: s
         colour = np.asarray(particle(name).color_rgba, dtype=float) / 255.0
         diameter = 2 * radius_angstrom_to_voxels(particle(name).radius_angstrom, spacing_zyx)
         points_zyx = angstrom_xyz_to_voxel_zyx(rows[["x", "y", "z"]].to_numpy(), spacing_zyx)
-        layers.append((points_zyx, {"name": name, "size": diameter, "face_color": [*colour[:3], 0.5],
-                                    "opacity": 0.8, "ndim": 3}, "points"))
+        layers.append(
+            (
+                points_zyx,
+                {"name": name, "size": diameter, "face_color": [*colour[:3], 0.5], "opacity": 0.8, "ndim": 3},
+                "points",
+            )
+        )
     return layers
 
 

@@ -46,8 +46,13 @@ class ThresholdPanel:
     Thresholds start at the optimum of every class present in the solution.
     """
 
-    def __init__(self, candidates: pd.DataFrame, solution: pd.DataFrame, nms_fraction: float = 0.0,
-                 out_path: str | Path = "thresholds.json"):
+    def __init__(
+        self,
+        candidates: pd.DataFrame,
+        solution: pd.DataFrame,
+        nms_fraction: float = 0.0,
+        out_path: str | Path = "thresholds.json",
+    ):
         self.raw_candidates, self.solution, self.out_path = candidates, solution, Path(out_path)
         self.nms_fraction = -1.0
         self.set_nms_fraction(nms_fraction)
@@ -89,8 +94,10 @@ class ThresholdPanel:
             threshold = self.thresholds[name]
             tp, fp, fn, precision, recall, fbeta = curve.at(threshold)
             rows.append((name, particle(name).weight, threshold, tp + fp, tp, fp, fn, precision, recall, fbeta))
-        table = pd.DataFrame(rows, columns=["particle_type", "weight", "threshold", "kept", "tp", "fp", "fn",
-                                            "precision", "recall", "fbeta"])
+        table = pd.DataFrame(
+            rows,
+            columns=["particle_type", "weight", "threshold", "kept", "tp", "fp", "fn", "precision", "recall", "fbeta"],
+        )
         table.attrs["score"] = self.score()
         return table
 
@@ -108,17 +115,24 @@ class ThresholdPanel:
 
     def table_html(self) -> str:
         """The table as HTML (the widget's live table)."""
-        lines = [_CSS, '<table><tr><th>class</th><th>weight</th><th>threshold</th><th>kept</th><th>TP</th>'
-                 '<th>FP</th><th>FN</th><th>precision</th><th>recall</th><th>F4</th></tr>']
+        lines = [
+            _CSS,
+            "<table><tr><th>class</th><th>weight</th><th>threshold</th><th>kept</th><th>TP</th>"
+            "<th>FP</th><th>FN</th><th>precision</th><th>recall</th><th>F4</th></tr>",
+        ]
         for row in self.table().itertuples():
             unscored = ' class="unscored"' if row.weight == 0 else ""
-            lines.append(f'<tr data-class="{html.escape(row.particle_type)}"{unscored}>'
-                         f'<td class="name">{html.escape(row.particle_type)}</td><td>{row.weight}</td>'
-                         f'<td class="threshold">{row.threshold:.4f}</td><td>{row.kept}</td><td>{row.tp}</td>'
-                         f'<td>{row.fp}</td><td>{row.fn}</td><td class="precision">{row.precision:.4f}</td>'
-                         f'<td class="recall">{row.recall:.4f}</td><td class="fbeta">{row.fbeta:.4f}</td></tr>')
-        lines.append(f'<tr class="total"><td class="name" colspan="9">weighted F4 (score; optimum '
-                     f'{self.best_score():.4f})</td><td class="cryokit-total">{self.score():.4f}</td></tr></table>')
+            lines.append(
+                f'<tr data-class="{html.escape(row.particle_type)}"{unscored}>'
+                f'<td class="name">{html.escape(row.particle_type)}</td><td>{row.weight}</td>'
+                f'<td class="threshold">{row.threshold:.4f}</td><td>{row.kept}</td><td>{row.tp}</td>'
+                f'<td>{row.fp}</td><td>{row.fn}</td><td class="precision">{row.precision:.4f}</td>'
+                f'<td class="recall">{row.recall:.4f}</td><td class="fbeta">{row.fbeta:.4f}</td></tr>'
+            )
+        lines.append(
+            f'<tr class="total"><td class="name" colspan="9">weighted F4 (score; optimum '
+            f'{self.best_score():.4f})</td><td class="cryokit-total">{self.score():.4f}</td></tr></table>'
+        )
         return "\n".join(lines)
 
     # -- front end -------------------------------------------------------------------------------
@@ -144,12 +158,31 @@ class _PanelView:
         scores = panel.raw_candidates["score"].to_numpy(float)
         low, high = min(0.0, float(scores.min(initial=0.0))), max(1.0, float(scores.max(initial=1.0)))
         style, layout = {"description_width": "150px"}, w.Layout(width="440px")
-        self.sliders = {name: w.FloatSlider(value=min(value, high), min=low, max=high, step=0.001, description=name,
-                                            readout_format=".3f", continuous_update=False, style=style,
-                                            layout=layout)
-                        for name, value in panel.thresholds.items()}
-        self.nms = w.FloatSlider(value=panel.nms_fraction, min=0.0, max=1.0, step=0.05, readout_format=".2f",
-                                 description="NMS radius (x r)", continuous_update=False, style=style, layout=layout)
+        self.sliders = {
+            name: w.FloatSlider(
+                value=min(value, high),
+                min=low,
+                max=high,
+                step=0.001,
+                description=name,
+                readout_format=".3f",
+                continuous_update=False,
+                style=style,
+                layout=layout,
+            )
+            for name, value in panel.thresholds.items()
+        }
+        self.nms = w.FloatSlider(
+            value=panel.nms_fraction,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            readout_format=".2f",
+            description="NMS radius (x r)",
+            continuous_update=False,
+            style=style,
+            layout=layout,
+        )
         button = w.Layout(width="215px")
         self.optimum = w.Button(description="Jump to optimum", icon="bullseye", button_style="info", layout=button)
         self.save = w.Button(description="Save thresholds.json", icon="save", button_style="success", layout=button)
@@ -168,9 +201,11 @@ class _PanelView:
         self.save.add_class("cryokit-save")
         self.save.on_click(lambda _: self._on_save())
         self.table.add_class("cryokit-threshold-table")
-        title = w.HTML("<h3 style='margin:4px 0'>Per-class thresholds on the validation F4 (beta = 4)</h3>"
-                       "<div style='color:#555'>Keep a class's picks whose score is at least its threshold. "
-                       "Arrow keys move a focused slider by 0.001.</div>")
+        title = w.HTML(
+            "<h3 style='margin:4px 0'>Per-class thresholds on the validation F4 (beta = 4)</h3>"
+            "<div style='color:#555'>Keep a class's picks whose score is at least its threshold. "
+            "Arrow keys move a focused slider by 0.001.</div>"
+        )
         controls = w.VBox([*self.sliders.values(), self.nms, w.HBox([self.optimum, self.save]), self.status])
         self.root = w.VBox([title, w.HBox([controls, self.table]), self.plot])
         self.root.add_class("cryokit-threshold-panel")
@@ -204,5 +239,6 @@ class _PanelView:
 
     def _on_save(self) -> None:
         path = self.panel.save()
-        self.status.value = (f"<span class='cryokit-saved'>saved {html.escape(str(path))} at "
-                             f"{time.strftime('%H:%M:%S')}</span>")
+        self.status.value = (
+            f"<span class='cryokit-saved'>saved {html.escape(str(path))} at {time.strftime('%H:%M:%S')}</span>"
+        )

@@ -68,8 +68,9 @@ import sys
 import tempfile
 import zipfile
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                    stream=sys.stdout, force=True)
+logging.basicConfig(
+    level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout, force=True
+)
 
 
 def find_model_dir(path):
@@ -134,13 +135,16 @@ add_wheels(model_dir)
 install_embedded(CRYOKIT_ZIP_B64, CRYOKIT_MANIFEST)
 
 # %%
-import cryokit
 import torch
+
+import cryokit
 from cryokit.kaggle_runtime import predict_submission, resolve_checkpoints, resolve_thresholds
 
 print(f"cryokit {cryokit.__version__} from {os.path.dirname(cryokit.__file__)}")
-print(f"python {sys.version.split()[0]}, torch {torch.__version__}, "
-      f"GPU: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+print(
+    f"python {sys.version.split()[0]}, torch {torch.__version__}, "
+    f"GPU: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}"
+)
 
 # %% [markdown]
 # ## Predict every test tomogram
@@ -156,9 +160,20 @@ except Exception as error:  # without models the CSV is still written (empty) be
     checkpoint_paths, thresholds = [], None
 
 report = predict_submission(
-    checkpoint_paths, data_root, output_csv, split=split, runs=runs, tta=tta, thresholds=thresholds,
-    device=device, amp=amp, on_error=on_error, time_budget_hours=time_budget_hours,
-    expected_tomograms=expected_tomograms, budget_safety=budget_safety, started_at=NOTEBOOK_STARTED,
+    checkpoint_paths,
+    data_root,
+    output_csv,
+    split=split,
+    runs=runs,
+    tta=tta,
+    thresholds=thresholds,
+    device=device,
+    amp=amp,
+    on_error=on_error,
+    time_budget_hours=time_budget_hours,
+    expected_tomograms=expected_tomograms,
+    budget_safety=budget_safety,
+    started_at=NOTEBOOK_STARTED,
     report_json=report_json or None,
 )
 print(report.summary())

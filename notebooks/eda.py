@@ -24,13 +24,13 @@
 # (`cryokit.synth`). Every figure is also saved as a PNG in `out_dir`.
 
 # %% tags=["parameters"]
-data_root = None            # competition root (train/, test/); None: simulate into out_dir/data
-split = "train"             # split to explore (needs picks: train)
-runs = None                 # list of run names; None: all runs of the split (at most max_runs)
-max_runs = 4                # cap on the runs read when runs is None
-tomo_type = "denoised"      # tomogram type for slices and mean sub-tomograms
-out_dir = "outputs/eda"     # PNGs (and the simulated data) go here
-sim_runs = 2                # simulated runs when data_root is None
+data_root = None  # competition root (train/, test/); None: simulate into out_dir/data
+split = "train"  # split to explore (needs picks: train)
+runs = None  # list of run names; None: all runs of the split (at most max_runs)
+max_runs = 4  # cap on the runs read when runs is None
+tomo_type = "denoised"  # tomogram type for slices and mean sub-tomograms
+out_dir = "outputs/eda"  # PNGs (and the simulated data) go here
+sim_runs = 2  # simulated runs when data_root is None
 sim_shape_zyx = [184, 630, 630]  # simulated level-0 shape (z, y, x)
 sim_difficulty = "default"  # easy, default or hard
 sim_seed = 0
@@ -64,8 +64,7 @@ print(f"{len(runs)} runs from {data_root}/{split}: {', '.join(runs)}; {len(picks
 
 # %%
 display(plots.particle_counts_table(picks))
-plots.plot_particle_counts(picks, path=out / "particle_counts.png");
-
+plots.plot_particle_counts(picks, path=out / "particle_counts.png")
 # %% [markdown]
 # ## Intensity histograms per tomogram type (first run)
 #
@@ -75,8 +74,7 @@ plots.plot_particle_counts(picks, path=out / "particle_counts.png");
 spacing_dir = tomogram_path(data_root, split, runs[0], tomo_type).parent
 tomo_types = sorted(p.stem for p in spacing_dir.glob("*.zarr"))
 volumes = {t: open_run_tomogram(data_root, split, runs[0], t, 0).read() for t in tomo_types}
-plots.plot_intensity_histograms(volumes, path=out / "intensity_histograms.png");
-
+plots.plot_intensity_histograms(volumes, path=out / "intensity_histograms.png")
 # %% [markdown]
 # ## Orthogonal slices with the picks (first run)
 #
@@ -85,9 +83,13 @@ plots.plot_intensity_histograms(volumes, path=out / "intensity_histograms.png");
 # %%
 tomogram = open_run_tomogram(data_root, split, runs[0], tomo_type, 0)
 volume = tomogram.read()
-plots.plot_orthogonal_slices(volume, picks[picks["experiment"] == runs[0]], tomogram.voxel_spacing_angstrom_zyx,
-                             title=f"{runs[0]} ({tomo_type}, level 0)", path=out / "orthogonal_slices.png");
-
+plots.plot_orthogonal_slices(
+    volume,
+    picks[picks["experiment"] == runs[0]],
+    tomogram.voxel_spacing_angstrom_zyx,
+    title=f"{runs[0]} ({tomo_type}, level 0)",
+    path=out / "orthogonal_slices.png",
+)
 # %% [markdown]
 # ## Mean sub-tomogram per class
 #
@@ -95,18 +97,18 @@ plots.plot_orthogonal_slices(volume, picks[picks["experiment"] == runs[0]], tomo
 
 # %%
 tomograms = [open_run_tomogram(data_root, split, run, tomo_type, 0) for run in runs]
-means = plots.mean_subtomograms([t.read() for t in tomograms], [picks[picks["experiment"] == r] for r in runs],
-                                tomograms[0].voxel_spacing_angstrom_zyx)
-plots.plot_mean_subtomograms(means, tomograms[0].voxel_spacing_angstrom_zyx, path=out / "mean_subtomograms.png");
-
+means = plots.mean_subtomograms(
+    [t.read() for t in tomograms],
+    [picks[picks["experiment"] == r] for r in runs],
+    tomograms[0].voxel_spacing_angstrom_zyx,
+)
+plots.plot_mean_subtomograms(means, tomograms[0].voxel_spacing_angstrom_zyx, path=out / "mean_subtomograms.png")
 # %% [markdown]
 # ## Nearest-neighbour distances and depth
 
 # %%
-plots.plot_nearest_neighbour_distances(picks, path=out / "nearest_neighbour_distances.png");
-
+plots.plot_nearest_neighbour_distances(picks, path=out / "nearest_neighbour_distances.png")
 # %%
-plots.plot_depth_distribution(picks, path=out / "depth_distribution.png");
-
+plots.plot_depth_distribution(picks, path=out / "depth_distribution.png")
 # %%
 print("figures:", ", ".join(sorted(p.name for p in out.glob("*.png"))))

@@ -25,11 +25,11 @@
 # Run headless (papermill), it writes the optimum's `thresholds.json` through the same panel methods.
 
 # %% tags=["parameters"]
-candidates_csv = None       # CSV with experiment, particle_type, x, y, z, score; None: demo candidates
-solution = None             # competition root (picks JSON) or a solution CSV; None: the demo solution
-split = "train"             # split of the root that holds the picks
-nms_fraction = 0.0          # extra spherical NMS radius as a share of the class radius (0: off)
-save_optimum = True         # write out_dir/thresholds.json at the optimum when the notebook runs
+candidates_csv = None  # CSV with experiment, particle_type, x, y, z, score; None: demo candidates
+solution = None  # competition root (picks JSON) or a solution CSV; None: the demo solution
+split = "train"  # split of the root that holds the picks
+nms_fraction = 0.0  # extra spherical NMS radius as a share of the class radius (0: off)
+save_optimum = True  # write out_dir/thresholds.json at the optimum when the notebook runs
 out_dir = "outputs/thresholds"
 
 # %%
@@ -49,8 +49,7 @@ elif Path(solution).is_dir():
 else:
     references = read_submission(solution)
 candidates = demo_candidates(references, seed=1) if candidates_csv is None else read_candidates(candidates_csv)
-print(f"{len(references)} references, {len(candidates)} scored candidates "
-      f"in {references['experiment'].nunique()} runs")
+print(f"{len(references)} references, {len(candidates)} scored candidates in {references['experiment'].nunique()} runs")
 
 # %% [markdown]
 # ## The optimum

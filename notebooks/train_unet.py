@@ -22,19 +22,19 @@
 # MLflow (a SQLite store in `out_dir` unless `mlflow_uri` is given).
 
 # %% tags=["parameters"]
-data_root = None              # competition root; None: simulate into out_dir/data
-val_runs = None               # runs held out for validation; None: the last run
+data_root = None  # competition root; None: simulate into out_dir/data
+val_runs = None  # runs held out for validation; None: the last run
 out_dir = "outputs/train_unet"
-model = "unet"                # unet | basicunet | segresnet | flexibleunet
+model = "unet"  # unet | basicunet | segresnet | flexibleunet
 channels = [16, 32, 64, 128]  # feature widths, shallow to deep
-level = 1                     # 0: 10 A voxels (GPU), 1: 20 A voxels (CPU-friendly)
+level = 1  # 0: 10 A voxels (GPU), 1: 20 A voxels (CPU-friendly)
 patch_size_zyx = [32, 96, 96]
 epochs = 24
 patches_per_epoch = 64
 batch_size = 4
 lr = 0.002
 track = True
-mlflow_uri = ""               # empty: sqlite:///<out_dir>/mlflow.db
+mlflow_uri = ""  # empty: sqlite:///<out_dir>/mlflow.db
 sim_runs = 4
 sim_shape_zyx = [184, 630, 630]
 sim_difficulty = "default"
@@ -51,19 +51,34 @@ if data_root is None:
     data_root, _ = simulate_for_notebook(out_dir, sim_runs, sim_shape_zyx, sim_difficulty, seed)
 runs = list_runs(data_root, "train")
 val_runs = list(val_runs) if val_runs else runs[-1:]
-config = apply_overrides(demo_training_config(), {
-    **MODEL_PRESETS[model], "data.root": str(data_root), "data.val_runs": val_runs, "data.level": level,
-    "data.train_runs": [r for r in runs if r not in val_runs], "model.channels": channels,
-    "model.strides": [2] * (len(channels) - 1), "patch.size_zyx": patch_size_zyx, "patch.batch_size": batch_size,
-    "patch.patches_per_epoch": patches_per_epoch, "train.epochs": epochs, "train.lr": lr, "train.seed": seed,
-    "train.out_dir": out_dir, "tracking.enabled": track, "tracking.tracking_uri": mlflow_uri,
-    "tracking.experiment": "cryokit-train-unet",
-})
+config = apply_overrides(
+    demo_training_config(),
+    {
+        **MODEL_PRESETS[model],
+        "data.root": str(data_root),
+        "data.val_runs": val_runs,
+        "data.level": level,
+        "data.train_runs": [r for r in runs if r not in val_runs],
+        "model.channels": channels,
+        "model.strides": [2] * (len(channels) - 1),
+        "patch.size_zyx": patch_size_zyx,
+        "patch.batch_size": batch_size,
+        "patch.patches_per_epoch": patches_per_epoch,
+        "train.epochs": epochs,
+        "train.lr": lr,
+        "train.seed": seed,
+        "train.out_dir": out_dir,
+        "tracking.enabled": track,
+        "tracking.tracking_uri": mlflow_uri,
+        "tracking.experiment": "cryokit-train-unet",
+    },
+)
 
 # %%
 report = train_and_report(config)
-print(f"validation F4: untrained {report.untrained_score:.3f} -> best {report.best_score:.3f} "
-      f"(epoch {report.best_epoch})")
+print(
+    f"validation F4: untrained {report.untrained_score:.3f} -> best {report.best_score:.3f} (epoch {report.best_epoch})"
+)
 
 # %% [markdown]
 # ## Training curves

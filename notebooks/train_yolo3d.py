@@ -23,22 +23,22 @@
 # U-Net notebook; with `data_root = None` a small dataset is simulated into `out_dir/data`.
 
 # %% tags=["parameters"]
-data_root = None              # competition root; None: simulate into out_dir/data
-val_runs = None               # runs held out for validation; None: the last run
+data_root = None  # competition root; None: simulate into out_dir/data
+val_runs = None  # runs held out for validation; None: the last run
 out_dir = "outputs/train_yolo3d"
-backbone_weights = ""         # MedicalNet checkpoint (e.g. resnet_18_23dataset.pth); empty: from scratch
-neck_channels = 64            # width of the detector's neck and head
-lambda_focal = 1.0            # composite loss weights
+backbone_weights = ""  # MedicalNet checkpoint (e.g. resnet_18_23dataset.pth); empty: from scratch
+neck_channels = 64  # width of the detector's neck and head
+lambda_focal = 1.0  # composite loss weights
 lambda_fbeta = 1.0
 lambda_box = 1.0
-level = 1                     # 0: 10 A voxels (GPU), 1: 20 A voxels (CPU-friendly)
+level = 1  # 0: 10 A voxels (GPU), 1: 20 A voxels (CPU-friendly)
 patch_size_zyx = [32, 96, 96]  # multiples of 8 (the backbone's stride)
 epochs = 24
 patches_per_epoch = 64
 batch_size = 4
 lr = 0.002
 track = True
-mlflow_uri = ""               # empty: sqlite:///<out_dir>/mlflow.db
+mlflow_uri = ""  # empty: sqlite:///<out_dir>/mlflow.db
 sim_runs = 4
 sim_shape_zyx = [184, 630, 630]
 sim_difficulty = "default"
@@ -55,20 +55,37 @@ if data_root is None:
     data_root, _ = simulate_for_notebook(out_dir, sim_runs, sim_shape_zyx, sim_difficulty, seed)
 runs = list_runs(data_root, "train")
 val_runs = list(val_runs) if val_runs else runs[-1:]
-config = apply_overrides(demo_training_config(), {
-    **MODEL_PRESETS["yolo3d"], "data.root": str(data_root), "data.val_runs": val_runs, "data.level": level,
-    "data.train_runs": [r for r in runs if r not in val_runs], "model.backbone_weights": backbone_weights,
-    "model.neck_channels": neck_channels, "loss.lambda_focal": lambda_focal, "loss.lambda_fbeta": lambda_fbeta,
-    "loss.lambda_box": lambda_box, "patch.size_zyx": patch_size_zyx, "patch.batch_size": batch_size,
-    "patch.patches_per_epoch": patches_per_epoch, "train.epochs": epochs, "train.lr": lr, "train.seed": seed,
-    "train.out_dir": out_dir, "tracking.enabled": track, "tracking.tracking_uri": mlflow_uri,
-    "tracking.experiment": "cryokit-train-yolo3d",
-})
+config = apply_overrides(
+    demo_training_config(),
+    {
+        **MODEL_PRESETS["yolo3d"],
+        "data.root": str(data_root),
+        "data.val_runs": val_runs,
+        "data.level": level,
+        "data.train_runs": [r for r in runs if r not in val_runs],
+        "model.backbone_weights": backbone_weights,
+        "model.neck_channels": neck_channels,
+        "loss.lambda_focal": lambda_focal,
+        "loss.lambda_fbeta": lambda_fbeta,
+        "loss.lambda_box": lambda_box,
+        "patch.size_zyx": patch_size_zyx,
+        "patch.batch_size": batch_size,
+        "patch.patches_per_epoch": patches_per_epoch,
+        "train.epochs": epochs,
+        "train.lr": lr,
+        "train.seed": seed,
+        "train.out_dir": out_dir,
+        "tracking.enabled": track,
+        "tracking.tracking_uri": mlflow_uri,
+        "tracking.experiment": "cryokit-train-yolo3d",
+    },
+)
 
 # %%
 report = train_and_report(config)
-print(f"validation F4: untrained {report.untrained_score:.3f} -> best {report.best_score:.3f} "
-      f"(epoch {report.best_epoch})")
+print(
+    f"validation F4: untrained {report.untrained_score:.3f} -> best {report.best_score:.3f} (epoch {report.best_epoch})"
+)
 
 # %% [markdown]
 # ## Training curves

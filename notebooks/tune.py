@@ -24,18 +24,18 @@
 # notebook runs in a minute on a CPU. For real runs set `data_root`, `space_file`, `epochs` and `trials`.
 
 # %% tags=["parameters"]
-trials = 3                  # trials this notebook runs (added to those already in the study)
-storage = None              # None: sqlite in out_dir; "journal:/path/study.log"; "postgresql://user:pw@host/db"
+trials = 3  # trials this notebook runs (added to those already in the study)
+storage = None  # None: sqlite in out_dir; "journal:/path/study.log"; "postgresql://user:pw@host/db"
 study_name = "tune-demo"
-budget = None               # seconds: stop starting new trials after this long (None: no limit)
-data_root = None            # competition root; None: simulate a tiny dataset into out_dir/data
-val_runs = None             # list of validation runs; None: the last run of the data
-space_file = None           # YAML/JSON narrowing the search space; None: the tiny space on tiny data
-config_file = None          # base config (YAML/JSON); None: a tiny U-Net that trains in seconds
+budget = None  # seconds: stop starting new trials after this long (None: no limit)
+data_root = None  # competition root; None: simulate a tiny dataset into out_dir/data
+val_runs = None  # list of validation runs; None: the last run of the data
+space_file = None  # YAML/JSON narrowing the search space; None: the tiny space on tiny data
+config_file = None  # base config (YAML/JSON); None: a tiny U-Net that trains in seconds
 epochs = 1
 pruner = "median"
 seed = 0
-tracking = True             # MLflow: the study's run and one nested run per trial (in out_dir/mlflow.db)
+tracking = True  # MLflow: the study's run and one nested run per trial (in out_dir/mlflow.db)
 out_dir = "outputs/tune"
 
 # %%
@@ -67,8 +67,9 @@ else:
     root, runs = Path(data_root), list_runs(data_root, "train")
     space = load_space(space_file)
 if config_file:
-    base = apply_overrides(load_config(config_file), {"data.root": str(root), "train.epochs": epochs,
-                                                      "tracking.enabled": tracking})
+    base = apply_overrides(
+        load_config(config_file), {"data.root": str(root), "train.epochs": epochs, "tracking.enabled": tracking}
+    )
 else:
     base = tiny_config(root, runs, out / "unused", epochs=epochs, tracking=tracking)
 if val_runs:
@@ -80,8 +81,9 @@ pd.DataFrame(space.describe()).T.fillna("")
 # ## Run the study
 
 # %%
-study = run_study(study_name, base, trials, space=space, storage=storage, out_dir=out, timeout=budget,
-                  pruner=pruner, seed=seed)
+study = run_study(
+    study_name, base, trials, space=space, storage=storage, out_dir=out, timeout=budget, pruner=pruner, seed=seed
+)
 frame = study.trials_dataframe(attrs=("number", "value", "state", "duration"))
 frame
 

@@ -13,8 +13,9 @@ from cryokit.io import write_run_picks, write_tomogram
 REAL_SPACING_ZYX = (10.012444196428572, 10.012444196428572, 10.012444537618887)
 
 
-def make_kaggle_layout(root: Path, runs=("TS_a", "TS_b"), shape_zyx=(20, 36, 40), seed=0,
-                       tomo_types=("denoised", "wbp"), split="train") -> dict:
+def make_kaggle_layout(
+    root: Path, runs=("TS_a", "TS_b"), shape_zyx=(20, 36, 40), seed=0, tomo_types=("denoised", "wbp"), split="train"
+) -> dict:
     """Write random tomograms and a few picks per particle; return {run: (volumes, picks)}."""
     rng = np.random.default_rng(seed)
     written = {}
@@ -45,8 +46,9 @@ def kaggle_root(tmp_path: Path):
     return tmp_path / "data", {**written, **written_test}
 
 
-def make_blob_layout(root: Path, runs=("TS_a", "TS_b"), shape_zyx=(24, 64, 64), spacing=20.0, seed=0,
-                     per_class=6) -> dict:
+def make_blob_layout(
+    root: Path, runs=("TS_a", "TS_b"), shape_zyx=(24, 64, 64), spacing=20.0, seed=0, per_class=6
+) -> dict:
     """A learnable toy layout: bright balls (apo-ferritin) and dark balls (ribosome) in mild noise.
 
     Big enough for a tiny U-Net to learn in a few dozen steps, small enough for CI.

@@ -20,9 +20,18 @@ FAMILIES = {
     "rotate": replace(OFF, rotate_degrees=25.0),
     "scale": replace(OFF, scale_fraction=0.1),
     "elastic": replace(OFF, elastic_p=1.0, elastic_magnitude_voxels=2.0, elastic_spacing_voxels=12.0),
-    "all": AugmentConfig(flip_p=0.5, rot90_p=0.5, rotate_degrees=20.0, scale_fraction=0.08, elastic_p=1.0,
-                         elastic_magnitude_voxels=1.5, elastic_spacing_voxels=16.0, intensity_p=1.0, noise_p=1.0,
-                         noise_std=0.05),
+    "all": AugmentConfig(
+        flip_p=0.5,
+        rot90_p=0.5,
+        rotate_degrees=20.0,
+        scale_fraction=0.08,
+        elastic_p=1.0,
+        elastic_magnitude_voxels=1.5,
+        elastic_spacing_voxels=16.0,
+        intensity_p=1.0,
+        noise_p=1.0,
+        noise_std=0.05,
+    ),
 }
 EXACT = {"flip", "rot90"}
 OUT_ZYX = (32, 40, 40)
@@ -39,7 +48,7 @@ def _dots_sample(seed: int = 0, shape=(44, 52, 52), n=14) -> Sample:
     centres = np.asarray(dots, dtype=np.float64)
     volume = np.zeros(shape, np.float32)
     volume[tuple(np.asarray(dots).T)] = 1.0
-    volume = gaussian_filter(volume, 1.0) * 100                   # peak ~6, far above the noise
+    volume = gaussian_filter(volume, 1.0) * 100  # peak ~6, far above the noise
     classes = rng.integers(0, 6, n)
     labels = ball_label_map(shape, centres, classes, 2.5)
     return Sample(torch.from_numpy(volume), centres, classes, torch.from_numpy(labels))
@@ -118,14 +127,22 @@ def test_switched_off_is_a_centre_crop():
 
 
 def test_margins_are_enough_context_for_every_draw():
-    config = replace(FAMILIES["all"], rotate_degrees=30.0, scale_fraction=0.1, elastic_magnitude_voxels=3.0,
-                     intensity_p=0.0, noise_p=0.0, flip_p=0.0, rot90_p=0.0)
+    config = replace(
+        FAMILIES["all"],
+        rotate_degrees=30.0,
+        scale_fraction=0.1,
+        elastic_magnitude_voxels=3.0,
+        intensity_p=0.0,
+        noise_p=0.0,
+        flip_p=0.0,
+        rot90_p=0.0,
+    )
     bound = geometric_margin_zyx(config, OUT_ZYX)
     for seed in range(8):
         params = draw_augmentation(config, torch.Generator().manual_seed(seed), OUT_ZYX)
         margin = params.margin_zyx()
         assert np.all(margin <= bound) and np.all(margin > 0)
-        for context in (margin, bound):                          # the draw's own margin, and the bound
+        for context in (margin, bound):  # the draw's own margin, and the bound
             ones = Sample(torch.ones(tuple(np.asarray(OUT_ZYX) + 2 * context)), np.zeros((0, 3)), np.zeros(0, np.int64))
             assert apply_augmentation(ones, params).image_zyx.min() > 0.999
     assert draw_augmentation(replace(config, elastic_p=0.0), torch.Generator(), OUT_ZYX).margin_zyx().sum() > 0

@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from cryokit.baseline import (
-    BaselineConfig, calibrate, calibrate_thresholds, detect_candidates, normalise_robust, predict,
+    BaselineConfig,
+    calibrate,
+    calibrate_thresholds,
+    detect_candidates,
+    normalise_robust,
+    predict,
 )
 from cryokit.cli import main
 from cryokit.io import open_run_tomogram, read_solution
@@ -26,9 +31,15 @@ SHAPE_ZYX = (64, 256, 256)
 def easy_data(tmp_path_factory):
     """One calibration run and one held-out run, easy, about seven particles of each type."""
     root = tmp_path_factory.mktemp("baseline")
-    config = config_for_difficulty("easy", shape_zyx=SHAPE_ZYX, counts={n: 10 for n in PARTICLE_NAMES},
-                                   scale_counts_to_shape=False, n_debris=(60, 60), n_vesicles=(1, 1),
-                                   ice_thickness_fraction=(0.7, 0.85))
+    config = config_for_difficulty(
+        "easy",
+        shape_zyx=SHAPE_ZYX,
+        counts={n: 10 for n in PARTICLE_NAMES},
+        scale_counts_to_shape=False,
+        n_debris=(60, 60),
+        n_vesicles=(1, 1),
+        ice_thickness_fraction=(0.7, 0.85),
+    )
     simulate_dataset(root / "calibration", 1, seed=0, config=config, progress=False)
     simulate_dataset(root / "held_out", 1, seed=1, config=config, progress=False)
     calibration = calibrate(root / "calibration", "train", progress=False)
@@ -62,8 +73,16 @@ def test_baseline_beats_empty_and_random_submissions(easy_data):
 
 def test_calibrate_thresholds_picks_the_f4_optimal_cut():
     solution = pd.DataFrame({"experiment": "r", "particle_type": "ribosome", "x": [0.0, 1000.0], "y": 0.0, "z": 0.0})
-    candidates = pd.DataFrame({"experiment": "r", "particle_type": "ribosome", "x": [0.0, 1000.0, 3000.0],
-                               "y": 0.0, "z": 0.0, "score": [0.9, 0.5, 0.7]})
+    candidates = pd.DataFrame(
+        {
+            "experiment": "r",
+            "particle_type": "ribosome",
+            "x": [0.0, 1000.0, 3000.0],
+            "y": 0.0,
+            "z": 0.0,
+            "score": [0.9, 0.5, 0.7],
+        }
+    )
     thresholds = calibrate_thresholds(candidates, solution)
     assert thresholds["ribosome"] == 0.5  # both references found; the false positive costs little at beta 4
     assert thresholds["apo-ferritin"] == math.inf  # no references: never predicted
@@ -74,8 +93,9 @@ def test_candidates_and_normalisation_on_a_volume(easy_data):
     tomogram = open_run_tomogram(root / "held_out", "train", "TS_sim_1_0", "denoised", 1)
     normalised = normalise_robust(tomogram.read())
     assert abs(np.median(normalised)) < 0.01 and np.percentile(normalised, 99) - np.percentile(normalised, 1) < 1.2
-    candidates = detect_candidates(tomogram.read(), tomogram.voxel_spacing_angstrom_zyx, "TS_sim_1_0",
-                                   {"ribosome": 0.8})
+    candidates = detect_candidates(
+        tomogram.read(), tomogram.voxel_spacing_angstrom_zyx, "TS_sim_1_0", {"ribosome": 0.8}
+    )
     assert set(candidates["particle_type"]) == {"ribosome"} and (candidates["body_fraction"] == 0.8).all()
     assert candidates["score"].is_monotonic_decreasing
     assert np.all(normalise_robust(np.ones((4, 4, 4))) == 0)
@@ -91,8 +111,22 @@ def test_bad_config_raises():
 def test_cli_baseline(easy_data, tmp_path, capsys):
     root, _ = easy_data
     out = tmp_path / "submission.csv"
-    assert main(["baseline", "--data", str(root / "held_out"), "--split", "train", "--out", str(out),
-                 "--calibrate-on", str(root / "calibration" / "train")]) == 0
+    assert (
+        main(
+            [
+                "baseline",
+                "--data",
+                str(root / "held_out"),
+                "--split",
+                "train",
+                "--out",
+                str(out),
+                "--calibrate-on",
+                str(root / "calibration" / "train"),
+            ]
+        )
+        == 0
+    )
     submission = read_submission(out)
     assert list(submission.columns) == ["id", "experiment", "particle_type", "x", "y", "z"] and len(submission)
     assert "threshold" in capsys.readouterr().out

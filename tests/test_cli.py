@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import make_blob_layout
 
 from cryokit.cli import main
 from cryokit.io.submission import read_submission
-
-from conftest import make_blob_layout
 
 CONFIG = """
 data: {val_runs: [TS_c]}
@@ -22,29 +21,78 @@ tracking: {enabled: false}
 def test_train_predict_score(tmp_path, capsys):
     make_blob_layout(tmp_path / "data", runs=("TS_a", "TS_b", "TS_c"))
     (tmp_path / "run.yaml").write_text(CONFIG)
-    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--data", str(tmp_path / "data"),
-                 "--out", str(tmp_path / "run"), "--set", "train.epochs=4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(tmp_path / "run.yaml"),
+                "--data",
+                str(tmp_path / "data"),
+                "--out",
+                str(tmp_path / "run"),
+                "--set",
+                "train.epochs=4",
+            ]
+        )
+        == 0
+    )
     assert "best validation score" in capsys.readouterr().out
-    assert main(["predict", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--data", str(tmp_path / "data"),
-                 "--split", "train", "--runs", "TS_c", "--tta", "flips", "--out", str(tmp_path / "sub.csv")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(tmp_path / "run" / "best.pt"),
+                "--data",
+                str(tmp_path / "data"),
+                "--split",
+                "train",
+                "--runs",
+                "TS_c",
+                "--tta",
+                "flips",
+                "--out",
+                str(tmp_path / "sub.csv"),
+            ]
+        )
+        == 0
+    )
     assert "s per tomogram" in capsys.readouterr().out
     submission = read_submission(tmp_path / "sub.csv")
-    assert set(submission["experiment"]) <= {"TS_c"} and list(submission.columns)[:3] == ["id", "experiment", "particle_type"]
+    assert set(submission["experiment"]) <= {"TS_c"} and list(submission.columns)[:3] == [
+        "id",
+        "experiment",
+        "particle_type",
+    ]
     assert main(["score", "--solution", str(tmp_path / "data"), "--submission", str(tmp_path / "sub.csv")]) == 0
     captured = capsys.readouterr()
     assert "no submitted rows for 2 run(s) of the solution (TS_a, TS_b)" in captured.err
-    assert main(["score", "--solution", str(tmp_path / "data"), "--submission", str(tmp_path / "sub.csv"),
-                 "--runs", "TS_c"]) == 0
+    assert (
+        main(
+            ["score", "--solution", str(tmp_path / "data"), "--submission", str(tmp_path / "sub.csv"), "--runs", "TS_c"]
+        )
+        == 0
+    )
     scored = capsys.readouterr()
     assert "ribosome" in scored.out and scored.out.strip().splitlines()[-1].startswith("score ") and not scored.err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--data", "{root}", "--set", "train.lrr=1"], "unknown config key(s) train.lrr"),
-    (["train", "--set", "train.lr=1"], "no data: pass --data ROOT"),
-    (["predict", "--checkpoint", "{root}/none.pt", "--data", "{root}", "--out", "{root}/x.csv"], "none.pt does not exist"),
-    (["score", "--solution", "{root}/solution.csv", "--submission", "{root}/missing.csv"], "submission file not found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "{root}", "--set", "train.lrr=1"], "unknown config key(s) train.lrr"),
+        (["train", "--set", "train.lr=1"], "no data: pass --data ROOT"),
+        (
+            ["predict", "--checkpoint", "{root}/none.pt", "--data", "{root}", "--out", "{root}/x.csv"],
+            "none.pt does not exist",
+        ),
+        (
+            ["score", "--solution", "{root}/solution.csv", "--submission", "{root}/missing.csv"],
+            "submission file not found",
+        ),
+    ],
+)
 def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
     (tmp_path / "solution.csv").write_text("id,experiment,particle_type,x,y,z\n0,TS_a,ribosome,1,2,3\n")
     status = main([a.format(root=tmp_path) for a in argv])

@@ -7,7 +7,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from cryokit.coords import (
-    angstrom_xyz_to_voxel_zyx, as_spacing_zyx, radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz,
+    angstrom_xyz_to_voxel_zyx,
+    as_spacing_zyx,
+    radius_angstrom_to_voxels,
+    voxel_zyx_to_angstrom_xyz,
 )
 
 SPACING_ZYX = (10.012444196428572, 10.012444196428572, 10.012444537618887)

@@ -78,16 +78,27 @@ def test_copick_opens_a_simulated_dataset(tmp_path):
     """The simulator's output goes through cryokit copick-config into the real copick, voxel for voxel."""
     from cryokit.synth import SimulationConfig, simulate_dataset
 
-    config = SimulationConfig(shape_zyx=(48, 96, 96), counts={"apo-ferritin": 3, "ribosome": 0, "virus-like-particle": 0,
-                                                               "thyroglobulin": 0, "beta-galactosidase": 1,
-                                                               "beta-amylase": 0})
+    config = SimulationConfig(
+        shape_zyx=(48, 96, 96),
+        counts={
+            "apo-ferritin": 3,
+            "ribosome": 0,
+            "virus-like-particle": 0,
+            "thyroglobulin": 0,
+            "beta-galactosidase": 1,
+            "beta-amylase": 0,
+        },
+    )
     runs = simulate_dataset(tmp_path / "sim", 1, seed=3, config=config, progress=False)
-    assert main(["copick-config", "--data", str(tmp_path / "sim"), "--split", "train", "--out", str(tmp_path / "cp")]) == 0
+    assert (
+        main(["copick-config", "--data", str(tmp_path / "sim"), "--split", "train", "--out", str(tmp_path / "cp")]) == 0
+    )
     project = copick.from_file(str(tmp_path / "cp" / "copick_train.json"))
     run = project.get_run(runs[0])
     tomogram = run.get_voxel_spacing(10.0).get_tomogram("wbp")
-    np.testing.assert_array_equal(tomogram.numpy(zarr_group="0"),
-                                  open_run_tomogram(tmp_path / "sim", "train", runs[0], "wbp").read())
+    np.testing.assert_array_equal(
+        tomogram.numpy(zarr_group="0"), open_run_tomogram(tmp_path / "sim", "train", runs[0], "wbp").read()
+    )
     (picks,) = run.get_picks(object_name="apo-ferritin", user_id="curation")
     ours = read_run_picks(tmp_path / "sim", "train", runs[0])
     np.testing.assert_allclose(picks.numpy()[0], ours[ours.particle_type == "apo-ferritin"][["x", "y", "z"]].to_numpy())

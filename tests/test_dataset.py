@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import make_kaggle_layout
 from torch.utils.data import DataLoader
 
 from cryokit.config import AugmentConfig, DataConfig, PatchConfig, TargetConfig
@@ -15,8 +16,6 @@ from cryokit.dataset import PatchDataset, collate, split_runs
 from cryokit.io import open_run_tomogram, read_picks
 from cryokit.patching import read_region
 from cryokit.targets import anchor_radii_voxels, decode_detections
-
-from conftest import make_kaggle_layout
 
 PATCH = PatchConfig(size_zyx=(16, 32, 32), patches_per_epoch=6, batch_size=2)
 RUNS = ("TS_a", "TS_b", "TS_c")
@@ -74,7 +73,7 @@ def test_plain_patches_are_tomogram_regions_with_their_picks(root):
         origin = item["origin_zyx"].numpy()
         assert np.array_equal(item["image"][0].numpy(), read_region(tomogram, origin, patch.size_zyx))
         centres = item["centres_voxel_zyx"].numpy().astype(np.float64) + origin
-        assert len(centres) >= 1                                   # positive patches hold a particle
+        assert len(centres) >= 1  # positive patches hold a particle
         assert np.abs(centres[:, None] - picks_zyx[None]).max(-1).min(1).max() < 1e-3
         _assert_balls_at_picks(item)
 
@@ -116,8 +115,9 @@ def test_detection_targets_decode_to_the_picks(root):
     for b in range(3):
         target = {k: v[b] for k, v in batch["target"].items()}
         one_hot = torch.nn.functional.one_hot(target["class_index"].clamp_min(0), 6).permute(0, 4, 1, 2, 3)
-        decoded = decode_detections(target["objectness"], one_hot.float(), target["offset_zyx"],
-                                    target["log_radius_ratio"], 4, anchors)
+        decoded = decode_detections(
+            target["objectness"], one_hot.float(), target["offset_zyx"], target["log_radius_ratio"], 4, anchors
+        )
         centres = batch["centres_voxel_zyx"][b].numpy()
         inside = np.all((centres >= -0.5) & (centres < np.array([16, 32, 32]) - 0.5), axis=1)
         assert len(decoded.scores) == inside.sum() >= 1
@@ -136,13 +136,13 @@ def test_from_config_and_bad_kind(root):
         dataset[6]
 
 
-
 def test_half_resolution_targets_sit_on_the_cell_grid(root):
     """With target.stride 2 the ball label map lives on the 2x coarser cell grid, balls at the picks' cells."""
     from cryokit.patching import voxel_to_cell
 
-    dataset = PatchDataset(root, RUNS, replace(PATCH, positive_share=1.0), TargetConfig(kind="balls", stride=2),
-                           None, seed=5)
+    dataset = PatchDataset(
+        root, RUNS, replace(PATCH, positive_share=1.0), TargetConfig(kind="balls", stride=2), None, seed=5
+    )
     hits = total = 0
     for index in range(len(dataset)):
         item = dataset[index]

@@ -35,8 +35,11 @@ class TinyBackbone(nn.Module):
 CASES = [  # (kwargs, input shape, (B, A, C, Z', Y', X'))
     ({"n_classes": 6, "anchors_radius_voxels": (3.1, 4.5, 6.9)}, (2, 1, 16, 32, 24), (2, 3, 6, 4, 8, 6)),
     ({"n_classes": 2, "anchors_radius_voxels": (5.0,), "stride": 8}, (1, 1, 16, 16, 16), (1, 1, 2, 2, 2, 2)),
-    ({"n_classes": 6, "anchors_radius_voxels": (3.0, 6.0), "stride": 2, "head_depth": 0},
-     (1, 1, 8, 16, 8), (1, 2, 6, 4, 8, 4)),
+    (
+        {"n_classes": 6, "anchors_radius_voxels": (3.0, 6.0), "stride": 2, "head_depth": 0},
+        (1, 1, 8, 16, 8),
+        (1, 2, 6, 4, 8, 4),
+    ),
     ({"n_classes": 1, "anchors_radius_voxels": (2.0,), "neck_channels": 5}, (2, 1, 8, 8, 16), (2, 1, 1, 2, 2, 4)),
 ]
 
@@ -69,14 +72,17 @@ def test_anchor_radii_are_kept():
     assert net.anchors_radius_voxels.tolist() == [3.0, 4.0] and net.n_anchors == 2
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"n_classes": 0, "anchors_radius_voxels": (3.0,)}, "n_classes"),
-    ({"n_classes": 6, "anchors_radius_voxels": ()}, "anchors_radius_voxels"),
-    ({"n_classes": 6, "anchors_radius_voxels": (3.0, -1.0)}, "anchors_radius_voxels"),
-    ({"n_classes": 6, "anchors_radius_voxels": (3.0,), "stride": 16}, r"stride=16 .* available: \[2, 4, 8\]"),
-    ({"n_classes": 6, "anchors_radius_voxels": (3.0,), "offset_bound": 0.0}, "offset_bound"),
-    ({"n_classes": 6, "anchors_radius_voxels": (3.0,), "backbone": nn.Conv3d(1, 2, 1)}, "feature_channels"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_classes": 0, "anchors_radius_voxels": (3.0,)}, "n_classes"),
+        ({"n_classes": 6, "anchors_radius_voxels": ()}, "anchors_radius_voxels"),
+        ({"n_classes": 6, "anchors_radius_voxels": (3.0, -1.0)}, "anchors_radius_voxels"),
+        ({"n_classes": 6, "anchors_radius_voxels": (3.0,), "stride": 16}, r"stride=16 .* available: \[2, 4, 8\]"),
+        ({"n_classes": 6, "anchors_radius_voxels": (3.0,), "offset_bound": 0.0}, "offset_bound"),
+        ({"n_classes": 6, "anchors_radius_voxels": (3.0,), "backbone": nn.Conv3d(1, 2, 1)}, "feature_channels"),
+    ],
+)
 def test_bad_arguments_raise(kwargs, match):
     kwargs.setdefault("backbone", TinyBackbone())
     with pytest.raises(ValueError, match=match):
@@ -94,8 +100,12 @@ def test_outputs_pair_with_encoded_targets_loss_and_decoding():
     from cryokit.targets import anchor_radii_voxels, decode_detections, encode_detection_targets
 
     anchors = anchor_radii_voxels((10.0, 10.0, 10.0))
-    items = [encode_detection_targets((16, 32, 32), [[5.2, 9.9, 20.4], [12.0, 3.1, 30.6]], [0, 3],
-                                      [6.0, 15.0], anchors, stride=4).as_tensors() for _ in range(2)]
+    items = [
+        encode_detection_targets(
+            (16, 32, 32), [[5.2, 9.9, 20.4], [12.0, 3.1, 30.6]], [0, 3], [6.0, 15.0], anchors, stride=4
+        ).as_tensors()
+        for _ in range(2)
+    ]
     targets = {key: torch.stack([item[key] for item in items]) for key in items[0]}
     net = YOLO3D(6, anchors, backbone=TinyBackbone())
     outputs = net(torch.randn(2, 1, 16, 32, 32))

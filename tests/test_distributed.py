@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_blob_layout
+from test_train import tiny_config
 
 from cryokit.checkpoint import load_checkpoint
 from cryokit.config import replace, to_dict
 from cryokit.models.build import build_model_and_task
 from cryokit.train import fit
-
-from conftest import make_blob_layout
-from test_train import tiny_config
 
 # Each rank trains, then saves its own replica's weights, so the test can compare them.
 WORKER = """
@@ -54,14 +53,33 @@ def test_two_gloo_ranks_match_one_process_on_the_same_global_batch(blob_root, tm
     base = tiny_config(blob_root, tmp_path / "ddp", epochs=2)
     # Equal class weights: a weighted cross-entropy is normalised by each batch's weight sum, so with
     # unequal weights two half-batches do not average to the whole batch (true of any data-parallel run).
-    base = replace(base, patch=replace(base.patch, batch_size=1, patches_per_epoch=8),
-                   loss=replace(base.loss, particle_weight=1.0), train=replace(base.train, lr=0.003))
+    base = replace(
+        base,
+        patch=replace(base.patch, batch_size=1, patches_per_epoch=8),
+        loss=replace(base.loss, particle_weight=1.0),
+        train=replace(base.train, lr=0.003),
+    )
     (tmp_path / "config.json").write_text(json.dumps(to_dict(base)))
     (tmp_path / "worker.py").write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-port", "29531", str(tmp_path / "worker.py"), str(tmp_path / "config.json"),
-                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29531",
+            str(tmp_path / "worker.py"),
+            str(tmp_path / "config.json"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     for name, tensor in rank0.items():
@@ -72,8 +90,9 @@ def test_two_gloo_ranks_match_one_process_on_the_same_global_batch(blob_root, tm
         torch.testing.assert_close(saved["model"][name], tensor, rtol=0, atol=0)
     assert saved["epoch"] == 2 and "val_score" in saved["history"][-1]
 
-    single = replace(base, patch=replace(base.patch, batch_size=2),
-                     train=replace(base.train, out_dir=str(tmp_path / "single")))
+    single = replace(
+        base, patch=replace(base.patch, batch_size=2), train=replace(base.train, out_dir=str(tmp_path / "single"))
+    )
     fit(single, progress=False)
     reference = load_checkpoint(tmp_path / "single" / "last.pt")
     assert reference["step"] == saved["step"] == 8  # 8 patches, global batch 2, 2 epochs
@@ -98,14 +117,30 @@ def test_every_rank_stops_together_on_early_stopping(blob_root, tmp_path):
     # lr = 0: the first validation is never beaten, so rank 0 stops after 1 + patience epochs; a rank
     # that did not hear it would wait for the others' gradients forever (the timeout below).
     config = tiny_config(blob_root, tmp_path / "ddp", epochs=6, early_stopping_patience=1)
-    config = replace(config, patch=replace(config.patch, batch_size=1, patches_per_epoch=4),
-                     train=replace(config.train, lr=0.0))
+    config = replace(
+        config, patch=replace(config.patch, batch_size=1, patches_per_epoch=4), train=replace(config.train, lr=0.0)
+    )
     (tmp_path / "config.json").write_text(json.dumps(to_dict(config)))
     (tmp_path / "worker.py").write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-port", "29532", str(tmp_path / "worker.py"), str(tmp_path / "config.json"),
-                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29532",
+            str(tmp_path / "worker.py"),
+            str(tmp_path / "config.json"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "rank0.pt").is_file() and (tmp_path / "rank1.pt").is_file()
     assert [h["epoch"] for h in load_checkpoint(tmp_path / "ddp" / "last.pt")["history"]] == [1, 2]

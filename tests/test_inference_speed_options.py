@@ -35,8 +35,9 @@ def _volume(shape_zyx=(20, 40, 44)) -> np.ndarray:
 @pytest.mark.parametrize("output_stride", [1, 2])
 def test_channels_last_gives_the_default_maps(output_stride):
     plain = predict_maps(_net(output_stride), _softmax, _volume(), PATCH, output_stride)
-    fast = predict_maps(_net(output_stride), _softmax, _volume(), PATCH, output_stride,
-                        options=InferenceOptions(channels_last=True))
+    fast = predict_maps(
+        _net(output_stride), _softmax, _volume(), PATCH, output_stride, options=InferenceOptions(channels_last=True)
+    )
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
 
 
@@ -64,8 +65,10 @@ def test_prepare_for_inference_keeps_the_weights():
         torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
-@pytest.mark.skipif(not os.environ.get("CRYOKIT_TEST_COMPILE"),
-                    reason="torch.compile takes about 30 s on 2 cores; set CRYOKIT_TEST_COMPILE=1")
+@pytest.mark.skipif(
+    not os.environ.get("CRYOKIT_TEST_COMPILE"),
+    reason="torch.compile takes about 30 s on 2 cores; set CRYOKIT_TEST_COMPILE=1",
+)
 def test_compile_gives_the_default_maps():
     plain = predict_maps(_net(), _softmax, _volume(), PATCH)
     compiled = prepare_for_inference(_net(), InferenceOptions(compile=True))
@@ -90,10 +93,16 @@ def test_forward_flops_of_a_conv3d_is_analytic(k, c_in, c_out, stride, shape_zyx
     assert forward_flops(conv, (1, c_in, *shape_zyx)) == 2 * k**3 * c_in * c_out * outputs
 
 
-@pytest.mark.parametrize("shape_zyx, overlap, stride", [
-    ((20, 40, 44), 0.25, 1), ((20, 40, 44), 0.5, 2), ((16, 32, 32), 0.25, 1), ((9, 70, 33), 0.0, 2),
-    ((37, 95, 64), 0.6, 1),
-])
+@pytest.mark.parametrize(
+    "shape_zyx, overlap, stride",
+    [
+        ((20, 40, 44), 0.25, 1),
+        ((20, 40, 44), 0.5, 2),
+        ((16, 32, 32), 0.25, 1),
+        ((9, 70, 33), 0.0, 2),
+        ((37, 95, 64), 0.6, 1),
+    ],
+)
 def test_count_windows_matches_the_windows_run(shape_zyx, overlap, stride):
     seen = []
 

@@ -8,12 +8,20 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import REAL_SPACING_ZYX
 
 from cryokit.io import (
-    list_runs, open_run_tomogram, open_tomogram, read_picks, read_picks_file, read_run_picks, read_solution,
-    tomogram_path, write_picks_file, write_tomogram,
+    list_runs,
+    open_run_tomogram,
+    open_tomogram,
+    read_picks,
+    read_picks_file,
+    read_run_picks,
+    read_solution,
+    tomogram_path,
+    write_picks_file,
+    write_tomogram,
 )
-from conftest import REAL_SPACING_ZYX
 
 
 def test_list_runs_and_lazy_levels(kaggle_root):
@@ -46,7 +54,9 @@ def test_coarser_levels_keep_voxel_centres(tmp_path):
     path = write_tomogram(tmp_path / "b.zarr", blob, 10.0)
     for level, expected in ((1, (5.0, 7.0, 9.0)), (2, (2.5, 3.5, 4.5))):
         data = open_tomogram(path, level).read()
-        centroid = [(data * g).sum() / data.sum() for g in np.meshgrid(*[np.arange(n) for n in data.shape], indexing="ij")]
+        centroid = [
+            (data * g).sum() / data.sum() for g in np.meshgrid(*[np.arange(n) for n in data.shape], indexing="ij")
+        ]
         np.testing.assert_allclose(centroid, expected, atol=0.05)
 
 
@@ -85,8 +95,14 @@ def test_picks_table_in_angstrom_xyz(kaggle_root):
 
 
 def test_copick_style_file_names_are_read(tmp_path):
-    path = write_picks_file(tmp_path / "Picks" / "user_7_beta-galactosidase.json", "beta-galactosidase", "r",
-                            np.array([[1.0, 2.0, 3.0]]), user_id="user", session_id="7")
+    path = write_picks_file(
+        tmp_path / "Picks" / "user_7_beta-galactosidase.json",
+        "beta-galactosidase",
+        "r",
+        np.array([[1.0, 2.0, 3.0]]),
+        user_id="user",
+        session_id="7",
+    )
     name, centres = read_picks_file(path)
     assert name == "beta-galactosidase" and centres.tolist() == [[1.0, 2.0, 3.0]]
     document = json.loads(path.read_text())
@@ -94,6 +110,7 @@ def test_copick_style_file_names_are_read(tmp_path):
 
 
 # --- bad input: each message names the file and the problem -------------------------------------
+
 
 def test_missing_run_lists_known_runs(kaggle_root):
     root, _ = kaggle_root
@@ -126,6 +143,7 @@ def test_nan_tomogram_is_refused_on_read(tmp_path):
     path = write_tomogram(tmp_path / "t.zarr", volume, 10.0)
     # Corrupt the store after writing, as a broken download would.
     import zarr
+
     zarr.open_array(str(path / "0"), mode="r+")[1, 1, 1] = np.nan
     with pytest.raises(ValueError, match=r"t.zarr level 0 holds 1 NaN"):
         open_tomogram(path).read()
@@ -144,7 +162,11 @@ def test_missing_zattrs(tmp_path):
         ("ribosome.json", "{not json", r"ribosome.json is not valid JSON"),
         ("ribosome.json", {"pickable_object_name": "ribosome"}, r"ribosome.json has no 'points' list"),
         ("ribosome.json", {"points": [{"location": {"x": 1, "y": 2}}]}, r"ribosome.json: point 0 has no numeric"),
-        ("x.json", {"pickable_object_name": "prion", "points": []}, r"unknown particle type 'prion' in picks file .*x.json"),
+        (
+            "x.json",
+            {"pickable_object_name": "prion", "points": []},
+            r"unknown particle type 'prion' in picks file .*x.json",
+        ),
     ],
 )
 def test_bad_picks_files(tmp_path, filename, content, message):
@@ -189,7 +211,11 @@ def test_flat_chunk_keys_are_read_too(tmp_path):
     path = tmp_path / "flat.zarr"
     group = zarr.open_group(str(path), mode="w")
     group.create_dataset("0", data=volume, chunks=(4, 4, 4), dimension_separator=".")
-    group.attrs["multiscales"] = [{"version": "0.4", "datasets": [
-        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [10.0, 10.0, 10.0]}]}]}]
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [10.0, 10.0, 10.0]}]}],
+        }
+    ]
     assert (path / "0" / "1.1.1").is_file()
     np.testing.assert_array_equal(open_tomogram(path).read(), volume)

@@ -21,24 +21,34 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_kaggle_layout
 
+from cryokit.budget import TimeBudget, degradation_ladder
 from cryokit.cli import main
 from cryokit.config import (
-    AugmentConfig, DataConfig, ModelConfig, PatchConfig, RunConfig, TrackingConfig, TrainConfig,
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    PatchConfig,
+    RunConfig,
+    TrackingConfig,
+    TrainConfig,
 )
 from cryokit.embedding import (
-    ENTRY_MODULES, KAGGLE_IMAGE_MODULES, NOT_AT_IMPORT, WHEEL_DISTRIBUTIONS, collect_modules, third_party_imports,
+    ENTRY_MODULES,
+    KAGGLE_IMAGE_MODULES,
+    NOT_AT_IMPORT,
+    WHEEL_DISTRIBUTIONS,
+    collect_modules,
+    third_party_imports,
 )
 from cryokit.inference import predict_runs
 from cryokit.io.submission import SUBMISSION_COLUMNS, read_submission
 from cryokit.kaggle import COMPETITION, EMBED_TAG, build_notebook
-from cryokit.budget import TimeBudget, degradation_ladder
 from cryokit.kaggle_runtime import predict_submission
 from cryokit.particles import PARTICLE_NAMES
 from cryokit.thresholds import save_thresholds
 from cryokit.train import fit
-
-from conftest import make_kaggle_layout
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_RUNS = ("TS_t1", "TS_t2", "TS_t3")
@@ -102,9 +112,29 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bundled(trained):
     out = trained["base"] / "bundle"
-    assert main(["kaggle", "bundle", "--checkpoints", str(trained["checkpoint"]), "--thresholds",
-                 str(trained["thresholds"]), "--out", str(out), "--dataset-slug", DATASET_SLUG, "--kernel-slug",
-                 KERNEL_SLUG, "--tta", "none", "--wheel-source", "installed"]) == 0
+    assert (
+        main(
+            [
+                "kaggle",
+                "bundle",
+                "--checkpoints",
+                str(trained["checkpoint"]),
+                "--thresholds",
+                str(trained["thresholds"]),
+                "--out",
+                str(out),
+                "--dataset-slug",
+                DATASET_SLUG,
+                "--kernel-slug",
+                KERNEL_SLUG,
+                "--tta",
+                "none",
+                "--wheel-source",
+                "installed",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -113,14 +143,38 @@ def run_offline(notebook: Path, work: Path, parameters: dict) -> tuple[dict, str
     site = work / "site"
     site.mkdir(parents=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    (work / "params.json").write_text(json.dumps({"report_json": str(work / "report.json"), "device": "cpu",
-                                                  "output_csv": str(work / "submission.csv"), **parameters}))
+    (work / "params.json").write_text(
+        json.dumps(
+            {
+                "report_json": str(work / "report.json"),
+                "device": "cpu",
+                "output_csv": str(work / "submission.csv"),
+                **parameters,
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "CRYOKIT_"))}
-    env.update(PYTHONPATH=str(site), PYTHONNOUSERSITE="1", CRYOKIT_TEST_BLOCK="cryokit,monai,einops",
-               CRYOKIT_TEST_ABSENT=",".join(sorted(NOT_AT_IMPORT)),
-               CRYOKIT_TEST_DENY=os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]]))
-    command = [sys.executable, "-m", "papermill", str(notebook), str(work / "executed.ipynb"), "-f",
-               str(work / "params.json"), "--cwd", str(work), "-k", "python3", "--no-progress-bar"]
+    env.update(
+        PYTHONPATH=str(site),
+        PYTHONNOUSERSITE="1",
+        CRYOKIT_TEST_BLOCK="cryokit,monai,einops",
+        CRYOKIT_TEST_ABSENT=",".join(sorted(NOT_AT_IMPORT)),
+        CRYOKIT_TEST_DENY=os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]]),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(notebook),
+        str(work / "executed.ipynb"),
+        "-f",
+        str(work / "params.json"),
+        "--cwd",
+        str(work),
+        "-k",
+        "python3",
+        "--no-progress-bar",
+    ]
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
     executed = nbformat.read(work / "executed.ipynb", as_version=4) if (work / "executed.ipynb").is_file() else None
     text = "\n".join(o.get("text", "") for c in (executed.cells if executed else []) for o in c.get("outputs", []))
@@ -135,8 +189,16 @@ def sorted_picks(path: Path) -> pd.DataFrame:
 
 def test_packed_modules_need_only_kaggle_image_and_wheels():
     modules = collect_modules(ENTRY_MODULES)
-    assert {"cryokit", "cryokit.kaggle_runtime", "cryokit.inference", "cryokit.checkpoint", "cryokit.models.build",
-            "cryokit.io.submission", "cryokit.patching", "cryokit.postprocess"} <= set(modules)
+    assert {
+        "cryokit",
+        "cryokit.kaggle_runtime",
+        "cryokit.inference",
+        "cryokit.checkpoint",
+        "cryokit.models.build",
+        "cryokit.io.submission",
+        "cryokit.patching",
+        "cryokit.postprocess",
+    } <= set(modules)
     assert not {"cryokit.kaggle", "cryokit.embedding", "cryokit.cli"} & set(modules)
     for name, path in modules.items():  # closed under imports: every cryokit module imported is packed
         tree = ast.parse(path.read_text())
@@ -187,8 +249,13 @@ def test_bundle_writes_kaggle_metadata(bundled):
 
 def test_time_budget_guard_drops_tta_first_then_members():
     ladder = degradation_ladder("flips+rot90", 3)
-    assert [(p.tta, len(p.members)) for p in ladder] == [("flips+rot90", 3), ("flips", 3), ("none", 3),
-                                                         ("none", 2), ("none", 1)]
+    assert [(p.tta, len(p.members)) for p in ladder] == [
+        ("flips+rot90", 3),
+        ("flips", 3),
+        ("none", 3),
+        ("none", 2),
+        ("none", 1),
+    ]
     now = [100.0]
     budget = TimeBudget(1000, expected_tomograms=100, started_at=0, clock=lambda: now[0])
     assert budget.affordable(ladder, 0, done=0) == 0  # nothing measured yet: keep the plan
@@ -209,8 +276,15 @@ def test_a_damaged_tomogram_is_skipped_and_the_csv_is_always_written(trained, tm
     shutil.copytree(trained["root"] / "test", root / "test")
     zarray = root / "test/static/ExperimentRuns/TS_t3/VoxelSpacing10.000/denoised.zarr/0/.zarray"
     zarray.write_text("{ not json")
-    picks, seconds = predict_runs([str(trained["checkpoint"])], str(root), "test", progress=False,
-                                  thresholds=THRESHOLDS, device="cpu", on_error="skip")
+    picks, seconds = predict_runs(
+        [str(trained["checkpoint"])],
+        str(root),
+        "test",
+        progress=False,
+        thresholds=THRESHOLDS,
+        device="cpu",
+        on_error="skip",
+    )
     assert list(picks.attrs["failed_runs"]) == ["TS_t3"] and len(seconds) == 3
     assert set(picks["experiment"]) == {"TS_t1", "TS_t2"}
     with pytest.raises(Exception):
@@ -221,14 +295,32 @@ def test_a_damaged_tomogram_is_skipped_and_the_csv_is_always_written(trained, tm
 
 
 def test_offline_notebook_writes_what_cryokit_predict_writes(trained, bundled, tmp_path):
-    report, text = run_offline(bundled / "kernel" / "cryokit-test-inference.ipynb", tmp_path / "work",
-                               {"data_root": str(trained["root"]), "model_dir": str(bundled / "dataset")})
+    report, text = run_offline(
+        bundled / "kernel" / "cryokit-test-inference.ipynb",
+        tmp_path / "work",
+        {"data_root": str(trained["root"]), "model_dir": str(bundled / "dataset")},
+    )
     assert "cryokit_embedded_" in text and "monai from monai-" in text and "einops from einops-" in text
     assert "s per tomogram" in text and "projected" in text
     assert report["failed"] == {} and sorted(report["seconds"]) == list(TEST_RUNS) and not report["plan_changes"]
-    assert main(["predict", "--checkpoint", str(trained["checkpoint"]), "--data", str(trained["root"]),
-                 "--thresholds", str(trained["thresholds"]), "--device", "cpu", "--out",
-                 str(tmp_path / "expected.csv")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(trained["checkpoint"]),
+                "--data",
+                str(trained["root"]),
+                "--thresholds",
+                str(trained["thresholds"]),
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "expected.csv"),
+            ]
+        )
+        == 0
+    )
     got, expected = sorted_picks(tmp_path / "work" / "submission.csv"), sorted_picks(tmp_path / "expected.csv")
     assert list(read_submission(tmp_path / "work" / "submission.csv").columns) == list(SUBMISSION_COLUMNS)
     assert len(got) == len(expected) > 0
@@ -242,9 +334,17 @@ def test_offline_notebook_survives_a_corrupt_tomogram_and_a_tight_budget(trained
     level0 = root / "test/static/ExperimentRuns/TS_t2/VoxelSpacing10.000/denoised.zarr/0"
     chunk = next(p for p in sorted(level0.rglob("*")) if p.is_file() and not p.name.startswith("."))
     chunk.write_bytes(b"this is not a compressed chunk")
-    report, text = run_offline(bundled / "kernel" / "cryokit-test-inference.ipynb", tmp_path / "work", {
-        "data_root": str(root), "model_dir": str(bundled / "dataset"), "tta": "flips",
-        "time_budget_hours": 0.05, "expected_tomograms": 100000})
+    report, text = run_offline(
+        bundled / "kernel" / "cryokit-test-inference.ipynb",
+        tmp_path / "work",
+        {
+            "data_root": str(root),
+            "model_dir": str(bundled / "dataset"),
+            "tta": "flips",
+            "time_budget_hours": 0.05,
+            "expected_tomograms": 100000,
+        },
+    )
     assert list(report["failed"]) == ["TS_t2"] and "FAILED TS_t2" in text
     assert sorted(report["seconds"]) == ["TS_t1", "TS_t3"]
     submission = read_submission(tmp_path / "work" / "submission.csv")

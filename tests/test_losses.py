@@ -11,7 +11,13 @@ import torch.nn.functional as F
 
 from cryokit.config import LossConfig
 from cryokit.losses import (
-    CompositeDetectionLoss, DiceCELoss, LossOutput, build_loss, focal_loss, smooth_l1, soft_fbeta_loss,
+    CompositeDetectionLoss,
+    DiceCELoss,
+    LossOutput,
+    build_loss,
+    focal_loss,
+    smooth_l1,
+    soft_fbeta_loss,
     softmax_focal_loss,
 )
 
@@ -19,6 +25,7 @@ LN2 = math.log(2.0)
 
 
 # ---- focal ---------------------------------------------------------------------------------------------
+
 
 def test_focal_gamma0_is_bce():
     logits, targets = torch.randn(4, 5), torch.randint(0, 2, (4, 5)).float()
@@ -53,7 +60,7 @@ def test_focal_bad_arguments():
 
 # ---- soft F-beta ---------------------------------------------------------------------------------------
 
-PROBS = torch.tensor([[1.0, 0.0], [0.5, 0.5]])   # (N=2 cells, C=2 classes)
+PROBS = torch.tensor([[1.0, 0.0], [0.5, 0.5]])  # (N=2 cells, C=2 classes)
 TARGETS = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 # beta = 4, 1 + b^2 = 17, b^2 = 16.
 # class 0: TP = 1*1 + 0.5*0 = 1, FP = 0*... + 0.5*1 = 0.5, FN = 0*1 + 0.5*0 = 0 -> F0 = 17 / (17 + 0.5)
@@ -88,11 +95,12 @@ def test_soft_fbeta_bad_arguments():
 
 # ---- smooth L1 -----------------------------------------------------------------------------------------
 
+
 def test_smooth_l1_by_hand_and_empty():
     pred = torch.zeros(1, 1, 3, 1, 1, 2, requires_grad=True)
     target = torch.zeros(1, 1, 3, 1, 1, 2)
     target[0, 0, :, 0, 0, 0] = torch.tensor([0.5, 2.0, 0.0])
-    target[0, 0, :, 0, 0, 1] = 9.0                       # not positive: ignored
+    target[0, 0, :, 0, 0, 1] = 9.0  # not positive: ignored
     positive = torch.tensor([True, False]).reshape(1, 1, 1, 1, 2)
     # |d| < 1: 0.5 d^2 = 0.125; |d| = 2: |d| - 0.5 = 1.5; 0 -> 0; sum 1.625 over 1 positive cell.
     assert smooth_l1(pred, target, positive).item() == pytest.approx(1.625)
@@ -105,17 +113,25 @@ def test_smooth_l1_by_hand_and_empty():
 
 # ---- composite detection loss --------------------------------------------------------------------------
 
+
 def _tiny_detection(requires_grad: bool = False):
     """B=1, A=1, C=2, grid 1x1x2; cell 0 holds class 1, cell 1 is empty; every logit 0."""
-    outputs = {"objectness": torch.zeros(1, 1, 1, 1, 2), "class_scores": torch.zeros(1, 1, 2, 1, 1, 2),
-               "offset_zyx": torch.zeros(1, 1, 3, 1, 1, 2), "log_radius_ratio": torch.zeros(1, 1, 1, 1, 2)}
+    outputs = {
+        "objectness": torch.zeros(1, 1, 1, 1, 2),
+        "class_scores": torch.zeros(1, 1, 2, 1, 1, 2),
+        "offset_zyx": torch.zeros(1, 1, 3, 1, 1, 2),
+        "log_radius_ratio": torch.zeros(1, 1, 1, 1, 2),
+    }
     for tensor in outputs.values():
         tensor.requires_grad_(requires_grad)
     offsets = torch.zeros(1, 1, 3, 1, 1, 2)
     offsets[0, 0, :, 0, 0, 0] = torch.tensor([0.5, 0.0, 0.0])
-    targets = {"objectness": torch.tensor([1.0, 0.0]).reshape(1, 1, 1, 1, 2),
-               "class_index": torch.tensor([1, -1]).reshape(1, 1, 1, 1, 2),
-               "offset_zyx": offsets, "log_radius_ratio": torch.tensor([0.1, 0.0]).reshape(1, 1, 1, 1, 2)}
+    targets = {
+        "objectness": torch.tensor([1.0, 0.0]).reshape(1, 1, 1, 1, 2),
+        "class_index": torch.tensor([1, -1]).reshape(1, 1, 1, 1, 2),
+        "offset_zyx": offsets,
+        "log_radius_ratio": torch.tensor([0.1, 0.0]).reshape(1, 1, 1, 1, 2),
+    }
     return outputs, targets
 
 
@@ -137,8 +153,9 @@ def test_composite_terms_by_hand():
     assert terms["box"] == pytest.approx(0.13)
     assert out.total.item() == pytest.approx(terms["focal"] + terms["fbeta"] + terms["box"], rel=1e-6)
     weighted = CompositeDetectionLoss(2.0, 0.5, 3.0)(outputs, targets)
-    assert weighted.total.item() == pytest.approx(2 * terms["focal"] + 0.5 * terms["fbeta"] + 3 * terms["box"],
-                                                  rel=1e-6)
+    assert weighted.total.item() == pytest.approx(
+        2 * terms["focal"] + 0.5 * terms["fbeta"] + 3 * terms["box"], rel=1e-6
+    )
 
 
 def test_composite_ignore_mask_drops_cells():
@@ -150,22 +167,32 @@ def test_composite_ignore_mask_drops_cells():
     assert terms["fbeta"] == pytest.approx(1 - (4.25 / 16.25) / 2, abs=1e-5)
 
 
-@pytest.mark.parametrize("lambdas, reached", [
-    ((1.0, 1.0, 1.0), {"objectness", "class_scores", "offset_zyx", "log_radius_ratio"}),
-    ((1.0, 0.0, 0.0), {"objectness", "class_scores"}),
-    ((0.0, 1.0, 0.0), {"objectness", "class_scores"}),
-    ((0.0, 0.0, 1.0), {"offset_zyx", "log_radius_ratio"}),
-])
+@pytest.mark.parametrize(
+    "lambdas, reached",
+    [
+        ((1.0, 1.0, 1.0), {"objectness", "class_scores", "offset_zyx", "log_radius_ratio"}),
+        ((1.0, 0.0, 0.0), {"objectness", "class_scores"}),
+        ((0.0, 1.0, 0.0), {"objectness", "class_scores"}),
+        ((0.0, 0.0, 1.0), {"offset_zyx", "log_radius_ratio"}),
+    ],
+)
 def test_composite_gradients_reach_head_outputs(lambdas, reached):
     torch.manual_seed(0)
-    outputs = {"objectness": torch.randn(2, 3, 2, 2, 2), "class_scores": torch.randn(2, 3, 6, 2, 2, 2),
-               "offset_zyx": torch.randn(2, 3, 3, 2, 2, 2), "log_radius_ratio": torch.randn(2, 3, 2, 2, 2)}
+    outputs = {
+        "objectness": torch.randn(2, 3, 2, 2, 2),
+        "class_scores": torch.randn(2, 3, 6, 2, 2, 2),
+        "offset_zyx": torch.randn(2, 3, 3, 2, 2, 2),
+        "log_radius_ratio": torch.randn(2, 3, 2, 2, 2),
+    }
     for tensor in outputs.values():
         tensor.requires_grad_(True)
     objectness = (torch.rand(2, 3, 2, 2, 2) < 0.3).float()
-    targets = {"objectness": objectness,
-               "class_index": torch.where(objectness > 0, torch.randint(0, 6, objectness.shape), -1),
-               "offset_zyx": torch.rand(2, 3, 3, 2, 2, 2) - 0.5, "log_radius_ratio": 0.1 * torch.randn(2, 3, 2, 2, 2)}
+    targets = {
+        "objectness": objectness,
+        "class_index": torch.where(objectness > 0, torch.randint(0, 6, objectness.shape), -1),
+        "offset_zyx": torch.rand(2, 3, 3, 2, 2, 2) - 0.5,
+        "log_radius_ratio": 0.1 * torch.randn(2, 3, 2, 2, 2),
+    }
     CompositeDetectionLoss(*lambdas, class_weights=[1, 0, 2, 1, 2, 1])(outputs, targets).total.backward()
     got = {name for name, tensor in outputs.items() if tensor.grad is not None and tensor.grad.abs().sum() > 0}
     assert got == reached
@@ -236,12 +263,20 @@ def test_tversky_and_focal_variants_match_monai():
 
 # ---- build_loss ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, dice_weight, terms", [
-    ("dice_ce", 1.0, ["ce", "dice"]), ("dice_focal", 1.0, ["dice", "focal"]), ("focal", 1.0, ["dice", "focal"]),
-    ("tversky_ce", 1.0, ["ce", "tversky"]),
-    # The default weighs the overlap part 0: it is left out, not logged as if it counted.
-    ("dice_ce", 0.0, ["ce"]), ("focal", 0.0, ["focal"]), ("tversky_ce", 0.0, ["ce"]),
-])
+
+@pytest.mark.parametrize(
+    "name, dice_weight, terms",
+    [
+        ("dice_ce", 1.0, ["ce", "dice"]),
+        ("dice_focal", 1.0, ["dice", "focal"]),
+        ("focal", 1.0, ["dice", "focal"]),
+        ("tversky_ce", 1.0, ["ce", "tversky"]),
+        # The default weighs the overlap part 0: it is left out, not logged as if it counted.
+        ("dice_ce", 0.0, ["ce"]),
+        ("focal", 0.0, ["focal"]),
+        ("tversky_ce", 0.0, ["ce"]),
+    ],
+)
 def test_build_segmentation_losses(name, dice_weight, terms):
     loss = build_loss(LossConfig(name=name, dice_weight=dice_weight), n_classes=7)
     out = loss(torch.randn(1, 7, 4, 4, 4), torch.randint(0, 7, (1, 1, 4, 4, 4)))

@@ -14,14 +14,27 @@ from scipy.spatial import KDTree
 from cryokit.metric import SCORE_TABLE_COLUMNS, ParticipantVisibleError, score, score_table
 from cryokit.particles import PARTICLE_NAMES, PARTICLES, SCORED_PARTICLE_NAMES
 
-RADIUS = {"apo-ferritin": 60, "beta-amylase": 65, "beta-galactosidase": 90, "ribosome": 150,
-          "thyroglobulin": 130, "virus-like-particle": 135}
-WEIGHT = {"apo-ferritin": 1, "beta-amylase": 0, "beta-galactosidase": 2, "ribosome": 1,
-          "thyroglobulin": 2, "virus-like-particle": 1}
+RADIUS = {
+    "apo-ferritin": 60,
+    "beta-amylase": 65,
+    "beta-galactosidase": 90,
+    "ribosome": 150,
+    "thyroglobulin": 130,
+    "virus-like-particle": 135,
+}
+WEIGHT = {
+    "apo-ferritin": 1,
+    "beta-amylase": 0,
+    "beta-galactosidase": 2,
+    "ribosome": 1,
+    "thyroglobulin": 2,
+    "virus-like-particle": 1,
+}
 COLUMNS = ["experiment", "particle_type", "x", "y", "z"]
 
 
 # --- the reference: the host's algorithm written out literally --------------------------------
+
 
 def reference_counts(solution, submission, distance_multiplier=0.5):
     radius = {k: v * distance_multiplier for k, v in RADIUS.items()}
@@ -56,8 +69,7 @@ def reference_score(solution, submission, distance_multiplier=0.5, beta=4):
     for t, (tp, fp, fn) in reference_counts(solution, submission, distance_multiplier).items():
         precision = tp / (tp + fp) if tp + fp > 0 else 0
         recall = tp / (tp + fn) if tp + fn > 0 else 0
-        f = ((1 + beta**2) * (precision * recall) / (beta**2 * precision + recall)
-             if precision + recall > 0 else 0.0)
+        f = (1 + beta**2) * (precision * recall) / (beta**2 * precision + recall) if precision + recall > 0 else 0.0
         total += f * WEIGHT.get(t, 1.0)
     return total / sum(WEIGHT.values())
 
@@ -74,6 +86,7 @@ def assert_matches_reference(solution, submission, distance_multiplier=0.5, beta
 
 
 # --- builders ---------------------------------------------------------------------------------
+
 
 def frame(rows):
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -107,12 +120,12 @@ def random_case(rng, n_experiments=4, refs_per_type=6):
 
 def perfect_case(n_per_type=5, types=PARTICLE_NAMES, experiments=("TS_a", "TS_b")):
     rng = np.random.default_rng(7)
-    rows = [(e, t, *rng.uniform(0, 6000, size=3)) for e in experiments for t in types
-            for _ in range(n_per_type)]
+    rows = [(e, t, *rng.uniform(0, 6000, size=3)) for e in experiments for t in types for _ in range(n_per_type)]
     return frame(rows)
 
 
 # --- sanity values (COMPETITION.md 1.4) -------------------------------------------------------
+
 
 def test_perfect_picks_score_one():
     solution = perfect_case()
@@ -152,6 +165,7 @@ def test_one_extra_false_positive_per_reference():
 
 
 # --- exactness at the radius --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("p", PARTICLES, ids=lambda p: p.name)
 def test_candidate_exactly_on_radius_matches_and_just_outside_does_not(p):
@@ -216,8 +230,13 @@ def test_each_type_uses_its_own_radius():
     # 50 A is inside ribosome's 75 A but outside apo-ferritin's 30 A; a ribosome reference at the same
     # spot must not lend its candidate to the apo-ferritin reference either.
     solution = frame([("TS", "apo-ferritin", 0.0, 0.0, 0.0), ("TS", "ribosome", 0.0, 0.0, 100.0)])
-    submission = frame([("TS", "apo-ferritin", 50.0, 0.0, 0.0), ("TS", "ribosome", 50.0, 0.0, 100.0),
-                        ("TS", "ribosome", 0.0, 0.0, 0.0)])
+    submission = frame(
+        [
+            ("TS", "apo-ferritin", 50.0, 0.0, 0.0),
+            ("TS", "ribosome", 50.0, 0.0, 100.0),
+            ("TS", "ribosome", 0.0, 0.0, 0.0),
+        ]
+    )
     table = score_table(solution, submission).set_index("particle_type")
     assert table.loc["apo-ferritin", ["tp", "fp", "fn"]].tolist() == [0, 1, 1]
     assert table.loc["ribosome", ["tp", "fp", "fn"]].tolist() == [1, 1, 0]
@@ -241,6 +260,7 @@ def test_one_candidate_between_two_references_gives_two_tp_and_negative_fp():
 
 
 # --- filtering and errors -----------------------------------------------------------------------
+
 
 def test_unknown_type_raises_participant_visible_error():
     solution = perfect_case()
@@ -330,6 +350,7 @@ def test_nullable_float_columns_are_accepted():
 
 # --- score_table --------------------------------------------------------------------------------
 
+
 def test_score_table_shape_values_and_total():
     solution = perfect_case(n_per_type=4)
     submission = solution.iloc[::2]  # half the references of every type and experiment
@@ -356,6 +377,7 @@ def test_score_table_distance_multiplier_and_beta():
 
 # --- randomised agreement with the host ------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", range(12))
 def test_random_cases_agree_with_host(seed):
     rng = np.random.default_rng(seed)
@@ -373,8 +395,11 @@ lattice = st.tuples(
 
 
 @settings(max_examples=60, deadline=None)
-@given(refs=st.lists(lattice, max_size=15), cands=st.lists(lattice, max_size=25),
-       multiplier=st.sampled_from([0.5, 0.25, 1.0]))
+@given(
+    refs=st.lists(lattice, max_size=15),
+    cands=st.lists(lattice, max_size=25),
+    multiplier=st.sampled_from([0.5, 0.25, 1.0]),
+)
 def test_lattice_cases_agree_with_host(refs, cands, multiplier):
     solution = frame(refs).drop_duplicates(subset=["experiment", "x", "y", "z"])
     if solution.empty:

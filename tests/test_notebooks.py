@@ -15,24 +15,48 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 def _execute(source: Path, work: Path, parameters: dict) -> Path:
     """Convert ``source`` (py:percent) to ipynb and run it with papermill (kernel python3); return the output."""
     notebook = work / f"{source.stem}.ipynb"
-    subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", str(source), "-o", str(notebook)],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "jupytext", "--to", "ipynb", str(source), "-o", str(notebook)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     import papermill
 
     executed = work / f"{source.stem}.executed.ipynb"
-    papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3",
-                               cwd=str(work), progress_bar=False, execution_timeout=600)
+    papermill.execute_notebook(
+        str(notebook),
+        str(executed),
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(work),
+        progress_bar=False,
+        execution_timeout=600,
+    )
     return executed
 
 
 def test_eda_notebook(tmp_path):
     out_dir = tmp_path / "eda"
-    executed = _execute(NOTEBOOKS / "eda.py", tmp_path, {
-        "out_dir": str(out_dir), "sim_runs": 2, "sim_shape_zyx": [64, 160, 160], "sim_difficulty": "easy",
-    })
+    executed = _execute(
+        NOTEBOOKS / "eda.py",
+        tmp_path,
+        {
+            "out_dir": str(out_dir),
+            "sim_runs": 2,
+            "sim_shape_zyx": [64, 160, 160],
+            "sim_difficulty": "easy",
+        },
+    )
     assert executed.is_file()
-    expected = ["particle_counts", "intensity_histograms", "orthogonal_slices", "mean_subtomograms",
-                "nearest_neighbour_distances", "depth_distribution"]
+    expected = [
+        "particle_counts",
+        "intensity_histograms",
+        "orthogonal_slices",
+        "mean_subtomograms",
+        "nearest_neighbour_distances",
+        "depth_distribution",
+    ]
     for name in expected:
         image = matplotlib.image.imread(out_dir / f"{name}.png")
         assert image.shape[0] > 200 and image.shape[1] > 300, name
@@ -47,11 +71,23 @@ def test_train_unet_notebook_learns(tmp_path):
 
     make_blob_layout(tmp_path / "data", runs=("TS_a", "TS_b", "TS_c"))
     out_dir = tmp_path / "train"
-    _execute(NOTEBOOKS / "train_unet.py", tmp_path, {
-        "data_root": str(tmp_path / "data"), "val_runs": ["TS_c"], "out_dir": str(out_dir), "level": 0,
-        "channels": [8, 16], "patch_size_zyx": [16, 32, 32], "epochs": 4, "patches_per_epoch": 16,
-        "batch_size": 2, "lr": 0.01, "track": False,
-    })
+    _execute(
+        NOTEBOOKS / "train_unet.py",
+        tmp_path,
+        {
+            "data_root": str(tmp_path / "data"),
+            "val_runs": ["TS_c"],
+            "out_dir": str(out_dir),
+            "level": 0,
+            "channels": [8, 16],
+            "patch_size_zyx": [16, 32, 32],
+            "epochs": 4,
+            "patches_per_epoch": 16,
+            "batch_size": 2,
+            "lr": 0.01,
+            "track": False,
+        },
+    )
     report = json.loads((out_dir / "report.json").read_text())
     assert report["best_score"] > report["untrained_score"] + 0.05, report
     for name in ("curves.png", "predictions_TS_c.png"):
@@ -66,11 +102,23 @@ def test_train_yolo3d_notebook_learns(tmp_path):
 
     make_blob_layout(tmp_path / "data", runs=("TS_a", "TS_b", "TS_c"))
     out_dir = tmp_path / "yolo"
-    _execute(NOTEBOOKS / "train_yolo3d.py", tmp_path, {
-        "data_root": str(tmp_path / "data"), "val_runs": ["TS_c"], "out_dir": str(out_dir), "level": 0,
-        "neck_channels": 32, "patch_size_zyx": [16, 32, 32], "epochs": 3, "patches_per_epoch": 16,
-        "batch_size": 2, "lr": 0.002, "track": False,
-    })
+    _execute(
+        NOTEBOOKS / "train_yolo3d.py",
+        tmp_path,
+        {
+            "data_root": str(tmp_path / "data"),
+            "val_runs": ["TS_c"],
+            "out_dir": str(out_dir),
+            "level": 0,
+            "neck_channels": 32,
+            "patch_size_zyx": [16, 32, 32],
+            "epochs": 3,
+            "patches_per_epoch": 16,
+            "batch_size": 2,
+            "lr": 0.002,
+            "track": False,
+        },
+    )
     report = json.loads((out_dir / "report.json").read_text())
     history = json.loads((out_dir / "history.json").read_text())
     assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]

@@ -25,9 +25,15 @@ def test_paired_notebooks_are_in_sync(name):
 def _execute(name: str, tmp_path: Path, **parameters) -> None:
     import papermill
 
-    papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(tmp_path / f"{name}.out.ipynb"),
-                               parameters=parameters, cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
-                               execution_timeout=600)
+    papermill.execute_notebook(
+        str(NOTEBOOKS / f"{name}.ipynb"),
+        str(tmp_path / f"{name}.out.ipynb"),
+        parameters=parameters,
+        cwd=str(tmp_path),
+        kernel_name="python3",
+        progress_bar=False,
+        execution_timeout=600,
+    )
 
 
 def test_tune_notebook_runs_a_tiny_study_and_saves_its_figures(tmp_path):
@@ -43,6 +49,12 @@ def test_thresholds_notebook_writes_the_optimum(tmp_path):
     out = tmp_path / "thresholds"
     _execute("thresholds", tmp_path, out_dir=str(out))
     thresholds = load_thresholds(out / "thresholds.json")
-    assert set(thresholds) == {"apo-ferritin", "beta-amylase", "beta-galactosidase", "ribosome", "thyroglobulin",
-                               "virus-like-particle"}
+    assert set(thresholds) == {
+        "apo-ferritin",
+        "beta-amylase",
+        "beta-galactosidase",
+        "ribosome",
+        "thyroglobulin",
+        "virus-like-particle",
+    }
     assert all(0 < value < 1 for value in thresholds.values())

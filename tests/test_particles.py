@@ -7,8 +7,12 @@ from cryokit.particles import PARTICLE_NAMES, PARTICLES, SCORED_PARTICLE_NAMES, 
 
 def test_catalog_matches_competition_table():
     expected = {  # COMPETITION.md 1.1: radius, weight; 2.3: label
-        "apo-ferritin": (60, 1, 1), "beta-amylase": (65, 0, 2), "beta-galactosidase": (90, 2, 3),
-        "ribosome": (150, 1, 4), "thyroglobulin": (130, 2, 5), "virus-like-particle": (135, 1, 6),
+        "apo-ferritin": (60, 1, 1),
+        "beta-amylase": (65, 0, 2),
+        "beta-galactosidase": (90, 2, 3),
+        "ribosome": (150, 1, 4),
+        "thyroglobulin": (130, 2, 5),
+        "virus-like-particle": (135, 1, 6),
     }
     assert {p.name: (p.radius_angstrom, p.weight, p.label) for p in PARTICLES} == expected
     assert TOTAL_WEIGHT == 7

@@ -15,8 +15,12 @@ from cryokit.pipeline import DemoConfig, run_demo
 def test_demo_writes_submission_scores_and_plots(tmp_path):
     config = DemoConfig.quick_defaults(out_dir=str(tmp_path / "demo"), shape_zyx=(64, 160, 160))
     training = config.training
-    config = replace(config, training=replace(training, train=replace(training.train, epochs=1),
-                                              tracking=replace(training.tracking, enabled=False)))
+    config = replace(
+        config,
+        training=replace(
+            training, train=replace(training.train, epochs=1), tracking=replace(training.tracking, enabled=False)
+        ),
+    )
     result = run_demo(config)
     assert set(result.scores) == {"DoG baseline", "U-Net"}
     assert all(0.0 <= value <= 1.0 for value in result.scores.values())

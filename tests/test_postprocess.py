@@ -7,7 +7,11 @@ import pytest
 
 from cryokit.coords import voxel_zyx_to_angstrom_xyz
 from cryokit.postprocess import (
-    PICK_SCORE_COLUMNS, find_peaks_components, find_peaks_maxpool, maps_to_picks, refine_centres,
+    PICK_SCORE_COLUMNS,
+    find_peaks_components,
+    find_peaks_maxpool,
+    maps_to_picks,
+    refine_centres,
 )
 
 SPACING_ZYX = (10.012444196428572, 10.012444196428572, 10.012444537618887)
@@ -78,8 +82,9 @@ def test_maps_to_picks_converts_to_angstrom_xyz_and_keeps_scores():
     centre_zyx = np.array([6.3, 11.6, 20.2])
     channel = gaussian_map((16, 24, 32), centre_zyx, sigma=1.5)
     maps = np.stack([np.zeros_like(channel), channel, 0.5 * channel])
-    picks = maps_to_picks(maps, ["background", "apo-ferritin", "ribosome"], SPACING_ZYX, "TS_x",
-                          {"apo-ferritin": 0.5, "ribosome": 0.2})
+    picks = maps_to_picks(
+        maps, ["background", "apo-ferritin", "ribosome"], SPACING_ZYX, "TS_x", {"apo-ferritin": 0.5, "ribosome": 0.2}
+    )
     assert list(picks.columns) == PICK_SCORE_COLUMNS
     assert list(picks["particle_type"]) == ["apo-ferritin", "ribosome"]
     assert set(picks["experiment"]) == {"TS_x"}
@@ -87,8 +92,9 @@ def test_maps_to_picks_converts_to_angstrom_xyz_and_keeps_scores():
     for row in picks.itertuples():
         assert np.linalg.norm([row.x - expected_xyz[0], row.y - expected_xyz[1], row.z - expected_xyz[2]]) < 5.0
     np.testing.assert_allclose(picks["score"], [channel.max(), 0.5 * channel.max()], rtol=1e-6)
-    skipped = maps_to_picks(maps, ["background", "apo-ferritin", "ribosome"], SPACING_ZYX, "TS_x",
-                            {"apo-ferritin": None, "ribosome": 0.2})
+    skipped = maps_to_picks(
+        maps, ["background", "apo-ferritin", "ribosome"], SPACING_ZYX, "TS_x", {"apo-ferritin": None, "ribosome": 0.2}
+    )
     assert list(skipped["particle_type"]) == ["ribosome"]
 
 

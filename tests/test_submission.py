@@ -12,14 +12,17 @@ HEADER = "id,experiment,particle_type,x,y,z\n"
 
 
 def predictions():
-    return pd.DataFrame({
-        "experiment": ["TS_5_4", "TS_5_4", "TS_69_2", "TS_6_4"],
-        "particle_type": ["ribosome", "apo-ferritin", "beta-amylase", "virus-like-particle"],
-        "x": [5274.903, 0.1 + 0.2, 1e-3, 6300.0],
-        "y": [5288.121, 10.0, 2.5, 1.0],
-        "z": [619.798, 1840.0, 3.0, 0.0],
-        "score": [0.9, 0.8, 0.7, 0.6],
-    }, index=[10, 3, 7, 42])
+    return pd.DataFrame(
+        {
+            "experiment": ["TS_5_4", "TS_5_4", "TS_69_2", "TS_6_4"],
+            "particle_type": ["ribosome", "apo-ferritin", "beta-amylase", "virus-like-particle"],
+            "x": [5274.903, 0.1 + 0.2, 1e-3, 6300.0],
+            "y": [5288.121, 10.0, 2.5, 1.0],
+            "z": [619.798, 1840.0, 3.0, 0.0],
+            "score": [0.9, 0.8, 0.7, 0.6],
+        },
+        index=[10, 3, 7, 42],
+    )
 
 
 def write_text(path, text):

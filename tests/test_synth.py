@@ -25,8 +25,16 @@ NO_CLUTTER = dict(n_vesicles=(0, 0), n_debris=(0, 0), n_gold=(0, 0))
 
 def small_config(**overrides) -> SimulationConfig:
     """64 x 96 x 96 voxels, two particles of each type, counts not scaled by volume."""
-    knobs = dict(shape_zyx=(64, 96, 96), counts=TWO_EACH, scale_counts_to_shape=False, n_vesicles=(0, 0),
-                 n_debris=(6, 6), n_gold=(1, 1), ice_thickness_fraction=(0.75, 0.9), snr=2.0)
+    knobs = dict(
+        shape_zyx=(64, 96, 96),
+        counts=TWO_EACH,
+        scale_counts_to_shape=False,
+        n_vesicles=(0, 0),
+        n_debris=(6, 6),
+        n_gold=(1, 1),
+        ice_thickness_fraction=(0.75, 0.9),
+        snr=2.0,
+    )
     knobs.update(overrides)
     return SimulationConfig(**knobs)
 
@@ -43,8 +51,12 @@ def _ball_means(volume_zyx: np.ndarray, centres_zyx: np.ndarray, radius_voxels: 
 
 
 def test_layout_levels_and_metadata(tmp_path):
-    config = SimulationConfig(shape_zyx=(37, 63, 65), counts={n: (1 if n == "apo-ferritin" else 0) for n in PARTICLE_NAMES},
-                              scale_counts_to_shape=False, **NO_CLUTTER)
+    config = SimulationConfig(
+        shape_zyx=(37, 63, 65),
+        counts={n: (1 if n == "apo-ferritin" else 0) for n in PARTICLE_NAMES},
+        scale_counts_to_shape=False,
+        **NO_CLUTTER,
+    )
     runs = simulate_dataset(tmp_path, 2, seed=4, config=config, progress=False)
     assert runs == ["TS_sim_4_0", "TS_sim_4_1"] == list_runs(tmp_path, "train")
     for tomo_type in ("denoised", "wbp"):
@@ -105,8 +117,9 @@ def test_picks_are_exact_sub_voxel_centres(clean_run):
     picks_zyx = angstrom_xyz_to_voxel_zyx(clean_run.picks["apo-ferritin"], REAL_SPACING_ZYX)
     for obj, centre in zip(ferritins, picks_zyx):
         alone = np.zeros(clean_run.density_zyx.shape, dtype=np.float32)
-        render_template(alone, obj.template, obj.centre_angstrom_xyz, obj.rotation_xyz, REAL_SPACING_ZYX,
-                        obj.scale, obj.amplitude)
+        render_template(
+            alone, obj.template, obj.centre_angstrom_xyz, obj.rotation_xyz, REAL_SPACING_ZYX, obj.scale, obj.amplitude
+        )
         grid = np.stack(np.meshgrid(*[np.arange(n) for n in alone.shape], indexing="ij"), axis=-1)
         centroid = (grid * alone[..., None]).sum(axis=(0, 1, 2)) / alone.sum()
         assert np.linalg.norm(centroid - centre) < 0.05
@@ -134,7 +147,11 @@ def test_no_overlaps_and_inside_the_ice():
 
 def test_same_seed_same_bytes_other_seed_differs():
     config = small_config()
-    first, second, other = simulate_run(config, seed=(7, 1)), simulate_run(config, seed=(7, 1)), simulate_run(config, seed=(7, 2))
+    first, second, other = (
+        simulate_run(config, seed=(7, 1)),
+        simulate_run(config, seed=(7, 1)),
+        simulate_run(config, seed=(7, 2)),
+    )
     for tomo_type in config.tomo_types:
         assert first.volumes[tomo_type].tobytes() == second.volumes[tomo_type].tobytes()
         assert not np.array_equal(first.volumes[tomo_type], other.volumes[tomo_type])
@@ -167,18 +184,21 @@ def test_difficulty_presets_move_snr_and_crowding_together():
     assert SimulationConfig(counts={"ribosome": 4}).count_ranges["ribosome"] == (4, 4)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(counts={"ribosome": -1}), "counts"),
-    (dict(counts={"ribosome": (5, 2)}), "counts"),
-    (dict(counts={"not-a-particle": 1}), "unknown particle"),
-    (dict(shape_zyx=(24, 40, 40)), "too small"),
-    (dict(shape_zyx=(4, 64, 64)), "shape_zyx"),
-    (dict(difficulty="impossible"), "difficulty"),
-    (dict(snr=0.0), "snr"),
-    (dict(snr=-1.0), "snr"),
-    (dict(tilt_range_degrees=95), "tilt_range_degrees"),
-    (dict(tomo_types=("cryo",)), "tomo_types"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(counts={"ribosome": -1}), "counts"),
+        (dict(counts={"ribosome": (5, 2)}), "counts"),
+        (dict(counts={"not-a-particle": 1}), "unknown particle"),
+        (dict(shape_zyx=(24, 40, 40)), "too small"),
+        (dict(shape_zyx=(4, 64, 64)), "shape_zyx"),
+        (dict(difficulty="impossible"), "difficulty"),
+        (dict(snr=0.0), "snr"),
+        (dict(snr=-1.0), "snr"),
+        (dict(tilt_range_degrees=95), "tilt_range_degrees"),
+        (dict(tomo_types=("cryo",)), "tomo_types"),
+    ],
+)
 def test_bad_config_arguments_raise_clearly(overrides, message):
     with pytest.raises(ValueError, match=message):
         SimulationConfig(**overrides)
@@ -197,8 +217,28 @@ def test_bad_dataset_arguments_raise_clearly(tmp_path):
 
 def test_cli_simulate(tmp_path, capsys):
     out = tmp_path / "sim"
-    assert main(["simulate", "--out", str(out), "--runs", "1", "--seed", "9", "--shape", "64", "96", "96",
-                 "--difficulty", "easy", "--snr", "0.4"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(out),
+                "--runs",
+                "1",
+                "--seed",
+                "9",
+                "--shape",
+                "64",
+                "96",
+                "96",
+                "--difficulty",
+                "easy",
+                "--snr",
+                "0.4",
+            ]
+        )
+        == 0
+    )
     assert "simulated 1 train runs (easy, snr 0.4" in capsys.readouterr().out
     picks = read_run_picks(out, "train", "TS_sim_9_0")
     assert isinstance(picks, pd.DataFrame)

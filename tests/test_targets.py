@@ -13,9 +13,18 @@ from hypothesis import strategies as st
 from cryokit.coords import voxel_zyx_to_angstrom_xyz
 from cryokit.particles import PARTICLES
 from cryokit.targets import (
-    ANCHOR_GROUPS, anchor_radii_angstrom, anchor_radii_voxels, ball_label_map, class_anchor_indices,
-    class_radii_voxels, decode_detections, detection_grid_shape, detections_to_angstrom_xyz,
-    encode_detection_targets, gaussian_heatmaps, split_detection_maps,
+    ANCHOR_GROUPS,
+    anchor_radii_angstrom,
+    anchor_radii_voxels,
+    ball_label_map,
+    class_anchor_indices,
+    class_radii_voxels,
+    decode_detections,
+    detection_grid_shape,
+    detections_to_angstrom_xyz,
+    encode_detection_targets,
+    gaussian_heatmaps,
+    split_detection_maps,
 )
 
 SPACING = 10.012444196428572
@@ -26,7 +35,7 @@ def _grid(shape):
 
 
 def _brute_balls(shape, centres, classes, radii):
-    d2 = ((_grid(shape)[..., None, :] - centres) ** 2).sum(-1)            # (Z, Y, X, N)
+    d2 = ((_grid(shape)[..., None, :] - centres) ** 2).sum(-1)  # (Z, Y, X, N)
     d2 = np.where(d2 <= radii**2, d2, np.inf)
     nearest = d2.argmin(-1)
     return np.where(np.isfinite(d2.min(-1)), classes[nearest] + 1, 0)
@@ -36,13 +45,13 @@ def test_ball_contains_exactly_the_voxels_within_radius():
     labels = ball_label_map((20, 21, 22), [[10.3, 9.6, 11.0]], [4], 3.5)
     d2 = ((_grid((20, 21, 22)) - [10.3, 9.6, 11.0]) ** 2).sum(-1)
     assert np.array_equal(labels == 5, d2 <= 3.5**2)
-    assert set(np.unique(labels)) == {0, 5}                 # class 4 (thyroglobulin) has label 5
+    assert set(np.unique(labels)) == {0, 5}  # class 4 (thyroglobulin) has label 5
     assert PARTICLES[4].label == 5
 
 
 def test_ball_partly_outside_the_patch_is_rendered():
     labels = ball_label_map((10, 10, 10), [[-2.0, 5.0, 5.0]], [0], 4.0)
-    assert labels[0, 5, 5] == 1 and labels[2, 5, 5] == 1 and labels[3, 5, 5] == 0   # |2 - (-2)| = r is inside
+    assert labels[0, 5, 5] == 1 and labels[2, 5, 5] == 1 and labels[3, 5, 5] == 0  # |2 - (-2)| = r is inside
 
 
 def test_overlapping_balls_nearer_centre_wins_like_brute_force():
@@ -72,19 +81,22 @@ def test_gaussian_peak_one_at_centre_and_max_over_particles():
     maps = gaussian_heatmaps((12, 12, 12), [[5, 6, 7], [5, 6, 9]], [2, 2], 1.5)
     assert maps.shape == (6, 12, 12, 12) and maps.dtype == np.float32
     assert maps[2, 5, 6, 7] == pytest.approx(1.0) and maps[2, 5, 6, 9] == pytest.approx(1.0)
-    assert maps[2, 5, 6, 8] == pytest.approx(np.exp(-1 / (2 * 1.5**2)))       # max, not sum
+    assert maps[2, 5, 6, 8] == pytest.approx(np.exp(-1 / (2 * 1.5**2)))  # max, not sum
     assert maps[[0, 1, 3, 4, 5]].max() == 0
     sub = gaussian_heatmaps((12, 12, 12), [[5.3, 6.0, 6.6]], [0], 2.0)[0]
     assert np.unravel_index(sub.argmax(), sub.shape) == (5, 6, 7)
     assert sub.max() == pytest.approx(np.exp(-(0.3**2 + 0.4**2) / 8), rel=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"class_indices": [6]}, "class_indices"),
-    ({"radii_voxels": -1.0}, "radii_voxels"),
-    ({"class_indices": [0, 1]}, "class_indices"),
-    ({"shape_zyx": (4, 4)}, "shape_zyx"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"class_indices": [6]}, "class_indices"),
+        ({"radii_voxels": -1.0}, "radii_voxels"),
+        ({"class_indices": [0, 1]}, "class_indices"),
+        ({"shape_zyx": (4, 4)}, "shape_zyx"),
+    ],
+)
 def test_bad_arguments_raise_naming_them(kwargs, name):
     args = {"shape_zyx": (4, 4, 4), "centres_voxel_zyx": [[1, 1, 1]], "class_indices": [0], "radii_voxels": 1.0}
     with pytest.raises(ValueError, match=name):
@@ -103,7 +115,7 @@ def test_anchors_cover_every_class_with_small_log_ratios():
 def test_cell_of_a_point_and_offset_range(z, stride):
     targets = encode_detection_targets((63, 8, 8), [[z, 0.0, 0.0]], [0], 4.0, [4.0], stride)
     cell = int(np.argwhere(targets.objectness[0])[0][0])
-    voxel = int(np.floor(z + 0.5))                               # the voxel holding z (nearest centre)
+    voxel = int(np.floor(z + 0.5))  # the voxel holding z (nearest centre)
     assert cell * stride <= voxel < (cell + 1) * stride
     offset = targets.offset_zyx[0, 0, cell, 0, 0]
     assert -0.5 <= offset < 0.5
@@ -111,7 +123,7 @@ def test_cell_of_a_point_and_offset_range(z, stride):
 
 
 def _one_hot_maps(targets):
-    one_hot = np.eye(6, dtype=np.float32)[np.clip(targets.class_index, 0, None)]      # (A, G.., C)
+    one_hot = np.eye(6, dtype=np.float32)[np.clip(targets.class_index, 0, None)]  # (A, G.., C)
     return np.moveaxis(one_hot, -1, 1) * targets.objectness[:, None]
 
 
@@ -119,18 +131,19 @@ def _one_hot_maps(targets):
 def test_encode_decode_round_trip_on_crowded_layouts(seed):
     rng = np.random.default_rng(seed)
     shape, stride = (32, 48, 40), 4
-    n = 300                                                     # crowded: ~1 particle per 4 cells
+    n = 300  # crowded: ~1 particle per 4 cells
     centres = rng.uniform(-2, np.asarray(shape) + 1, size=(n, 3))
     classes = rng.integers(0, 6, n)
     radii = class_radii_voxels(SPACING)[classes] * rng.uniform(0.9, 1.1, n)
     anchors = anchor_radii_voxels(SPACING)
     targets = encode_detection_targets(shape, centres, classes, radii, anchors, stride)
     assert targets.objectness.shape == (3, *detection_grid_shape(shape, stride)) == (3, 8, 12, 10)
-    decoded = decode_detections(targets.objectness, _one_hot_maps(targets), targets.offset_zyx,
-                                targets.log_radius_ratio, stride, anchors)
+    decoded = decode_detections(
+        targets.objectness, _one_hot_maps(targets), targets.offset_zyx, targets.log_radius_ratio, stride, anchors
+    )
     inside = np.all((centres >= -0.5) & (centres < np.asarray(shape) - 0.5), axis=1)
     assert len(decoded.scores) + targets.n_collisions == inside.sum()
-    assert targets.n_collisions > 0                              # this layout does collide
+    assert targets.n_collisions > 0  # this layout does collide
     distance = np.linalg.norm(decoded.centres_voxel_zyx[:, None] - centres[None], axis=-1)
     match = distance.argmin(1)
     assert distance.min(1).max() < 0.1
@@ -140,10 +153,11 @@ def test_encode_decode_round_trip_on_crowded_layouts(seed):
 
 
 def test_collision_keeps_the_particle_nearer_the_cell_centre():
-    targets = encode_detection_targets((8, 8, 8), [[1.0, 1.0, 1.0], [2.2, 2.0, 1.5], [3.3, 0.0, 0.0]], [0, 1, 0],
-                                       3.0, [3.0], 4)
+    targets = encode_detection_targets(
+        (8, 8, 8), [[1.0, 1.0, 1.0], [2.2, 2.0, 1.5], [3.3, 0.0, 0.0]], [0, 1, 0], 3.0, [3.0], 4
+    )
     assert targets.n_collisions == 2 and targets.objectness.sum() == 1
-    assert targets.class_index[0, 0, 0, 0] == 1                  # (2.2, 2, 1.5) is nearest (1.5, 1.5, 1.5)
+    assert targets.class_index[0, 0, 0, 0] == 1  # (2.2, 2, 1.5) is nearest (1.5, 1.5, 1.5)
 
 
 def test_empty_patch_and_logit_decoding():
@@ -155,8 +169,11 @@ def test_empty_patch_and_logit_decoding():
     decoded = decode_detections(*logits, targets.offset_zyx, targets.log_radius_ratio, 4, anchors, from_logits=True)
     assert np.allclose(decoded.centres_voxel_zyx, [[5.2, 9.9, 1.1]], atol=1e-5)
     assert decoded.class_indices.tolist() == [3] and decoded.scores[0] > 0.99
-    assert np.allclose(detections_to_angstrom_xyz(decoded.centres_voxel_zyx, SPACING, (10, 0, 0)),
-                       voxel_zyx_to_angstrom_xyz([[15.2, 9.9, 1.1]], SPACING), atol=1e-3)
+    assert np.allclose(
+        detections_to_angstrom_xyz(decoded.centres_voxel_zyx, SPACING, (10, 0, 0)),
+        voxel_zyx_to_angstrom_xyz([[15.2, 9.9, 1.1]], SPACING),
+        atol=1e-3,
+    )
 
 
 def test_split_detection_maps_channel_layout():

@@ -9,10 +9,10 @@ import torch
 
 from cryokit.config import PostprocessConfig
 from cryokit.losses import CompositeDetectionLoss
+from cryokit.particles import PARTICLE_NAMES
 from cryokit.postprocess import merge_picks
 from cryokit.targets import anchor_radii_voxels, class_anchor_indices, encode_detection_targets
 from cryokit.tasks import DetectionTask, SegmentationTask, apply_thresholds
-from cryokit.particles import PARTICLE_NAMES
 
 SPACING = (10.0, 10.0, 10.0)
 
@@ -29,11 +29,15 @@ def test_detection_decode_round_trips_encoded_particles_to_angstrom():
     radii = np.array([6.0, 15.0, 13.0])
     encoded = encode_detection_targets((40, 56, 56), centres_zyx, classes, radii, anchors, stride=4)
     task = DetectionTask(CompositeDetectionLoss(), anchors, stride=4)
-    logits = {"objectness": torch.from_numpy(encoded.objectness * 20 - 10)[None],
-              "class_scores": torch.nn.functional.one_hot(torch.from_numpy(encoded.class_index).clamp(min=0), 6)
-              .permute(0, 4, 1, 2, 3).float()[None] * 20,
-              "offset_zyx": torch.from_numpy(encoded.offset_zyx)[None],
-              "log_radius_ratio": torch.from_numpy(encoded.log_radius_ratio)[None]}
+    logits = {
+        "objectness": torch.from_numpy(encoded.objectness * 20 - 10)[None],
+        "class_scores": torch.nn.functional.one_hot(torch.from_numpy(encoded.class_index).clamp(min=0), 6)
+        .permute(0, 4, 1, 2, 3)
+        .float()[None]
+        * 20,
+        "offset_zyx": torch.from_numpy(encoded.offset_zyx)[None],
+        "log_radius_ratio": torch.from_numpy(encoded.log_radius_ratio)[None],
+    }
     maps = task.dense_maps(logits)[0].numpy()
     picks = task.decode(maps, SPACING, "TS_x", PostprocessConfig(candidate_floor=0.5))
     assert len(picks) == 3 and set(picks["experiment"]) == {"TS_x"}
@@ -78,7 +82,8 @@ def test_merge_picks_clusters_per_class_and_rewards_agreement():
 
 
 def test_apply_thresholds_per_class_with_default():
-    picks = _picks([("r", "ribosome", 0, 0, 0, 0.5), ("r", "ribosome", 0, 0, 0, 0.2),
-                    ("r", "thyroglobulin", 0, 0, 0, 0.3)])
+    picks = _picks(
+        [("r", "ribosome", 0, 0, 0, 0.5), ("r", "ribosome", 0, 0, 0, 0.2), ("r", "thyroglobulin", 0, 0, 0, 0.3)]
+    )
     kept = apply_thresholds(picks, {"ribosome": 0.4}, default=0.25)
     assert list(kept["score"]) == [0.5, 0.3]

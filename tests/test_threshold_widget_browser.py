@@ -25,15 +25,32 @@ from cryokit.tiny import demo_candidates, demo_solution
 from cryokit.widgets import ThresholdPanel
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "thresholds.ipynb"
 
-missing = [what for what, ok in [(f"chromium ({CHROMIUM})", os.access(CHROMIUM, os.X_OK)),
-                                 ("voila", importlib.util.find_spec("voila") is not None),
-                                 ("playwright", importlib.util.find_spec("playwright") is not None)] if not ok]
-pytestmark = pytest.mark.skipif(bool(missing), reason=f"browser test needs {', '.join(missing)} "
-                                "(bash scripts/ci_services.sh installs chromium; pip install -e '.[test]')")
+missing = [
+    what
+    for what, ok in [
+        (f"chromium ({CHROMIUM})", os.access(CHROMIUM, os.X_OK)),
+        ("voila", importlib.util.find_spec("voila") is not None),
+        ("playwright", importlib.util.find_spec("playwright") is not None),
+    ]
+    if not ok
+]
+pytestmark = pytest.mark.skipif(
+    bool(missing),
+    reason=f"browser test needs {', '.join(missing)} "
+    "(bash scripts/ci_services.sh installs chromium; pip install -e '.[test]')",
+)
 
 
 def _notebook_writing_to(folder: Path, out_dir: Path) -> Path:
@@ -72,9 +89,21 @@ def voila_page(tmp_path):
     notebook = _notebook_writing_to(tmp_path, out_dir)
     port = _free_port()
     voila = shutil.which("voila", path=str(Path(sys.executable).parent)) or "voila"
-    server = subprocess.Popen([voila, notebook.name, "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-                               "--ServerApp.token=", "--show_tracebacks=True"],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [
+            voila,
+            notebook.name,
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--ServerApp.token=",
+            "--show_tracebacks=True",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait_for_port(port, server)
         yield f"http://127.0.0.1:{port}/", out_dir
@@ -87,8 +116,10 @@ def voila_page(tmp_path):
 
 
 def _row(page, name: str) -> dict[str, float]:
-    cells = {c: float(page.inner_text(f"tr[data-class='{name}'] td.{c}")) for c in ("threshold", "precision",
-                                                                                     "recall", "fbeta")}
+    cells = {
+        c: float(page.inner_text(f"tr[data-class='{name}'] td.{c}"))
+        for c in ("threshold", "precision", "recall", "fbeta")
+    }
     return {**cells, "total": float(page.inner_text(".cryokit-total"))}
 
 
@@ -109,13 +140,17 @@ def test_slider_changes_the_table_and_save_writes_the_panels_thresholds(voila_pa
             (out_dir / "thresholds.json").unlink()  # written at the optimum when the notebook ran
             page.locator(".cryokit-slider-apo-ferritin .noUi-handle").focus()
             page.keyboard.press("Home")  # threshold 0: keep every apo-ferritin candidate
-            page.wait_for_function("document.querySelector(\"tr[data-class='apo-ferritin'] td.threshold\")"
-                                   ".innerText === '0.0000'", timeout=30_000)
+            page.wait_for_function(
+                "document.querySelector(\"tr[data-class='apo-ferritin'] td.threshold\").innerText === '0.0000'",
+                timeout=30_000,
+            )
             after = _row(page, "apo-ferritin")
             page.click(".cryokit-save")
             page.wait_for_selector(".cryokit-saved", timeout=30_000)
-            shown = {name: float(page.inner_text(f"tr[data-class='{name}'] td.threshold"))
-                     for name in load_thresholds(out_dir / "thresholds.json")}
+            shown = {
+                name: float(page.inner_text(f"tr[data-class='{name}'] td.threshold"))
+                for name in load_thresholds(out_dir / "thresholds.json")
+            }
         finally:
             browser.close()
     # the page shows the library's numbers: the same panel built here, moved the same way

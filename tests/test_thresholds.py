@@ -11,7 +11,11 @@ import pytest
 from cryokit.metric import score_table
 from cryokit.particles import PARTICLES, particle
 from cryokit.thresholds import (
-    best_thresholds, load_thresholds, save_thresholds, threshold_curves, weighted_score,
+    best_thresholds,
+    load_thresholds,
+    save_thresholds,
+    threshold_curves,
+    weighted_score,
 )
 
 COLUMNS = ["experiment", "particle_type", "x", "y", "z"]
@@ -72,11 +76,14 @@ def test_candidates_exactly_on_the_radius_match_as_the_metric_does():
     r = particle("apo-ferritin").match_radius_angstrom  # 30 A: (18, 24, 0) is exactly on it
     assert r == 30.0
     solution = _frame([("TS_0", "apo-ferritin", 100.0, 100.0, 100.0), ("TS_0", "apo-ferritin", 500.0, 500.0, 500.0)])
-    candidates = _frame([
-        ("TS_0", "apo-ferritin", 118.0, 124.0, 100.0, 0.9),                     # on the radius: a match
-        ("TS_0", "apo-ferritin", 500.0, float(np.nextafter(530.0, 999)), 500.0, 0.8),  # one ulp outside
-        ("TS_0", "apo-ferritin", 500.0, 530.0, 500.0, 0.3),                     # on the radius
-    ], score=True)
+    candidates = _frame(
+        [
+            ("TS_0", "apo-ferritin", 118.0, 124.0, 100.0, 0.9),  # on the radius: a match
+            ("TS_0", "apo-ferritin", 500.0, float(np.nextafter(530.0, 999)), 500.0, 0.8),  # one ulp outside
+            ("TS_0", "apo-ferritin", 500.0, 530.0, 500.0, 0.3),  # on the radius
+        ],
+        score=True,
+    )
     curve = threshold_curves(candidates, solution)["apo-ferritin"]
     assert list(curve.tp) == [1, 1, 2] and list(curve.fp) == [0, 1, 1]
     _check_against_brute_force(solution, candidates)
@@ -84,8 +91,9 @@ def test_candidates_exactly_on_the_radius_match_as_the_metric_does():
 
 def test_duplicates_near_one_reference_count_as_false_positives():
     solution = _frame([("TS_0", "ribosome", 0.0, 0.0, 0.0)])
-    candidates = _frame([("TS_0", "ribosome", float(d), 0.0, 0.0, s) for d, s in [(1, 0.9), (2, 0.5), (3, 0.5)]],
-                        score=True)
+    candidates = _frame(
+        [("TS_0", "ribosome", float(d), 0.0, 0.0, s) for d, s in [(1, 0.9), (2, 0.5), (3, 0.5)]], score=True
+    )
     curve = threshold_curves(candidates, solution)["ribosome"]
     assert list(curve.thresholds) == [0.9, 0.5] and list(curve.tp) == [1, 1] and list(curve.fp) == [0, 2]
     assert curve.best() == (pytest.approx(0.7), 1.0)
@@ -122,8 +130,9 @@ def test_at_and_weighted_score_match_the_metric_at_any_threshold():
         kept = candidates[candidates["score"] >= candidates["particle_type"].map(thresholds).fillna(0.0)]
         table = score_table(solution, kept[COLUMNS]).set_index("particle_type")
         for name, curve in curves.items():
-            assert curve.at(thresholds[name]) == tuple(table.loc[name, ["tp", "fp", "fn", "precision", "recall",
-                                                                         "fbeta"]])
+            assert curve.at(thresholds[name]) == tuple(
+                table.loc[name, ["tp", "fp", "fn", "precision", "recall", "fbeta"]]
+            )
         assert weighted_score(curves, thresholds) == pytest.approx(table.attrs["score"], abs=1e-15)
 
 
@@ -133,8 +142,9 @@ def test_best_threshold_with_negative_scores_and_adjacent_floats():
     assert best_thresholds(negative, solution) == {"ribosome": -2.0}
     low = 0.25
     high = float(np.nextafter(low, 1.0))
-    adjacent = _frame([("TS_0", "ribosome", 0.0, 0.0, 0.0, high), ("TS_0", "ribosome", 900.0, 0.0, 0.0, low)],
-                      score=True)
+    adjacent = _frame(
+        [("TS_0", "ribosome", 0.0, 0.0, 0.0, high), ("TS_0", "ribosome", 900.0, 0.0, 0.0, low)], score=True
+    )
     assert best_thresholds(adjacent, solution)["ribosome"] == high  # the midpoint would round onto `low`
     above_one = _frame([("TS_0", "ribosome", 900.0, 0.0, 0.0, 3.0)], score=True)
     assert best_thresholds(above_one, solution)["ribosome"] > 3.0  # no hit: keep nothing
@@ -155,14 +165,17 @@ def test_save_and_load_round_trip(tmp_path):
     assert load_thresholds(path) == {"ribosome": 0.25, "apo-ferritin": 0.5}
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ("[0.1, 0.2]", "must hold an object"),
-    (json.dumps({"ribosomes": 0.1}), "unknown particle type 'ribosomes'"),
-    (json.dumps({"ribosome": "0.1"}), "ribosome threshold must be a finite number"),
-    (json.dumps({"ribosome": True}), "ribosome threshold must be a finite number"),
-    ('{"ribosome": NaN}', "ribosome threshold must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ("[0.1, 0.2]", "must hold an object"),
+        (json.dumps({"ribosomes": 0.1}), "unknown particle type 'ribosomes'"),
+        (json.dumps({"ribosome": "0.1"}), "ribosome threshold must be a finite number"),
+        (json.dumps({"ribosome": True}), "ribosome threshold must be a finite number"),
+        ('{"ribosome": NaN}', "ribosome threshold must be a finite number"),
+    ],
+)
 def test_load_thresholds_errors_name_the_file_and_the_problem(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)

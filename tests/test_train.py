@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_blob_layout
 
 from cryokit.checkpoint import load_checkpoint, load_model
 from cryokit.config import (
-    AugmentConfig, DataConfig, LossConfig, ModelConfig, PatchConfig, RunConfig, TrackingConfig, TrainConfig, replace,
+    AugmentConfig,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    PatchConfig,
+    RunConfig,
+    TrackingConfig,
+    TrainConfig,
+    replace,
 )
 from cryokit.models.build import build_model_and_task
 from cryokit.train import evaluate, fit, lr_at
-
-from conftest import make_blob_layout
 
 RUNS = ("TS_a", "TS_b", "TS_c")
 

@@ -21,8 +21,9 @@ from cryokit.config import RunConfig, apply_overrides
 from cryokit.tune import open_storage, run_study
 from cryokit.tune_space import default_space
 
-POSTGRES_URL = (os.environ.get("CRYOKIT_TEST_POSTGRES_URL")
-                or "postgresql://cryokit:cryokit@127.0.0.1:5432/cryokit_test")  # scripts/ci_services.sh
+POSTGRES_URL = (
+    os.environ.get("CRYOKIT_TEST_POSTGRES_URL") or "postgresql://cryokit:cryokit@127.0.0.1:5432/cryokit_test"
+)  # scripts/ci_services.sh
 QUIET = apply_overrides(RunConfig(), {"tracking.enabled": False})
 State = optuna.trial.TrialState
 
@@ -38,8 +39,16 @@ def test_storage_urls(tmp_path):
 
 @pytest.mark.parametrize("pruner", ["median", "hyperband"])
 def test_pruned_trials_are_recorded_and_the_study_goes_on(tmp_path, pruner):
-    study = run_study("pruning", QUIET, n_trials=12, storage=f"journal:{tmp_path}/j.log", out_dir=tmp_path,
-                      objective="quadratic", pruner=pruner, seed=0)
+    study = run_study(
+        "pruning",
+        QUIET,
+        n_trials=12,
+        storage=f"journal:{tmp_path}/j.log",
+        out_dir=tmp_path,
+        objective="quadratic",
+        pruner=pruner,
+        seed=0,
+    )
     states = [t.state for t in study.trials]
     assert len(states) == 12 and State.PRUNED in states and State.COMPLETE in states
     assert (tmp_path / "best_config.yaml").is_file() and (tmp_path / "trials.csv").is_file()
@@ -90,16 +99,41 @@ def _postgres_reachable() -> str | None:
         engine.dispose()
         return None
     except Exception as error:  # driver missing, server down, wrong password
-        return (f"no PostgreSQL server at {POSTGRES_URL.split('@')[-1]} ({type(error).__name__}: "
-                f"{str(error).splitlines()[0][:120]}); bash scripts/ci_services.sh starts one")
+        return (
+            f"no PostgreSQL server at {POSTGRES_URL.split('@')[-1]} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:120]}); bash scripts/ci_services.sh starts one"
+        )
 
 
 def _two_workers(storage: str, tmp_path: Path, trials_each: int = 4) -> optuna.Study:
     study_name = f"workers-{uuid.uuid4().hex[:8]}"
-    command = [sys.executable, "-m", "cryokit", "tune", "--study", study_name, "--storage", storage, "--trials",
-               str(trials_each), "--objective", "quadratic", "--pruner", "none", "--set", "tracking.enabled=false"]
-    workers = [subprocess.Popen(command + ["--out", str(tmp_path / f"worker{i}"), "--seed", str(i)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "cryokit",
+        "tune",
+        "--study",
+        study_name,
+        "--storage",
+        storage,
+        "--trials",
+        str(trials_each),
+        "--objective",
+        "quadratic",
+        "--pruner",
+        "none",
+        "--set",
+        "tracking.enabled=false",
+    ]
+    workers = [
+        subprocess.Popen(
+            command + ["--out", str(tmp_path / f"worker{i}"), "--seed", str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     for worker in workers:
         output = worker.communicate(timeout=120)[0]
         assert worker.returncode == 0, output
@@ -126,9 +160,16 @@ def test_two_workers_share_a_postgres_database(tmp_path):
 def test_max_trials_caps_the_study_across_runs(tmp_path):
     storage = f"journal:{tmp_path / 'j.log'}"
     run_study("capped", QUIET, n_trials=3, storage=storage, out_dir=tmp_path, objective="quadratic", seed=0)
-    study = run_study("capped", QUIET, n_trials=10, storage=storage, out_dir=tmp_path, objective="quadratic",
-                      max_trials=5, seed=1)  # resumed: finishes the study up to 5 trials
+    study = run_study(
+        "capped", QUIET, n_trials=10, storage=storage, out_dir=tmp_path, objective="quadratic", max_trials=5, seed=1
+    )  # resumed: finishes the study up to 5 trials
     assert len(study.trials) == 5
-    assert len(run_study("capped", QUIET, n_trials=10, storage=storage, out_dir=tmp_path, objective="quadratic",
-                         max_trials=5).trials) == 5
+    assert (
+        len(
+            run_study(
+                "capped", QUIET, n_trials=10, storage=storage, out_dir=tmp_path, objective="quadratic", max_trials=5
+            ).trials
+        )
+        == 5
+    )
     assert default_space().keys[0] in study.best_params

@@ -25,8 +25,9 @@ def tiny_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("tune")
     runs = tiny_dataset(root / "data", n_runs=3, seed=0)
     base = tiny_config(root / "data", runs, root / "unused", epochs=2, tracking=True)
-    study = run_study("tiny", base, n_trials=2, space=load_space(narrowing=TINY_SPACE), out_dir=root / "study",
-                      pruner="none", seed=0)
+    study = run_study(
+        "tiny", base, n_trials=2, space=load_space(narrowing=TINY_SPACE), out_dir=root / "study", pruner="none", seed=0
+    )
     return study, root, runs
 
 
@@ -67,15 +68,36 @@ def test_non_finite_loss_fails_fit(tiny_study):
     from cryokit.train import fit
 
     study, root, _ = tiny_study
-    config = apply_overrides(best_config(study, root / "nan"), {"train.lr": 1e30, "train.grad_clip": 1e30,
-                                                                "train.epochs": 1, "tracking.enabled": False})
+    config = apply_overrides(
+        best_config(study, root / "nan"),
+        {"train.lr": 1e30, "train.grad_clip": 1e30, "train.epochs": 1, "tracking.enabled": False},
+    )
     with pytest.raises(FloatingPointError, match="non-finite training loss"):
         fit(config, progress=False)
 
 
 def _predict(checkpoint, root, run, out, *extra) -> None:
-    assert main(["predict", "--checkpoint", str(checkpoint), "--data", str(root), "--split", "train", "--runs", run,
-                 "--out", str(out), "--device", "cpu", *extra]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(checkpoint),
+                "--data",
+                str(root),
+                "--split",
+                "train",
+                "--runs",
+                run,
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                *extra,
+            ]
+        )
+        == 0
+    )
 
 
 def test_thresholds_from_the_panel_change_what_predict_writes(tiny_study, tmp_path):
@@ -84,8 +106,9 @@ def test_thresholds_from_the_panel_change_what_predict_writes(tiny_study, tmp_pa
     _predict(checkpoint, root / "data", runs[-1], tmp_path / "candidates.csv", "--keep-scores")
     _predict(checkpoint, root / "data", runs[-1], tmp_path / "default.csv")
     candidates = read_candidates(tmp_path / "candidates.csv")
-    panel = ThresholdPanel(candidates, read_solution(root / "data", "train", [runs[-1]]),
-                           out_path=tmp_path / "saved.json")
+    panel = ThresholdPanel(
+        candidates, read_solution(root / "data", "train", [runs[-1]]), out_path=tmp_path / "saved.json"
+    )
     busiest = candidates["particle_type"].value_counts().index[0]
     panel.set_threshold(busiest, float(candidates.loc[candidates["particle_type"] == busiest, "score"].median()))
     saved = panel.save()

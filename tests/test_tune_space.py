@@ -36,10 +36,12 @@ def test_conditional_keys_follow_the_model_family():
 
 def test_narrowing_from_a_file(tmp_path):
     path = tmp_path / "space.yaml"
-    path.write_text("train.lr: {low: 1.0e-4, high: 1.0e-3}\n"
-                    "model.channels: {choices: [[8, 16, 32], [16, 32, 64]]}\n"
-                    "augment.noise_std: null\n"
-                    "postprocess.radius_fraction: {choices: [0.5]}\n")
+    path.write_text(
+        "train.lr: {low: 1.0e-4, high: 1.0e-3}\n"
+        "model.channels: {choices: [[8, 16, 32], [16, 32, 64]]}\n"
+        "augment.noise_std: null\n"
+        "postprocess.radius_fraction: {choices: [0.5]}\n"
+    )
     space = load_space(path)
     described = space.describe()
     assert described["train.lr"] == {"low": 1e-4, "high": 1e-3, "log": True}
@@ -58,15 +60,20 @@ def test_json_narrowing_and_int_ranges(tmp_path):
     assert load_space(path).sample(_trial(), RunConfig())["model.num_res_units"] == 2
 
 
-@pytest.mark.parametrize("narrowing, message", [
-    ({"train.learning_rate": {"low": 1e-4, "high": 1e-3}, "model.width": None},
-     "unknown key\\(s\\) model.width, train.learning_rate"),
-    ({"train.lr": {"low": 1e-2, "high": 1e-4}}, "train.lr.*low <= high"),
-    ({"train.lr": {"low": 0.0, "high": 1e-3}}, "train.lr.*log range needs low > 0"),
-    ({"train.lr": {"choices": []}}, "train.lr.*non-empty 'choices'"),
-    ({"train.lr": {"lo": 1e-3}}, "train.lr.*unknown field"),
-    ({"train.lr": 1e-3}, "train.lr.*expected a mapping or null"),
-])
+@pytest.mark.parametrize(
+    "narrowing, message",
+    [
+        (
+            {"train.learning_rate": {"low": 1e-4, "high": 1e-3}, "model.width": None},
+            "unknown key\\(s\\) model.width, train.learning_rate",
+        ),
+        ({"train.lr": {"low": 1e-2, "high": 1e-4}}, "train.lr.*low <= high"),
+        ({"train.lr": {"low": 0.0, "high": 1e-3}}, "train.lr.*log range needs low > 0"),
+        ({"train.lr": {"choices": []}}, "train.lr.*non-empty 'choices'"),
+        ({"train.lr": {"lo": 1e-3}}, "train.lr.*unknown field"),
+        ({"train.lr": 1e-3}, "train.lr.*expected a mapping or null"),
+    ],
+)
 def test_bad_narrowing_names_the_key(narrowing, message):
     with pytest.raises(ValueError, match=message):
         default_space().narrowed(narrowing)

@@ -14,8 +14,9 @@ def test_output_shape(architecture, output_stride):
     # The body halves the input 2 (unet, segresnet), 4 (basicunet) or 5 (flexibleunet's ResNet) times.
     halvings = {"unet": 2, "segresnet": 2, "basicunet": 4, "flexibleunet": 5}[architecture]
     size = (2 ** (halvings + 1) * output_stride,) * 3  # instance norms need 2+ voxels at the bottom
-    net = segmentation_unet(architecture, out_channels=7, channels=(8, 16, 32), strides=(2, 2),
-                            output_stride=output_stride).eval()
+    net = segmentation_unet(
+        architecture, out_channels=7, channels=(8, 16, 32), strides=(2, 2), output_stride=output_stride
+    ).eval()
     with torch.no_grad():
         logits = net(torch.zeros(1, 1, *size))
     assert logits.shape == (1, 7, *(n // output_stride for n in size))
@@ -28,12 +29,15 @@ def test_half_resolution_cells_see_their_own_voxels():
     assert stem.kernel_size == (2, 2, 2) and stem.stride == (2, 2, 2) and stem.padding == (0, 0, 0)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"channels": (8, 16), "strides": (2, 2)}, "one entry fewer"),
-    ({"output_stride": 4}, "output_stride must be 1 or 2"),
-    ({"out_channels": 1}, "background and at least one class"),
-    ({"architecture": "vnet"}, "architecture must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"channels": (8, 16), "strides": (2, 2)}, "one entry fewer"),
+        ({"output_stride": 4}, "output_stride must be 1 or 2"),
+        ({"out_channels": 1}, "background and at least one class"),
+        ({"architecture": "vnet"}, "architecture must be one of"),
+    ],
+)
 def test_bad_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         segmentation_unet(**kwargs)

@@ -6,12 +6,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REAL_SPACING_ZYX
 
 from cryokit.coords import angstrom_xyz_to_voxel_zyx
 from cryokit.particles import particle
 from cryokit.viz import NAPARI_INSTALL_HINT, napari_layers, napari_view
-
-from conftest import REAL_SPACING_ZYX
 
 
 def test_napari_layers_image_and_points_in_voxel_zyx(kaggle_root):

@@ -21,8 +21,12 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def zarr3_site(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("zarr3")
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "zarr>=3,<4"],
-                             capture_output=True, text=True, timeout=600)
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "zarr>=3,<4"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if install.returncode != 0:
         pytest.skip(f"could not install zarr 3 from the package index: {install.stderr.strip()[-300:]}")
     return target
@@ -38,11 +42,14 @@ def _run_under_zarr3(site: Path, code: str) -> str:
 def test_zarr3_reads_a_zarr2_store(zarr3_site, tmp_path):
     volume = np.arange(6 * 10 * 12, dtype=np.float32).reshape(6, 10, 12)
     write_tomogram(tmp_path / "t.zarr", volume, (10.0, 10.5, 11.0), chunks_zyx=(4, 4, 4))
-    out = _run_under_zarr3(zarr3_site, (
-        "import zarr; from cryokit.io.tomogram import open_tomogram\n"
-        f"t = open_tomogram({str(tmp_path / 't.zarr')!r}, level=1)\n"
-        "print(zarr.__version__.split('.')[0], t.shape_zyx, float(t.read().sum()), t.voxel_spacing_angstrom_zyx.tolist())"
-    ))
+    out = _run_under_zarr3(
+        zarr3_site,
+        (
+            "import zarr; from cryokit.io.tomogram import open_tomogram\n"
+            f"t = open_tomogram({str(tmp_path / 't.zarr')!r}, level=1)\n"
+            "print(zarr.__version__.split('.')[0], t.shape_zyx, float(t.read().sum()), t.voxel_spacing_angstrom_zyx.tolist())"
+        ),
+    )
     major, rest = out.split(" ", 1)
     assert major == "3"
     level1 = open_tomogram(tmp_path / "t.zarr", level=1)
@@ -50,11 +57,14 @@ def test_zarr3_reads_a_zarr2_store(zarr3_site, tmp_path):
 
 
 def test_zarr3_writes_a_store_zarr2_reads(zarr3_site, tmp_path):
-    _run_under_zarr3(zarr3_site, (
-        "import numpy as np; from cryokit.io.tomogram import write_tomogram\n"
-        "v = np.arange(5 * 9 * 7, dtype=np.float32).reshape(5, 9, 7)\n"
-        f"write_tomogram({str(tmp_path / 'w.zarr')!r}, v, 10.0, chunks_zyx=(4, 4, 4))"
-    ))
+    _run_under_zarr3(
+        zarr3_site,
+        (
+            "import numpy as np; from cryokit.io.tomogram import write_tomogram\n"
+            "v = np.arange(5 * 9 * 7, dtype=np.float32).reshape(5, 9, 7)\n"
+            f"write_tomogram({str(tmp_path / 'w.zarr')!r}, v, 10.0, chunks_zyx=(4, 4, 4))"
+        ),
+    )
     expected = np.arange(5 * 9 * 7, dtype=np.float32).reshape(5, 9, 7)
     np.testing.assert_array_equal(open_tomogram(tmp_path / "w.zarr").read(), expected)
     assert (tmp_path / "w.zarr" / "0" / "1" / "1" / "1").is_file()  # nested keys, as copick expects

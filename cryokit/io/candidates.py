@@ -28,8 +28,9 @@ def _scores(frame: pd.DataFrame, where: str) -> np.ndarray:
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.argmax(bad))
-        raise ValueError(f"{where}: row {row}, column 'score' must be a finite number, "
-                         f"got {frame['score'].iloc[row]!r}")
+        raise ValueError(
+            f"{where}: row {row}, column 'score' must be a finite number, got {frame['score'].iloc[row]!r}"
+        )
     return values
 
 
@@ -46,9 +47,13 @@ def write_candidates(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         raise ValueError(f"{where}: missing column(s) {', '.join(missing)}")
     for name in pd.unique(df["particle_type"]):
         check_particle_name(name, where)
-    out = pd.DataFrame({"id": np.arange(len(df), dtype=np.int64),
-                        "experiment": df["experiment"].astype(str).to_numpy(),
-                        "particle_type": df["particle_type"].astype(str).to_numpy()})
+    out = pd.DataFrame(
+        {
+            "id": np.arange(len(df), dtype=np.int64),
+            "experiment": df["experiment"].astype(str).to_numpy(),
+            "particle_type": df["particle_type"].astype(str).to_numpy(),
+        }
+    )
     for column in ("x", "y", "z"):
         values = pd.to_numeric(df[column], errors="coerce").to_numpy(np.float64, na_value=np.nan)
         if not np.isfinite(values).all():

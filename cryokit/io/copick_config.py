@@ -49,7 +49,13 @@ def write_copick_project(
         target_dir.mkdir(parents=True, exist_ok=True)
         for path in sorted(source_dir.glob("*.json")) if source_dir.is_dir() else []:
             name, centres_angstrom_xyz = read_picks_file(path)
-            write_picks_file(target_dir / f"{user_id}_{session_id}_{name}.json", name, run, centres_angstrom_xyz,
-                             user_id=user_id, session_id=session_id)
+            write_picks_file(
+                target_dir / f"{user_id}_{session_id}_{name}.json",
+                name,
+                run,
+                centres_angstrom_xyz,
+                user_id=user_id,
+                session_id=session_id,
+            )
     config = copick_config(split_dir(data_root, split) / "static", overlay_root)
     return atomic_write_text(out_dir / f"copick_{split}.json", json.dumps(config, indent=2))

@@ -130,20 +130,29 @@ def picks_json(
     centres = np.asarray(centres_angstrom_xyz, dtype=np.float64).reshape(-1, 3)
     points = []
     for i, (x, y, z) in enumerate(centres):
-        point = {"location": {"x": float(x), "y": float(y), "z": float(z)}, "transformation_": _IDENTITY_4X4,
-                 "instance_id": 0}
+        point = {
+            "location": {"x": float(x), "y": float(y), "z": float(z)},
+            "transformation_": _IDENTITY_4X4,
+            "instance_id": 0,
+        }
         if scores is not None:
             point["score"] = float(scores[i])
         points.append(point)
     return {
-        "pickable_object_name": particle_name, "user_id": user_id, "session_id": session_id,
-        "run_name": run_name, "voxel_spacing": None, "unit": "angstrom", "points": points,
+        "pickable_object_name": particle_name,
+        "user_id": user_id,
+        "session_id": session_id,
+        "run_name": run_name,
+        "voxel_spacing": None,
+        "unit": "angstrom",
+        "points": points,
         "trust_orientation": True,
     }
 
 
-def write_picks_file(path: str | Path, particle_name: str, run_name: str, centres_angstrom_xyz: np.ndarray,
-                     **kwargs) -> Path:
+def write_picks_file(
+    path: str | Path, particle_name: str, run_name: str, centres_angstrom_xyz: np.ndarray, **kwargs
+) -> Path:
     """Write one picks file atomically (keyword arguments as for ``picks_json``)."""
     document = picks_json(particle_name, run_name, centres_angstrom_xyz, **kwargs)
     return atomic_write_text(path, json.dumps(document, indent=1))
@@ -158,5 +167,6 @@ def write_run_picks(root: str | Path, split: str, run: str, centres: Mapping[str
 def centres_by_particle(picks: pd.DataFrame, run: str) -> dict[str, np.ndarray]:
     """(N, 3) Angstrom x, y, z arrays per particle type for one run of a picks table."""
     rows = picks[picks["experiment"] == run]
-    return {name: rows.loc[rows["particle_type"] == name, ["x", "y", "z"]].to_numpy(np.float64)
-            for name in PARTICLE_NAMES}
+    return {
+        name: rows.loc[rows["particle_type"] == name, ["x", "y", "z"]].to_numpy(np.float64) for name in PARTICLE_NAMES
+    }

@@ -42,8 +42,7 @@ def _check_types(types: pd.Series, where: str, first_line: int | None = None) ->
         check_particle_name(types.iloc[row], where=f"{_row(row, first_line)} of {where}")
 
 
-def _coordinates_angstrom(frame: pd.DataFrame, where: str,
-                          first_line: int | None = None) -> dict[str, np.ndarray]:
+def _coordinates_angstrom(frame: pd.DataFrame, where: str, first_line: int | None = None) -> dict[str, np.ndarray]:
     """x, y, z as float64 arrays; raise naming the first non-numeric or non-finite cell."""
     out = {}
     for column in _XYZ:
@@ -52,8 +51,10 @@ def _coordinates_angstrom(frame: pd.DataFrame, where: str,
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.argmax(bad))
-            raise ValueError(f"{where}: {_row(row, first_line)}, column {column!r} must be a finite "
-                             f"number (Angstrom), got {frame[column].iloc[row]!r}")
+            raise ValueError(
+                f"{where}: {_row(row, first_line)}, column {column!r} must be a finite "
+                f"number (Angstrom), got {frame[column].iloc[row]!r}"
+            )
         out[column] = values
     return out
 
@@ -71,8 +72,9 @@ def _ids(ids: pd.Series, path: Path) -> np.ndarray:
     bad = (numeric.isna() | (numeric % 1 != 0)).to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
-        raise ValueError(f"{path}: {_row(row, _FIRST_DATA_LINE)}, column 'id' must be an integer, "
-                         f"got {ids.iloc[row]!r}")
+        raise ValueError(
+            f"{path}: {_row(row, _FIRST_DATA_LINE)}, column 'id' must be an integer, got {ids.iloc[row]!r}"
+        )
     values = numeric.to_numpy().astype(np.int64)
     repeated = pd.Series(values).duplicated().to_numpy()
     if repeated.any():
@@ -103,12 +105,15 @@ def write_submission(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     _check_types(df["particle_type"], where)
     _check_experiments(df["experiment"], where)
     xyz = _coordinates_angstrom(df, where)
-    out = pd.DataFrame({
-        "id": np.arange(len(df), dtype=np.int64),
-        "experiment": df["experiment"].astype(str).to_numpy(),
-        "particle_type": df["particle_type"].astype(str).to_numpy(),
-        **xyz,
-    }, columns=list(SUBMISSION_COLUMNS))
+    out = pd.DataFrame(
+        {
+            "id": np.arange(len(df), dtype=np.int64),
+            "experiment": df["experiment"].astype(str).to_numpy(),
+            "particle_type": df["particle_type"].astype(str).to_numpy(),
+            **xyz,
+        },
+        columns=list(SUBMISSION_COLUMNS),
+    )
     with atomic_path(path) as temporary:  # sibling temp file, renamed over path on success
         out.to_csv(temporary, index=False)
     return path

@@ -106,9 +106,7 @@ def open_tomogram(path: str | Path, level: int = 0) -> Tomogram:
     return Tomogram(path=path, level=level, array=array, voxel_spacing_angstrom_zyx=spacing_zyx)
 
 
-def open_run_tomogram(
-    root: str | Path, split: str, run: str, tomo_type: str = "denoised", level: int = 0
-) -> Tomogram:
+def open_run_tomogram(root: str | Path, split: str, run: str, tomo_type: str = "denoised", level: int = 0) -> Tomogram:
     """Open a run's tomogram in the Kaggle layout (see ``cryokit.io.layout``)."""
     return open_tomogram(tomogram_path(root, split, run, tomo_type), level)
 
@@ -149,7 +147,10 @@ def _create_level(group: Any, name: str, data: np.ndarray, chunks_zyx: Sequence[
     chunks = tuple(min(c, n) for c, n in zip(chunks_zyx, data.shape))
     if _ZARR_MAJOR >= 3:
         array = group.create_array(
-            name, shape=data.shape, dtype="float32", chunks=chunks,
+            name,
+            shape=data.shape,
+            dtype="float32",
+            chunks=chunks,
             chunk_key_encoding={"name": "v2", "separator": "/"},
         )
         array[...] = data

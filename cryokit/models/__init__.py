@@ -6,6 +6,10 @@ from cryokit.models.detector import DETECTOR_OUTPUTS, YOLO3D
 from cryokit.models.resnet3d import LoadReport, MedicalNetResNet, load_medicalnet_weights, medicalnet_resnet18
 
 __all__ = [
-    "DETECTOR_OUTPUTS", "YOLO3D",
-    "LoadReport", "MedicalNetResNet", "load_medicalnet_weights", "medicalnet_resnet18",
+    "DETECTOR_OUTPUTS",
+    "YOLO3D",
+    "LoadReport",
+    "MedicalNetResNet",
+    "load_medicalnet_weights",
+    "medicalnet_resnet18",
 ]

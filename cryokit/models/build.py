@@ -38,11 +38,17 @@ def build_model(model: ModelConfig, target: TargetConfig, voxel_spacing_angstrom
     """The network for ``model.name`` (anchors for the detector come from the data's voxel spacing)."""
     if model.name == "yolo3d":
         backbone = medicalnet_resnet18(shortcut_type="A", weights_path=model.backbone_weights or None)
-        return YOLO3D(N_CLASSES, anchor_radii_voxels(voxel_spacing_angstrom_zyx), backbone=backbone,
-                      neck_channels=model.neck_channels, stride=target.stride)
+        return YOLO3D(
+            N_CLASSES,
+            anchor_radii_voxels(voxel_spacing_angstrom_zyx),
+            backbone=backbone,
+            neck_channels=model.neck_channels,
+            stride=target.stride,
+        )
     out_channels = N_CLASSES + 1 if target.kind == "balls" else N_CLASSES
-    return segmentation_unet(model.name, out_channels, model.channels, model.strides, model.num_res_units,
-                             model.dropout, target.stride)
+    return segmentation_unet(
+        model.name, out_channels, model.channels, model.strides, model.num_res_units, model.dropout, target.stride
+    )
 
 
 def build_task(config: RunConfig, voxel_spacing_angstrom_zyx: Sequence[float]):
@@ -50,8 +56,9 @@ def build_task(config: RunConfig, voxel_spacing_angstrom_zyx: Sequence[float]):
     model, target, loss = config.model, config.target, config.loss
     _check_pairing(model, target, loss)
     if model.name == "yolo3d":
-        return DetectionTask(build_loss(loss, N_CLASSES), anchor_radii_voxels(voxel_spacing_angstrom_zyx),
-                             target.stride)
+        return DetectionTask(
+            build_loss(loss, N_CLASSES), anchor_radii_voxels(voxel_spacing_angstrom_zyx), target.stride
+        )
     if target.kind == "gaussian":
         return SegmentationTask("gaussian", HeatmapFocalLoss(loss.focal_gamma, loss.particle_weight), target.stride)
     return SegmentationTask("balls", build_loss(loss, N_CLASSES + 1), target.stride)

@@ -36,8 +36,11 @@ DETECTOR_OUTPUTS = ("objectness", "class_scores", "offset_zyx", "log_radius_rati
 
 
 def _conv_block(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-                         nn.BatchNorm3d(out_channels), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm3d(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class YOLO3D(nn.Module):
@@ -67,9 +70,17 @@ class YOLO3D(nn.Module):
         (1, 3, 6, 8, 16, 16)
     """
 
-    def __init__(self, n_classes: int, anchors_radius_voxels: Sequence[float], backbone: nn.Module | None = None,
-                 neck_channels: int = 64, stride: int = 4, head_depth: int = 2, prior_logit: float = -4.0,
-                 offset_bound: float = 1.0):
+    def __init__(
+        self,
+        n_classes: int,
+        anchors_radius_voxels: Sequence[float],
+        backbone: nn.Module | None = None,
+        neck_channels: int = 64,
+        stride: int = 4,
+        head_depth: int = 2,
+        prior_logit: float = -4.0,
+        offset_bound: float = 1.0,
+    ):
         super().__init__()
         radii = tuple(float(r) for r in anchors_radius_voxels)
         if n_classes < 1:
@@ -77,8 +88,10 @@ class YOLO3D(nn.Module):
         if not radii or min(radii) <= 0:
             raise ValueError(f"anchors_radius_voxels must hold at least one positive radius, got {radii}")
         if neck_channels < 1 or head_depth < 0 or offset_bound <= 0:
-            raise ValueError(f"need neck_channels >= 1, head_depth >= 0 and offset_bound > 0, got "
-                             f"{neck_channels}, {head_depth}, {offset_bound}")
+            raise ValueError(
+                f"need neck_channels >= 1, head_depth >= 0 and offset_bound > 0, got "
+                f"{neck_channels}, {head_depth}, {offset_bound}"
+            )
         self.backbone = medicalnet_resnet18() if backbone is None else backbone
         channels, strides = self._backbone_features(self.backbone, stride)
         self.n_classes, self.n_anchors, self.stride, self.offset_bound = n_classes, len(radii), stride, offset_bound
@@ -87,8 +100,9 @@ class YOLO3D(nn.Module):
         # Neck levels from coarsest to ``stride``: the features of each level and its conv block.
         self.levels = sorted({s for s in strides.values() if s >= stride}, reverse=True)
         self.level_features = [[name for name in strides if strides[name] == s] for s in self.levels]
-        self.lateral = nn.ModuleDict({name: nn.Conv3d(channels[name], neck_channels, 1)
-                                      for names in self.level_features for name in names})
+        self.lateral = nn.ModuleDict(
+            {name: nn.Conv3d(channels[name], neck_channels, 1) for names in self.level_features for name in names}
+        )
         self.smooth = nn.ModuleList(_conv_block(neck_channels, neck_channels) for _ in self.levels)
         self.tower = nn.Sequential(*(_conv_block(neck_channels, neck_channels) for _ in range(head_depth)))
         a = self.n_anchors
@@ -106,11 +120,14 @@ class YOLO3D(nn.Module):
         channels = getattr(backbone, "feature_channels", None)
         strides = getattr(backbone, "feature_strides", None)
         if not isinstance(channels, dict) or not isinstance(strides, dict) or set(channels) != set(strides):
-            raise ValueError(f"backbone {type(backbone).__name__} must expose feature_channels and "
-                             "feature_strides dicts with the same feature names")
+            raise ValueError(
+                f"backbone {type(backbone).__name__} must expose feature_channels and "
+                "feature_strides dicts with the same feature names"
+            )
         if stride not in strides.values():
-            raise ValueError(f"stride={stride} is not a feature stride of the backbone; "
-                             f"available: {sorted(set(strides.values()))}")
+            raise ValueError(
+                f"stride={stride} is not a feature stride of the backbone; available: {sorted(set(strides.values()))}"
+            )
         return dict(channels), dict(strides)
 
     def _neck(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -137,14 +154,16 @@ class YOLO3D(nn.Module):
             (-offset_bound, offset_bound); ``log_radius_ratio`` (B, A, Z', Y', X') log(radius / anchor radius).
         """
         if image.ndim != 5 or any(n % self.total_stride for n in image.shape[2:]):
-            raise ValueError(f"image must be (B, 1, Z, Y, X) with Z, Y, X multiples of {self.total_stride}, "
-                             f"got shape {tuple(image.shape)}")
+            raise ValueError(
+                f"image must be (B, 1, Z, Y, X) with Z, Y, X multiples of {self.total_stride}, "
+                f"got shape {tuple(image.shape)}"
+            )
         x = self.tower(self._neck(self.backbone(image)))
         a = self.n_anchors
         return {
             "objectness": self.objectness_head(x),
             "class_scores": rearrange(self.class_head(x), "b (a c) z y x -> b a c z y x", a=a),
-            "offset_zyx": self.offset_bound * torch.tanh(
-                rearrange(self.offset_head(x), "b (a k) z y x -> b a k z y x", a=a, k=3)),
+            "offset_zyx": self.offset_bound
+            * torch.tanh(rearrange(self.offset_head(x), "b (a k) z y x -> b a k z y x", a=a, k=3)),
             "log_radius_ratio": self.radius_head(x),
         }

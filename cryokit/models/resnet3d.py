@@ -63,11 +63,18 @@ class BasicBlock3d(nn.Module):
         downsample: the shortcut when width or stride change, else None for the identity.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+    ):
         super().__init__()
-        self.conv1 = nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=dilation,
-                               dilation=dilation, bias=False)
+        self.conv1 = nn.Conv3d(
+            in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn1 = nn.BatchNorm3d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=False)
@@ -130,8 +137,9 @@ class MedicalNetResNet(nn.Module):
             if self.shortcut_type == "A":
                 downsample = _ZeroPadShortcut(width, stride)
             else:
-                downsample = nn.Sequential(nn.Conv3d(in_channels, width, kernel_size=1, stride=stride, bias=False),
-                                           nn.BatchNorm3d(width))
+                downsample = nn.Sequential(
+                    nn.Conv3d(in_channels, width, kernel_size=1, stride=stride, bias=False), nn.BatchNorm3d(width)
+                )
         blocks = [BasicBlock3d(in_channels, width, stride, dilation, downsample)]
         blocks += [BasicBlock3d(width, width, 1, dilation) for _ in range(n_blocks - 1)]
         return nn.Sequential(*blocks)
@@ -242,8 +250,11 @@ def load_medicalnet_weights(model: nn.Module, path: str | Path, weights_only: bo
     kept_default = [k for k in missing if k.endswith("num_batches_tracked")]
     missing = [k for k in missing if k not in kept_default]
     unexpected = sorted(k for k in source if k not in target)
-    mismatched = [f"{k}: checkpoint {tuple(source[k].shape)} vs model {tuple(target[k].shape)}"
-                  for k in sorted(source) if k in target and source[k].shape != target[k].shape]
+    mismatched = [
+        f"{k}: checkpoint {tuple(source[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in sorted(source)
+        if k in target and source[k].shape != target[k].shape
+    ]
     if missing or unexpected or mismatched:
         raise ValueError(
             f"checkpoint {path} does not match the backbone: "

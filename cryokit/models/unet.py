@@ -38,24 +38,52 @@ class StridedStem(nn.Module):
         return self.body(self.stem(image))
 
 
-def _body(architecture: str, in_channels: int, out_channels: int, channels: Sequence[int],
-          strides: Sequence[int], num_res_units: int, dropout: float) -> nn.Module:
+def _body(
+    architecture: str,
+    in_channels: int,
+    out_channels: int,
+    channels: Sequence[int],
+    strides: Sequence[int],
+    num_res_units: int,
+    dropout: float,
+) -> nn.Module:
     if architecture == "unet":
-        return nets.UNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, channels=channels,
-                         strides=strides, num_res_units=num_res_units, dropout=dropout)
+        return nets.UNet(
+            spatial_dims=3,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            channels=channels,
+            strides=strides,
+            num_res_units=num_res_units,
+            dropout=dropout,
+        )
     if architecture == "basicunet":
         # BasicUNet takes six widths: five encoder levels and the last decoder level.
         widths = (list(channels) + [channels[-1]] * 5)[:5] + [channels[0]]
-        return nets.BasicUNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
-                              features=tuple(widths), dropout=dropout)
+        return nets.BasicUNet(
+            spatial_dims=3, in_channels=in_channels, out_channels=out_channels, features=tuple(widths), dropout=dropout
+        )
     if architecture == "segresnet":
-        return nets.SegResNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
-                              init_filters=channels[0], blocks_down=(1,) + (2,) * len(strides),
-                              blocks_up=(1,) * len(strides), dropout_prob=dropout or None)
+        return nets.SegResNet(
+            spatial_dims=3,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            init_filters=channels[0],
+            blocks_down=(1,) + (2,) * len(strides),
+            blocks_up=(1,) * len(strides),
+            dropout_prob=dropout or None,
+        )
     if architecture == "flexibleunet":
         decoder = tuple(reversed(channels)) + (channels[0],) * max(0, 5 - len(channels))
-        return nets.FlexibleUNet(in_channels=in_channels, out_channels=out_channels, backbone="resnet18",
-                                 pretrained=False, spatial_dims=3, decoder_channels=decoder[:5], dropout=dropout)
+        return nets.FlexibleUNet(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            backbone="resnet18",
+            pretrained=False,
+            spatial_dims=3,
+            decoder_channels=decoder[:5],
+            dropout=dropout,
+        )
     raise ValueError(f"architecture must be one of {UNET_ARCHITECTURES}, got {architecture!r}")
 
 

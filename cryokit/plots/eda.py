@@ -34,12 +34,26 @@ __all__ = [
     "plot_depth_distribution",
 ]
 
+
 def _class_handles(names: Sequence[str] = PARTICLE_NAMES) -> list[Line2D]:
-    return [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgewidth=2,
-                   markeredgecolor=particle(n).color_float, markersize=9, label=n) for n in names]
+    return [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markerfacecolor="none",
+            markeredgewidth=2,
+            markeredgecolor=particle(n).color_float,
+            markersize=9,
+            label=n,
+        )
+        for n in names
+    ]
 
 
 # --- Particles per class and run -------------------------------------------------------------------
+
 
 def particle_counts_table(picks: pd.DataFrame) -> pd.DataFrame:
     """Runs x particle types (catalog order) counts, with a ``total`` row and column."""
@@ -55,8 +69,15 @@ def plot_particle_counts(picks: pd.DataFrame, path: str | Path | None = None) ->
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(table) + 3), 4.2), layout="constrained")
     width = 0.8 / len(PARTICLE_NAMES)
     for i, name in enumerate(PARTICLE_NAMES):
-        ax.bar(np.arange(len(table)) + (i - 2.5) * width, table[name], width, color=particle(name).color_float,
-               edgecolor="black", linewidth=0.4, label=name)
+        ax.bar(
+            np.arange(len(table)) + (i - 2.5) * width,
+            table[name],
+            width,
+            color=particle(name).color_float,
+            edgecolor="black",
+            linewidth=0.4,
+            label=name,
+        )
     ax.set_xticks(np.arange(len(table)), table.index, rotation=20, ha="right")
     ax.set_ylabel("particles per run")
     ax.set_title("Particles per class and run")
@@ -67,8 +88,10 @@ def plot_particle_counts(picks: pd.DataFrame, path: str | Path | None = None) ->
 
 # --- Intensity histograms ----------------------------------------------------------------------------
 
-def plot_intensity_histograms(volumes: Mapping[str, np.ndarray], path: str | Path | None = None,
-                              bins: int = 200) -> plt.Figure:
+
+def plot_intensity_histograms(
+    volumes: Mapping[str, np.ndarray], path: str | Path | None = None, bins: int = 200
+) -> plt.Figure:
     """One histogram per tomo type (raw values, every 2nd voxel per axis, log counts)."""
     fig, axes = plt.subplots(1, len(volumes), figsize=(4.6 * len(volumes), 3.6), squeeze=False)
     for ax, (tomo_type, volume) in zip(axes[0], volumes.items()):
@@ -87,6 +110,7 @@ def plot_intensity_histograms(volumes: Mapping[str, np.ndarray], path: str | Pat
 
 # --- Orthogonal slices with picks --------------------------------------------------------------------
 
+
 def _plane_angstrom(index: int, axis: int, spacing_zyx) -> float:
     voxel = np.zeros(3)
     voxel[axis] = index
@@ -100,15 +124,27 @@ def _draw_slice(ax, image, extent, picks, plane_column: str, plane_angstrom: flo
         radius = particle(row.particle_type).radius_angstrom
         distance = abs(getattr(row, plane_column) - plane_angstrom)
         if distance < radius:  # the sphere's cross-section with the plane
-            ax.add_patch(Circle((getattr(row, h), getattr(row, v)), np.sqrt(radius**2 - distance**2), fill=False,
-                                edgecolor=particle(row.particle_type).color_float, linewidth=1.6))
+            ax.add_patch(
+                Circle(
+                    (getattr(row, h), getattr(row, v)),
+                    np.sqrt(radius**2 - distance**2),
+                    fill=False,
+                    edgecolor=particle(row.particle_type).color_float,
+                    linewidth=1.6,
+                )
+            )
     ax.set_xlabel(f"{h} (Å)")
     ax.set_ylabel(f"{v} (Å)")
 
 
-def plot_orthogonal_slices(volume_zyx: np.ndarray, picks: pd.DataFrame, voxel_spacing_angstrom_zyx,
-                           centre_zyx: Sequence[int] | None = None, title: str = "",
-                           path: str | Path | None = None) -> plt.Figure:
+def plot_orthogonal_slices(
+    volume_zyx: np.ndarray,
+    picks: pd.DataFrame,
+    voxel_spacing_angstrom_zyx,
+    centre_zyx: Sequence[int] | None = None,
+    title: str = "",
+    path: str | Path | None = None,
+) -> plt.Figure:
     """xy, xz and yz slices through ``centre_zyx`` with each pick drawn as its sphere's cross-section.
 
     Args:
@@ -120,8 +156,11 @@ def plot_orthogonal_slices(volume_zyx: np.ndarray, picks: pd.DataFrame, voxel_sp
     """
     shape = np.asarray(volume_zyx.shape)
     if centre_zyx is None:
-        depth = np.median(angstrom_xyz_to_voxel_zyx(picks[["x", "y", "z"]].to_numpy(), voxel_spacing_angstrom_zyx)[:, 0]) \
-            if len(picks) else shape[0] / 2
+        depth = (
+            np.median(angstrom_xyz_to_voxel_zyx(picks[["x", "y", "z"]].to_numpy(), voxel_spacing_angstrom_zyx)[:, 0])
+            if len(picks)
+            else shape[0] / 2
+        )
         centre_zyx = (int(round(depth)), int(shape[1] // 2), int(shape[2] // 2))
     z, y, x = (int(np.clip(c, 0, n - 1)) for c, n in zip(centre_zyx, shape))
     width = 12.0
@@ -129,9 +168,36 @@ def plot_orthogonal_slices(volume_zyx: np.ndarray, picks: pd.DataFrame, voxel_sp
     grid = fig.add_gridspec(2, 2, width_ratios=[shape[2], shape[0]], height_ratios=[shape[1], shape[0]])
     ax_xy, ax_yz, ax_xz = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 0])
     spacing = voxel_spacing_angstrom_zyx
-    _draw_slice(ax_xy, volume_zyx[z], slice_extent_angstrom(shape, spacing, 2, 1), picks, "z", _plane_angstrom(z, 0, spacing), "x", "y")
-    _draw_slice(ax_xz, volume_zyx[:, y, :], slice_extent_angstrom(shape, spacing, 2, 0), picks, "y", _plane_angstrom(y, 1, spacing), "x", "z")
-    _draw_slice(ax_yz, volume_zyx[:, :, x].T, slice_extent_angstrom(shape, spacing, 0, 1), picks, "x", _plane_angstrom(x, 2, spacing), "z", "y")
+    _draw_slice(
+        ax_xy,
+        volume_zyx[z],
+        slice_extent_angstrom(shape, spacing, 2, 1),
+        picks,
+        "z",
+        _plane_angstrom(z, 0, spacing),
+        "x",
+        "y",
+    )
+    _draw_slice(
+        ax_xz,
+        volume_zyx[:, y, :],
+        slice_extent_angstrom(shape, spacing, 2, 0),
+        picks,
+        "y",
+        _plane_angstrom(y, 1, spacing),
+        "x",
+        "z",
+    )
+    _draw_slice(
+        ax_yz,
+        volume_zyx[:, :, x].T,
+        slice_extent_angstrom(shape, spacing, 0, 1),
+        picks,
+        "x",
+        _plane_angstrom(x, 2, spacing),
+        "z",
+        "y",
+    )
     ax_xy.set_title(f"xy at z = {_plane_angstrom(z, 0, spacing):.0f} Å (voxel {z})", fontsize=10)
     ax_xz.set_title(f"xz at y = {_plane_angstrom(y, 1, spacing):.0f} Å (voxel {y})", fontsize=10)
     ax_yz.set_title(f"yz at x = {_plane_angstrom(x, 2, spacing):.0f} Å", fontsize=10)
@@ -144,8 +210,13 @@ def plot_orthogonal_slices(volume_zyx: np.ndarray, picks: pd.DataFrame, voxel_sp
 
 # --- Mean sub-tomograms ------------------------------------------------------------------------------
 
-def mean_subtomograms(volumes_zyx: Sequence[np.ndarray], picks_per_volume: Sequence[pd.DataFrame],
-                      voxel_spacing_angstrom_zyx, half_width_voxels: int | None = None) -> dict[str, tuple[np.ndarray, int]]:
+
+def mean_subtomograms(
+    volumes_zyx: Sequence[np.ndarray],
+    picks_per_volume: Sequence[pd.DataFrame],
+    voxel_spacing_angstrom_zyx,
+    half_width_voxels: int | None = None,
+) -> dict[str, tuple[np.ndarray, int]]:
     """``{particle: (mean crop (2h+1)^3, number of crops)}`` around picks, volumes z-scored first.
 
     The crop half-width defaults to 1.3 times the largest catalog radius; crops that leave the volume
@@ -159,16 +230,19 @@ def mean_subtomograms(volumes_zyx: Sequence[np.ndarray], picks_per_volume: Seque
     counts = dict.fromkeys(PARTICLE_NAMES, 0)
     for volume, picks in zip(volumes_zyx, picks_per_volume):
         scaled = (volume - volume.mean()) / (volume.std() or 1.0)
-        centres = np.round(angstrom_xyz_to_voxel_zyx(picks[["x", "y", "z"]].to_numpy(), voxel_spacing_angstrom_zyx)).astype(int)
+        centres = np.round(
+            angstrom_xyz_to_voxel_zyx(picks[["x", "y", "z"]].to_numpy(), voxel_spacing_angstrom_zyx)
+        ).astype(int)
         for name, (z, y, x) in zip(picks["particle_type"], centres.reshape(-1, 3)):
             if min(z, y, x) >= h and np.all(np.array([z, y, x]) + h < volume.shape):
-                sums[name] += scaled[z - h:z + h + 1, y - h:y + h + 1, x - h:x + h + 1]
+                sums[name] += scaled[z - h : z + h + 1, y - h : y + h + 1, x - h : x + h + 1]
                 counts[name] += 1
     return {name: (sums[name] / max(counts[name], 1), counts[name]) for name in PARTICLE_NAMES}
 
 
-def plot_mean_subtomograms(means: Mapping[str, tuple[np.ndarray, int]], voxel_spacing_angstrom_zyx,
-                           path: str | Path | None = None) -> plt.Figure:
+def plot_mean_subtomograms(
+    means: Mapping[str, tuple[np.ndarray, int]], voxel_spacing_angstrom_zyx, path: str | Path | None = None
+) -> plt.Figure:
     """Central xy, xz, yz slices of each type's mean sub-tomogram, with its catalog radius as a circle."""
     fig, axes = plt.subplots(len(means), 3, figsize=(7.5, 2.5 * len(means)), squeeze=False)
     for row, (name, (mean, count)) in zip(axes, means.items()):
@@ -178,9 +252,19 @@ def plot_mean_subtomograms(means: Mapping[str, tuple[np.ndarray, int]], voxel_sp
         limit = np.percentile(np.abs(mean), 99.5) or 1.0
         for ax, image, label in zip(row, (mean[h], mean[:, h, :], mean[:, :, h].T), ("xy", "xz", "zy")):
             ax.imshow(image, cmap="gray", vmin=-limit, vmax=limit, extent=extent)
-            ax.add_patch(Circle((0, 0), particle(name).radius_angstrom, fill=False, linestyle="--",
-                                edgecolor=particle(name).color_float, linewidth=1.2))
-            ax.set_xticks([-half_extent, 0, half_extent], [f"{-half_extent:.0f}", "0", f"{half_extent:.0f}"], fontsize=7)
+            ax.add_patch(
+                Circle(
+                    (0, 0),
+                    particle(name).radius_angstrom,
+                    fill=False,
+                    linestyle="--",
+                    edgecolor=particle(name).color_float,
+                    linewidth=1.2,
+                )
+            )
+            ax.set_xticks(
+                [-half_extent, 0, half_extent], [f"{-half_extent:.0f}", "0", f"{half_extent:.0f}"], fontsize=7
+            )
             ax.set_yticks([])
             ax.set_title(f"{label}", fontsize=8)
         row[0].set_ylabel(f"{name}\n(n = {count})", fontsize=9, color="black" if count else "red")
@@ -190,6 +274,7 @@ def plot_mean_subtomograms(means: Mapping[str, tuple[np.ndarray, int]], voxel_sp
 
 
 # --- Nearest-neighbour distances ---------------------------------------------------------------------
+
 
 def nearest_neighbour_distances(picks: pd.DataFrame) -> pd.DataFrame:
     """Per pick: distance (Angstrom) to the nearest other pick of any type and of the same type, per run."""
@@ -205,8 +290,14 @@ def nearest_neighbour_distances(picks: pd.DataFrame) -> pd.DataFrame:
             members = np.flatnonzero(names == name)
             if len(members) > 1:
                 same[members] = cKDTree(xyz[members]).query(xyz[members], k=2)[0][:, 1]
-        rows.append(pd.DataFrame({"experiment": run, "particle_type": names, "any_type": any_distance, "same_type": same}))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["experiment", "particle_type", "any_type", "same_type"])
+        rows.append(
+            pd.DataFrame({"experiment": run, "particle_type": names, "any_type": any_distance, "same_type": same})
+        )
+    return (
+        pd.concat(rows, ignore_index=True)
+        if rows
+        else pd.DataFrame(columns=["experiment", "particle_type", "any_type", "same_type"])
+    )
 
 
 def plot_nearest_neighbour_distances(picks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
@@ -234,13 +325,18 @@ def plot_nearest_neighbour_distances(picks: pd.DataFrame, path: str | Path | Non
 
 # --- Depth distribution ------------------------------------------------------------------------------
 
+
 def plot_depth_distribution(picks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
     """Pick depth z (Angstrom) per type: violins with the individual picks on top."""
     fig, ax = plt.subplots(figsize=(10, 4.2))
     present = [n for n in PARTICLE_NAMES if (picks["particle_type"] == n).sum() > 1]
     if present:
-        parts = ax.violinplot([picks.loc[picks["particle_type"] == n, "z"] for n in present],
-                              positions=[PARTICLE_NAMES.index(n) for n in present], showmedians=True, widths=0.8)
+        parts = ax.violinplot(
+            [picks.loc[picks["particle_type"] == n, "z"] for n in present],
+            positions=[PARTICLE_NAMES.index(n) for n in present],
+            showmedians=True,
+            widths=0.8,
+        )
         for body, name in zip(parts["bodies"], present):
             body.set_facecolor(particle(name).color_float)
             body.set_alpha(0.6)

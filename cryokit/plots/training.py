@@ -30,19 +30,34 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
     terms = frame[[c for c in frame.columns if c.startswith("train_")]]
     if len(terms) and (terms.to_numpy() > 0).all():  # terms differ by orders of magnitude
         ax_loss.set_yscale("log")
-    ax_loss.set(xlabel="epoch", ylabel="loss (log scale)" if ax_loss.get_yscale() == "log" else "loss",
-                title="Training loss and its terms per epoch (mean over steps)")
+    ax_loss.set(
+        xlabel="epoch",
+        ylabel="loss (log scale)" if ax_loss.get_yscale() == "log" else "loss",
+        title="Training loss and its terms per epoch (mean over steps)",
+    )
     ax_loss.legend(fontsize=8)
     validated = frame.dropna(subset=["val_score"]) if "val_score" in frame else frame.iloc[:0]
     for name in SCORED_PARTICLE_NAMES:
         column = f"val_f4/{name}"
         if column in validated:
-            ax_val.plot(validated["epoch"], validated[column], color=particle(name).color_float, linewidth=1,
-                        alpha=0.8, label=name)
+            ax_val.plot(
+                validated["epoch"],
+                validated[column],
+                color=particle(name).color_float,
+                linewidth=1,
+                alpha=0.8,
+                label=name,
+            )
     if len(validated):
-        ax_val.plot(validated["epoch"], validated["val_score"], color="black", linewidth=2.5, label="weighted F4 (score)")
-    ax_val.set(xlabel="epoch", ylabel="F4 on validation runs", ylim=(0, 1.02),
-               title="Validation F4 at tuned per-class thresholds")
+        ax_val.plot(
+            validated["epoch"], validated["val_score"], color="black", linewidth=2.5, label="weighted F4 (score)"
+        )
+    ax_val.set(
+        xlabel="epoch",
+        ylabel="F4 on validation runs",
+        ylim=(0, 1.02),
+        title="Validation F4 at tuned per-class thresholds",
+    )
     if len(validated):
         ax_val.legend(fontsize=8, loc="lower right")
     else:
@@ -53,16 +68,21 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
     return finish(fig, path)
 
 
-def plot_score_comparison(tables: Mapping[str, pd.DataFrame], path: str | Path | None = None,
-                          title: str = "Per-class F4 on held-out runs") -> plt.Figure:
+def plot_score_comparison(
+    tables: Mapping[str, pd.DataFrame], path: str | Path | None = None, title: str = "Per-class F4 on held-out runs"
+) -> plt.Figure:
     """Grouped bars of per-class F4 for several methods (``cryokit.metric.score_table`` outputs)."""
     names = list(SCORED_PARTICLE_NAMES)
     fig, ax = plt.subplots(figsize=(11, 4.5))
     width = 0.8 / max(1, len(tables))
     for i, (method, table) in enumerate(tables.items()):
         f4 = table.set_index("particle_type").loc[names, "fbeta"].to_numpy()
-        bars = ax.bar(np.arange(len(names)) + (i - (len(tables) - 1) / 2) * width, f4, width,
-                      label=f"{method} (score {table.attrs.get('score', float('nan')):.3f})")
+        bars = ax.bar(
+            np.arange(len(names)) + (i - (len(tables) - 1) / 2) * width,
+            f4,
+            width,
+            label=f"{method} (score {table.attrs.get('score', float('nan')):.3f})",
+        )
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
     ax.set_xticks(np.arange(len(names)), [f"{n}\n(weight {particle(n).weight})" for n in names], fontsize=8)
     ax.set(ylabel="F4", ylim=(0, 1.1), title=title)
@@ -71,9 +91,15 @@ def plot_score_comparison(tables: Mapping[str, pd.DataFrame], path: str | Path |
     return finish(fig, path)
 
 
-def plot_predictions_on_slice(volume_zyx: np.ndarray, truth: pd.DataFrame, predicted: pd.DataFrame,
-                              voxel_spacing_angstrom_zyx, z_index: int | None = None, title: str = "",
-                              path: str | Path | None = None) -> plt.Figure:
+def plot_predictions_on_slice(
+    volume_zyx: np.ndarray,
+    truth: pd.DataFrame,
+    predicted: pd.DataFrame,
+    voxel_spacing_angstrom_zyx,
+    z_index: int | None = None,
+    title: str = "",
+    path: str | Path | None = None,
+) -> plt.Figure:
     """An xy slice (mean of 3 planes) with true picks as circles and predictions as crosses.
 
     Both are drawn when their centre lies within half the class radius of the slice; colours are the
@@ -85,10 +111,12 @@ def plot_predictions_on_slice(volume_zyx: np.ndarray, truth: pd.DataFrame, predi
         z_index = int(np.median(depths)) if len(depths) else int(shape[0] // 2)
     z_index = int(np.clip(z_index, 1, shape[0] - 2))
     plane_angstrom = voxel_zyx_to_angstrom_xyz(np.array([[z_index, 0, 0]]), voxel_spacing_angstrom_zyx)[0, 2]
-    image = volume_zyx[z_index - 1:z_index + 2].mean(axis=0)
+    image = volume_zyx[z_index - 1 : z_index + 2].mean(axis=0)
     fig, ax = plt.subplots(figsize=(9, 9 * shape[1] / shape[2] + 0.6))
     low, high = np.percentile(image, [1, 99])
-    ax.imshow(image, cmap="gray", vmin=low, vmax=high, extent=slice_extent_angstrom(shape, voxel_spacing_angstrom_zyx, 2, 1))
+    ax.imshow(
+        image, cmap="gray", vmin=low, vmax=high, extent=slice_extent_angstrom(shape, voxel_spacing_angstrom_zyx, 2, 1)
+    )
     for frame, style in ((truth, "truth"), (predicted, "predicted")):
         for row in frame.itertuples():
             radius = particle(row.particle_type).radius_angstrom
@@ -99,9 +127,19 @@ def plot_predictions_on_slice(volume_zyx: np.ndarray, truth: pd.DataFrame, predi
                 ax.add_patch(plt.Circle((row.x, row.y), radius, fill=False, edgecolor=colour, linewidth=1.5))
             else:
                 ax.plot(row.x, row.y, marker="x", color=colour, markersize=7, markeredgewidth=2)
-    handles = [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="grey",
-                      markersize=10, label="true pick (catalog radius)"),
-               Line2D([], [], marker="x", linestyle="", color="grey", markersize=8, label="predicted pick")]
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markerfacecolor="none",
+            markeredgecolor="grey",
+            markersize=10,
+            label="true pick (catalog radius)",
+        ),
+        Line2D([], [], marker="x", linestyle="", color="grey", markersize=8, label="predicted pick"),
+    ]
     handles += [Line2D([], [], color=particle(n).color_float, linewidth=4, label=n) for n in PARTICLE_NAMES]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set(xlabel="x (Å)", ylabel="y (Å)", title=title or f"Predicted vs true picks, xy at z = {plane_angstrom:.0f} Å")

@@ -19,8 +19,13 @@ from matplotlib.figure import Figure
 from cryokit.particles import particle
 from cryokit.plots._common import save_figure
 
-__all__ = ["plot_optimization_history", "plot_param_importances", "plot_parallel_coordinate",
-           "save_study_figures", "plot_threshold_curves"]
+__all__ = [
+    "plot_optimization_history",
+    "plot_param_importances",
+    "plot_parallel_coordinate",
+    "save_study_figures",
+    "plot_threshold_curves",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +49,32 @@ def plot_optimization_history(study) -> Figure:
     """Validation F4 of every complete trial and the best so far."""
     from optuna.visualization.matplotlib import plot_optimization_history as plot
 
-    return _optuna_figure(plot, study, target_name="validation F4", size=(8, 4.5),
-                          title=f"{study.study_name}: validation F4 per trial")
+    return _optuna_figure(
+        plot, study, target_name="validation F4", size=(8, 4.5), title=f"{study.study_name}: validation F4 per trial"
+    )
 
 
 def plot_param_importances(study) -> Figure:
     """fANOVA importance of each searched key for the validation F4 (needs >= 2 complete trials)."""
     from optuna.visualization.matplotlib import plot_param_importances as plot
 
-    return _optuna_figure(plot, study, target_name="validation F4", size=(8, 5),
-                          title=f"{study.study_name}: hyperparameter importance")
+    return _optuna_figure(
+        plot, study, target_name="validation F4", size=(8, 5), title=f"{study.study_name}: hyperparameter importance"
+    )
 
 
 def plot_parallel_coordinate(study, params: Sequence[str] | None = None) -> Figure:
     """One line per complete trial across ``params`` (all searched keys if None), coloured by F4."""
     from optuna.visualization.matplotlib import plot_parallel_coordinate as plot
 
-    return _optuna_figure(plot, study, params=list(params) if params else None, target_name="validation F4",
-                          size=(max(8, 1.4 * len(params or study.best_params)), 5),
-                          title=f"{study.study_name}: trials across the search space")
+    return _optuna_figure(
+        plot,
+        study,
+        params=list(params) if params else None,
+        target_name="validation F4",
+        size=(max(8, 1.4 * len(params or study.best_params)), 5),
+        title=f"{study.study_name}: trials across the search space",
+    )
 
 
 def _top_params(study, k: int) -> list[str] | None:
@@ -116,12 +128,16 @@ def plot_threshold_curves(curves: Mapping, thresholds: Mapping[str, float], fig:
             _, _, _, precision, recall, fbeta = curve.at(thresholds[name])
             pr.plot([recall], [precision], "o", color=colour, ms=8, mec="black")
             fb.plot([thresholds[name]], [fbeta], "o", color=colour, ms=8, mec="black")
-    pr.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
-           title="precision-recall (dots: current thresholds)")
+    pr.set(
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1.02),
+        ylim=(0, 1.02),
+        title="precision-recall (dots: current thresholds)",
+    )
     fb.set(xlabel="threshold (keep score >= threshold)", ylabel="F4", ylim=(0, 1.02), title="F4 per class")
     for ax in (pr, fb):
         ax.grid(alpha=0.3)
     fb.legend(loc="lower left", fontsize=8, frameon=True)
     fig.tight_layout()
     return fig
-

@@ -10,7 +10,11 @@ Typical use::
 from __future__ import annotations
 
 from cryokit.synth.config import (
-    DEFAULT_COUNTS, DIFFICULTY_PRESETS, REFERENCE_SHAPE_ZYX, REFERENCE_SPACING_ANGSTROM_ZYX, SimulationConfig,
+    DEFAULT_COUNTS,
+    DIFFICULTY_PRESETS,
+    REFERENCE_SHAPE_ZYX,
+    REFERENCE_SPACING_ANGSTROM_ZYX,
+    SimulationConfig,
     config_for_difficulty,
 )
 from cryokit.synth.simulate import SimulatedRun, render_density, run_name, simulate_dataset, simulate_run, write_run

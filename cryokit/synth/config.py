@@ -28,7 +28,9 @@ __all__ = [
 REFERENCE_SHAPE_ZYX: tuple[int, int, int] = (184, 630, 630)
 # The real level-0 scale (COMPETITION.md 2.1): x differs from y and z in the 7th digit.
 REFERENCE_SPACING_ANGSTROM_ZYX: tuple[float, float, float] = (
-    10.012444196428572, 10.012444196428572, 10.012444537618887,
+    10.012444196428572,
+    10.012444196428572,
+    10.012444537618887,
 )
 # (min, max) particles per reference-size run, like the real training runs.
 DEFAULT_COUNTS: dict[str, tuple[int, int]] = {
@@ -58,8 +60,9 @@ def _normalise_counts(counts: CountsLike | tuple) -> tuple[tuple[str, int, int],
             raise ValueError(f"counts: unknown particle type {name!r}; expected one of {', '.join(PARTICLE_NAMES)}")
         lo, hi = (value, value) if isinstance(value, numbers.Real) else value
         if int(lo) != lo or int(hi) != hi or lo < 0 or hi < lo:
-            raise ValueError(f"counts[{name!r}] must be a count >= 0 or a (min, max) pair with 0 <= min <= max, "
-                             f"got {value!r}")
+            raise ValueError(
+                f"counts[{name!r}] must be a count >= 0 or a (min, max) pair with 0 <= min <= max, got {value!r}"
+            )
         merged[name] = (int(lo), int(hi))
     return tuple((name, *merged[name]) for name in PARTICLE_NAMES)
 
@@ -153,10 +156,16 @@ class SimulationConfig:
         if len(self.shape_zyx) != 3 or min(self.shape_zyx) < 8:
             raise ValueError(f"shape_zyx must be three sizes >= 8 (z, y, x), got {self.shape_zyx!r}")
         if len(self.voxel_spacing_angstrom_zyx) != 3 or min(self.voxel_spacing_angstrom_zyx) <= 0:
-            raise ValueError(f"voxel_spacing_angstrom_zyx must be three positive numbers, "
-                             f"got {self.voxel_spacing_angstrom_zyx!r}")
-        positive = {"snr": self.snr, "crowding": self.crowding, "defocus_um": self.defocus_um,
-                    "intensity_scale": self.intensity_scale, "min_separation_factor": self.min_separation_factor}
+            raise ValueError(
+                f"voxel_spacing_angstrom_zyx must be three positive numbers, got {self.voxel_spacing_angstrom_zyx!r}"
+            )
+        positive = {
+            "snr": self.snr,
+            "crowding": self.crowding,
+            "defocus_um": self.defocus_um,
+            "intensity_scale": self.intensity_scale,
+            "min_separation_factor": self.min_separation_factor,
+        }
         for name, value in positive.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")

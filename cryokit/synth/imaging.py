@@ -112,7 +112,9 @@ def _tomo_spectrum(tomo_type: str, signal: np.ndarray, noise: np.ndarray, f: dic
     raise ValueError(f"unknown tomo type {tomo_type!r}")
 
 
-def image_tomograms(density_zyx: np.ndarray, config: SimulationConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def image_tomograms(
+    density_zyx: np.ndarray, config: SimulationConfig, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Image a (Z, Y, X) density into ``{tomo_type: volume_zyx}`` (float32), one per ``config.tomo_types``.
 
     Volumes are scaled so that the white noise before filtering has std ``config.intensity_scale``.

@@ -56,7 +56,9 @@ class IceSlab:
     def mask(self, edge_voxels: float = 2.0) -> np.ndarray:
         """(Z, Y, X) float32 indicator of the ice, ramping linearly over ``edge_voxels`` at each face."""
         size_z, size_y, size_x = self.shape_zyx
-        bottom, top = self.bounds(np.arange(size_y, dtype=np.float32)[:, None], np.arange(size_x, dtype=np.float32)[None, :])
+        bottom, top = self.bounds(
+            np.arange(size_y, dtype=np.float32)[:, None], np.arange(size_x, dtype=np.float32)[None, :]
+        )
         z = np.arange(size_z, dtype=np.float32)[:, None, None]
         inside = np.minimum(z - bottom[None], top[None] - z)
         inside /= np.float32(edge_voxels)
@@ -90,8 +92,12 @@ class Scene:
 
     def picks(self) -> dict[str, np.ndarray]:
         """``{particle: centres_angstrom_xyz (N, 3)}`` for all six types (empty arrays included)."""
-        return {name: np.array([o.centre_angstrom_xyz for o in self.objects if o.kind == name],
-                               dtype=np.float64).reshape(-1, 3) for name in PARTICLE_NAMES}
+        return {
+            name: np.array([o.centre_angstrom_xyz for o in self.objects if o.kind == name], dtype=np.float64).reshape(
+                -1, 3
+            )
+            for name in PARTICLE_NAMES
+        }
 
 
 def _stochastic_round(value: float, rng: np.random.Generator) -> int:
@@ -114,8 +120,14 @@ def _random_slab(config: SimulationConfig, rng: np.random.Generator) -> IceSlab:
     angle = rng.uniform(0, 2 * np.pi)
     spare = max(size_z - 1 - hi, 0.0) / 2  # how far the mid-surface may wander up or down
     slope_y, slope_x = rng.uniform(-1, 1, 2) * 0.5 * spare / np.array([max(size_y, 1), max(size_x, 1)])
-    return IceSlab(config.shape_zyx, (size_z - 1) / 2 + rng.uniform(-0.3, 0.3) * spare, (slope_y, slope_x),
-                   lo, hi, (float(np.sin(angle)), float(np.cos(angle))))
+    return IceSlab(
+        config.shape_zyx,
+        (size_z - 1) / 2 + rng.uniform(-0.3, 0.3) * spare,
+        (slope_y, slope_x),
+        lo,
+        hi,
+        (float(np.sin(angle)), float(np.cos(angle))),
+    )
 
 
 class _Placer:
@@ -149,7 +161,9 @@ class _Placer:
             if vesicle:
                 ok &= np.all(distance >= radius + self.vesicle_radius + 2 * _MEMBRANE_HALF_THICKNESS_ANGSTROM, axis=1)
             else:
-                ok &= np.all(np.abs(distance - self.vesicle_radius) >= radius + _MEMBRANE_HALF_THICKNESS_ANGSTROM, axis=1)
+                ok &= np.all(
+                    np.abs(distance - self.vesicle_radius) >= radius + _MEMBRANE_HALF_THICKNESS_ANGSTROM, axis=1
+                )
         return ok
 
     def place(self, radius_angstrom: float, vesicle: bool = False, lateral_margin: float = 0.5) -> np.ndarray | None:
@@ -179,7 +193,9 @@ def _clutter_count(config: SimulationConfig, value_range: tuple[int, int], rng: 
 
 def _place_vesicles(placer: _Placer, config: SimulationConfig, rng: np.random.Generator) -> list[PlacedObject]:
     objects = []
-    max_radius = placer.slab.thickness_lo * float(np.min(placer.spacing_zyx)) / 2 - 2 * _MEMBRANE_HALF_THICKNESS_ANGSTROM
+    max_radius = (
+        placer.slab.thickness_lo * float(np.min(placer.spacing_zyx)) / 2 - 2 * _MEMBRANE_HALF_THICKNESS_ANGSTROM
+    )
     for _ in range(_clutter_count(config, config.n_vesicles, rng)):
         radius = min(rng.uniform(*config.vesicle_radius_angstrom), max_radius)
         if radius < 100.0:
@@ -187,8 +203,9 @@ def _place_vesicles(placer: _Placer, config: SimulationConfig, rng: np.random.Ge
         # A vesicle's ball must lie in the ice and may reach over the x-y border.
         centre = placer.place(radius, vesicle=True, lateral_margin=0.0)
         if centre is not None:
-            objects.append(PlacedObject("vesicle", centre, radius, np.eye(3), 1.0, rng.uniform(0.6, 1.0),
-                                        vesicle_template(radius)))
+            objects.append(
+                PlacedObject("vesicle", centre, radius, np.eye(3), 1.0, rng.uniform(0.6, 1.0), vesicle_template(radius))
+            )
     return objects
 
 
@@ -204,8 +221,17 @@ def _place_particles(placer: _Placer, counts: dict[str, int], rng: np.random.Gen
                     f"{placer.config.shape_zyx}: lower counts or crowding, or enlarge the shape"
                 )
             rotation = Rotation.random(random_state=rng).as_matrix()
-            objects.append(PlacedObject(name, centre, radius, rotation, rng.uniform(0.96, 1.04),
-                                        rng.uniform(0.85, 1.15), particle_template(name)))
+            objects.append(
+                PlacedObject(
+                    name,
+                    centre,
+                    radius,
+                    rotation,
+                    rng.uniform(0.96, 1.04),
+                    rng.uniform(0.85, 1.15),
+                    particle_template(name),
+                )
+            )
     return objects
 
 
@@ -214,8 +240,17 @@ def _place_small_clutter(placer: _Placer, config: SimulationConfig, rng: np.rand
     for _ in range(_clutter_count(config, config.n_gold, rng)):
         centre = placer.place(_GOLD_RADIUS_ANGSTROM)
         if centre is not None:
-            objects.append(PlacedObject("gold", centre, _GOLD_RADIUS_ANGSTROM, np.eye(3), 1.0, rng.uniform(5.0, 7.0),
-                                        blob_template((_GOLD_RADIUS_ANGSTROM,) * 3, 1.0)))
+            objects.append(
+                PlacedObject(
+                    "gold",
+                    centre,
+                    _GOLD_RADIUS_ANGSTROM,
+                    np.eye(3),
+                    1.0,
+                    rng.uniform(5.0, 7.0),
+                    blob_template((_GOLD_RADIUS_ANGSTROM,) * 3, 1.0),
+                )
+            )
     low, high = np.log(config.debris_radius_angstrom)
     for _ in range(_clutter_count(config, config.n_debris, rng)):
         radius = float(np.exp(rng.uniform(low, high)))
@@ -224,8 +259,17 @@ def _place_small_clutter(placer: _Placer, config: SimulationConfig, rng: np.rand
         centre = placer.place(radius)
         if centre is not None:
             rotation = Rotation.random(random_state=rng).as_matrix()
-            objects.append(PlacedObject("debris", centre, radius, rotation, 1.0,
-                                        rng.uniform(*config.debris_contrast), blob_template(tuple(semi_axes), 1.0)))
+            objects.append(
+                PlacedObject(
+                    "debris",
+                    centre,
+                    radius,
+                    rotation,
+                    1.0,
+                    rng.uniform(*config.debris_contrast),
+                    blob_template(tuple(semi_axes), 1.0),
+                )
+            )
     return objects
 
 

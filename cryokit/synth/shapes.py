@@ -90,8 +90,13 @@ def _icosahedron_directions() -> tuple[np.ndarray, np.ndarray]:
     vertices = np.array([(0, s1, s2 * phi) for s1 in (-1, 1) for s2 in (-1, 1)], float)
     vertices = np.concatenate([np.roll(vertices, k, axis=1) for k in range(3)])
     edge = np.min([np.linalg.norm(a - b) for a in vertices for b in vertices if np.any(a != b)])
-    faces = [(i, j, k) for i in range(12) for j in range(i + 1, 12) for k in range(j + 1, 12)
-             if all(np.isclose(np.linalg.norm(vertices[a] - vertices[b]), edge) for a, b in ((i, j), (j, k), (i, k)))]
+    faces = [
+        (i, j, k)
+        for i in range(12)
+        for j in range(i + 1, 12)
+        for k in range(j + 1, 12)
+        if all(np.isclose(np.linalg.norm(vertices[a] - vertices[b]), edge) for a, b in ((i, j), (j, k), (i, k)))
+    ]
     centres = np.array([vertices[list(f)].mean(axis=0) for f in faces])
     return _unit_directions(vertices), _unit_directions(centres)
 
@@ -124,14 +129,19 @@ def _beta_galactosidase() -> Template:
 def _ribosome() -> Template:
     large = Ellipsoid((0.0, -32.0, 0.0), (112.0, 92.0, 98.0), 1.0)
     small = Ellipsoid((14.0, 84.0, 6.0), (96.0, 46.0, 64.0), 1.0)
-    texture = tuple(Ellipsoid(c, (22.0, 22.0, 22.0), 0.35)
-                    for c in [(50, -40, 40), (-55, -20, -35), (10, -80, 50), (-30, -60, 60), (40, 70, -20)])
+    texture = tuple(
+        Ellipsoid(c, (22.0, 22.0, 22.0), 0.35)
+        for c in [(50, -40, 40), (-55, -20, -35), (10, -80, 50), (-30, -60, 60), (40, 70, -20)]
+    )
     stalk = (Ellipsoid((-95.0, -40.0, 45.0), (35.0, 22.0, 22.0), 0.8),)
     return (large, small) + texture + stalk
 
 
 def _thyroglobulin() -> Template:
-    halves = (Ellipsoid((63.0, 0.0, 0.0), (68.0, 40.0, 44.0), 0.55), Ellipsoid((-63.0, 0.0, 0.0), (68.0, 40.0, 44.0), 0.55))
+    halves = (
+        Ellipsoid((63.0, 0.0, 0.0), (68.0, 40.0, 44.0), 0.55),
+        Ellipsoid((-63.0, 0.0, 0.0), (68.0, 40.0, 44.0), 0.55),
+    )
     bridge = (Ellipsoid((0.0, 8.0, 0.0), (30.0, 30.0, 30.0), 0.4),)
     return halves + bridge
 
@@ -161,8 +171,10 @@ def particle_template(name: str) -> Template:
 
 def vesicle_template(radius_angstrom: float, amplitude: float = 0.8) -> Template:
     """A lipid vesicle: two thin leaflets (a bilayer about 40 A thick) at ``radius_angstrom``."""
-    return (Shell(radius_angstrom - 20.0, radius_angstrom - 8.0, amplitude),
-            Shell(radius_angstrom + 8.0, radius_angstrom + 20.0, amplitude))
+    return (
+        Shell(radius_angstrom - 20.0, radius_angstrom - 8.0, amplitude),
+        Shell(radius_angstrom + 8.0, radius_angstrom + 20.0, amplitude),
+    )
 
 
 def blob_template(semi_axes_xyz: tuple[float, float, float], amplitude: float) -> Template:
@@ -216,4 +228,4 @@ def render_template(
     offsets_xyz = voxel_zyx_to_angstrom_xyz(grid.reshape(-1, 3), spacing_zyx) - centre_xyz
     local_xyz = (offsets_xyz @ np.asarray(rotation_xyz)) / scale  # row-vector form of R^T @ offset
     density = evaluate_template(template, local_xyz).reshape(grid.shape[:3])
-    volume_zyx[low[0]:high[0], low[1]:high[1], low[2]:high[2]] += amplitude * density
+    volume_zyx[low[0] : high[0], low[1] : high[1], low[2] : high[2]] += amplitude * density

@@ -62,13 +62,21 @@ def render_density(scene: Scene, config: SimulationConfig) -> np.ndarray:
     density = scene.slab.mask()
     density *= np.float32(config.ice_contrast)
     for obj in scene.objects:
-        render_template(density, obj.template, obj.centre_angstrom_xyz, obj.rotation_xyz, spacing_zyx,
-                        scale=obj.scale, amplitude=obj.amplitude)
+        render_template(
+            density,
+            obj.template,
+            obj.centre_angstrom_xyz,
+            obj.rotation_xyz,
+            spacing_zyx,
+            scale=obj.scale,
+            amplitude=obj.amplitude,
+        )
     return density
 
 
-def simulate_run(config: SimulationConfig | None = None, seed: SeedLike | None = None,
-                 keep_density: bool = False) -> SimulatedRun:
+def simulate_run(
+    config: SimulationConfig | None = None, seed: SeedLike | None = None, keep_density: bool = False
+) -> SimulatedRun:
     """Simulate one run: tomograms of every ``config.tomo_types`` and the exact particle centres.
 
     Args:
@@ -90,8 +98,9 @@ def simulate_run(config: SimulationConfig | None = None, seed: SeedLike | None =
     scene = place_scene(config, rng)
     density = render_density(scene, config)
     volumes = image_tomograms(density, config, rng)
-    return SimulatedRun(volumes, scene.picks(), scene, config.voxel_spacing_angstrom_zyx,
-                        density if keep_density else None)
+    return SimulatedRun(
+        volumes, scene.picks(), scene, config.voxel_spacing_angstrom_zyx, density if keep_density else None
+    )
 
 
 def write_run(root: str | Path, split: str, run: str, simulated: SimulatedRun, n_levels: int = 3) -> Path:
@@ -125,8 +134,14 @@ def _update_sample_submission(root: Path, runs: list[str], config: SimulationCon
     return write_submission(rows, path)
 
 
-def simulate_dataset(out_root: str | Path, n_runs: int, seed: int = 0, split: str = "train",
-                     config: SimulationConfig | None = None, progress: bool = True) -> list[str]:
+def simulate_dataset(
+    out_root: str | Path,
+    n_runs: int,
+    seed: int = 0,
+    split: str = "train",
+    config: SimulationConfig | None = None,
+    progress: bool = True,
+) -> list[str]:
     """Simulate ``n_runs`` runs named ``TS_sim_{seed}_{i}`` into ``out_root`` in the Kaggle layout.
 
     Run ``i`` uses the seed ``(seed, i)``, so datasets with different seeds never share a run.
