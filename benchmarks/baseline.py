@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 
 from cryokit.baseline import BaselineConfig, calibrate, predict  # noqa: E402
-from cryokit.io import read_solution  # noqa: E402
+from cryokit.io import KaggleSource, read_solution  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
 from cryokit.synth import config_for_difficulty, simulate_dataset  # noqa: E402
 
@@ -36,8 +36,8 @@ def evaluate(difficulty: str, folder: Path, train_runs: int, test_runs: int) -> 
     simulate_dataset(folder / "calibration", train_runs, seed=0, config=config, progress=False)
     simulate_dataset(folder / "held_out", test_runs, seed=1, config=config, progress=False)
     start = time.perf_counter()
-    calibration = calibrate(folder / "calibration", "train", config=BaselineConfig(), progress=False)
-    picks = predict(folder / "held_out", "train", calibration, config=BaselineConfig(), progress=False)
+    calibration = calibrate(KaggleSource(folder / "calibration"), config=BaselineConfig(), progress=False)
+    picks = predict(KaggleSource(folder / "held_out"), calibration, config=BaselineConfig(), progress=False)
     seconds = time.perf_counter() - start
     table = score_table(read_solution(folder / "held_out", "train"), picks)
     merged = table.merge(calibration.table(), on="particle_type")

@@ -28,12 +28,13 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 
-from cryokit import patching  # noqa: E402
-from cryokit.augment import Sample, apply_augmentation, draw_augmentation, geometric_margin_zyx  # noqa: E402
-from cryokit.config import AugmentConfig, PatchConfig, TargetConfig  # noqa: E402
-from cryokit.dataset import PatchDataset, collate  # noqa: E402
+from cryokit.config import AugmentConfig, DataConfig, PatchConfig, TargetConfig  # noqa: E402
+from cryokit.data import normalise  # noqa: E402
+from cryokit.data.augment import Augmenter, Sample, apply_augmentation  # noqa: E402
+from cryokit.data.dataset import PatchDataset, collate  # noqa: E402
+from cryokit.data.normalise import read_region, tomogram_intensity_stats  # noqa: E402
 from cryokit.io import list_runs, open_run_tomogram  # noqa: E402
-from cryokit.patching import read_region, tomogram_intensity_stats  # noqa: E402
+from cryokit.models.build import build_dataset  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/data_pipeline.py"
 CONFIGS = {
@@ -80,14 +81,15 @@ def time_loader(dataset: PatchDataset, workers: int) -> float:
 def stage_times(root: Path, run: str, augment: AugmentConfig, size_zyx, repeats: int = 10) -> dict[str, float]:
     """Milliseconds per patch of each stage in this process."""
     tomogram = open_run_tomogram(root, "train", run)
-    patching._STATS_CACHE.clear()
+    normalise._STATS_CACHE.clear()
     start = time.perf_counter()
     tomogram_intensity_stats(tomogram)
     times = {"intensity statistics (once per tomogram, in `__init__`)": time.perf_counter() - start}
     rng = np.random.default_rng(0)
     origins = [rng.integers(0, np.asarray(tomogram.shape_zyx) - size_zyx) for _ in range(repeats)]
     for name, config in (("defaults", augment), ("defaults + elastic", replace(augment, elastic_p=1.0))):
-        params = [draw_augmentation(config, torch.Generator().manual_seed(i), size_zyx) for i in range(repeats)]
+        augmenter = Augmenter.from_config(config)
+        params = [augmenter.draw(torch.Generator().manual_seed(i), size_zyx) for i in range(repeats)]
         start = time.perf_counter()
         regions = [
             read_region(tomogram, o - p.margin_zyx(), np.asarray(size_zyx) + 2 * p.margin_zyx())
@@ -115,7 +117,7 @@ def main() -> None:
     patch = PatchConfig(patches_per_epoch=args.patches)
     rows = []
     for name, augment in CONFIGS.items():
-        dataset = PatchDataset(args.data, runs, patch, TargetConfig(kind="balls"), augment, seed=0)
+        dataset = build_dataset(DataConfig(root=str(args.data)), patch, TargetConfig(kind="balls"), augment, runs, 0)
         for workers in (0, 2):
             rate = time_loader(dataset, workers)
             rows.append(f"| {name} | {workers} | {rate:.1f} | {1000 / rate:.0f} |")
@@ -141,7 +143,8 @@ def main() -> None:
             "Stages in one process (ms per patch, mean of 10; torch uses both cores here, one per worker above). "
             "Each item reads only the context its own draw needs (`AugmentParams.margin_zyx`); the bound over all "
             "draws of the defaults is "
-            f"{geometric_margin_zyx(AugmentConfig(), patch.size_zyx).tolist()} voxels per side (z, y, x).",
+            f"{Augmenter.from_config(AugmentConfig()).margin_bound_zyx(patch.size_zyx).tolist()} voxels per side "
+            "(z, y, x).",
             "",
             "| stage | ms |",
             "|---|---:|",

@@ -45,15 +45,16 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 
-from cryokit.config import PostprocessConfig, RunConfig, apply_overrides  # noqa: E402
+from cryokit.config import RunConfig, apply_overrides  # noqa: E402
 from cryokit.coords import angstrom_xyz_to_voxel_zyx  # noqa: E402
-from cryokit.inference import Timer, autocast, predict_maps  # noqa: E402
-from cryokit.inference_speed import InferenceOptions, count_windows, forward_flops, prepare_for_inference  # noqa: E402
+from cryokit.data.normalise import normalise_tomogram, normalise_tomogram_on  # noqa: E402
+from cryokit.data.targets import class_radii_voxels, gaussian_heatmaps  # noqa: E402
+from cryokit.inference.device import autocast
+from cryokit.inference.predict import Timer, predict_maps  # noqa: E402
+from cryokit.inference.speed import InferenceOptions, count_windows, forward_flops, prepare_for_inference  # noqa: E402
 from cryokit.io import list_runs, open_run_tomogram, read_run_picks  # noqa: E402
-from cryokit.models.build import build_model_and_task  # noqa: E402
+from cryokit.models.build import build_model_and_task, sliding_window  # noqa: E402
 from cryokit.particles import PARTICLE_NAMES  # noqa: E402
-from cryokit.patching import normalise_tomogram, normalise_tomogram_on  # noqa: E402
-from cryokit.targets import class_radii_voxels, gaussian_heatmaps  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/inference_speed.py"
 # Peak matrix throughput, TFLOP/s. NVIDIA T4 datasheet: "Mixed Precision (FP16/FP32) 65 TFLOPS",
@@ -119,11 +120,11 @@ def measure_tomogram(root: Path, run: str, level: int) -> dict:
     model, task = build_model_and_task(config, tomogram.voxel_spacing_angstrom_zyx)
     timed = TimedModel(model.eval())
     with Timer() as total:
-        maps = predict_maps(timed, task.dense_maps, volume, config.patch, task.output_stride)
+        maps = predict_maps(timed, task.dense_maps, volume, sliding_window(config.patch), task.output_stride)
     del maps
     looking = trained_looking_maps(root, run, tomogram)
     with Timer() as decode:
-        picks = task.decode(looking, tomogram.voxel_spacing_angstrom_zyx, run, PostprocessConfig())
+        picks = task.decode(looking, tomogram.voxel_spacing_angstrom_zyx, run)
     return {
         "level": level,
         "shape": tomogram.shape_zyx,
@@ -231,12 +232,13 @@ def overlap_and_tta(model: nn.Module, root: Path, run: str, rounds: int) -> dict
     _, task = build_model_and_task(config, tomogram.voxel_spacing_angstrom_zyx)
     level1 = normalise_tomogram(tomogram)
     crop = normalise_tomogram(open_run_tomogram(root, "train", run, "denoised", 0))[:64, :192, :192].copy()
-    half = dataclasses.replace(config.patch, inference_overlap=0.5)
+    window = sliding_window(config.patch)
+    half = dataclasses.replace(window, overlap=0.5)
     cases = {
-        "overlap 0.25 (level 1)": (level1, config.patch, "none"),
+        "overlap 0.25 (level 1)": (level1, window, "none"),
         "overlap 0.5 (level 1)": (level1, half, "none"),
-        "tta none (64 x 192 x 192 crop)": (crop, config.patch, "none"),
-        "tta flips (64 x 192 x 192 crop)": (crop, config.patch, "flips"),
+        "tta none (64 x 192 x 192 crop)": (crop, window, "none"),
+        "tta flips (64 x 192 x 192 crop)": (crop, window, "flips"),
     }
     best = interleaved_best(
         {
@@ -246,7 +248,7 @@ def overlap_and_tta(model: nn.Module, root: Path, run: str, rounds: int) -> dict
         rounds,
     )
     return {
-        name: (best[name], count_windows(v.shape, WINDOW, p.inference_overlap) * (8 if t == "flips" else 1))
+        name: (best[name], count_windows(v.shape, WINDOW, p.overlap) * (8 if t == "flips" else 1))
         for name, (v, p, t) in cases.items()
     }
 
@@ -267,7 +269,7 @@ def measure_gpu(root: Path, run: str) -> dict[str, dict[str, float]]:
     for name, options in cases.items():
         prepared = prepare_for_inference(copy.deepcopy(model).to(device), options)
         warm_up = torch.zeros(64, 128, 256, device=device)  # 3 windows: batches of 2 and 1 (compiles both)
-        predict_maps(prepared, task.dense_maps, warm_up, config.patch, device=device, options=options)
+        predict_maps(prepared, task.dense_maps, warm_up, sliding_window(config.patch), device=device, options=options)
         timed = TimedModel(prepared)
         torch.cuda.reset_peak_memory_stats(device)
         with Timer() as read:
@@ -275,7 +277,9 @@ def measure_gpu(root: Path, run: str) -> dict[str, dict[str, float]]:
             volume = normalise_tomogram_on(tomogram, device) if on_device else normalise_tomogram(tomogram)
             _sync(device)
         with Timer() as total:
-            maps = predict_maps(timed, task.dense_maps, volume, config.patch, device=device, options=options)
+            maps = predict_maps(
+                timed, task.dense_maps, volume, sliding_window(config.patch), device=device, options=options
+            )
             _sync(device)
         with Timer() as to_host:
             maps.cpu().numpy()

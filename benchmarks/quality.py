@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 
 from cryokit.config import MODEL_PRESETS, apply_overrides, replace  # noqa: E402
-from cryokit.inference import predict_runs  # noqa: E402
+from cryokit.demo.pipeline import DemoConfig, _baseline, _simulate, demo_training_config  # noqa: E402
+from cryokit.inference.predict import predict_runs  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
-from cryokit.pipeline import DemoConfig, _baseline, _simulate, demo_training_config  # noqa: E402
-from cryokit.tasks import apply_thresholds  # noqa: E402
+from cryokit.postprocess import apply_thresholds  # noqa: E402
 from cryokit.thresholds import best_thresholds  # noqa: E402
-from cryokit.train import fit  # noqa: E402
+from cryokit.training.loop import fit  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/quality.py"
 

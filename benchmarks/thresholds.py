@@ -128,8 +128,8 @@ def main() -> None:
             "",
             f"Input: {N_RUNS} runs, {len(solution):,} references (six types), {len(candidates):,} scored candidates "
             f"({CANDIDATES_PER_REFERENCE} per reference: hits near references and strays), {distinct:,} distinct "
-            "(class, score) thresholds. The exact brute force filters the candidates at every distinct score of a class "
-            f"and re-scores with `cryokit.metric.score_table`; it is timed on {SAMPLED_THRESHOLDS} evenly spaced "
+            "(class, score) thresholds. The exact brute force filters the candidates at every distinct score of a "
+            f"class and re-scores with `cryokit.metric.score_table`; it is timed on {SAMPLED_THRESHOLDS} evenly spaced "
             "scores per class (whose tp/fp/fn/F4 are checked identical to the curves') and scaled to all of them.",
             "",
             "| method | exact | seconds | ratio to `best_thresholds` |",

@@ -1,14 +1,15 @@
 """cryokit: find protein complexes in cryo-electron tomograms (CZII CryoET Object Identification).
 
-Data flows one way: ``io`` -> ``patching`` / ``dataset`` -> ``models`` -> ``postprocess`` -> ``metric``.
-The names below are the flat public API that notebooks use (``cryokit.fit``, ``cryokit.score``, ...);
-every module also has its own ``__all__``. They are imported on first use (PEP 562), so
+Data flows one way: ``io`` -> ``data`` -> ``models`` -> ``inference`` -> ``postprocess`` -> ``metric``;
+``training`` and ``tuning`` sit beside ``inference`` and call the same stages, ``kaggle`` and ``demo`` sit
+on top. The names below are the flat public API that notebooks use (``cryokit.fit``, ``cryokit.score``,
+...); every module also has its own ``__all__``. They are imported on first use (PEP 562), so
 ``import cryokit`` is instant and a program that only scores submissions never imports torch.
 """
 
 from __future__ import annotations
 
-import importlib
+from cryokit._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "cryokit.io": (
         "Tomogram",
+        "KaggleSource",
         "list_runs",
         "open_tomogram",
         "open_run_tomogram",
@@ -50,36 +52,20 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "cryokit.io.submission": ("read_submission", "write_submission"),
     "cryokit.synth": ("SimulationConfig", "config_for_difficulty", "simulate_run", "simulate_dataset"),
-    "cryokit.patching": ("normalise_tomogram", "tomogram_intensity_stats", "read_region", "predict_tomogram"),
-    "cryokit.dataset": ("PatchDataset", "collate", "split_runs"),
-    "cryokit.targets": (
-        "ball_label_map",
-        "gaussian_heatmaps",
-        "anchor_radii_voxels",
-        "encode_detection_targets",
-        "decode_detections",
-    ),
-    "cryokit.augment": ("Sample", "augment_sample"),
-    "cryokit.train": ("fit", "evaluate"),
-    "cryokit.checkpoint": ("load_model",),
-    "cryokit.inference": ("predict_maps", "predict_runs"),
+    "cryokit.data.normalise": ("normalise_tomogram", "tomogram_intensity_stats", "read_region"),
+    "cryokit.data.dataset": ("PatchDataset", "collate", "split_runs"),
+    "cryokit.data.targets": ("ball_label_map", "gaussian_heatmaps"),
+    "cryokit.data.augment": ("Sample", "Augmenter", "augment_sample"),
+    "cryokit.models.anchors": ("anchor_radii_voxels",),
+    "cryokit.models.detection_coder": ("encode_detection_targets", "decode_detections"),
+    "cryokit.inference.sliding_window": ("sliding_window_maps",),
+    "cryokit.inference.predict": ("predict_maps", "predict_runs"),
+    "cryokit.training.loop": ("fit", "evaluate"),
+    "cryokit.training.checkpoint": ("load_model",),
     "cryokit.postprocess": ("find_peaks_maxpool", "find_peaks_components", "maps_to_picks", "merge_picks"),
     "cryokit.metric": ("score", "score_table"),
     "cryokit.thresholds": ("best_thresholds", "load_thresholds", "save_thresholds"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = ["__version__", *_MODULE_OF]
-
-
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cryokit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_MODULE_OF))
+__getattr__, __dir__, _names = lazy_exports(__name__, _EXPORTS, globals())
+__all__ = ["__version__", *_names]

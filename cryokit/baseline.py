@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -25,12 +24,10 @@ import scipy.ndimage
 from tqdm.auto import tqdm
 
 from cryokit.coords import radius_angstrom_to_voxels
-from cryokit.io.layout import list_runs
-from cryokit.io.picks import read_solution
-from cryokit.io.tomogram import open_run_tomogram
-from cryokit.metric import score_table
+from cryokit.io.source import DataSource
 from cryokit.particles import PARTICLE_NAMES, particle
 from cryokit.postprocess import empty_scored_picks, maps_to_picks
+from cryokit.thresholds import threshold_curves
 
 __all__ = [
     "BaselineConfig",
@@ -38,7 +35,7 @@ __all__ = [
     "normalise_robust",
     "dog_maps",
     "detect_candidates",
-    "calibrate_thresholds",
+    "calibrate_candidates",
     "calibrate",
     "predict_run",
     "predict",
@@ -177,103 +174,67 @@ def detect_candidates(
     return pd.concat(frames, ignore_index=True)
 
 
-def _run_candidates(root, split: str, run: str, body_fractions, config: BaselineConfig) -> pd.DataFrame:
-    tomogram = open_run_tomogram(root, split, run, config.tomo_type, config.level)
+def _run_candidates(source: DataSource, run: str, body_fractions, config: BaselineConfig) -> pd.DataFrame:
+    tomogram = source.open_tomogram(run, config.tomo_type, config.level)
     return detect_candidates(tomogram.read(), tomogram.voxel_spacing_angstrom_zyx, run, body_fractions, config)
 
 
-def _best_cut(rows: pd.DataFrame, solution: pd.DataFrame, name: str, beta: float, n_steps: int) -> tuple[float, float]:
-    """(F-beta, threshold) of the best cut of one type's candidate scores; ties go to the higher cut."""
-    scores = np.sort(rows["score"].to_numpy())[::-1]
-    cuts = np.unique(scores[np.unique(np.linspace(0, len(scores) - 1, n_steps).round().astype(int))])[::-1]
-    results = [
-        (
-            float(
-                score_table(solution, rows[rows["score"] >= cut], beta=beta)
-                .set_index("particle_type")
-                .at[name, "fbeta"]
-            ),
-            float(cut),
-        )
-        for cut in cuts
-    ]
-    return max(results, key=lambda pair: pair)
-
-
-def calibrate_thresholds(
-    candidates: pd.DataFrame, solution: pd.DataFrame, beta: float = 4.0, n_steps: int = 100
-) -> dict[str, float]:
-    """Per type, the cut of the candidates' scores that maximises the type's F-beta against ``solution``.
-
-    Every particle type gets a threshold; one without candidates, references or any hit gets ``inf``.
-    """
-    thresholds = {}
-    for name in PARTICLE_NAMES:
-        rows = candidates[candidates["particle_type"] == name]
-        if len(rows) == 0 or not (solution["particle_type"] == name).any():
-            thresholds[name] = math.inf
-            continue
-        fbeta, cut = _best_cut(rows, solution, name, beta, n_steps)
-        thresholds[name] = cut if fbeta > 0 else math.inf
-    return thresholds
-
-
-def _calibrate_from(candidates: pd.DataFrame, solution: pd.DataFrame, config: BaselineConfig) -> Calibration:
-    thresholds, fractions, fbetas = {}, {}, {}
-    for name in PARTICLE_NAMES:
-        best = (-1.0, math.inf, config.body_fractions[0])
-        for fraction in config.body_fractions:
-            rows = candidates[(candidates["particle_type"] == name) & (candidates["body_fraction"] == fraction)]
-            if len(rows) and (solution["particle_type"] == name).any():
-                fbeta, cut = _best_cut(rows, solution, name, config.beta, n_steps=100)
-                best = max(best, (fbeta, cut if fbeta > 0 else math.inf, fraction), key=lambda b: b[0])
-        fbetas[name], thresholds[name], fractions[name] = max(best[0], 0.0), best[1], best[2]
-    return Calibration(thresholds, fractions, fbetas)
+def calibrate_candidates(candidates: pd.DataFrame, solution: pd.DataFrame, config: BaselineConfig) -> Calibration:
+    """Per type, the blob radius and the exact F-beta-optimal threshold (``cryokit.thresholds``); a type
+    without references or any hit gets ``inf`` (never predicted)."""
+    best = {name: (0.0, math.inf, config.body_fractions[0]) for name in PARTICLE_NAMES}
+    for fraction in config.body_fractions:
+        rows = candidates[candidates["body_fraction"] == fraction].drop(columns="body_fraction")
+        for name, curve in threshold_curves(rows, solution, beta=config.beta).items():
+            threshold, fbeta = curve.best()
+            if fbeta > best[name][0]:
+                best[name] = (fbeta, threshold, fraction)
+    return Calibration(
+        {n: b[1] for n, b in best.items()}, {n: b[2] for n, b in best.items()}, {n: b[0] for n, b in best.items()}
+    )
 
 
 def calibrate(
-    root: str | Path,
-    split: str = "train",
+    source: DataSource,
     runs: Iterable[str] | None = None,
     config: BaselineConfig = BaselineConfig(),
     progress: bool = True,
 ) -> Calibration:
     """Blob radius and threshold per type, F-beta-optimal on the picks of training runs."""
-    runs = list(runs) if runs is not None else list_runs(root, split)
+    runs = list(runs) if runs is not None else source.list_runs()
     candidates = pd.concat(
         [
-            _run_candidates(root, split, run, None, config)
+            _run_candidates(source, run, None, config)
             for run in tqdm(runs, desc="calibrating", unit="run", disable=not progress)
         ],
         ignore_index=True,
     )
-    return _calibrate_from(candidates, read_solution(root, split, runs), config)
+    return calibrate_candidates(candidates, source.read_solution(runs), config)
 
 
 def predict_run(
-    root: str | Path, split: str, run: str, calibration: Calibration, config: BaselineConfig = BaselineConfig()
+    source: DataSource, run: str, calibration: Calibration, config: BaselineConfig = BaselineConfig()
 ) -> pd.DataFrame:
     """Picks of one run (experiment, particle_type, x, y, z in Angstrom, score) with a calibration."""
     used = {name: f for name, f in calibration.body_fractions.items() if math.isfinite(calibration.thresholds[name])}
     if not used:
         return empty_scored_picks()
-    candidates = _run_candidates(root, split, run, used, config)
+    candidates = _run_candidates(source, run, used, config)
     cut = candidates["particle_type"].map(calibration.thresholds).astype(float)
     return candidates[candidates["score"] >= cut].drop(columns="body_fraction").reset_index(drop=True)
 
 
 def predict(
-    root: str | Path,
-    split: str,
+    source: DataSource,
     calibration: Calibration,
     runs: Iterable[str] | None = None,
     config: BaselineConfig = BaselineConfig(),
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Picks of several runs (all runs of the split by default)."""
-    runs = list(runs) if runs is not None else list_runs(root, split)
+    """Picks of several runs (all runs of the source by default)."""
+    runs = list(runs) if runs is not None else source.list_runs()
     frames = [
-        predict_run(root, split, run, calibration, config)
+        predict_run(source, run, calibration, config)
         for run in tqdm(runs, desc="baseline", unit="run", disable=not progress)
     ]
     frames = [f for f in frames if len(f)]

@@ -58,8 +58,8 @@ def _model_presets() -> dict:
 
 def _run_train(args: argparse.Namespace) -> int:
     from cryokit.config import MODEL_PRESETS, apply_overrides, load_config
-    from cryokit.tracking import open_tracker
-    from cryokit.train import fit
+    from cryokit.training.loop import fit
+    from cryokit.training.tracking import open_tracker
 
     config = load_config(args.config)
     config = apply_overrides(config, MODEL_PRESETS[args.model]) if args.model else config
@@ -83,7 +83,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    from cryokit.inference import TTA_CHOICES
+    from cryokit.inference.tta import TTA_CHOICES
 
     p = sub.add_parser("predict", help="predict picks for every run of a split and write a submission CSV")
     p.add_argument(
@@ -110,7 +110,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from cryokit.inference import predict_runs
+    from cryokit.inference.predict import predict_runs
     from cryokit.io.submission import write_submission
     from cryokit.thresholds import load_thresholds
 
@@ -174,7 +174,7 @@ def _run_score(args: argparse.Namespace) -> int:
 
 
 def _add_kaggle(sub: argparse._SubParsersAction) -> None:
-    from cryokit.inference import TTA_CHOICES
+    from cryokit.inference.tta import TTA_CHOICES
 
     p = sub.add_parser("kaggle", help="build the self-contained Kaggle inference notebook; stage dataset and kernel")
     actions = p.add_subparsers(dest="kaggle_command", required=True, metavar="ACTION")
@@ -204,14 +204,14 @@ def _add_kaggle(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_kaggle_build(args: argparse.Namespace) -> int:
-    from cryokit.kaggle import build_notebook
+    from cryokit.kaggle.notebook import build_notebook
 
     print(f"notebook: {build_notebook(args.out, source=args.source)}")
     return 0
 
 
 def _run_kaggle_bundle(args: argparse.Namespace) -> int:
-    from cryokit.kaggle import bundle
+    from cryokit.kaggle.bundle import bundle
 
     staged = bundle(
         args.checkpoints,
@@ -235,7 +235,7 @@ def _run_kaggle_bundle(args: argparse.Namespace) -> int:
 
 
 def _add_tune(sub: argparse._SubParsersAction) -> None:
-    # cryokit.tune's PRUNERS and OBJECTIVES, written out so that --help does not import optuna
+    # cryokit.tuning.study's PRUNERS and OBJECTIVES, written out so that --help does not import optuna
     p = sub.add_parser(
         "tune",
         help="Optuna study maximising the validation F4; resumable, many workers per study",
@@ -252,7 +252,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-trials", type=int, help="stop once the study holds this many finished trials")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--config", type=Path, help="base config (YAML or JSON); data.val_runs must be set")
-    p.add_argument("--space", type=Path, help="YAML/JSON narrowing the search space (cryokit.tune_space)")
+    p.add_argument("--space", type=Path, help="YAML/JSON narrowing the search space (cryokit.tuning.space)")
     p.add_argument("--data", type=Path, help="competition root (sets data.root)")
     p.add_argument("--out", type=Path, default=Path("runs/tune"), help="study folder (default runs/tune)")
     p.add_argument(
@@ -271,8 +271,8 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
 
 def _run_tune(args: argparse.Namespace) -> int:
     from cryokit.config import apply_overrides, load_config
-    from cryokit.tune import run_study
-    from cryokit.tune_space import load_space
+    from cryokit.tuning.space import load_space
+    from cryokit.tuning.study import run_study
 
     config = load_config(args.config)
     config = apply_overrides(config, ([f"data.root={args.data}"] if args.data else []) + list(args.overrides))
@@ -343,26 +343,29 @@ def _add_baseline(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_baseline)
 
 
-def _calibration_source(path: Path | None, data: Path, split: str) -> tuple[Path, str]:
+def _calibration_source(path: Path | None, data: Path, split: str):
+    from cryokit.io.source import KaggleSource
+
     if path is None:
         if split != "train":
             raise ValueError("--calibrate-on is required when predicting the test split (it has no picks)")
         logging.getLogger("cryokit.baseline").warning("calibrating on the predicted runs: the score is optimistic")
-        return data, split
-    return (path.parent, path.name) if path.name in ("train", "test") else (path, "train")
+        return KaggleSource(data, split)
+    return KaggleSource(path.parent, path.name) if path.name in ("train", "test") else KaggleSource(path, "train")
 
 
 def _run_baseline(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from cryokit.baseline import BaselineConfig, calibrate, predict
+    from cryokit.io.source import KaggleSource
     from cryokit.io.submission import write_submission
 
     config = BaselineConfig(tomo_type=args.tomo_type, level=args.level)
-    calibration = calibrate(*_calibration_source(args.calibrate_on, args.data, args.split), config=config)
+    calibration = calibrate(_calibration_source(args.calibrate_on, args.data, args.split), config=config)
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
         print(calibration.table().to_string(index=False))
-    picks = predict(args.data, args.split, calibration, config=config)
+    picks = predict(KaggleSource(args.data, args.split), calibration, config=config)
     write_submission(picks, args.out)
     print(f"{len(picks)} picks in {args.out}")
     return 0
@@ -381,7 +384,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from cryokit.config import replace
-    from cryokit.pipeline import DemoConfig, run_demo
+    from cryokit.demo.pipeline import DemoConfig, run_demo
 
     config = DemoConfig.quick_defaults() if args.quick else DemoConfig()
     training = config.training

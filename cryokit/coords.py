@@ -13,6 +13,9 @@ Conventions (read these once, then trust the names):
   (``location / spacing``). The competition forum debated a half-voxel shift
   (COMPETITION.md 2.1); if calibration on real picks prefers ``(index + 0.5) * spacing``, change
   ``VOXEL_CENTRE_OFFSET`` here and nowhere else.
+* **Cells of a stride-``s`` grid** (a network's output, the detector's grid): cell ``j`` covers voxels
+  ``[j*s, (j+1)*s)`` and its centre is voxel ``j*s + (s-1)/2``; a voxel point ``p`` lies in cell
+  ``floor((p + 0.5) / s)``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ __all__ = [
     "angstrom_xyz_to_voxel_zyx",
     "voxel_zyx_to_angstrom_xyz",
     "radius_angstrom_to_voxels",
+    "length_angstrom_to_voxels_zyx",
+    "voxels_to_angstrom",
+    "cell_centres_voxel",
+    "voxel_to_cell",
+    "cell_of_voxel",
 ]
 
 VOXEL_CENTRE_OFFSET: float = 0.0
@@ -73,3 +81,29 @@ def voxel_zyx_to_angstrom_xyz(centres_voxel_zyx: np.ndarray, voxel_spacing_angst
 def radius_angstrom_to_voxels(radius_angstrom: float, voxel_spacing_angstrom_zyx: SpacingLike) -> float:
     """A radius in Angstrom as a (fractional) number of voxels, using the mean spacing."""
     return float(radius_angstrom / as_spacing_zyx(voxel_spacing_angstrom_zyx).mean())
+
+
+def length_angstrom_to_voxels_zyx(length_angstrom: float, voxel_spacing_angstrom_zyx: SpacingLike) -> np.ndarray:
+    """(3,) a length in Angstrom as (fractional) voxels along z, y and x (each axis's own spacing)."""
+    return float(length_angstrom) / as_spacing_zyx(voxel_spacing_angstrom_zyx)
+
+
+def voxels_to_angstrom(n_voxels: float, voxel_spacing_angstrom_zyx: SpacingLike) -> float:
+    """A length of ``n_voxels`` voxels in Angstrom, using the mean spacing (inverse of
+    ``radius_angstrom_to_voxels``)."""
+    return float(n_voxels * as_spacing_zyx(voxel_spacing_angstrom_zyx).mean())
+
+
+def cell_centres_voxel(cells_zyx: np.ndarray, stride: int) -> np.ndarray:
+    """Voxel coordinates (z, y, x) of (fractional) cells of a stride-``stride`` grid: ``j*s + (s-1)/2``."""
+    return np.asarray(cells_zyx, dtype=np.float64) * stride + (stride - 1) / 2
+
+
+def voxel_to_cell(centres_voxel_zyx: np.ndarray, stride: int) -> np.ndarray:
+    """Fractional cell coordinates of voxel points on a stride-``stride`` grid (inverse of the above)."""
+    return (np.asarray(centres_voxel_zyx, dtype=np.float64) - (stride - 1) / 2) / stride
+
+
+def cell_of_voxel(centres_voxel_zyx: np.ndarray, stride: int) -> np.ndarray:
+    """Integer cell (z, y, x) holding each voxel point: ``floor((p + 0.5) / s)``."""
+    return np.floor((np.asarray(centres_voxel_zyx, dtype=np.float64) + 0.5) / stride).astype(np.int64)

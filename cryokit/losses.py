@@ -2,7 +2,7 @@
 
 The maths lives in module-level functions (``focal_loss``, ``softmax_focal_loss``, ``soft_fbeta_loss``,
 ``smooth_l1``); the ``nn.Module`` classes are thin wrappers that combine them, as MONAI's focal loss
-does. ``build_loss`` at the end is the only place a ``LossConfig`` touches a loss.
+does. ``cryokit.models.build.build_loss`` maps a ``LossConfig`` onto them.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from cryokit.config import LossConfig
-from cryokit.particles import PARTICLES
+from cryokit.models.detection_coder import DETECTION_TARGET_KEYS, DETECTOR_OUTPUTS
 
 __all__ = [
     "LossOutput",
@@ -27,17 +26,10 @@ __all__ = [
     "smooth_l1",
     "CompositeDetectionLoss",
     "DiceCELoss",
-    "build_loss",
-    "LOSS_NAMES",
-    "DETECTION_OUTPUT_KEYS",
-    "DETECTION_TARGET_KEYS",
+    "HeatmapFocalLoss",
 ]
 
 REDUCTIONS = ("none", "mean", "sum")
-LOSS_NAMES = ("dice_ce", "dice_focal", "focal", "tversky_ce", "detection")
-# Keys shared with cryokit.models.detector.YOLO3D and cryokit.targets.DetectionTargets.as_tensors().
-DETECTION_OUTPUT_KEYS = ("objectness", "class_scores", "offset_zyx", "log_radius_ratio")
-DETECTION_TARGET_KEYS = ("objectness", "class_index", "offset_zyx", "log_radius_ratio")
 
 
 @dataclass
@@ -176,7 +168,7 @@ def smooth_l1(pred: torch.Tensor, target: torch.Tensor, positive: torch.Tensor, 
 
 
 class CompositeDetectionLoss(nn.Module):
-    """Focal + soft F-beta + smooth L1 for ``YOLO3D`` outputs against ``cryokit.targets`` detection targets.
+    """Focal + soft F-beta + smooth L1 for ``YOLO3D`` outputs against ``cryokit.models.detection_coder`` targets.
 
     Terms (unweighted; "per positive" means divided by the number of positive cell-anchors, at least 1):
 
@@ -278,7 +270,7 @@ class CompositeDetectionLoss(nn.Module):
 
 def _check_detection_shapes(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> None:
     for where, mapping, names in (
-        ("outputs", outputs, DETECTION_OUTPUT_KEYS),
+        ("outputs", outputs, DETECTOR_OUTPUTS),
         ("targets", targets, DETECTION_TARGET_KEYS),
     ):
         lacking = [name for name in names if name not in mapping]
@@ -379,48 +371,23 @@ class DiceCELoss(nn.Module):
         return LossOutput(total, {name: float(value.detach()) for name, (_, value) in parts.items()})
 
 
-def build_loss(loss_config: LossConfig, n_classes: int, class_weights: Sequence[float] | None = None) -> nn.Module:
-    """Map a ``LossConfig`` onto a loss; the only place a config touches losses.
-
-    ``name``: "dice_ce" (Dice + CE), "dice_focal" or its alias "focal" (Dice + focal; set
-    ``dice_weight=0`` for focal alone), "tversky_ce" (Tversky + CE), all for (B, n_classes, Z, Y, X)
-    segmentation logits with background first, or "detection" (``CompositeDetectionLoss``).
+class HeatmapFocalLoss(nn.Module):
+    """Sigmoid focal loss of (B, C, Z, Y, X) logits against Gaussian heatmaps in [0, 1].
 
     Args:
-        loss_config: a ``cryokit.config.LossConfig``.
-        n_classes: channels of the logits (segmentation: background + particles; detection: particles).
-        class_weights: segmentation: per-channel CE weights (default background ``background_weight``,
-            every particle ``particle_weight``); detection: F-beta weights (default the metric's particle
-            weights when ``n_classes`` is 6, else equal).
+        gamma: focal exponent >= 0.
+        positive_weight: weight of a voxel at a heatmap peak (1 far from every centre, linear in between),
+            up-weighting the rare voxels near centres; the mean keeps the scale independent of patch size.
     """
-    cfg = loss_config
-    if cfg.name not in LOSS_NAMES:
-        raise ValueError(f"loss name must be one of {LOSS_NAMES}, got {cfg.name!r}")
-    if class_weights is not None and len(class_weights) != n_classes:
-        raise ValueError(f"class_weights has {len(class_weights)} values for n_classes={n_classes}")
-    if cfg.name == "detection":
-        if class_weights is None and n_classes == len(PARTICLES):
-            class_weights = [float(p.weight) for p in PARTICLES]
-        return CompositeDetectionLoss(
-            cfg.lambda_focal,
-            cfg.lambda_fbeta,
-            cfg.lambda_box,
-            alpha=cfg.focal_alpha,
-            gamma=cfg.focal_gamma,
-            beta=cfg.beta,
-            class_weights=class_weights,
-        )
-    if class_weights is None:
-        class_weights = [cfg.background_weight] + [cfg.particle_weight] * (n_classes - 1)
-    overlap = "tversky" if cfg.name == "tversky_ce" else "dice"
-    voxel = "focal" if cfg.name in ("dice_focal", "focal") else "ce"
-    extra = {"tversky_alpha": cfg.tversky_alpha, "tversky_beta": cfg.tversky_beta} if overlap == "tversky" else {}
-    return DiceCELoss(
-        cfg.dice_weight,
-        cfg.ce_weight,
-        class_weights,
-        overlap=overlap,
-        voxel=voxel,
-        focal_gamma=cfg.focal_gamma,
-        **extra,
-    )
+
+    def __init__(self, gamma: float = 2.0, positive_weight: float = 8.0):
+        super().__init__()
+        if gamma < 0 or positive_weight <= 0:
+            raise ValueError(f"need gamma >= 0 and positive_weight > 0, got {gamma}, {positive_weight}")
+        self.gamma, self.positive_weight = gamma, positive_weight
+
+    def forward(self, logits: torch.Tensor, heatmaps: torch.Tensor) -> LossOutput:
+        per_voxel = focal_loss(logits, heatmaps, alpha=None, gamma=self.gamma, reduction="none")
+        weights = 1.0 + (self.positive_weight - 1.0) * heatmaps
+        total = (per_voxel * weights).mean()
+        return LossOutput(total, {"focal": float(total.detach())})

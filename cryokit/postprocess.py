@@ -19,17 +19,17 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import scipy.ndimage
-import torch
-import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
-from cryokit.coords import radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
+from cryokit.coords import cell_centres_voxel, radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
 from cryokit.particles import PARTICLE_NAMES, particle
-from cryokit.patching import cell_centres_voxel
 
 __all__ = [
     "PICK_SCORE_COLUMNS",
+    "PEAK_METHODS",
+    "apply_thresholds",
     "empty_scored_picks",
+    "scored_picks",
     "find_peaks_maxpool",
     "find_peaks_components",
     "refine_centres",
@@ -39,12 +39,34 @@ __all__ = [
 ]
 
 PICK_SCORE_COLUMNS = ["experiment", "particle_type", "x", "y", "z", "score"]
+PEAK_METHODS = ("maxpool", "components")
 
 
 def empty_scored_picks() -> pd.DataFrame:
     """A picks table with scores, no rows, and the right columns and dtypes."""
     return pd.DataFrame(
         {c: pd.Series(dtype=object if c in ("experiment", "particle_type") else float) for c in PICK_SCORE_COLUMNS}
+    )
+
+
+def apply_thresholds(picks: pd.DataFrame, thresholds: Mapping[str, float], default: float) -> pd.DataFrame:
+    """Rows whose ``score`` reaches their class's threshold (``default`` for classes not listed)."""
+    floor = picks["particle_type"].map(lambda name: thresholds.get(name, default)).astype(float)
+    return picks[picks["score"] >= floor].reset_index(drop=True)
+
+
+def scored_picks(run: str, particle_type: str, centres_angstrom_xyz: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    """A picks table (``PICK_SCORE_COLUMNS``) of one run and class."""
+    xyz = np.asarray(centres_angstrom_xyz, dtype=np.float64).reshape(-1, 3)
+    return pd.DataFrame(
+        {
+            "experiment": run,
+            "particle_type": particle_type,
+            "x": xyz[:, 0],
+            "y": xyz[:, 1],
+            "z": xyz[:, 2],
+            "score": np.asarray(scores, dtype=np.float64),
+        }
     )
 
 
@@ -59,12 +81,14 @@ def _empty_peaks() -> tuple[np.ndarray, np.ndarray]:
     return np.empty((0, 3), dtype=np.float64), np.empty(0, dtype=np.float64)
 
 
-def spherical_nms(centres_zyx: np.ndarray, scores: np.ndarray, radius_voxels: float) -> np.ndarray:
-    """Indices kept by greedy spherical NMS: from the best score down, a point within ``radius_voxels``
+def spherical_nms(points: np.ndarray, scores: np.ndarray, radius: float) -> np.ndarray:
+    """Indices kept by greedy spherical NMS: from the best score down, a point within ``radius``
     (inclusive) of a kept point is dropped. Equal scores keep the one listed first.
 
     Args:
-        centres_zyx: (N, 3) points. scores: (N,) scores. radius_voxels: suppression radius.
+        points: (N, 3) points in one unit and axis order (voxels z, y, x, or Angstrom x, y, z).
+        scores: (N,) scores.
+        radius: suppression radius, in the unit of ``points``.
 
     Returns:
         (K,) indices into the inputs, by decreasing score.
@@ -72,13 +96,13 @@ def spherical_nms(centres_zyx: np.ndarray, scores: np.ndarray, radius_voxels: fl
     if len(scores) == 0:
         return np.empty(0, dtype=np.int64)
     order = np.lexsort((np.arange(len(scores)), -scores))
-    tree = cKDTree(centres_zyx)
+    tree = cKDTree(points)
     suppressed = np.zeros(len(scores), dtype=bool)
     keep = []
     for i in order:
         if not suppressed[i]:
             keep.append(i)
-            suppressed[tree.query_ball_point(centres_zyx[i], radius_voxels)] = True
+            suppressed[tree.query_ball_point(points[i], radius)] = True
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -104,18 +128,6 @@ def refine_centres(score_zyx: np.ndarray, peaks_zyx: np.ndarray) -> np.ndarray:
         shift = 0.5 * (f_before - f_after) / np.where(concave, curvature, -1.0)
         centres[:, axis] += np.where(concave, np.clip(shift, -0.5, 0.5), 0.0)
     return centres
-
-
-def _cube_max_pool(tensor: torch.Tensor, half: int) -> torch.Tensor:
-    """Max over a (2h+1)^3 cube, as three 1-D max-pools (a cube's max is separable): O(h), not O(h^3)."""
-    width = 2 * half + 1
-    for axis in range(3):
-        kernel = [1, 1, 1]
-        kernel[axis] = width
-        padding = [0, 0, 0]
-        padding[axis] = half
-        tensor = F.max_pool3d(tensor, kernel_size=tuple(kernel), stride=1, padding=tuple(padding))
-    return tensor
 
 
 def find_peaks_maxpool(
@@ -204,7 +216,7 @@ def maps_to_picks(
     method: str = "maxpool",
     radius_fraction: float = 0.5,
     refine: bool = True,
-    min_voxels: int = 1,
+    min_voxels: int | Mapping[str, int] = 1,
     output_stride: int = 1,
 ) -> pd.DataFrame:
     """Per-class (C, Z, Y, X) score maps -> picks table (experiment, particle_type, x, y, z, score).
@@ -219,10 +231,10 @@ def maps_to_picks(
         method: ``"maxpool"`` (NMS radius ``radius_fraction * catalog radius``) or ``"components"``.
         radius_fraction: NMS radius as a fraction of the particle's catalog radius.
         refine: sub-voxel refinement of max-pool peaks.
-        min_voxels: smallest component kept by ``"components"``.
+        min_voxels: smallest component kept by ``"components"``, one for all classes or one per class.
         output_stride: the maps are a stride-``s`` grid over a volume of spacing
             ``voxel_spacing_angstrom_zyx``: cell ``j`` covers voxels ``[j*s, (j+1)*s)``, its centre is
-            voxel ``j*s + (s-1)/2`` (``cryokit.patching.cell_centres_voxel``).
+            voxel ``j*s + (s-1)/2`` (``cryokit.coords.cell_centres_voxel``).
 
     Returns:
         Picks in Angstrom, sorted by class then decreasing score; an empty table with the columns if none.
@@ -233,8 +245,8 @@ def maps_to_picks(
             f"prob_czyx must be (C, Z, Y, X) with C = len(channel_names) = {len(channel_names)}, "
             f"got shape {prob_czyx.shape}"
         )
-    if method not in ("maxpool", "components"):
-        raise ValueError(f"method must be 'maxpool' or 'components', got {method!r}")
+    if method not in PEAK_METHODS:
+        raise ValueError(f"method must be one of {PEAK_METHODS}, got {method!r}")
     frames = []
     for channel, name in enumerate(channel_names):
         threshold = _threshold_for(thresholds, name) if name in PARTICLE_NAMES else None
@@ -248,21 +260,11 @@ def maps_to_picks(
             )
             centres, scores = find_peaks_maxpool(prob_czyx[channel], radius, threshold, refine=refine)
         else:
-            centres, scores = find_peaks_components(prob_czyx[channel], threshold, min_voxels)
+            smallest = min_voxels[name] if isinstance(min_voxels, Mapping) else min_voxels
+            centres, scores = find_peaks_components(prob_czyx[channel], threshold, smallest)
         if len(scores):
             xyz = voxel_zyx_to_angstrom_xyz(cell_centres_voxel(centres, output_stride), voxel_spacing_angstrom_zyx)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "experiment": run,
-                        "particle_type": name,
-                        "x": xyz[:, 0],
-                        "y": xyz[:, 1],
-                        "z": xyz[:, 2],
-                        "score": scores,
-                    }
-                )
-            )
+            frames.append(scored_picks(run, name, xyz, scores))
     return pd.concat(frames, ignore_index=True) if frames else empty_scored_picks()
 
 

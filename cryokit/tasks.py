@@ -1,56 +1,92 @@
-"""What the trainer plugs in per model family: a loss, dense maps for stitching, and a decoder.
+"""What the trainer and the predictor plug in per model family: a loss, dense maps, and a decoder.
 
 The trainer, the validator and ``cryokit predict`` know nothing about U-Nets or detectors: they call a
 ``Task``. A task turns a network's output for a batch of windows into dense maps (B, K, z, y, x) that
-MONAI's sliding-window inferer can blend, and turns the stitched maps of a whole tomogram into scored
-picks in Angstrom.
+the sliding-window inferer can blend, and turns the stitched maps of a whole tomogram into scored
+picks in Angstrom (every candidate above its ``candidate_floor``; thresholds are applied later).
 
 * ``SegmentationTask``: a U-Net on ball label maps (softmax over background + 6 classes) or on
   Gaussian heatmaps (one sigmoid per class); dense maps are the 6 class probabilities; picks come from
   ``cryokit.postprocess.maps_to_picks``.
-* ``DetectionTask``: the YOLO-style detector; dense maps are per anchor [objectness, 6 class
-  probabilities, 3 centre offsets, log radius ratio] at the grid stride, so overlapping windows blend
-  into one grid that is decoded once and cleaned by per-class spherical NMS.
+* ``DetectionTask``: the YOLO-style detector; dense maps follow ``DetectionLayout`` at the grid stride,
+  so overlapping windows blend into one grid that is decoded once and cleaned by per-class spherical NMS.
+
+``cryokit.models.build`` builds both from a configuration; nothing here reads one.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from cryokit.config import PostprocessConfig
 from cryokit.coords import radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
-from cryokit.losses import LossOutput, focal_loss
+from cryokit.data.targets import N_CLASSES
+from cryokit.losses import LossOutput
+from cryokit.models.detection_coder import DetectionLayout, decode_detections
 from cryokit.particles import PARTICLE_NAMES, particle
-from cryokit.postprocess import empty_scored_picks, maps_to_picks, spherical_nms
-from cryokit.targets import N_CLASSES, decode_detections, split_detection_maps
+from cryokit.postprocess import PEAK_METHODS, empty_scored_picks, maps_to_picks, scored_picks, spherical_nms
 
-__all__ = ["SegmentationTask", "DetectionTask", "HeatmapFocalLoss", "apply_thresholds"]
-
-
-def apply_thresholds(picks: pd.DataFrame, thresholds: Mapping[str, float], default: float) -> pd.DataFrame:
-    """Rows whose ``score`` reaches their class's threshold (``default`` for classes not listed)."""
-    floor = picks["particle_type"].map(lambda name: thresholds.get(name, default)).astype(float)
-    return picks[picks["score"] >= floor].reset_index(drop=True)
+__all__ = ["Task", "PeakDecoding", "SegmentationTask", "DetectionTask"]
 
 
-class HeatmapFocalLoss(nn.Module):
-    """Sigmoid focal loss of (B, 6, Z, Y, X) logits against Gaussian heatmaps in [0, 1]."""
+class Task(Protocol):
+    """The interface the trainer, the validator and the predictor use.
 
-    def __init__(self, gamma: float = 2.0, positive_weight: float = 8.0):
-        super().__init__()
-        self.gamma, self.positive_weight = gamma, positive_weight
+    Attributes:
+        output_stride: input voxels per output cell of the network.
+        vector_channels: (z, y, x) channel triples of the dense maps that hold displacements (TTA turns them).
+    """
 
-    def forward(self, logits: torch.Tensor, heatmaps: torch.Tensor) -> LossOutput:
-        per_voxel = focal_loss(logits, heatmaps, alpha=None, gamma=self.gamma, reduction="none")
-        # Up-weight the rare voxels near centres; the mean keeps the scale independent of patch size.
-        weights = 1.0 + (self.positive_weight - 1.0) * heatmaps
-        total = (per_voxel * weights).mean()
-        return LossOutput(total, {"focal": float(total.detach())})
+    output_stride: int
+    vector_channels: tuple[tuple[int, int, int], ...]
+
+    def loss(self, outputs: Any, target: Any) -> LossOutput: ...
+
+    def dense_maps(self, outputs: Any) -> torch.Tensor: ...
+
+    def decode(self, maps: np.ndarray, voxel_spacing_angstrom_zyx, run: str) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class PeakDecoding:
+    """How maps become candidates.
+
+    Attributes:
+        method: "maxpool" (max-filter NMS) or "components" (connected components); segmentation only.
+        radius_fraction: NMS radius as a share of the class's catalog radius.
+        candidate_floor: candidates below this score are dropped (thresholds are tuned above it).
+        min_voxels_fraction: "components": the smallest component kept, as a share of the volume of a ball
+            of ``radius_fraction`` times the catalog radius.
+    """
+
+    method: str = "maxpool"
+    radius_fraction: float = 0.5
+    candidate_floor: float = 0.05
+    min_voxels_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.method not in PEAK_METHODS:
+            raise ValueError(f"peak method must be one of {PEAK_METHODS}, got {self.method!r}")
+        if not (self.radius_fraction > 0 and 0 <= self.candidate_floor and self.min_voxels_fraction >= 0):
+            raise ValueError(
+                f"need radius_fraction > 0, candidate_floor >= 0 and min_voxels_fraction >= 0, got "
+                f"{self.radius_fraction}, {self.candidate_floor}, {self.min_voxels_fraction}"
+            )
+
+    def min_voxels(self, name: str, voxel_spacing_angstrom_zyx, output_stride: int) -> int:
+        """Smallest component (in cells) kept for class ``name`` by the "components" method."""
+        radius_cells = (
+            self.radius_fraction
+            * radius_angstrom_to_voxels(particle(name).radius_angstrom, voxel_spacing_angstrom_zyx)
+            / output_stride
+        )
+        return max(1, int(round(self.min_voxels_fraction * 4 / 3 * math.pi * radius_cells**3)))
 
 
 class SegmentationTask:
@@ -60,14 +96,15 @@ class SegmentationTask:
         kind: target kind the dataset renders ("balls" or "gaussian").
         loss: a loss returning ``LossOutput`` for (logits, target).
         output_stride: 1 or 2 (the network's logits are at 1/output_stride resolution).
+        decoding: peak finding settings.
     """
 
     vector_channels: tuple[tuple[int, int, int], ...] = ()
 
-    def __init__(self, kind: str, loss: nn.Module, output_stride: int = 1):
+    def __init__(self, kind: str, loss: nn.Module, output_stride: int = 1, decoding: PeakDecoding = PeakDecoding()):
         if kind not in ("balls", "gaussian"):
             raise ValueError(f"SegmentationTask kind must be 'balls' or 'gaussian', got {kind!r}")
-        self.kind, self.loss_fn, self.output_stride = kind, loss, output_stride
+        self.kind, self.loss_fn, self.output_stride, self.decoding = kind, loss, output_stride, decoding
         self.n_outputs = N_CLASSES + 1 if kind == "balls" else N_CLASSES
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> LossOutput:
@@ -79,18 +116,21 @@ class SegmentationTask:
             return outputs.float().softmax(dim=1)[:, 1:]
         return outputs.float().sigmoid()
 
-    def decode(
-        self, maps_czyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str, post: PostprocessConfig
-    ) -> pd.DataFrame:
-        """Scored candidate picks (every peak above ``post.candidate_floor``) of one tomogram."""
+    def decode(self, maps_czyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str) -> pd.DataFrame:
+        """Scored candidate picks (every peak above the candidate floor) of one tomogram."""
+        d = self.decoding
+        min_voxels = {
+            name: d.min_voxels(name, voxel_spacing_angstrom_zyx, self.output_stride) for name in PARTICLE_NAMES
+        }
         return maps_to_picks(
             maps_czyx,
             PARTICLE_NAMES,
             voxel_spacing_angstrom_zyx,
             run,
-            thresholds=post.candidate_floor,
-            method=post.method,
-            radius_fraction=post.radius_fraction,
+            thresholds=d.candidate_floor,
+            method=d.method,
+            radius_fraction=d.radius_fraction,
+            min_voxels=min_voxels,
             output_stride=self.output_stride,
         )
 
@@ -102,61 +142,42 @@ class DetectionTask:
         loss: ``CompositeDetectionLoss`` (or any loss taking the output and target dicts).
         anchors_voxels: (A,) anchor radii in voxels at the data level.
         stride: the detector's grid stride.
+        decoding: candidate floor and the spherical NMS radius (``method`` is not used).
     """
 
-    def __init__(self, loss: nn.Module, anchors_voxels: Sequence[float], stride: int = 4):
-        self.loss_fn, self.stride = loss, int(stride)
-        self.output_stride = self.stride
+    def __init__(
+        self, loss: nn.Module, anchors_voxels: Sequence[float], stride: int = 4, decoding: PeakDecoding = PeakDecoding()
+    ):
+        self.loss_fn, self.stride, self.output_stride, self.decoding = loss, int(stride), int(stride), decoding
         self.anchors_voxels = np.asarray(anchors_voxels, dtype=np.float64)
-        per_anchor = 5 + N_CLASSES
-        # Offsets (z, y, x) of anchor a sit at channels a*per_anchor + 1 + C + (0, 1, 2).
-        self.vector_channels = tuple(
-            tuple(a * per_anchor + 1 + N_CLASSES + i for i in range(3)) for a in range(len(self.anchors_voxels))
-        )
+        self.layout = DetectionLayout(len(self.anchors_voxels), N_CLASSES)
+        self.vector_channels = self.layout.vector_channels
 
     def loss(self, outputs: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> LossOutput:
         return self.loss_fn(outputs, target)
 
     def dense_maps(self, outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """(B, A * (5 + 6), Gz, Gy, Gx): per anchor objectness, class probabilities, offsets, log radius."""
-        objectness = outputs["objectness"].float().sigmoid()[:, :, None]
-        classes = outputs["class_scores"].float().softmax(dim=2)
-        per_anchor = torch.cat(
-            [objectness, classes, outputs["offset_zyx"].float(), outputs["log_radius_ratio"].float()[:, :, None]], dim=2
-        )
-        return per_anchor.flatten(1, 2)
+        """(B, A * (5 + 6), Gz, Gy, Gx): ``DetectionLayout.pack``."""
+        return self.layout.pack(outputs)
 
-    def decode(
-        self, maps_kzyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str, post: PostprocessConfig
-    ) -> pd.DataFrame:
+    def decode(self, maps_kzyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str) -> pd.DataFrame:
         """Decode the stitched grid, then per-class spherical NMS at ``radius_fraction`` of the class radius."""
-        named = split_detection_maps(torch.as_tensor(maps_kzyx)[None], len(self.anchors_voxels))
+        named = self.layout.split(torch.as_tensor(maps_kzyx)[None])
         found = decode_detections(
             **{k: v[0] for k, v in named.items()},
             stride=self.stride,
             anchors_voxels=self.anchors_voxels,
-            threshold=post.candidate_floor,
+            threshold=self.decoding.candidate_floor,
         )
         frames = []
         for class_index, name in enumerate(PARTICLE_NAMES):
             mine = found.class_indices == class_index
             if not mine.any():
                 continue
-            radius = post.radius_fraction * radius_angstrom_to_voxels(
+            radius_voxels = self.decoding.radius_fraction * radius_angstrom_to_voxels(
                 particle(name).radius_angstrom, voxel_spacing_angstrom_zyx
             )
-            keep = spherical_nms(found.centres_voxel_zyx[mine], found.scores[mine], radius)
+            keep = spherical_nms(found.centres_voxel_zyx[mine], found.scores[mine], radius_voxels)
             xyz = voxel_zyx_to_angstrom_xyz(found.centres_voxel_zyx[mine][keep], voxel_spacing_angstrom_zyx)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "experiment": run,
-                        "particle_type": name,
-                        "x": xyz[:, 0],
-                        "y": xyz[:, 1],
-                        "z": xyz[:, 2],
-                        "score": found.scores[mine][keep],
-                    }
-                )
-            )
+            frames.append(scored_picks(run, name, xyz, found.scores[mine][keep]))
         return pd.concat(frames, ignore_index=True) if frames else empty_scored_picks()

@@ -138,7 +138,7 @@ install_embedded(CRYOKIT_ZIP_B64, CRYOKIT_MANIFEST)
 import torch
 
 import cryokit
-from cryokit.kaggle_runtime import predict_submission, resolve_checkpoints, resolve_thresholds
+from cryokit.kaggle.runtime import predict_submission, resolve_checkpoints, resolve_thresholds
 
 print(f"cryokit {cryokit.__version__} from {os.path.dirname(cryokit.__file__)}")
 print(

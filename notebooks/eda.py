@@ -41,6 +41,7 @@ from pathlib import Path
 from IPython.display import display
 
 from cryokit import plots
+from cryokit.demo.notebooks import simulate_for_notebook
 from cryokit.io import list_runs, open_run_tomogram, read_picks
 from cryokit.io.layout import tomogram_path
 
@@ -49,11 +50,9 @@ out.mkdir(parents=True, exist_ok=True)
 
 # %%
 if data_root is None:
-    from cryokit.synth import config_for_difficulty, simulate_dataset
-
-    data_root = out / "data"
-    config = config_for_difficulty(sim_difficulty, shape_zyx=tuple(sim_shape_zyx))
-    simulate_dataset(data_root, sim_runs, seed=sim_seed, split="train", config=config)
+    data_root, _ = simulate_for_notebook(
+        out, sim_runs, sim_shape_zyx, sim_difficulty, sim_seed, tomo_types=("denoised", "wbp")
+    )
     split = "train"
 runs = list(runs) if runs is not None else list_runs(data_root, split)[:max_runs]
 picks = read_picks(data_root, split, runs)

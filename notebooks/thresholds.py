@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -35,10 +37,10 @@ out_dir = "outputs/thresholds"
 # %%
 from pathlib import Path
 
+from cryokit.demo.fixtures import demo_candidates, demo_solution
 from cryokit.io import read_solution
 from cryokit.io.candidates import read_candidates
 from cryokit.io.submission import read_submission
-from cryokit.tiny import demo_candidates, demo_solution
 from cryokit.widgets import ThresholdPanel
 
 # %%

@@ -43,35 +43,25 @@ seed = 0
 # %%
 from IPython.display import Image, display
 
-from cryokit.config import MODEL_PRESETS, apply_overrides
-from cryokit.io import list_runs
-from cryokit.pipeline import demo_training_config, simulate_for_notebook, train_and_report
+from cryokit.demo.notebooks import notebook_training_config, simulate_for_notebook, train_and_report
 
 if data_root is None:
     data_root, _ = simulate_for_notebook(out_dir, sim_runs, sim_shape_zyx, sim_difficulty, seed)
-runs = list_runs(data_root, "train")
-val_runs = list(val_runs) if val_runs else runs[-1:]
-config = apply_overrides(
-    demo_training_config(),
-    {
-        **MODEL_PRESETS[model],
-        "data.root": str(data_root),
-        "data.val_runs": val_runs,
-        "data.level": level,
-        "data.train_runs": [r for r in runs if r not in val_runs],
-        "model.channels": channels,
-        "model.strides": [2] * (len(channels) - 1),
-        "patch.size_zyx": patch_size_zyx,
-        "patch.batch_size": batch_size,
-        "patch.patches_per_epoch": patches_per_epoch,
-        "train.epochs": epochs,
-        "train.lr": lr,
-        "train.seed": seed,
-        "train.out_dir": out_dir,
-        "tracking.enabled": track,
-        "tracking.tracking_uri": mlflow_uri,
-        "tracking.experiment": "cryokit-train-unet",
-    },
+config = notebook_training_config(
+    model,
+    data_root,
+    out_dir,
+    val_runs,
+    level=level,
+    patch_size_zyx=patch_size_zyx,
+    batch_size=batch_size,
+    patches_per_epoch=patches_per_epoch,
+    epochs=epochs,
+    lr=lr,
+    seed=seed,
+    track=track,
+    mlflow_uri=mlflow_uri,
+    overrides={"model.channels": channels, "model.strides": [2] * (len(channels) - 1)},
 )
 
 # %%

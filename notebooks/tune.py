@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -14,9 +16,9 @@
 # %% [markdown]
 # # Hyperparameter search on the validation F4
 #
-# An Optuna study over `cryokit.tune_space.SEARCH_SPACE` (learning rate, weight decay, model width and
+# An Optuna study over `cryokit.tuning.space.SEARCH_SPACE` (learning rate, weight decay, model width and
 # depth, patch size, augmentation strengths, loss weights, post-processing). Every trial trains with
-# `cryokit.train.fit` and reports its validation F4 after each epoch, so bad trials are pruned early.
+# `cryokit.training.fit` and reports its validation F4 after each epoch, so bad trials are pruned early.
 # The study lives in `storage` (SQLite in `out_dir` by default; a `journal:PATH` file or a PostgreSQL
 # URL lets several workers, e.g. `cryokit tune --study NAME --storage URL --trials N`, join it).
 #
@@ -46,11 +48,11 @@ import pandas as pd
 from IPython.display import Image, display
 
 from cryokit.config import apply_overrides, load_config
+from cryokit.demo.fixtures import TINY_SPACE, tiny_config, tiny_dataset
 from cryokit.io import list_runs
 from cryokit.plots.tuning import save_study_figures
-from cryokit.tiny import TINY_SPACE, tiny_config, tiny_dataset
-from cryokit.tune import run_study
-from cryokit.tune_space import load_space
+from cryokit.tuning.space import load_space
+from cryokit.tuning.study import run_study
 
 logging.basicConfig(level=logging.WARNING)
 out = Path(out_dir)
@@ -84,8 +86,7 @@ pd.DataFrame(space.describe()).T.fillna("")
 study = run_study(
     study_name, base, trials, space=space, storage=storage, out_dir=out, timeout=budget, pruner=pruner, seed=seed
 )
-frame = study.trials_dataframe(attrs=("number", "value", "state", "duration"))
-frame
+display(study.trials_dataframe(attrs=("number", "value", "state", "duration")))
 
 # %% [markdown]
 # ## Optimisation history, parameter importances, parallel coordinates

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or refresh .venv/ at the repo root: the CPU build of torch first (so nothing installs a
-# multi-GB CUDA build), then cryokit with its test extra. Re-runs are quick: a stamp of the
+# multi-GB CUDA build), then cryokit with its notebooks and test extras. Re-runs are quick: a stamp of the
 # dependency files skips the install when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,6 @@ pip_install() {
 }
 pip_install --upgrade pip
 pip_install "torch==${TORCH_VERSION}" || pip_install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
-pip_install -r requirements.txt -e ".[test]"
+pip_install -r requirements.txt -e ".[notebooks,test]"
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 echo "$want" > "$stamp"

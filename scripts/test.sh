@@ -3,6 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
+# Lint and format first (a second or two); CRYOKIT_SKIP_LINT=1 skips them while iterating on one test.
+if [ "${CRYOKIT_SKIP_LINT:-0}" != "1" ]; then
+  .venv/bin/ruff check --quiet . || { echo "ruff check failed (fix, or run .venv/bin/ruff check --fix .)" >&2; exit 1; }
+  .venv/bin/ruff format --check --quiet . || { echo "ruff format: files above need .venv/bin/ruff format ." >&2; exit 1; }
+fi
 set +e
 # Bounded as a whole too (each test is bounded by pytest-timeout, setup.cfg): the suite takes about
 # 5 minutes on 2 cores, so an hour means something is stuck.

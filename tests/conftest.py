@@ -70,3 +70,30 @@ def make_blob_layout(
         write_run_picks(root, "train", run, picks)
         written[run] = (volume, picks)
     return written
+
+
+BLOB_RUNS = ("TS_a", "TS_b", "TS_c")
+# What a tiny U-Net needs to learn the blob layout in a few epochs (``cryokit.demo.fixtures.tiny_config`` + these).
+BLOB_TRAINING = {
+    "model.channels": [8, 16],
+    "model.num_res_units": 0,
+    "patch.patches_per_epoch": 16,
+    "patch.inference_batch_size": 4,
+    "patch.inference_overlap": 0.25,
+    "augment.rotate_degrees": 0,
+    "augment.scale_fraction": 0,
+    "augment.elastic_p": 0,
+    "augment.noise_p": 0,
+    "augment.intensity_p": 0,
+    "loss.particle_weight": 4.0,
+    "train.lr": 0.01,
+}
+
+
+def blob_config(root, out_dir, epochs=2, **train):
+    """``tiny_config`` on ``make_blob_layout``'s runs (TS_c validates), plus ``train.*`` keyword overrides."""
+    from cryokit.demo.fixtures import tiny_config
+
+    return tiny_config(
+        root, BLOB_RUNS, out_dir, epochs, overrides={**BLOB_TRAINING, **{f"train.{k}": v for k, v in train.items()}}
+    )

@@ -9,28 +9,32 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from cryokit.augment import Sample, apply_augmentation, augment_sample, draw_augmentation, geometric_margin_zyx
 from cryokit.config import AugmentConfig
-from cryokit.targets import ball_label_map
+from cryokit.data.augment import Augmenter, Sample, apply_augmentation, augment_sample
+from cryokit.data.targets import ball_label_map
 
-OFF = AugmentConfig(flip_p=0, rot90_p=0, rotate_degrees=0, scale_fraction=0, elastic_p=0, intensity_p=0, noise_p=0)
+OFF = Augmenter.from_config(
+    AugmentConfig(flip_p=0, rot90_p=0, rotate_degrees=0, scale_fraction=0, elastic_p=0, intensity_p=0, noise_p=0)
+)
 FAMILIES = {
     "flip": replace(OFF, flip_p=0.7),
     "rot90": replace(OFF, rot90_p=1.0),
     "rotate": replace(OFF, rotate_degrees=25.0),
     "scale": replace(OFF, scale_fraction=0.1),
     "elastic": replace(OFF, elastic_p=1.0, elastic_magnitude_voxels=2.0, elastic_spacing_voxels=12.0),
-    "all": AugmentConfig(
-        flip_p=0.5,
-        rot90_p=0.5,
-        rotate_degrees=20.0,
-        scale_fraction=0.08,
-        elastic_p=1.0,
-        elastic_magnitude_voxels=1.5,
-        elastic_spacing_voxels=16.0,
-        intensity_p=1.0,
-        noise_p=1.0,
-        noise_std=0.05,
+    "all": Augmenter.from_config(
+        AugmentConfig(
+            flip_p=0.5,
+            rot90_p=0.5,
+            rotate_degrees=20.0,
+            scale_fraction=0.08,
+            elastic_p=1.0,
+            elastic_magnitude_voxels=1.5,
+            elastic_spacing_voxels=16.0,
+            intensity_p=1.0,
+            noise_p=1.0,
+            noise_std=0.05,
+        )
     ),
 }
 EXACT = {"flip", "rot90"}
@@ -123,7 +127,7 @@ def test_switched_off_is_a_centre_crop():
     window = tuple(slice(s, s + n) for s, n in zip(start, OUT_ZYX))
     assert torch.equal(out.image_zyx, sample.image_zyx[window])
     assert np.array_equal(out.centres_voxel_zyx, sample.centres_voxel_zyx - start)
-    assert np.all(geometric_margin_zyx(OFF, OUT_ZYX) == 0)
+    assert np.all(OFF.margin_bound_zyx(OUT_ZYX) == 0)
 
 
 def test_margins_are_enough_context_for_every_draw():
@@ -137,22 +141,22 @@ def test_margins_are_enough_context_for_every_draw():
         flip_p=0.0,
         rot90_p=0.0,
     )
-    bound = geometric_margin_zyx(config, OUT_ZYX)
+    bound = config.margin_bound_zyx(OUT_ZYX)
     for seed in range(8):
-        params = draw_augmentation(config, torch.Generator().manual_seed(seed), OUT_ZYX)
+        params = config.draw(torch.Generator().manual_seed(seed), OUT_ZYX)
         margin = params.margin_zyx()
         assert np.all(margin <= bound) and np.all(margin > 0)
         for context in (margin, bound):  # the draw's own margin, and the bound
             ones = Sample(torch.ones(tuple(np.asarray(OUT_ZYX) + 2 * context)), np.zeros((0, 3)), np.zeros(0, np.int64))
             assert apply_augmentation(ones, params).image_zyx.min() > 0.999
-    assert draw_augmentation(replace(config, elastic_p=0.0), torch.Generator(), OUT_ZYX).margin_zyx().sum() > 0
+    assert replace(config, elastic_p=0.0).draw(torch.Generator(), OUT_ZYX).margin_zyx().sum() > 0
 
 
 def test_affine_probability_zero_switches_rotation_and_zoom_off():
     config = replace(OFF, rotate_degrees=20.0, scale_fraction=0.1, affine_p=0.0)
-    params = draw_augmentation(config, torch.Generator().manual_seed(0), OUT_ZYX)
+    params = config.draw(torch.Generator().manual_seed(0), OUT_ZYX)
     assert params.matrix is None and params.margin_zyx().tolist() == [0, 0, 0]
-    assert np.all(geometric_margin_zyx(config, OUT_ZYX) == 0)
+    assert np.all(config.margin_bound_zyx(OUT_ZYX) == 0)
 
 
 def test_intensity_and_noise_change_values_only():
@@ -175,8 +179,18 @@ def test_output_larger_than_input_raises():
 
 @pytest.mark.parametrize("out_zyx", [(32, 40, 40), (5, 2, 9)])
 def test_elastic_field_upsampling_equals_trilinear_interpolation(out_zyx):
-    from cryokit.augment import _upsample_field
+    from cryokit.data.augment import _upsample_field
 
     coarse = torch.randn(3, 4, 3, 5, generator=torch.Generator().manual_seed(0))
     expected = torch.nn.functional.interpolate(coarse[None], size=out_zyx, mode="trilinear", align_corners=True)
     assert torch.allclose(_upsample_field(coarse, out_zyx), expected[0].permute(1, 2, 3, 0), atol=1e-5)
+
+
+def test_default_augmenter_changes_nothing_and_mirrors_the_config():
+    assert {f for f in Augmenter.__dataclass_fields__} == {f for f in AugmentConfig.__dataclass_fields__}
+    sample = _dots_sample(6)
+    out = augment_sample(sample, Augmenter(), torch.Generator().manual_seed(0))
+    assert torch.equal(out.image_zyx, sample.image_zyx)
+    assert np.array_equal(out.centres_voxel_zyx, sample.centres_voxel_zyx)
+    with pytest.raises(ValueError, match="probabilities"):
+        Augmenter(flip_p=1.5)

@@ -11,13 +11,13 @@ import pytest
 from cryokit.baseline import (
     BaselineConfig,
     calibrate,
-    calibrate_thresholds,
+    calibrate_candidates,
     detect_candidates,
     normalise_robust,
     predict,
 )
 from cryokit.cli import main
-from cryokit.io import open_run_tomogram, read_solution
+from cryokit.io import KaggleSource, open_run_tomogram, read_solution
 from cryokit.io.submission import read_submission
 from cryokit.metric import score
 from cryokit.particles import PARTICLE_NAMES
@@ -42,7 +42,7 @@ def easy_data(tmp_path_factory):
     )
     simulate_dataset(root / "calibration", 1, seed=0, config=config, progress=False)
     simulate_dataset(root / "held_out", 1, seed=1, config=config, progress=False)
-    calibration = calibrate(root / "calibration", "train", progress=False)
+    calibration = calibrate(KaggleSource(root / "calibration"), progress=False)
     return root, calibration
 
 
@@ -58,7 +58,7 @@ def test_calibration_gives_one_threshold_and_blob_size_per_class(easy_data):
 def test_baseline_beats_empty_and_random_submissions(easy_data):
     root, calibration = easy_data
     solution = read_solution(root / "held_out", "train")
-    picks = predict(root / "held_out", "train", calibration, progress=False)
+    picks = predict(KaggleSource(root / "held_out"), calibration, progress=False)
     assert list(picks.columns) == PICK_SCORE_COLUMNS
     # Angstrom, inside the volume: x and y up to 256 voxels (~2563 A), z up to 64 voxels (~641 A).
     extent_xyz = np.array(SHAPE_ZYX[::-1]) * 10.0125
@@ -71,21 +71,24 @@ def test_baseline_beats_empty_and_random_submissions(easy_data):
     assert baseline_score > 0.25
 
 
-def test_calibrate_thresholds_picks_the_f4_optimal_cut():
+def test_calibration_takes_the_exact_f4_optimum_and_the_better_blob_size():
     solution = pd.DataFrame({"experiment": "r", "particle_type": "ribosome", "x": [0.0, 1000.0], "y": 0.0, "z": 0.0})
-    candidates = pd.DataFrame(
-        {
-            "experiment": "r",
-            "particle_type": "ribosome",
-            "x": [0.0, 1000.0, 3000.0],
-            "y": 0.0,
-            "z": 0.0,
-            "score": [0.9, 0.5, 0.7],
-        }
+    rows = {"experiment": "r", "particle_type": "ribosome", "y": 0.0, "z": 0.0}
+    candidates = pd.concat(
+        [
+            # blob size 0.5: both references found at scores 0.9 and 0.5, a false positive at 0.7
+            pd.DataFrame({**rows, "x": [0.0, 1000.0, 3000.0], "score": [0.9, 0.5, 0.7], "body_fraction": 0.5}),
+            # blob size 0.8: only one reference found
+            pd.DataFrame({**rows, "x": [0.0, 3000.0], "score": [0.9, 0.8], "body_fraction": 0.8}),
+        ],
+        ignore_index=True,
     )
-    thresholds = calibrate_thresholds(candidates, solution)
-    assert thresholds["ribosome"] == 0.5  # both references found; the false positive costs little at beta 4
-    assert thresholds["apo-ferritin"] == math.inf  # no references: never predicted
+    calibration = calibrate_candidates(candidates, solution, BaselineConfig(body_fractions=(0.5, 0.8)))
+    assert calibration.body_fractions["ribosome"] == 0.5
+    # Keeping all three (P 2/3, R 1) beats keeping the two above 0.7 (P 1/2, R 1/2): the cut sits below 0.5.
+    assert 0.0 < calibration.thresholds["ribosome"] <= 0.5
+    assert calibration.train_fbeta["ribosome"] == pytest.approx(17 * (2 / 3) / (16 * (2 / 3) + 1))
+    assert calibration.thresholds["apo-ferritin"] == math.inf  # no references: never predicted
 
 
 def test_candidates_and_normalisation_on_a_volume(easy_data):

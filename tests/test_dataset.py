@@ -12,10 +12,12 @@ from torch.utils.data import DataLoader
 
 from cryokit.config import AugmentConfig, DataConfig, PatchConfig, TargetConfig
 from cryokit.coords import angstrom_xyz_to_voxel_zyx
-from cryokit.dataset import PatchDataset, collate, split_runs
+from cryokit.data.dataset import collate, split_runs
+from cryokit.data.normalise import read_region
 from cryokit.io import open_run_tomogram, read_picks
-from cryokit.patching import read_region
-from cryokit.targets import anchor_radii_voxels, decode_detections
+from cryokit.models.anchors import anchor_radii_voxels
+from cryokit.models.build import build_dataset
+from cryokit.models.detection_coder import decode_detections
 
 PATCH = PatchConfig(size_zyx=(16, 32, 32), patches_per_epoch=6, batch_size=2)
 RUNS = ("TS_a", "TS_b", "TS_c")
@@ -43,7 +45,9 @@ def _batches(dataset, workers, epoch=0):
 
 
 def test_same_seed_same_batches_with_two_workers(root):
-    dataset = PatchDataset(root, RUNS, PATCH, TargetConfig(kind="balls"), AugmentConfig(elastic_p=0.5), seed=7)
+    dataset = build_dataset(
+        DataConfig(root=str(root)), PATCH, TargetConfig(kind="balls"), AugmentConfig(elastic_p=0.5), RUNS, 7
+    )
     first, again = _batches(dataset, 2), _batches(dataset, 2)
     assert len(first) == 3
     assert first[0]["image"].shape == (2, 1, 16, 32, 32) and first[0]["image"].dtype == torch.float32
@@ -66,7 +70,7 @@ def _tomogram_picks(root, run):
 
 def test_plain_patches_are_tomogram_regions_with_their_picks(root):
     patch = replace(PATCH, positive_share=1.0, patches_per_epoch=8)
-    dataset = PatchDataset(root, RUNS, patch, TargetConfig(kind="balls"), None, seed=1)
+    dataset = build_dataset(DataConfig(root=str(root)), patch, TargetConfig(kind="balls"), None, RUNS, 1)
     for index in range(len(dataset)):
         item = dataset[index]
         tomogram, picks_zyx = _tomogram_picks(root, item["run"])
@@ -88,8 +92,12 @@ def _assert_balls_at_picks(item):
 
 def test_augmented_ball_and_gaussian_targets_sit_on_the_picks(root):
     augment = AugmentConfig(rotate_degrees=15.0, elastic_p=1.0)
-    balls = PatchDataset(root, RUNS, replace(PATCH, positive_share=1.0), TargetConfig(kind="balls"), augment, seed=3)
-    gauss = PatchDataset(root, RUNS, replace(PATCH, positive_share=1.0), TargetConfig(kind="gaussian"), augment, seed=3)
+    balls = build_dataset(
+        DataConfig(root=str(root)), replace(PATCH, positive_share=1.0), TargetConfig(kind="balls"), augment, RUNS, 3
+    )
+    gauss = build_dataset(
+        DataConfig(root=str(root)), replace(PATCH, positive_share=1.0), TargetConfig(kind="gaussian"), augment, RUNS, 3
+    )
     seen = 0
     for index in range(len(balls)):
         item, heat = balls[index], gauss[index]
@@ -107,7 +115,9 @@ def test_augmented_ball_and_gaussian_targets_sit_on_the_picks(root):
 
 def test_detection_targets_decode_to_the_picks(root):
     config = TargetConfig(kind="detection", stride=4)
-    dataset = PatchDataset(root, RUNS, replace(PATCH, positive_share=1.0), config, AugmentConfig(), seed=5)
+    dataset = build_dataset(
+        DataConfig(root=str(root)), replace(PATCH, positive_share=1.0), config, AugmentConfig(), RUNS, 5
+    )
     batch = collate([dataset[i] for i in range(3)])
     assert batch["target"]["objectness"].shape == (3, 3, 4, 8, 8)
     assert batch["target"]["offset_zyx"].shape == (3, 3, 3, 4, 8, 8)
@@ -127,21 +137,26 @@ def test_detection_targets_decode_to_the_picks(root):
 def test_from_config_and_bad_kind(root):
     data = DataConfig(root=str(root), val_runs=("TS_c",))
     train, val = split_runs(RUNS, data.val_runs)
-    dataset = PatchDataset.from_config(data, PATCH, TargetConfig(), None, train)
+    dataset = build_dataset(data, PATCH, TargetConfig(), None, train)
     assert [run.name for run in dataset.runs] == ["TS_a", "TS_b"] and len(dataset) == 6
     assert {dataset[i]["run"] for i in range(6)} <= {"TS_a", "TS_b"}
     with pytest.raises(ValueError, match="target.kind"):
-        PatchDataset(root, RUNS, PATCH, TargetConfig(kind="boxes"))
+        build_dataset(data, PATCH, TargetConfig(kind="boxes"), None, train)
     with pytest.raises(IndexError):
         dataset[6]
 
 
 def test_half_resolution_targets_sit_on_the_cell_grid(root):
     """With target.stride 2 the ball label map lives on the 2x coarser cell grid, balls at the picks' cells."""
-    from cryokit.patching import voxel_to_cell
+    from cryokit.coords import voxel_to_cell
 
-    dataset = PatchDataset(
-        root, RUNS, replace(PATCH, positive_share=1.0), TargetConfig(kind="balls", stride=2), None, seed=5
+    dataset = build_dataset(
+        DataConfig(root=str(root)),
+        replace(PATCH, positive_share=1.0),
+        TargetConfig(kind="balls", stride=2),
+        None,
+        RUNS,
+        5,
     )
     hits = total = 0
     for index in range(len(dataset)):
@@ -153,5 +168,11 @@ def test_half_resolution_targets_sit_on_the_cell_grid(root):
                 total += 1
                 hits += int(item["target"][tuple(cell)]) == class_index + 1
     assert total >= 3 and hits >= 0.9 * total
-    with pytest.raises(ValueError, match="multiple of target.stride=4"):
-        PatchDataset(root, RUNS, replace(PATCH, size_zyx=(16, 30, 32)), TargetConfig(kind="detection", stride=4))
+    with pytest.raises(ValueError, match="multiple of the target stride 4"):
+        build_dataset(
+            DataConfig(root=str(root)),
+            replace(PATCH, size_zyx=(16, 30, 32)),
+            TargetConfig(kind="detection", stride=4),
+            None,
+            RUNS,
+        )

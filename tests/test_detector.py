@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from cryokit.losses import DETECTION_OUTPUT_KEYS
+from cryokit.models.detection_coder import DETECTOR_OUTPUTS as DETECTION_OUTPUT_KEYS
 from cryokit.models.detector import DETECTOR_OUTPUTS, YOLO3D
 from cryokit.models.resnet3d import medicalnet_resnet18
 
@@ -97,7 +97,8 @@ def test_input_not_multiple_of_total_stride_raises():
 
 def test_outputs_pair_with_encoded_targets_loss_and_decoding():
     from cryokit.losses import CompositeDetectionLoss
-    from cryokit.targets import anchor_radii_voxels, decode_detections, encode_detection_targets
+    from cryokit.models.anchors import anchor_radii_voxels
+    from cryokit.models.detection_coder import decode_detections, encode_detection_targets
 
     anchors = anchor_radii_voxels((10.0, 10.0, 10.0))
     items = [

@@ -14,20 +14,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_blob_layout
-from test_train import tiny_config
+from conftest import blob_config, make_blob_layout
 
-from cryokit.checkpoint import load_checkpoint
 from cryokit.config import replace, to_dict
 from cryokit.models.build import build_model_and_task
-from cryokit.train import fit
+from cryokit.training.checkpoint import load_checkpoint
+from cryokit.training.loop import fit
 
 # Each rank trains, then saves its own replica's weights, so the test can compare them.
 WORKER = """
 import json, os, sys, torch
 from cryokit.config import RunConfig, from_dict
-from cryokit.train import fit
-import cryokit.train as train
+from cryokit.training.loop import fit
+import cryokit.training.loop as train
 
 config = from_dict(RunConfig, json.loads(open(sys.argv[1]).read()))
 captured = {}
@@ -50,7 +49,7 @@ def blob_root(tmp_path_factory):
 
 
 def test_two_gloo_ranks_match_one_process_on_the_same_global_batch(blob_root, tmp_path):
-    base = tiny_config(blob_root, tmp_path / "ddp", epochs=2)
+    base = blob_config(blob_root, tmp_path / "ddp", epochs=2)
     # Equal class weights: a weighted cross-entropy is normalised by each batch's weight sum, so with
     # unequal weights two half-batches do not average to the whole batch (true of any data-parallel run).
     base = replace(
@@ -116,7 +115,7 @@ def test_two_gloo_ranks_match_one_process_on_the_same_global_batch(blob_root, tm
 def test_every_rank_stops_together_on_early_stopping(blob_root, tmp_path):
     # lr = 0: the first validation is never beaten, so rank 0 stops after 1 + patience epochs; a rank
     # that did not hear it would wait for the others' gradients forever (the timeout below).
-    config = tiny_config(blob_root, tmp_path / "ddp", epochs=6, early_stopping_patience=1)
+    config = blob_config(blob_root, tmp_path / "ddp", epochs=6, early_stopping_patience=1)
     config = replace(
         config, patch=replace(config.patch, batch_size=1, patches_per_epoch=4), train=replace(config.train, lr=0.0)
     )

@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cryokit.config import PatchConfig
-from cryokit.inference import predict_maps, tta_transforms
+from cryokit.inference.predict import predict_maps
+from cryokit.inference.sliding_window import SlidingWindow
+from cryokit.inference.tta import tta_transforms
 
 
 def _gradient_field(volume: torch.Tensor) -> torch.Tensor:
@@ -41,7 +42,7 @@ class _PointwiseNet(torch.nn.Module):
 @pytest.mark.parametrize("stride, shape_zyx", [(1, (20, 36, 36)), (2, (20, 36, 36)), (2, (21, 35, 37))])
 def test_tta_of_an_equivariant_net_changes_nothing(stride, shape_zyx):
     volume = np.random.default_rng(1).normal(size=shape_zyx).astype(np.float32)
-    patch = PatchConfig(size_zyx=(8, 16, 16), inference_overlap=0.5, inference_batch_size=4)
+    patch = SlidingWindow(size_zyx=(8, 16, 16), overlap=0.5, batch_size=4)
     net = _PointwiseNet(stride)
     plain = predict_maps(net, lambda out: out, volume, patch, output_stride=stride)
     assert plain.shape == (3, *(-(-n // stride) for n in shape_zyx))

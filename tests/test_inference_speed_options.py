@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from cryokit.config import PatchConfig
-from cryokit.inference import autocast, predict_maps
-from cryokit.inference_speed import InferenceOptions, count_windows, forward_flops, prepare_for_inference
+from cryokit.data.normalise import normalise_tomogram, normalise_tomogram_on
+from cryokit.inference.device import autocast
+from cryokit.inference.predict import predict_maps
+from cryokit.inference.sliding_window import SlidingWindow, sliding_window_maps
+from cryokit.inference.speed import InferenceOptions, count_windows, forward_flops, prepare_for_inference
 from cryokit.io import open_tomogram, write_tomogram
 from cryokit.models.unet import segmentation_unet
-from cryokit.patching import normalise_tomogram, normalise_tomogram_on, predict_tomogram
 
-PATCH = PatchConfig(size_zyx=(16, 32, 32), inference_overlap=0.25, inference_batch_size=2)
+PATCH = SlidingWindow(size_zyx=(16, 32, 32), overlap=0.25, batch_size=2)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -35,8 +36,9 @@ def _volume(shape_zyx=(20, 40, 44)) -> np.ndarray:
 @pytest.mark.parametrize("output_stride", [1, 2])
 def test_channels_last_gives_the_default_maps(output_stride):
     plain = predict_maps(_net(output_stride), _softmax, _volume(), PATCH, output_stride)
+    options = InferenceOptions(channels_last=True)
     fast = predict_maps(
-        _net(output_stride), _softmax, _volume(), PATCH, output_stride, options=InferenceOptions(channels_last=True)
+        prepare_for_inference(_net(output_stride), options), _softmax, _volume(), PATCH, output_stride, options=options
     )
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
 
@@ -110,5 +112,5 @@ def test_count_windows_matches_the_windows_run(shape_zyx, overlap, stride):
         seen.append(len(windows))
         return torch.nn.functional.avg_pool3d(windows, stride) if stride > 1 else windows
 
-    predict_tomogram(model_fn, np.zeros(shape_zyx, np.float32), PATCH.size_zyx, overlap, 3, stride)
+    sliding_window_maps(model_fn, np.zeros(shape_zyx, np.float32), SlidingWindow(PATCH.size_zyx, overlap, 3), stride)
     assert sum(seen) == count_windows(shape_zyx, PATCH.size_zyx, overlap, stride)

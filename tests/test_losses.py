@@ -14,12 +14,12 @@ from cryokit.losses import (
     CompositeDetectionLoss,
     DiceCELoss,
     LossOutput,
-    build_loss,
     focal_loss,
     smooth_l1,
     soft_fbeta_loss,
     softmax_focal_loss,
 )
+from cryokit.models.build import build_loss
 
 LN2 = math.log(2.0)
 

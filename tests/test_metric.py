@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -404,5 +402,5 @@ def test_lattice_cases_agree_with_host(refs, cands, multiplier):
     solution = frame(refs).drop_duplicates(subset=["experiment", "x", "y", "z"])
     if solution.empty:
         solution = frame([("TS_a", "ribosome", 0.0, 0.0, 0.0)])
-    got = assert_matches_reference(solution, frame(cands), distance_multiplier=multiplier)
-    assert math.isfinite(got)
+    # Bit for bit the host's score and per-type counts, whatever the lattice points (ties on the radius included).
+    assert_matches_reference(solution, frame(cands), distance_multiplier=multiplier)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import matplotlib.image
+import nbformat
 import numpy as np
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -61,7 +62,19 @@ def test_eda_notebook(tmp_path):
         image = matplotlib.image.imread(out_dir / f"{name}.png")
         assert image.shape[0] > 200 and image.shape[1] > 300, name
         assert np.std(image[..., :3]) > 0.02, name  # not a blank canvas
-    assert (out_dir / "data" / "train" / "static" / "ExperimentRuns").is_dir()
+    # The notebook's numbers are those of the data it simulated: the summary line and the counts table.
+    from cryokit.io import list_runs, read_picks
+    from cryokit.plots import particle_counts_table
+
+    runs = list_runs(out_dir / "data", "train")
+    picks = read_picks(out_dir / "data", "train", runs)
+    notebook = nbformat.read(executed, as_version=4)
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    text = "\n".join(o.get("text", "") for o in outputs)
+    assert f"{len(runs)} runs from {out_dir / 'data'}/train: {', '.join(runs)}; {len(picks)} picks" in text
+    tables = [o["data"]["text/plain"] for o in outputs if "text/plain" in o.get("data", {})]
+    counts = particle_counts_table(picks)
+    assert any(str(int(counts.loc["total", "total"])) in table and "apo-ferritin" in table for table in tables)
 
 
 def test_train_unet_notebook_learns(tmp_path):

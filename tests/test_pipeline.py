@@ -6,10 +6,14 @@ import json
 
 import matplotlib.image
 import numpy as np
+import pandas as pd
+import pytest
 
 from cryokit.config import replace
+from cryokit.demo.pipeline import DemoConfig, run_demo
+from cryokit.io import read_solution
 from cryokit.io.submission import read_submission
-from cryokit.pipeline import DemoConfig, run_demo
+from cryokit.metric import score
 
 
 def test_demo_writes_submission_scores_and_plots(tmp_path):
@@ -23,8 +27,17 @@ def test_demo_writes_submission_scores_and_plots(tmp_path):
     )
     result = run_demo(config)
     assert set(result.scores) == {"DoG baseline", "U-Net"}
-    assert all(0.0 <= value <= 1.0 for value in result.scores.values())
     submission = read_submission(result.files["submission"])
+    # The reported scores are the metric's on the files written: the U-Net's submission and scores.csv.
+    solution = read_solution(tmp_path / "demo" / "data", "train", ["TS_sim_1_0"])
+    assert score(solution, submission) == pytest.approx(result.scores["U-Net"], abs=1e-12)
+    written = pd.read_csv(result.files["scores_csv"])
+    for method, table in result.tables.items():
+        rows = written[written["method"] == method].reset_index(drop=True)
+        assert np.allclose(rows["fbeta"], table["fbeta"]) and list(rows["particle_type"]) == list(
+            table["particle_type"]
+        )
+    assert result.scores["DoG baseline"] > 0.05  # the baseline finds something even on this small volume
     assert set(submission["experiment"]) <= {"TS_sim_1_0"}
     summary = json.loads(result.files["summary"].read_text())
     assert summary["heldout_runs"] == ["TS_sim_1_0"] and summary["val_runs"] == ["TS_sim_0_2"]

@@ -1,31 +1,13 @@
-"""Targets: balls with the nearer-centre tie rule, Gaussian heatmaps, detection encode/decode round trip."""
+"""Dense training targets: ball label maps and Gaussian heatmaps, and their renderers."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
-import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from cryokit.coords import voxel_zyx_to_angstrom_xyz
+from cryokit.coords import voxel_to_cell
+from cryokit.data.targets import BallTargets, GaussianTargets, ball_label_map, class_radii_voxels, gaussian_heatmaps
 from cryokit.particles import PARTICLES
-from cryokit.targets import (
-    ANCHOR_GROUPS,
-    anchor_radii_angstrom,
-    anchor_radii_voxels,
-    ball_label_map,
-    class_anchor_indices,
-    class_radii_voxels,
-    decode_detections,
-    detection_grid_shape,
-    detections_to_angstrom_xyz,
-    encode_detection_targets,
-    gaussian_heatmaps,
-    split_detection_maps,
-)
 
 SPACING = 10.012444196428572
 
@@ -66,17 +48,6 @@ def test_overlapping_balls_nearer_centre_wins_like_brute_force():
     assert pair[0, 0, 4] == 1 and pair[0, 0, 6] == 6
 
 
-def test_balls_fast_for_a_hundred_particles():
-    rng = np.random.default_rng(0)
-    centres = rng.uniform(0, (64, 128, 128), size=(100, 3))
-    classes = rng.integers(0, 6, 100)
-    radii = class_radii_voxels(SPACING, 0.5)[classes]
-    start = time.perf_counter()
-    ball_label_map((64, 128, 128), centres, classes, radii)
-    gaussian_heatmaps((64, 128, 128), centres, classes, radii)
-    assert time.perf_counter() - start < 1.0
-
-
 def test_gaussian_peak_one_at_centre_and_max_over_particles():
     maps = gaussian_heatmaps((12, 12, 12), [[5, 6, 7], [5, 6, 9]], [2, 2], 1.5)
     assert maps.shape == (6, 12, 12, 12) and maps.dtype == np.float32
@@ -103,84 +74,17 @@ def test_bad_arguments_raise_naming_them(kwargs, name):
         ball_label_map(**{**args, **kwargs})
 
 
-def test_anchors_cover_every_class_with_small_log_ratios():
-    assert sorted(n for g in ANCHOR_GROUPS for n in g) == sorted(p.name for p in PARTICLES)
-    ratios = np.log([p.radius_angstrom for p in PARTICLES]) - np.log(anchor_radii_angstrom()[class_anchor_indices()])
-    assert np.abs(ratios).max() < 0.1
-    assert np.allclose(anchor_radii_voxels(SPACING), anchor_radii_angstrom() / SPACING)
-
-
-@given(st.floats(-0.5, 62.49), st.sampled_from([1, 2, 4]))
-@settings(max_examples=200, deadline=None)
-def test_cell_of_a_point_and_offset_range(z, stride):
-    targets = encode_detection_targets((63, 8, 8), [[z, 0.0, 0.0]], [0], 4.0, [4.0], stride)
-    cell = int(np.argwhere(targets.objectness[0])[0][0])
-    voxel = int(np.floor(z + 0.5))  # the voxel holding z (nearest centre)
-    assert cell * stride <= voxel < (cell + 1) * stride
-    offset = targets.offset_zyx[0, 0, cell, 0, 0]
-    assert -0.5 <= offset < 0.5
-    assert cell * stride + (stride - 1) / 2 + offset * stride == pytest.approx(z, abs=1e-5)
-
-
-def _one_hot_maps(targets):
-    one_hot = np.eye(6, dtype=np.float32)[np.clip(targets.class_index, 0, None)]  # (A, G.., C)
-    return np.moveaxis(one_hot, -1, 1) * targets.objectness[:, None]
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_encode_decode_round_trip_on_crowded_layouts(seed):
-    rng = np.random.default_rng(seed)
-    shape, stride = (32, 48, 40), 4
-    n = 300  # crowded: ~1 particle per 4 cells
-    centres = rng.uniform(-2, np.asarray(shape) + 1, size=(n, 3))
-    classes = rng.integers(0, 6, n)
-    radii = class_radii_voxels(SPACING)[classes] * rng.uniform(0.9, 1.1, n)
-    anchors = anchor_radii_voxels(SPACING)
-    targets = encode_detection_targets(shape, centres, classes, radii, anchors, stride)
-    assert targets.objectness.shape == (3, *detection_grid_shape(shape, stride)) == (3, 8, 12, 10)
-    decoded = decode_detections(
-        targets.objectness, _one_hot_maps(targets), targets.offset_zyx, targets.log_radius_ratio, stride, anchors
+@pytest.mark.parametrize("stride", [1, 2])
+def test_renderers_draw_on_the_cell_grid_at_the_class_radius(stride):
+    centres, classes = np.array([[9.0, 17.0, 13.0]]), np.array([3])
+    radius_voxels = class_radii_voxels(SPACING)[3]
+    balls = BallTargets(radius_fraction=0.5, stride=stride)((24, 40, 32), centres, classes, SPACING)
+    expected = ball_label_map(
+        (24 // stride, 40 // stride, 32 // stride),
+        voxel_to_cell(centres, stride),
+        classes,
+        0.5 * radius_voxels / stride,
     )
-    inside = np.all((centres >= -0.5) & (centres < np.asarray(shape) - 0.5), axis=1)
-    assert len(decoded.scores) + targets.n_collisions == inside.sum()
-    assert targets.n_collisions > 0  # this layout does collide
-    distance = np.linalg.norm(decoded.centres_voxel_zyx[:, None] - centres[None], axis=-1)
-    match = distance.argmin(1)
-    assert distance.min(1).max() < 0.1
-    assert np.array_equal(decoded.class_indices, classes[match])
-    assert np.allclose(decoded.radii_voxels, radii[match], rtol=1e-5)
-    assert len(set(match)) == len(match)
-
-
-def test_collision_keeps_the_particle_nearer_the_cell_centre():
-    targets = encode_detection_targets(
-        (8, 8, 8), [[1.0, 1.0, 1.0], [2.2, 2.0, 1.5], [3.3, 0.0, 0.0]], [0, 1, 0], 3.0, [3.0], 4
-    )
-    assert targets.n_collisions == 2 and targets.objectness.sum() == 1
-    assert targets.class_index[0, 0, 0, 0] == 1  # (2.2, 2, 1.5) is nearest (1.5, 1.5, 1.5)
-
-
-def test_empty_patch_and_logit_decoding():
-    anchors = anchor_radii_voxels(SPACING)
-    empty = encode_detection_targets((16, 16, 16), np.zeros((0, 3)), [], 1.0, anchors, 4)
-    assert empty.objectness.sum() == 0 and empty.n_collisions == 0 and (empty.class_index == -1).all()
-    targets = encode_detection_targets((16, 16, 16), [[5.2, 9.9, 1.1]], [3], 15.0, anchors, 4)
-    logits = (targets.objectness * 20 - 10, torch.as_tensor(_one_hot_maps(targets) * 20))
-    decoded = decode_detections(*logits, targets.offset_zyx, targets.log_radius_ratio, 4, anchors, from_logits=True)
-    assert np.allclose(decoded.centres_voxel_zyx, [[5.2, 9.9, 1.1]], atol=1e-5)
-    assert decoded.class_indices.tolist() == [3] and decoded.scores[0] > 0.99
-    assert np.allclose(
-        detections_to_angstrom_xyz(decoded.centres_voxel_zyx, SPACING, (10, 0, 0)),
-        voxel_zyx_to_angstrom_xyz([[15.2, 9.9, 1.1]], SPACING),
-        atol=1e-3,
-    )
-
-
-def test_split_detection_maps_channel_layout():
-    maps = torch.arange(2 * 3 * 11 * 2 * 2 * 2, dtype=torch.float32).reshape(2, 33, 2, 2, 2)
-    parts = split_detection_maps(maps, n_anchors=3)
-    assert parts["class_scores"].shape == (2, 3, 6, 2, 2, 2) and parts["offset_zyx"].shape == (2, 3, 3, 2, 2, 2)
-    assert torch.equal(parts["objectness"][:, 1], maps[:, 11])
-    assert torch.equal(parts["log_radius_ratio"][:, 2], maps[:, 32])
-    with pytest.raises(ValueError, match="maps"):
-        split_detection_maps(maps[:, :30], n_anchors=3)
+    assert balls.shape == (24 // stride, 40 // stride, 32 // stride) and np.array_equal(balls.numpy(), expected)
+    heat = GaussianTargets(radius_fraction=0.3, stride=stride)((24, 40, 32), centres, classes, SPACING)
+    assert heat.shape == (6, 24 // stride, 40 // stride, 32 // stride) and float(heat[3].max()) > 0.8

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from cryokit.config import PostprocessConfig
 from cryokit.losses import CompositeDetectionLoss
+from cryokit.models.anchors import anchor_radii_voxels, class_anchor_indices
+from cryokit.models.detection_coder import encode_detection_targets
 from cryokit.particles import PARTICLE_NAMES
-from cryokit.postprocess import merge_picks
-from cryokit.targets import anchor_radii_voxels, class_anchor_indices, encode_detection_targets
-from cryokit.tasks import DetectionTask, SegmentationTask, apply_thresholds
+from cryokit.postprocess import apply_thresholds, merge_picks
+from cryokit.tasks import DetectionTask, PeakDecoding, SegmentationTask
 
 SPACING = (10.0, 10.0, 10.0)
 
@@ -28,7 +28,7 @@ def test_detection_decode_round_trips_encoded_particles_to_angstrom():
     classes = np.array([0, 3, 4])
     radii = np.array([6.0, 15.0, 13.0])
     encoded = encode_detection_targets((40, 56, 56), centres_zyx, classes, radii, anchors, stride=4)
-    task = DetectionTask(CompositeDetectionLoss(), anchors, stride=4)
+    task = DetectionTask(CompositeDetectionLoss(), anchors, stride=4, decoding=PeakDecoding(candidate_floor=0.5))
     logits = {
         "objectness": torch.from_numpy(encoded.objectness * 20 - 10)[None],
         "class_scores": torch.nn.functional.one_hot(torch.from_numpy(encoded.class_index).clamp(min=0), 6)
@@ -39,7 +39,7 @@ def test_detection_decode_round_trips_encoded_particles_to_angstrom():
         "log_radius_ratio": torch.from_numpy(encoded.log_radius_ratio)[None],
     }
     maps = task.dense_maps(logits)[0].numpy()
-    picks = task.decode(maps, SPACING, "TS_x", PostprocessConfig(candidate_floor=0.5))
+    picks = task.decode(maps, SPACING, "TS_x")
     assert len(picks) == 3 and set(picks["experiment"]) == {"TS_x"}
     for (z, y, x), k in zip(centres_zyx, classes):
         row = picks[picks["particle_type"] == PARTICLE_NAMES[k]]
@@ -47,14 +47,15 @@ def test_detection_decode_round_trips_encoded_particles_to_angstrom():
 
 
 def test_detection_decode_suppresses_duplicates_within_the_class_radius():
-    task = DetectionTask(CompositeDetectionLoss(), anchor_radii_voxels(SPACING), stride=4)
+    decoding = PeakDecoding(candidate_floor=0.1, radius_fraction=0.5)
+    task = DetectionTask(CompositeDetectionLoss(), anchor_radii_voxels(SPACING), stride=4, decoding=decoding)
     maps = np.zeros((3 * 11, 6, 6, 6), np.float32)
     anchor = class_anchor_indices()[3]  # ribosome
     base = anchor * 11
     for cell, score in (((2, 2, 2), 0.9), ((2, 2, 3), 0.8), ((5, 5, 5), 0.7)):
         maps[(base, *cell)] = score
         maps[(base + 1 + 3, *cell)] = 1.0  # class probability of the ribosome
-    picks = task.decode(maps, SPACING, "r", PostprocessConfig(candidate_floor=0.1, radius_fraction=0.5))
+    picks = task.decode(maps, SPACING, "r")
     # cells 4 voxels apart (40 A) fall within 0.5 x 150 A: one survives; the far one stays.
     assert sorted(picks["score"]) == pytest.approx([0.7, 0.9])
 
@@ -87,3 +88,16 @@ def test_apply_thresholds_per_class_with_default():
     )
     kept = apply_thresholds(picks, {"ribosome": 0.4}, default=0.25)
     assert list(kept["score"]) == [0.5, 0.3]
+
+
+def test_components_decoding_drops_components_smaller_than_the_share_of_the_ball():
+    maps = np.zeros((6, 20, 20, 20), np.float32)
+    maps[3, 2:9, 2:9, 2:9] = 0.9  # a 7^3 blob of ribosome score
+    maps[3, 15, 15, 15] = 0.9  # a single voxel
+    keep_all = SegmentationTask("balls", None, decoding=PeakDecoding(method="components", min_voxels_fraction=0.0))
+    assert len(keep_all.decode(maps, SPACING, "r")) == 2
+    strict = SegmentationTask("balls", None, decoding=PeakDecoding(method="components", min_voxels_fraction=0.1))
+    # a ball of 0.5 x 150 A = 7.5 voxels holds ~1767 voxels: 10 % of it is 177, so only the 343-voxel blob stays
+    assert strict.decoding.min_voxels("ribosome", SPACING, 1) == 177
+    picks = strict.decode(maps, SPACING, "r")
+    assert len(picks) == 1 and picks["x"].iloc[0] == pytest.approx(50.0)

@@ -20,8 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from cryokit.demo.fixtures import demo_candidates, demo_solution
 from cryokit.thresholds import load_thresholds
-from cryokit.tiny import demo_candidates, demo_solution
 from cryokit.widgets import ThresholdPanel
 
 CHROMIUM = "/usr/bin/chromium"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 
 from cryokit.config import RunConfig, to_dict
-from cryokit.tracking import NullTracker, flatten, open_tracker
+from cryokit.training.tracking import NullTracker, flatten, open_tracker
 
 
 def test_flatten_nested_config():
@@ -44,14 +44,13 @@ def test_disabled_tracking_writes_nothing(tmp_path):
 
 
 def test_fit_logs_config_curves_and_artifacts(tmp_path):
-    from conftest import make_blob_layout
-    from test_train import tiny_config
+    from conftest import blob_config, make_blob_layout
 
     from cryokit.config import TrackingConfig, replace
-    from cryokit.train import fit
+    from cryokit.training.loop import fit
 
     make_blob_layout(tmp_path / "data", runs=("TS_a", "TS_b", "TS_c"))
-    config = replace(tiny_config(tmp_path / "data", tmp_path / "run", epochs=2), tracking=TrackingConfig())
+    config = replace(blob_config(tmp_path / "data", tmp_path / "run", epochs=2), tracking=TrackingConfig())
     tracker = open_tracker(True, "", "exp", tmp_path / "run")
     with tracker:
         fit(config, tracker=tracker, progress=False)

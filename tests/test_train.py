@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_blob_layout
+from conftest import blob_config, make_blob_layout
 
-from cryokit.checkpoint import load_checkpoint, load_model
 from cryokit.config import (
-    AugmentConfig,
-    DataConfig,
-    LossConfig,
-    ModelConfig,
-    PatchConfig,
-    RunConfig,
-    TrackingConfig,
-    TrainConfig,
     replace,
 )
-from cryokit.models.build import build_model_and_task
-from cryokit.train import evaluate, fit, lr_at
+from cryokit.io import KaggleSource
+from cryokit.models.build import build_model_and_task, sliding_window
+from cryokit.training.checkpoint import load_checkpoint, load_model
+from cryokit.training.loop import evaluate, fit, lr_at
 
 RUNS = ("TS_a", "TS_b", "TS_c")
 
@@ -31,23 +24,12 @@ def blob_root(tmp_path_factory):
     return root
 
 
-def tiny_config(root, out_dir, epochs=2, **train) -> RunConfig:
-    return RunConfig(
-        data=DataConfig(root=str(root), val_runs=("TS_c",)),
-        patch=PatchConfig(size_zyx=(16, 32, 32), batch_size=2, patches_per_epoch=16, inference_batch_size=4),
-        model=ModelConfig(channels=(8, 16), strides=(2,), num_res_units=0),
-        augment=AugmentConfig(rotate_degrees=0, scale_fraction=0, elastic_p=0, noise_p=0, intensity_p=0),
-        loss=LossConfig(particle_weight=4.0),
-        train=TrainConfig(epochs=epochs, lr=0.01, warmup_steps=2, out_dir=str(out_dir), **train),
-        tracking=TrackingConfig(enabled=False),
-    )
-
-
 def test_learning_raises_the_score_above_the_untrained_model(blob_root, tmp_path):
-    config = tiny_config(blob_root, tmp_path / "run", epochs=4)
+    config = blob_config(blob_root, tmp_path / "run", epochs=4)
     torch.manual_seed(0)
     untrained, task = build_model_and_task(config, (20.0, 20.0, 20.0))
-    before = evaluate(untrained, task, config, ["TS_c"], torch.device("cpu")).score
+    window = sliding_window(config.patch)
+    before = evaluate(untrained, task, KaggleSource(blob_root), ["TS_c"], window, torch.device("cpu")).score
     result = fit(config, progress=False)
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < 0.8 * losses[0]
@@ -58,7 +40,7 @@ def test_learning_raises_the_score_above_the_untrained_model(blob_root, tmp_path
 
 
 def test_resume_reaches_the_weights_of_an_uninterrupted_run(blob_root, tmp_path):
-    config = tiny_config(blob_root, tmp_path / "straight", epochs=3, ema_decay=0.9)
+    config = blob_config(blob_root, tmp_path / "straight", epochs=3, ema_decay=0.9)
     fit(config, progress=False)
 
     class Interrupt(Exception):
@@ -83,7 +65,7 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(blob_root, tmp_path)
 
 
 def test_checkpoint_describes_itself(blob_root, tmp_path):
-    config = tiny_config(blob_root, tmp_path / "run", epochs=1)
+    config = blob_config(blob_root, tmp_path / "run", epochs=1)
     result = fit(config, progress=False)
     loaded = load_model(result.best_checkpoint)
     assert loaded.config == config
@@ -98,7 +80,7 @@ def test_checkpoint_describes_itself(blob_root, tmp_path):
 
 def test_early_stopping_when_validation_stalls(blob_root, tmp_path):
     # lr = 0 never changes the model, so the first validation is never beaten.
-    config = tiny_config(blob_root, tmp_path / "run", epochs=5, early_stopping_patience=2)
+    config = blob_config(blob_root, tmp_path / "run", epochs=5, early_stopping_patience=2)
     config = replace(config, train=replace(config.train, lr=0.0))
     result = fit(config, progress=False)
     assert [h["epoch"] for h in result.history] == [1, 2, 3]

@@ -18,8 +18,8 @@ import pytest
 
 from cryokit.cli import main
 from cryokit.config import RunConfig, apply_overrides
-from cryokit.tune import open_storage, run_study
-from cryokit.tune_space import default_space
+from cryokit.tuning.space import default_space
+from cryokit.tuning.study import open_storage, run_study
 
 POSTGRES_URL = (
     os.environ.get("CRYOKIT_TEST_POSTGRES_URL") or "postgresql://cryokit:cryokit@127.0.0.1:5432/cryokit_test"
@@ -55,7 +55,7 @@ def test_pruned_trials_are_recorded_and_the_study_goes_on(tmp_path, pruner):
 
 
 def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
-    import cryokit.train
+    import cryokit.training.loop
 
     calls = []
 
@@ -66,7 +66,7 @@ def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, monkeypatch)
         on_epoch_end(1, {"val_score": 0.5})
         return type("R", (), {"best_score": 0.5 + len(calls) / 100, "best_epoch": 1})()
 
-    monkeypatch.setattr(cryokit.train, "fit", flaky_fit)
+    monkeypatch.setattr(cryokit.training.loop, "fit", flaky_fit)
     base = apply_overrides(QUIET, {"data.val_runs": ["TS_x"]})
     study = run_study("failing", base, n_trials=4, out_dir=tmp_path, objective="fit", pruner="none", seed=0)
     assert [t.state for t in study.trials] == [State.FAIL, State.COMPLETE] * 2
@@ -91,7 +91,7 @@ def _postgres_reachable() -> str | None:
     try:
         import sqlalchemy
 
-        from cryokit.tune import _with_driver
+        from cryokit.tuning.study import _with_driver
 
         engine = sqlalchemy.create_engine(_with_driver(POSTGRES_URL), connect_args={"connect_timeout": 3})
         with engine.connect():

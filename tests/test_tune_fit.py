@@ -11,12 +11,12 @@ import pytest
 
 from cryokit.cli import main
 from cryokit.config import apply_overrides, load_config, to_dict
+from cryokit.demo.fixtures import TINY_SPACE, tiny_config, tiny_dataset
 from cryokit.io import read_solution
 from cryokit.io.candidates import read_candidates
 from cryokit.io.submission import read_submission
-from cryokit.tiny import TINY_SPACE, tiny_config, tiny_dataset
-from cryokit.tune import best_config, run_study
-from cryokit.tune_space import load_space
+from cryokit.tuning.space import load_space
+from cryokit.tuning.study import best_config, run_study
 from cryokit.widgets import ThresholdPanel
 
 
@@ -65,7 +65,7 @@ def test_best_config_file_round_trips_through_load_config(tiny_study):
 
 
 def test_non_finite_loss_fails_fit(tiny_study):
-    from cryokit.train import fit
+    from cryokit.training.loop import fit
 
     study, root, _ = tiny_study
     config = apply_overrides(

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from cryokit.config import MODEL_PRESETS, RunConfig, apply_overrides
-from cryokit.tune_space import SEARCH_SPACE, default_space, load_space
+from cryokit.tuning.space import SEARCH_SPACE, default_space, load_space
 
 
 def _trial(seed: int = 0):

@@ -24,9 +24,15 @@ def test_output_shape(architecture, output_stride):
 
 def test_half_resolution_cells_see_their_own_voxels():
     """Output cell j of a stride-2 network depends on voxels [2j, 2j+2) through the stem only."""
+    torch.manual_seed(0)
     net = segmentation_unet("unet", 7, (4, 8), (2,), num_res_units=0, output_stride=2)
-    stem = net.stem[0]
-    assert stem.kernel_size == (2, 2, 2) and stem.stride == (2, 2, 2) and stem.padding == (0, 0, 0)
+    image = torch.randn(1, 1, 8, 8, 8, requires_grad=True)
+    # The stem's convolution (its instance norm then mixes in volume-wide statistics, no positions).
+    net.stem[0](image)[0, :, 1, 2, 3].sum().backward()  # output cell (1, 2, 3)
+    reached = image.grad[0, 0].abs() > 0
+    expected = torch.zeros_like(reached)
+    expected[2:4, 4:6, 6:8] = True  # voxels [2j, 2j + 2) on each axis
+    assert torch.equal(reached, expected)
 
 
 @pytest.mark.parametrize(

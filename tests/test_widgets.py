@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from cryokit.demo.fixtures import demo_candidates, demo_solution
 from cryokit.metric import score_table
-from cryokit.tasks import apply_thresholds
+from cryokit.postprocess import apply_thresholds
 from cryokit.thresholds import best_thresholds, load_thresholds, nms_candidates
-from cryokit.tiny import demo_candidates, demo_solution
 from cryokit.widgets import ThresholdPanel
 
 

@@ -47,7 +47,8 @@ def test_zarr3_reads_a_zarr2_store(zarr3_site, tmp_path):
         (
             "import zarr; from cryokit.io.tomogram import open_tomogram\n"
             f"t = open_tomogram({str(tmp_path / 't.zarr')!r}, level=1)\n"
-            "print(zarr.__version__.split('.')[0], t.shape_zyx, float(t.read().sum()), t.voxel_spacing_angstrom_zyx.tolist())"
+            "print(zarr.__version__.split('.')[0], t.shape_zyx, float(t.read().sum()),"
+            " t.voxel_spacing_angstrom_zyx.tolist())"
         ),
     )
     major, rest = out.split(" ", 1)

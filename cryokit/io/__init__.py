@@ -24,6 +24,7 @@ from cryokit.io.picks import (
     write_picks_file,
     write_run_picks,
 )
+from cryokit.io.source import DataSource, KaggleSource
 from cryokit.io.tomogram import (
     Tomogram,
     downsample_2x,
@@ -63,4 +64,6 @@ __all__ = [
     "open_tomogram",
     "read_multiscales",
     "write_tomogram",
+    "DataSource",
+    "KaggleSource",
 ]

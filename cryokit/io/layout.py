@@ -7,7 +7,8 @@ ROOT/
   test/static/ExperimentRuns/{run}/VoxelSpacing10.000/denoised.zarr
 ```
 
-Every function raises ``FileNotFoundError`` naming the missing path and what was expected there.
+The ``*_path`` functions only build paths (for writing a layout); the others check that what they
+return exists and raise ``FileNotFoundError`` naming the missing path and what was expected there.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ __all__ = [
     "TOMO_TYPES",
     "VOXEL_SPACING_DIR",
     "split_dir",
+    "spacing_dir_path",
+    "picks_dir_path",
     "static_run_dir",
     "overlay_picks_dir",
     "tomogram_path",
@@ -48,6 +51,16 @@ def split_dir(root: str | Path, split: str) -> Path:
     return path
 
 
+def spacing_dir_path(root: str | Path, split: str, run: str) -> Path:
+    """``ROOT/{split}/static/ExperimentRuns/{run}/VoxelSpacing10.000`` (not checked): where tomograms go."""
+    return Path(root) / _check_split(split) / "static" / "ExperimentRuns" / run / VOXEL_SPACING_DIR
+
+
+def picks_dir_path(root: str | Path, split: str, run: str) -> Path:
+    """``ROOT/{split}/overlay/ExperimentRuns/{run}/Picks`` (not checked): where picks files go."""
+    return Path(root) / _check_split(split) / "overlay" / "ExperimentRuns" / run / "Picks"
+
+
 def static_run_dir(root: str | Path, split: str, run: str) -> Path:
     """``ROOT/{split}/static/ExperimentRuns/{run}``; raises naming the run if it is missing."""
     runs_dir = split_dir(root, split) / "static" / "ExperimentRuns"
@@ -59,13 +72,15 @@ def static_run_dir(root: str | Path, split: str, run: str) -> Path:
 
 
 def overlay_picks_dir(root: str | Path, split: str, run: str) -> Path:
-    """``ROOT/{split}/overlay/ExperimentRuns/{run}/Picks`` (not checked for existence)."""
-    return split_dir(root, split) / "overlay" / "ExperimentRuns" / run / "Picks"
+    """``ROOT/{split}/overlay/ExperimentRuns/{run}/Picks`` of an existing split (the folder itself not checked)."""
+    split_dir(root, split)
+    return picks_dir_path(root, split, run)
 
 
 def tomogram_path(root: str | Path, split: str, run: str, tomo_type: str = "denoised") -> Path:
     """Path of ``{tomo_type}.zarr`` of a run; raises with what is there instead when missing."""
-    spacing_dir = static_run_dir(root, split, run) / VOXEL_SPACING_DIR
+    static_run_dir(root, split, run)
+    spacing_dir = spacing_dir_path(root, split, run)
     if not spacing_dir.is_dir():
         found = sorted(p.name for p in spacing_dir.parent.glob("VoxelSpacing*"))
         raise FileNotFoundError(

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cryokit.io.atomic import atomic_write_text
-from cryokit.io.layout import list_runs, overlay_picks_dir
+from cryokit.io.layout import list_runs, overlay_picks_dir, picks_dir_path
 from cryokit.particles import PARTICLE_NAMES, check_particle_name
 
 __all__ = [
@@ -51,7 +51,8 @@ def particle_from_filename(path: str | Path) -> str:
             return name
     raise ValueError(
         f"picks file {path}: {stem!r} names no known particle type "
-        f"(expected {{particle}}.json or {{user}}_{{session}}_{{particle}}.json with one of {', '.join(PARTICLE_NAMES)})"
+        "(expected {particle}.json or {user}_{session}_{particle}.json with one of "
+        f"{', '.join(PARTICLE_NAMES)})"
     )
 
 
@@ -158,10 +159,12 @@ def write_picks_file(
     return atomic_write_text(path, json.dumps(document, indent=1))
 
 
-def write_run_picks(root: str | Path, split: str, run: str, centres: Mapping[str, np.ndarray]) -> list[Path]:
-    """Write Kaggle-style ``{particle}.json`` files of one run into the split's overlay."""
-    picks_dir = Path(root) / split / "overlay" / "ExperimentRuns" / run / "Picks"
-    return [write_picks_file(picks_dir / f"{name}.json", name, run, xyz) for name, xyz in centres.items()]
+def write_run_picks(
+    root: str | Path, split: str, run: str, centres_angstrom_xyz: Mapping[str, np.ndarray]
+) -> list[Path]:
+    """Write Kaggle-style ``{particle}.json`` files of one run (``{particle: (N, 3) Angstrom x, y, z}``)."""
+    picks_dir = picks_dir_path(root, split, run)
+    return [write_picks_file(picks_dir / f"{name}.json", name, run, xyz) for name, xyz in centres_angstrom_xyz.items()]
 
 
 def centres_by_particle(picks: pd.DataFrame, run: str) -> dict[str, np.ndarray]:

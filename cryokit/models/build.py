@@ -1,7 +1,7 @@
-"""Config -> model and task: the only place names in a config become classes.
+"""Config -> network, loss, task and inference windows: the only place a configuration becomes objects.
 
-Everything downstream (trainer, validator, ``cryokit predict``, the Kaggle notebook) receives a
-network and a ``cryokit.tasks`` task built here, from explicit arguments.
+Everything downstream (trainer, validator, ``cryokit predict``, the Kaggle notebook) receives a network,
+a ``cryokit.tasks`` task and a ``SlidingWindow`` built here from explicit arguments.
 """
 
 from __future__ import annotations
@@ -10,17 +10,46 @@ from typing import Sequence
 
 from torch import nn
 
-from cryokit.config import LossConfig, ModelConfig, RunConfig, TargetConfig
-from cryokit.losses import build_loss
+from cryokit.config import (
+    AugmentConfig,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    PatchConfig,
+    PostprocessConfig,
+    RunConfig,
+    TargetConfig,
+)
+from cryokit.data.augment import Augmenter
+from cryokit.data.dataset import PatchDataset
+from cryokit.data.targets import N_CLASSES, BallTargets, GaussianTargets, TargetRenderer
+from cryokit.inference.sliding_window import SlidingWindow
+from cryokit.io.source import DataSource, KaggleSource
+from cryokit.losses import CompositeDetectionLoss, DiceCELoss, HeatmapFocalLoss
+from cryokit.models.anchors import anchor_radii_voxels
+from cryokit.models.detection_coder import DetectionTargetEncoder
 from cryokit.models.detector import YOLO3D
 from cryokit.models.resnet3d import medicalnet_resnet18
 from cryokit.models.unet import UNET_ARCHITECTURES, segmentation_unet
-from cryokit.targets import N_CLASSES, anchor_radii_voxels
-from cryokit.tasks import DetectionTask, HeatmapFocalLoss, SegmentationTask
+from cryokit.particles import PARTICLES
+from cryokit.tasks import DetectionTask, PeakDecoding, SegmentationTask, Task
 
-__all__ = ["MODEL_NAMES", "build_model", "build_task", "build_model_and_task"]
+__all__ = [
+    "MODEL_NAMES",
+    "LOSS_NAMES",
+    "TARGET_KINDS",
+    "build_model",
+    "build_target",
+    "build_loss",
+    "build_task",
+    "build_model_and_task",
+    "sliding_window",
+    "peak_decoding",
+]
 
 MODEL_NAMES = UNET_ARCHITECTURES + ("yolo3d",)
+LOSS_NAMES = ("dice_ce", "dice_focal", "focal", "tversky_ce", "detection")
+TARGET_KINDS = ("balls", "gaussian", "detection")
 
 
 def _check_pairing(model: ModelConfig, target: TargetConfig, loss: LossConfig) -> None:
@@ -51,20 +80,125 @@ def build_model(model: ModelConfig, target: TargetConfig, voxel_spacing_angstrom
     )
 
 
-def build_task(config: RunConfig, voxel_spacing_angstrom_zyx: Sequence[float]):
+def build_loss(loss: LossConfig, n_classes: int, class_weights: Sequence[float] | None = None) -> nn.Module:
+    """Map a ``LossConfig`` onto a loss of ``cryokit.losses``.
+
+    ``name``: "dice_ce" (Dice + CE), "dice_focal" or its alias "focal" (Dice + focal; set
+    ``dice_weight=0`` for focal alone), "tversky_ce" (Tversky + CE), all for (B, n_classes, Z, Y, X)
+    segmentation logits with background first, or "detection" (``CompositeDetectionLoss``).
+
+    Args:
+        loss: the loss section of a run configuration.
+        n_classes: channels of the logits (segmentation: background + particles; detection: particles).
+        class_weights: segmentation: per-channel CE weights (default background ``background_weight``,
+            every particle ``particle_weight``); detection: F-beta weights (default the metric's particle
+            weights when ``n_classes`` is 6, else equal).
+    """
+    if loss.name not in LOSS_NAMES:
+        raise ValueError(f"loss name must be one of {LOSS_NAMES}, got {loss.name!r}")
+    if class_weights is not None and len(class_weights) != n_classes:
+        raise ValueError(f"class_weights has {len(class_weights)} values for n_classes={n_classes}")
+    if loss.name == "detection":
+        if class_weights is None and n_classes == len(PARTICLES):
+            class_weights = [float(p.weight) for p in PARTICLES]
+        return CompositeDetectionLoss(
+            loss.lambda_focal,
+            loss.lambda_fbeta,
+            loss.lambda_box,
+            alpha=loss.focal_alpha,
+            gamma=loss.focal_gamma,
+            beta=loss.beta,
+            class_weights=class_weights,
+        )
+    if class_weights is None:
+        class_weights = [loss.background_weight] + [loss.particle_weight] * (n_classes - 1)
+    overlap = "tversky" if loss.name == "tversky_ce" else "dice"
+    voxel = "focal" if loss.name in ("dice_focal", "focal") else "ce"
+    extra = {"tversky_alpha": loss.tversky_alpha, "tversky_beta": loss.tversky_beta} if overlap == "tversky" else {}
+    return DiceCELoss(
+        loss.dice_weight,
+        loss.ce_weight,
+        class_weights,
+        overlap=overlap,
+        voxel=voxel,
+        focal_gamma=loss.focal_gamma,
+        **extra,
+    )
+
+
+def build_target(target: TargetConfig) -> TargetRenderer:
+    """What the training dataset renders for each patch."""
+    if target.kind == "balls":
+        return BallTargets(target.radius_fraction, target.stride)
+    if target.kind == "gaussian":
+        return GaussianTargets(target.radius_fraction, target.stride)
+    if target.kind == "detection":
+        return DetectionTargetEncoder(target.stride)
+    raise ValueError(f"target.kind must be one of {TARGET_KINDS}, got {target.kind!r}")
+
+
+def data_source(data: DataConfig) -> DataSource:
+    """Where the configured runs are."""
+    return KaggleSource(data.root, data.split)
+
+
+def build_dataset(
+    data: DataConfig,
+    patch: PatchConfig,
+    target: TargetConfig,
+    augment: AugmentConfig | None,
+    runs: Sequence[str],
+    seed: int = 0,
+) -> PatchDataset:
+    """The training patches of ``runs`` (use ``cryokit.data.dataset.split_runs`` for the train/val split)."""
+    return PatchDataset(
+        data_source(data),
+        runs,
+        size_zyx=patch.size_zyx,
+        patches_per_epoch=patch.patches_per_epoch,
+        positive_share=patch.positive_share,
+        class_oversampling=patch.class_oversampling,
+        jitter_fraction=patch.jitter_fraction,
+        target=build_target(target),
+        augmenter=None if augment is None else Augmenter.from_config(augment),
+        tomo_type=data.tomo_type,
+        level=data.level,
+        seed=seed,
+    )
+
+
+def peak_decoding(post: PostprocessConfig) -> PeakDecoding:
+    """How the task turns maps into candidates."""
+    return PeakDecoding(post.method, post.radius_fraction, post.candidate_floor, post.min_voxels_fraction)
+
+
+def sliding_window(patch: PatchConfig) -> SlidingWindow:
+    """The inference windows of a run configuration."""
+    return SlidingWindow(tuple(patch.size_zyx), patch.inference_overlap, patch.inference_batch_size)
+
+
+def build_task(
+    model: ModelConfig,
+    target: TargetConfig,
+    loss: LossConfig,
+    post: PostprocessConfig,
+    voxel_spacing_angstrom_zyx: Sequence[float],
+) -> Task:
     """The task (loss, dense maps, decoder) that goes with the configured model."""
-    model, target, loss = config.model, config.target, config.loss
     _check_pairing(model, target, loss)
+    decoding = peak_decoding(post)
     if model.name == "yolo3d":
         return DetectionTask(
-            build_loss(loss, N_CLASSES), anchor_radii_voxels(voxel_spacing_angstrom_zyx), target.stride
+            build_loss(loss, N_CLASSES), anchor_radii_voxels(voxel_spacing_angstrom_zyx), target.stride, decoding
         )
     if target.kind == "gaussian":
-        return SegmentationTask("gaussian", HeatmapFocalLoss(loss.focal_gamma, loss.particle_weight), target.stride)
-    return SegmentationTask("balls", build_loss(loss, N_CLASSES + 1), target.stride)
+        return SegmentationTask(
+            "gaussian", HeatmapFocalLoss(loss.focal_gamma, loss.particle_weight), target.stride, decoding
+        )
+    return SegmentationTask("balls", build_loss(loss, N_CLASSES + 1), target.stride, decoding)
 
 
-def build_model_and_task(config: RunConfig, voxel_spacing_angstrom_zyx: Sequence[float]):
+def build_model_and_task(config: RunConfig, voxel_spacing_angstrom_zyx: Sequence[float]) -> tuple[nn.Module, Task]:
     """``(network, task)`` for a run configuration."""
-    task = build_task(config, voxel_spacing_angstrom_zyx)
+    task = build_task(config.model, config.target, config.loss, config.postprocess, voxel_spacing_angstrom_zyx)
     return build_model(config.model, config.target, voxel_spacing_angstrom_zyx), task

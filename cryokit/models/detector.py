@@ -1,7 +1,7 @@
 """YOLO-style single-scale 3D point detector: backbone features -> small FPN neck -> per-anchor head.
 
 Pure forward: the network maps a patch to per-cell, per-anchor maps and nothing more. Target encoding
-and decoding live in ``cryokit.targets`` (``encode_detection_targets``, ``decode_detections``), the loss
+and decoding live in ``cryokit.models.detection_coder`` (``encode_detection_targets``, ``decode_detections``), the loss
 in ``cryokit.losses.CompositeDetectionLoss``; the output keys are the target keys of
 ``DetectionTargets.as_tensors()`` and the layout is theirs:
 
@@ -28,11 +28,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from cryokit.models.detection_coder import DETECTOR_OUTPUTS
 from cryokit.models.resnet3d import medicalnet_resnet18
 
 __all__ = ["YOLO3D", "DETECTOR_OUTPUTS"]
-
-DETECTOR_OUTPUTS = ("objectness", "class_scores", "offset_zyx", "log_radius_ratio")
 
 
 def _conv_block(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
@@ -53,7 +52,7 @@ class YOLO3D(nn.Module):
 
     Args:
         n_classes: number of particle classes C (6 for the competition).
-        anchors_radius_voxels: (A,) radius of each anchor in voxels (``cryokit.targets``' anchor radii).
+        anchors_radius_voxels: (A,) radius of each anchor in voxels (``cryokit.models.anchors``).
         backbone: feature extractor; None builds ``medicalnet_resnet18()`` (random weights).
         neck_channels: width of the neck and head.
         stride: output stride; must be one of the backbone's feature strides (MedicalNet: 2, 4 or 8).

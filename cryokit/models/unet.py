@@ -27,7 +27,7 @@ class StridedStem(nn.Module):
         self.stride = stride
         self.stem = nn.Sequential(
             # kernel == stride: output cell j sees exactly voxels [j*s, (j+1)*s), the cell convention of
-            # cryokit.targets and cryokit.patching.predict_tomogram.
+            # cryokit.coords and cryokit.inference.sliding_window.
             nn.Conv3d(1, width, kernel_size=stride, stride=stride, bias=False),
             nn.InstanceNorm3d(width, affine=True),
             nn.PReLU(),

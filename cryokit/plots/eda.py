@@ -64,23 +64,25 @@ def particle_counts_table(picks: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_particle_counts(picks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
-    """Grouped bars: particles of each type in each run."""
-    table = particle_counts_table(picks).drop(index="total", columns="total")
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(table) + 3), 4.2), layout="constrained")
-    width = 0.8 / len(PARTICLE_NAMES)
-    for i, name in enumerate(PARTICLE_NAMES):
-        ax.bar(
-            np.arange(len(table)) + (i - 2.5) * width,
-            table[name],
-            width,
-            color=particle(name).color_float,
-            edgecolor="black",
-            linewidth=0.4,
-            label=name,
-        )
-    ax.set_xticks(np.arange(len(table)), table.index, rotation=20, ha="right")
-    ax.set_ylabel("particles per run")
-    ax.set_title("Particles per class and run")
+    """Grouped bars (seaborn): particles of each type in each run."""
+    import seaborn as sns
+
+    counts = particle_counts_table(picks).drop(index="total", columns="total")
+    long = counts.reset_index(names="run").melt(id_vars="run", var_name="particle_type", value_name="particles")
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(counts) + 3), 4.2), layout="constrained")
+    sns.barplot(
+        long,
+        x="run",
+        y="particles",
+        hue="particle_type",
+        hue_order=PARTICLE_NAMES,
+        ax=ax,
+        palette={n: particle(n).color_float for n in PARTICLE_NAMES},
+        edgecolor="black",
+        linewidth=0.4,
+    )
+    ax.tick_params(axis="x", rotation=20)
+    ax.set(xlabel="", ylabel="particles per run", title="Particles per class and run")
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return finish(fig, path)
@@ -327,27 +329,30 @@ def plot_nearest_neighbour_distances(picks: pd.DataFrame, path: str | Path | Non
 
 
 def plot_depth_distribution(picks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
-    """Pick depth z (Angstrom) per type: violins with the individual picks on top."""
+    """Pick depth z (Angstrom) per type (seaborn): violins with the individual picks on top."""
+    import seaborn as sns
+
     fig, ax = plt.subplots(figsize=(10, 4.2))
+    palette = {n: particle(n).color_float for n in PARTICLE_NAMES}
     present = [n for n in PARTICLE_NAMES if (picks["particle_type"] == n).sum() > 1]
     if present:
-        parts = ax.violinplot(
-            [picks.loc[picks["particle_type"] == n, "z"] for n in present],
-            positions=[PARTICLE_NAMES.index(n) for n in present],
-            showmedians=True,
-            widths=0.8,
+        sns.violinplot(
+            picks[picks["particle_type"].isin(present)],
+            x="particle_type",
+            y="z",
+            order=PARTICLE_NAMES,
+            hue="particle_type",
+            palette=palette,
+            inner="quartile",
+            cut=0,
+            alpha=0.6,
+            ax=ax,
+            legend=False,
         )
-        for body, name in zip(parts["bodies"], present):
-            body.set_facecolor(particle(name).color_float)
-            body.set_alpha(0.6)
-        for key in ("cmedians", "cmins", "cmaxes", "cbars"):
-            parts[key].set_color("black")
-    rng = np.random.default_rng(0)
-    for i, name in enumerate(PARTICLE_NAMES):
-        z = picks.loc[picks["particle_type"] == name, "z"]
-        ax.scatter(i + rng.uniform(-0.15, 0.15, len(z)), z, s=6, color="black", alpha=0.5)
-    ax.set_xticks(range(len(PARTICLE_NAMES)), PARTICLE_NAMES, rotation=15)
-    ax.set_ylabel("depth z (Å)")
-    ax.set_title("Depth of the picks per class")
+    sns.stripplot(
+        picks, x="particle_type", y="z", order=PARTICLE_NAMES, color="black", size=2, alpha=0.5, jitter=0.15, ax=ax
+    )
+    ax.tick_params(axis="x", rotation=15)
+    ax.set(xlabel="", ylabel="depth z (Å)", title="Depth of the picks per class")
     ax.grid(axis="y", alpha=0.3)
     return finish(fig, path)

@@ -71,22 +71,19 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
 def plot_score_comparison(
     tables: Mapping[str, pd.DataFrame], path: str | Path | None = None, title: str = "Per-class F4 on held-out runs"
 ) -> plt.Figure:
-    """Grouped bars of per-class F4 for several methods (``cryokit.metric.score_table`` outputs)."""
+    """Grouped bars (seaborn) of per-class F4 for several methods (``cryokit.metric.score_table`` outputs)."""
+    import seaborn as sns
+
     names = list(SCORED_PARTICLE_NAMES)
+    labels = {m: f"{m} (score {t.attrs.get('score', float('nan')):.3f})" for m, t in tables.items()}
+    long = pd.concat([t[t["particle_type"].isin(names)].assign(method=labels[m]) for m, t in tables.items()])
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    width = 0.8 / max(1, len(tables))
-    for i, (method, table) in enumerate(tables.items()):
-        f4 = table.set_index("particle_type").loc[names, "fbeta"].to_numpy()
-        bars = ax.bar(
-            np.arange(len(names)) + (i - (len(tables) - 1) / 2) * width,
-            f4,
-            width,
-            label=f"{method} (score {table.attrs.get('score', float('nan')):.3f})",
-        )
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-    ax.set_xticks(np.arange(len(names)), [f"{n}\n(weight {particle(n).weight})" for n in names], fontsize=8)
-    ax.set(ylabel="F4", ylim=(0, 1.1), title=title)
-    ax.legend(fontsize=9, loc="upper left")
+    sns.barplot(long, x="particle_type", y="fbeta", hue="method", order=names, ax=ax)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.2f", fontsize=7, padding=1)
+    ax.set_xticks(range(len(names)), [f"{n}\n(weight {particle(n).weight})" for n in names], fontsize=8)
+    ax.set(xlabel="", ylabel="F4", ylim=(0, 1.22), title=title)
+    ax.legend(fontsize=9, loc="upper center", ncol=min(4, len(tables)), frameon=False)
     fig.tight_layout()
     return finish(fig, path)
 

@@ -1,7 +1,7 @@
 """Figures of tuning: Optuna study plots and per-class precision-recall curves with operating points.
 
-Every function returns a matplotlib ``Figure``; ``cryokit.plots.save_figure`` writes a PNG atomically. The Optuna figures are
-``optuna.visualization.matplotlib``'s, sized and titled for a notebook.
+Every function returns a matplotlib ``Figure``; ``cryokit.plots.save_figure`` writes a PNG atomically. The
+Optuna figures are ``optuna.visualization.matplotlib``'s, sized and titled for a notebook.
 """
 
 from __future__ import annotations

@@ -20,7 +20,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from cryokit.coords import radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
+from cryokit.coords import (
+    length_angstrom_to_voxels_zyx,
+    radius_angstrom_to_voxels,
+    voxel_zyx_to_angstrom_xyz,
+    voxels_to_angstrom,
+)
 from cryokit.particles import particle
 from cryokit.synth.config import SimulationConfig
 from cryokit.synth.shapes import particle_template, render_template, template_extent_angstrom
@@ -63,7 +68,7 @@ def noise_sigma(config: SimulationConfig) -> float:
     """White-noise standard deviation (density units) that gives ``config.snr`` (see module docstring)."""
     spacing_zyx = np.asarray(config.voxel_spacing_angstrom_zyx)
     template = particle_template(_REFERENCE_PARTICLE)
-    side = int(2 * np.ceil(template_extent_angstrom(template) / spacing_zyx.min()) + 16)
+    side = int(2 * np.ceil(length_angstrom_to_voxels_zyx(template_extent_angstrom(template), spacing_zyx).max()) + 16)
     side += side % 2
     box = np.zeros((side,) * 3, dtype=np.float32)
     centre_xyz = voxel_zyx_to_angstrom_xyz(np.full(3, (side - 1) / 2), spacing_zyx)[0]
@@ -88,14 +93,15 @@ def _filters(shape_zyx, config: SimulationConfig) -> dict[str, np.ndarray]:
     spacing_zyx = np.asarray(config.voxel_spacing_angstrom_zyx)
     kz, ky, kx = fourier_grid(shape_zyx, spacing_zyx)
     k2 = kz**2 + ky**2 + kx**2
-    lowpass_sigma_angstrom = config.denoise_sigma_voxels * float(spacing_zyx.mean())
+    lowpass_sigma_angstrom = voxels_to_angstrom(config.denoise_sigma_voxels, spacing_zyx)
     return {
         "k2": k2,
         "ctf": ctf(k2, config),
         "wedge": wedge_mask(kz, kx, config.tilt_range_degrees).astype(np.float32),
         "lowpass": _gaussian(k2, lowpass_sigma_angstrom),
-        "wbp_lowpass": _gaussian(k2, _WBP_SIGMA_VOXELS * float(spacing_zyx.mean())),
-        "wbp_gain": 1 + np.float32(config.wbp_noise_boost * 2 * spacing_zyx.mean()) * np.sqrt(k2),
+        "wbp_lowpass": _gaussian(k2, voxels_to_angstrom(_WBP_SIGMA_VOXELS, spacing_zyx)),
+        # |k| / k_nyquist with k_nyquist = 1 / (2 voxels)
+        "wbp_gain": 1 + np.float32(config.wbp_noise_boost * voxels_to_angstrom(2, spacing_zyx)) * np.sqrt(k2),
     }
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from cryokit.coords import voxel_zyx_to_angstrom_xyz
+from cryokit.coords import length_angstrom_to_voxels_zyx, voxel_zyx_to_angstrom_xyz, voxels_to_angstrom
 from cryokit.particles import PARTICLE_NAMES, particle
 from cryokit.synth.config import SimulationConfig
 from cryokit.synth.shapes import Template, blob_template, particle_template, vesicle_template
@@ -142,7 +142,7 @@ class _Placer:
     def _candidates(self, radius_angstrom: float, lateral_margin: float) -> np.ndarray:
         """(B, 3) Angstrom x, y, z candidates whose ball of ``radius_angstrom`` lies inside the ice."""
         size_z, size_y, size_x = self.config.shape_zyx
-        radius_voxels = radius_angstrom / self.spacing_zyx
+        radius_voxels = length_angstrom_to_voxels_zyx(radius_angstrom, self.spacing_zyx)
         y = self.rng.uniform(lateral_margin * radius_voxels[1], size_y - 1 - lateral_margin * radius_voxels[1], _BATCH)
         x = self.rng.uniform(lateral_margin * radius_voxels[2], size_x - 1 - lateral_margin * radius_voxels[2], _BATCH)
         bottom, top = self.slab.bounds(y, x)
@@ -150,19 +150,22 @@ class _Placer:
         keep = (top - bottom > 2 * radius_voxels[0]) & (z >= 0) & (z <= size_z - 1)
         return voxel_zyx_to_angstrom_xyz(np.stack([z, y, x], axis=1)[keep], self.spacing_zyx)
 
-    def _free(self, candidates_xyz: np.ndarray, radius: float, vesicle: bool) -> np.ndarray:
+    def _free(self, candidates_angstrom_xyz: np.ndarray, radius_angstrom: float, vesicle: bool) -> np.ndarray:
         """Boolean (B,): which candidates keep clear of everything placed so far."""
-        ok = np.ones(len(candidates_xyz), dtype=bool)
+        ok = np.ones(len(candidates_angstrom_xyz), dtype=bool)
         if len(self.solid_xyz):
-            distance = np.linalg.norm(candidates_xyz[:, None] - self.solid_xyz[None], axis=2)
-            ok &= np.all(distance >= self.config.min_separation_factor * (radius + self.solid_radius), axis=1)
+            distance = np.linalg.norm(candidates_angstrom_xyz[:, None] - self.solid_xyz[None], axis=2)
+            ok &= np.all(distance >= self.config.min_separation_factor * (radius_angstrom + self.solid_radius), axis=1)
         if len(self.vesicle_xyz):
-            distance = np.linalg.norm(candidates_xyz[:, None] - self.vesicle_xyz[None], axis=2)
+            distance = np.linalg.norm(candidates_angstrom_xyz[:, None] - self.vesicle_xyz[None], axis=2)
             if vesicle:
-                ok &= np.all(distance >= radius + self.vesicle_radius + 2 * _MEMBRANE_HALF_THICKNESS_ANGSTROM, axis=1)
+                ok &= np.all(
+                    distance >= radius_angstrom + self.vesicle_radius + 2 * _MEMBRANE_HALF_THICKNESS_ANGSTROM, axis=1
+                )
             else:
                 ok &= np.all(
-                    np.abs(distance - self.vesicle_radius) >= radius + _MEMBRANE_HALF_THICKNESS_ANGSTROM, axis=1
+                    np.abs(distance - self.vesicle_radius) >= radius_angstrom + _MEMBRANE_HALF_THICKNESS_ANGSTROM,
+                    axis=1,
                 )
         return ok
 
@@ -194,7 +197,7 @@ def _clutter_count(config: SimulationConfig, value_range: tuple[int, int], rng: 
 def _place_vesicles(placer: _Placer, config: SimulationConfig, rng: np.random.Generator) -> list[PlacedObject]:
     objects = []
     max_radius = (
-        placer.slab.thickness_lo * float(np.min(placer.spacing_zyx)) / 2 - 2 * _MEMBRANE_HALF_THICKNESS_ANGSTROM
+        voxels_to_angstrom(placer.slab.thickness_lo, placer.spacing_zyx) / 2 - 2 * _MEMBRANE_HALF_THICKNESS_ANGSTROM
     )
     for _ in range(_clutter_count(config, config.n_vesicles, rng)):
         radius = min(rng.uniform(*config.vesicle_radius_angstrom), max_radius)

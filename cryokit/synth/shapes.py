@@ -21,7 +21,7 @@ from typing import Union
 import numpy as np
 from scipy.special import expit
 
-from cryokit.coords import angstrom_xyz_to_voxel_zyx, voxel_zyx_to_angstrom_xyz
+from cryokit.coords import angstrom_xyz_to_voxel_zyx, length_angstrom_to_voxels_zyx, voxel_zyx_to_angstrom_xyz
 from cryokit.particles import check_particle_name
 
 __all__ = [
@@ -218,7 +218,7 @@ def render_template(
     """
     spacing_zyx = np.asarray(voxel_spacing_angstrom_zyx, dtype=np.float64)
     centre_xyz = np.asarray(centre_angstrom_xyz, dtype=np.float64).reshape(3)
-    half_extent_zyx = template_extent_angstrom(template) * scale / spacing_zyx
+    half_extent_zyx = length_angstrom_to_voxels_zyx(template_extent_angstrom(template) * scale, spacing_zyx)
     centre_zyx = angstrom_xyz_to_voxel_zyx(centre_xyz, spacing_zyx)[0]
     low = np.maximum(np.floor(centre_zyx - half_extent_zyx).astype(int), 0)
     high = np.minimum(np.ceil(centre_zyx + half_extent_zyx).astype(int) + 1, volume_zyx.shape)

@@ -20,7 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cryokit.coords import voxel_zyx_to_angstrom_xyz
-from cryokit.io.layout import SPLITS, VOXEL_SPACING_DIR
+from cryokit.io.layout import SPLITS, spacing_dir_path
 from cryokit.io.picks import write_run_picks
 from cryokit.io.submission import read_submission, write_submission
 from cryokit.io.tomogram import write_tomogram
@@ -105,7 +105,7 @@ def simulate_run(
 
 def write_run(root: str | Path, split: str, run: str, simulated: SimulatedRun, n_levels: int = 3) -> Path:
     """Write a simulated run's tomograms (and, for train, its picks) into the Kaggle layout."""
-    spacing_dir = Path(root) / split / "static" / "ExperimentRuns" / run / VOXEL_SPACING_DIR
+    spacing_dir = spacing_dir_path(root, split, run)
     for tomo_type, volume in simulated.volumes.items():
         write_tomogram(spacing_dir / f"{tomo_type}.zarr", volume, simulated.voxel_spacing_angstrom_zyx, n_levels)
     if split == "train":

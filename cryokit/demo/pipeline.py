@@ -32,17 +32,10 @@ from cryokit.config import (
 )
 from cryokit.io import list_runs, open_run_tomogram, read_solution
 from cryokit.io.atomic import atomic_write_text
+from cryokit.io.source import KaggleSource
 from cryokit.io.submission import write_submission
 
-__all__ = [
-    "DemoConfig",
-    "DemoResult",
-    "demo_training_config",
-    "run_demo",
-    "TrainingReport",
-    "train_and_report",
-    "simulate_for_notebook",
-]
+__all__ = ["DemoConfig", "DemoResult", "demo_training_config", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +124,10 @@ def _split_given(config: DemoConfig, root: Path) -> tuple[list[str], list[str], 
 def _baseline(root: Path, train_runs: list[str], heldout: list[str], out_dir: Path) -> pd.DataFrame:
     from cryokit.baseline import BaselineConfig, calibrate, predict
 
-    calibration = calibrate(root, "train", train_runs, BaselineConfig())
+    source = KaggleSource(root, "train")
+    calibration = calibrate(source, train_runs, BaselineConfig())
     calibration.table().to_csv(out_dir / "baseline_calibration.csv", index=False)
-    return predict(root, "train", calibration, heldout, BaselineConfig())
+    return predict(source, calibration, heldout, BaselineConfig())
 
 
 def _figures(
@@ -145,7 +139,7 @@ def _figures(
     tables: dict[str, pd.DataFrame],
     out_dir: Path,
 ) -> dict[str, Path]:
-    from cryokit.patching import normalise_tomogram
+    from cryokit.data.normalise import normalise_tomogram
     from cryokit.plots.training import plot_predictions_on_slice, plot_score_comparison
 
     files = {"scores_png": out_dir / "scores.png", "predictions_png": out_dir / f"predictions_{run}.png"}
@@ -168,10 +162,10 @@ def _figures(
 
 def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     """Run every step; returns the scores and the paths of what was written (all under ``out_dir``)."""
-    from cryokit.inference import predict_runs
+    from cryokit.inference.predict import predict_runs
     from cryokit.metric import score_table
-    from cryokit.tracking import open_tracker
-    from cryokit.train import fit
+    from cryokit.training.loop import fit
+    from cryokit.training.tracking import open_tracker
 
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -216,79 +210,3 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     }
     files["summary"] = atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     return DemoResult(out_dir, scores, tables, files)
-
-
-@dataclass
-class TrainingReport:
-    """What the training notebooks show: the untrained and best validation scores, the validation
-    table at tuned thresholds, the validation picks, and the figures written."""
-
-    untrained_score: float
-    best_score: float
-    best_epoch: int
-    val_table: pd.DataFrame
-    val_picks: pd.DataFrame
-    files: dict[str, Path]
-
-
-def train_and_report(config: RunConfig, progress: bool = True) -> TrainingReport:
-    """Score the untrained network, train it (``cryokit.train.fit``, MLflow as configured), predict the
-    validation runs with the best checkpoint and draw curves and a predictions slice into the run folder."""
-
-    from cryokit.inference import predict_runs, resolve_device
-    from cryokit.metric import score_table
-    from cryokit.models.build import build_model_and_task
-    from cryokit.patching import normalise_tomogram
-    from cryokit.plots.training import plot_predictions_on_slice
-    from cryokit.tracking import open_tracker
-    from cryokit.train import evaluate, fit, seed_everything
-
-    if not config.data.val_runs:
-        raise ValueError("train_and_report needs data.val_runs: the report is about validation runs")
-    out_dir = Path(config.train.out_dir)
-    first_val = config.data.val_runs[0]
-    tomogram = open_run_tomogram(
-        config.data.root, config.data.split, first_val, config.data.tomo_type, config.data.level
-    )
-    seed_everything(config.train.seed)
-    device = resolve_device(config.train.device)
-    untrained, task = build_model_and_task(config, tomogram.voxel_spacing_angstrom_zyx)
-    untrained_score = evaluate(untrained.to(device), task, config, list(config.data.val_runs), device).score
-    track = config.tracking
-    with open_tracker(track.enabled, track.tracking_uri, track.experiment, out_dir, track.run_name) as tracker:
-        tracker.log_metrics({"untrained_val_score": untrained_score}, step=0)
-        result = fit(config, tracker=tracker, progress=progress)
-    val_picks, _ = predict_runs(
-        [str(result.best_checkpoint)],
-        config.data.root,
-        config.data.split,
-        list(config.data.val_runs),
-        progress=progress,
-    )
-    solution = read_solution(config.data.root, config.data.split, list(config.data.val_runs))
-    table = score_table(solution, val_picks)
-    files = {"curves_png": out_dir / "curves.png", "predictions_png": out_dir / f"predictions_{first_val}.png"}
-    plt.close(
-        plot_predictions_on_slice(
-            normalise_tomogram(tomogram),
-            solution[solution["experiment"] == first_val],
-            val_picks[val_picks["experiment"] == first_val],
-            tomogram.voxel_spacing_angstrom_zyx,
-            path=files["predictions_png"],
-            title=f"{first_val}: predicted (x) vs true (o) picks",
-        )
-    )
-    summary = {"untrained_score": untrained_score, "best_score": result.best_score, "best_epoch": result.best_epoch}
-    files["report_json"] = atomic_write_text(out_dir / "report.json", json.dumps(summary, indent=2))
-    return TrainingReport(untrained_score, result.best_score, result.best_epoch, table, val_picks, files)
-
-
-def simulate_for_notebook(
-    out_dir: str | Path, n_runs: int, shape_zyx, difficulty: str = "default", seed: int = 0
-) -> tuple[Path, list[str]]:
-    """Simulate ``n_runs`` train runs (denoised only) into ``out_dir/data``; returns (root, run names)."""
-    from cryokit.synth import config_for_difficulty, simulate_dataset
-
-    root = Path(out_dir) / "data"
-    simulation = config_for_difficulty(difficulty, shape_zyx=tuple(shape_zyx), tomo_types=("denoised",))
-    return root, simulate_dataset(root, n_runs, seed, "train", simulation)

@@ -1,6 +1,6 @@
-"""Optuna studies that maximise the validation F4 of ``cryokit.train.fit``.
+"""Optuna studies that maximise the validation F4 of ``cryokit.training.fit``.
 
-A trial is the base config plus overrides sampled from ``cryokit.tune_space`` (``apply_overrides``).
+A trial is the base config plus overrides sampled from ``cryokit.tuning.space`` (``apply_overrides``).
 Each trial reports its validation F4 after every validated epoch, so a median or Hyperband pruner stops
 bad trials early (state PRUNED); a trial that raises (non-finite loss, out of memory, a config that does
 not build) is recorded as FAIL with its error in the user attribute ``error``, and the study goes on.
@@ -34,8 +34,8 @@ import yaml
 
 from cryokit.config import RunConfig, apply_overrides, from_dict, to_dict
 from cryokit.io.atomic import atomic_write_text
-from cryokit.tracking import NullTracker, open_tracker
-from cryokit.tune_space import SearchSpace, default_space
+from cryokit.training.tracking import NullTracker, open_tracker
+from cryokit.tuning.space import SearchSpace, default_space
 
 __all__ = [
     "OBJECTIVES",
@@ -142,7 +142,7 @@ def fit_objective(
     base: RunConfig, space: SearchSpace, out_dir: str | Path, parent_run_id: str | None = None
 ) -> Callable[[optuna.Trial], float]:
     """The real objective: train the trial's config with ``fit`` and return its best validation F4."""
-    from cryokit.train import fit
+    from cryokit.training.loop import fit
 
     out_dir = Path(out_dir)
 

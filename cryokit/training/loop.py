@@ -1,7 +1,8 @@
 """Training: ``fit`` is the whole loop, on one screen; the helpers it needs sit above it.
 
-One trainer serves every model family: the network and its ``cryokit.tasks`` task come from
-``cryokit.models.build``, patches from ``cryokit.dataset``. Validation runs the real pipeline on
+One trainer serves every model family: the network, its ``cryokit.tasks`` task and the target renderer
+come from ``cryokit.models.build``, patches from ``cryokit.data.dataset``. ``fit`` is the edge where the
+run configuration is unpacked; every helper below takes the values it uses. Validation runs the real pipeline on
 whole held-out runs (sliding windows, decoding, the competition metric) and keeps the best
 checkpoint by validation F-beta at per-class thresholds tuned on those runs.
 """
@@ -22,17 +23,20 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from cryokit.checkpoint import load_checkpoint, save_checkpoint
 from cryokit.config import RunConfig, to_dict
-from cryokit.dataset import PatchDataset, collate, split_runs
-from cryokit.inference import autocast, native_bf16, predict_volume_picks, resolve_device
-from cryokit.io import list_runs, open_run_tomogram, read_solution
+from cryokit.data.dataset import PatchDataset, collate, split_runs
+from cryokit.data.normalise import normalise_tomogram
+from cryokit.inference.device import autocast, native_bf16, resolve_device
+from cryokit.inference.predict import predict_volume_picks
+from cryokit.inference.sliding_window import SlidingWindow
+from cryokit.io.source import DataSource
 from cryokit.metric import score_table
-from cryokit.models.build import build_model_and_task
-from cryokit.patching import normalise_tomogram
-from cryokit.tasks import apply_thresholds
+from cryokit.models.build import build_dataset, build_model_and_task, data_source, sliding_window
+from cryokit.postprocess import apply_thresholds
+from cryokit.tasks import Task
 from cryokit.thresholds import best_thresholds, save_thresholds
-from cryokit.tracking import NullTracker
+from cryokit.training.checkpoint import load_checkpoint, save_checkpoint
+from cryokit.training.tracking import NullTracker
 
 __all__ = ["FitResult", "Evaluation", "resolve_device", "seed_everything", "lr_at", "evaluate", "fit"]
 
@@ -92,12 +96,26 @@ def _restore_rng(states: dict) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, task, config: RunConfig, runs: list[str], device: torch.device) -> Evaluation:
-    """Predict every run whole, tune per-class thresholds on them, and score with the metric."""
+def evaluate(
+    model: torch.nn.Module,
+    task: Task,
+    source: DataSource,
+    runs: list[str],
+    window: SlidingWindow,
+    device: torch.device,
+    amp: bool = True,
+    tomo_type: str = "denoised",
+    level: int = 0,
+    default_threshold: float = 0.2,
+) -> Evaluation:
+    """Predict every run whole, tune per-class thresholds on them, and score with the metric.
+
+    Classes without references in ``runs`` keep no thresholds of their own (``default_threshold``).
+    """
     model.eval()
     frames = []
     for run in runs:
-        tomogram = open_run_tomogram(config.data.root, config.data.split, run, config.data.tomo_type, config.data.level)
+        tomogram = source.open_tomogram(run, tomo_type, level)
         frames.append(
             predict_volume_picks(
                 [model],
@@ -105,16 +123,15 @@ def evaluate(model: torch.nn.Module, task, config: RunConfig, runs: list[str], d
                 normalise_tomogram(tomogram),
                 tomogram.voxel_spacing_angstrom_zyx,
                 run,
-                config.patch,
-                config.postprocess,
+                window,
                 device=device,
-                amp=config.train.amp,
+                amp=amp,
             )
         )
     candidates = pd.concat(frames, ignore_index=True)
-    solution = read_solution(config.data.root, config.data.split, runs)
+    solution = source.read_solution(runs)
     thresholds = best_thresholds(candidates, solution)
-    table = score_table(solution, apply_thresholds(candidates, thresholds, config.postprocess.default_threshold))
+    table = score_table(solution, apply_thresholds(candidates, thresholds, default_threshold))
     return Evaluation(candidates, thresholds, table, float(table.attrs["score"]))
 
 
@@ -139,7 +156,7 @@ class _Setup:
 
     model: torch.nn.Module
     net: torch.nn.Module
-    task: object
+    task: Task
     ema: AveragedModel | None
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -148,7 +165,9 @@ class _Setup:
     loader: DataLoader
     device: torch.device
     spacing: np.ndarray
+    source: DataSource
     val_runs: list[str]
+    window: SlidingWindow
     rank: int = 0
     world: int = 1
 
@@ -176,10 +195,9 @@ def _distributed(device_name: str) -> tuple[int, int, torch.device]:
 def _setup(cfg: RunConfig) -> _Setup:
     rank, world, device = _distributed(cfg.train.device)
     seed_everything(cfg.train.seed)
-    train_runs, val_runs = _train_and_val_runs(cfg)
-    spacing = open_run_tomogram(
-        cfg.data.root, cfg.data.split, train_runs[0], cfg.data.tomo_type, cfg.data.level
-    ).voxel_spacing_angstrom_zyx
+    source = data_source(cfg.data)
+    train_runs, val_runs = _train_and_val_runs(source, cfg.data.train_runs, cfg.data.val_runs)
+    spacing = source.open_tomogram(train_runs[0], cfg.data.tomo_type, cfg.data.level).voxel_spacing_angstrom_zyx
     model, task = build_model_and_task(cfg, spacing)
     model.to(device)
     net = model
@@ -187,7 +205,7 @@ def _setup(cfg: RunConfig) -> _Setup:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    dataset = PatchDataset.from_config(cfg.data, cfg.patch, cfg.target, cfg.augment, train_runs, seed=cfg.train.seed)
+    dataset = build_dataset(cfg.data, cfg.patch, cfg.target, cfg.augment, train_runs, cfg.train.seed)
     # Items are functions of (seed, epoch, index): ranks take interleaved indices, so the ranks'
     # batches together are exactly one single-process batch of world x batch_size patches.
     sampler = DistributedSampler(dataset, world, rank, shuffle=False, drop_last=True) if world > 1 else None
@@ -206,11 +224,10 @@ def _setup(cfg: RunConfig) -> _Setup:
         optimizer, lambda step: lr_at(step, total_steps, 1.0, cfg.train.warmup_steps)
     )
     use_fp16 = device.type == "cuda" and cfg.train.amp and not native_bf16()  # fp16 needs a loss scaler
-    ema = (
-        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True)
-        if cfg.train.ema_decay > 0
-        else None
-    )
+    ema = None
+    if cfg.train.ema_decay > 0:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_fp16)
     return _Setup(
         model,
         net,
@@ -218,12 +235,14 @@ def _setup(cfg: RunConfig) -> _Setup:
         ema,
         optimizer,
         scheduler,
-        torch.amp.GradScaler(device.type, enabled=use_fp16),
+        scaler,
         dataset,
         loader,
         device,
         spacing,
+        source,
         val_runs,
+        sliding_window(cfg.patch),
         rank,
         world,
     )
@@ -270,9 +289,9 @@ def _resume(run: _Setup, path: Path) -> tuple[int, int, tuple, list, dict]:
     )
 
 
-def _train_step(run: _Setup, batch: dict, cfg: RunConfig, where: str):
+def _train_step(run: _Setup, batch: dict, amp: bool, grad_clip: float, where: str):
     """One optimiser step; returns the ``LossOutput``. A non-finite loss fails the run (Optuna: FAIL)."""
-    with autocast(run.device, cfg.train.amp):
+    with autocast(run.device, amp):
         loss = run.task.loss(
             run.net(batch["image"].to(run.device, non_blocking=True)), _to_device(batch["target"], run.device)
         )
@@ -283,7 +302,7 @@ def _train_step(run: _Setup, batch: dict, cfg: RunConfig, where: str):
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss.total).backward()
     run.scaler.unscale_(run.optimizer)
-    torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.train.grad_clip)
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.scheduler.step()
@@ -326,7 +345,7 @@ def fit(
     Args:
         config: the run configuration (``config.train.out_dir`` receives checkpoints and plots).
         resume: continue from ``out_dir/last.pt`` (weights, optimiser, scheduler, scaler, EMA, epoch, RNG).
-        tracker: MLflow tracker (``cryokit.tracking``); None logs nothing. Used on rank 0 only.
+        tracker: MLflow tracker (``cryokit.training.tracking``); None logs nothing. Used on rank 0 only.
         on_epoch_end: called on rank 0 with (epoch, metrics) after each epoch; Optuna uses it to prune.
     """
     cfg, out_dir = config, Path(config.train.out_dir)
@@ -347,7 +366,7 @@ def fit(
             run.loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not (progress and main), leave=False
         )
         for batch in bar:
-            loss = _train_step(run, batch, cfg, f"epoch {epoch + 1}, step {step + 1}")
+            loss = _train_step(run, batch, cfg.train.amp, cfg.train.grad_clip, f"epoch {epoch + 1}, step {step + 1}")
             step += 1
             for key, value in {"loss": float(loss.total.detach()), **loss.terms}.items():
                 sums[key] = sums.get(key, 0.0) + value
@@ -360,7 +379,18 @@ def fit(
         epoch += 1
         metrics = {**_mean_over_ranks(sums, len(run.loader), run), "lr": run.scheduler.get_last_lr()[0]}
         if main and run.val_runs and (epoch % cfg.train.val_every == 0 or epoch == cfg.train.epochs):
-            evaluation = evaluate(run.ema.module if run.ema else run.model, run.task, cfg, run.val_runs, run.device)
+            evaluation = evaluate(
+                run.ema.module if run.ema else run.model,
+                run.task,
+                run.source,
+                run.val_runs,
+                run.window,
+                run.device,
+                cfg.train.amp,
+                cfg.data.tomo_type,
+                cfg.data.level,
+                cfg.postprocess.default_threshold,
+            )
             metrics.update(_epoch_metrics(evaluation))
             if evaluation.score > best[0]:
                 best, thresholds, stale = (evaluation.score, epoch), evaluation.thresholds, 0
@@ -407,18 +437,18 @@ def _log_artifacts(out_dir: Path, history: list[dict], tracker: NullTracker) -> 
             tracker.log_artifact(out_dir / name)
 
 
-def _train_and_val_runs(cfg: RunConfig) -> tuple[list[str], list[str]]:
+def _train_and_val_runs(source: DataSource, train_runs, val_runs) -> tuple[list[str], list[str]]:
     """``data.train_runs`` (default: every run not held out) and ``data.val_runs``, checked to exist."""
-    available = list_runs(cfg.data.root, cfg.data.split)
-    train, val = split_runs(available, cfg.data.val_runs)
-    if cfg.data.train_runs:
-        unknown = sorted(set(cfg.data.train_runs) - set(available))
+    available = source.list_runs()
+    train, val = split_runs(available, val_runs)
+    if train_runs:
+        unknown = sorted(set(train_runs) - set(available))
         if unknown:
             raise ValueError(f"data.train_runs {unknown} are not among the runs {available}")
-        overlap = sorted(set(cfg.data.train_runs) & set(val))
+        overlap = sorted(set(train_runs) & set(val))
         if overlap:
             raise ValueError(f"runs {overlap} are in both data.train_runs and data.val_runs")
-        train = list(cfg.data.train_runs)
+        train = list(train_runs)
     return train, val
 
 

@@ -1,9 +1,9 @@
-"""Augmentations that move a volume, its label map and its picks together, from ``AugmentConfig``.
+"""Augmentations that move a volume, its label map and its picks together.
 
-``draw_augmentation`` draws every random choice into an ``AugmentParams`` (which also says how much
-context its geometry needs, ``margin_zyx``, so a reader fetches no more than that), and
-``apply_augmentation`` applies it; ``augment_sample`` does both. The output patch is taken from the
-centre of a (larger) input region:
+An ``Augmenter`` holds the strength of every family; ``Augmenter.draw`` draws every random choice into
+an ``AugmentParams`` (which also says how much context its geometry needs, ``margin_zyx``, so a reader
+fetches no more than that), and ``apply_augmentation`` applies it; ``augment_sample`` does both. The
+output patch is taken from the centre of a (larger) input region:
 
 1. geometry: ``p = A (q - c_out + d(q)) + c_in`` maps output voxel ``q`` to input voxel ``p`` with a
    random rotation about a random axis and an isotropic zoom (``A``) and an elastic displacement field
@@ -14,7 +14,8 @@ centre of a (larger) input region:
 2. exact voxel moves: flips per axis and 90 degree turns in the Y-X plane (``torch.flip``/``torch.rot90``).
 3. intensity: ``v * (1 + a) + b`` and Gaussian noise (normalised units).
 
-Each family has a strength knob in ``AugmentConfig``; 0 switches it off. All randomness comes from the
+Each family has a strength knob (``Augmenter``'s fields, which ``cryokit.config.AugmentConfig`` mirrors);
+0 switches it off, and ``Augmenter()`` changes nothing. All randomness comes from the
 ``torch.Generator`` passed in, so a seed reproduces a sample. Written with torch's ``grid_sample``
 rather than MONAI ``Affine``/``Rand3DElastic`` because the exact matrix and field are needed to move
 the picks.
@@ -23,20 +24,17 @@ the picks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cryokit.config import AugmentConfig
-
 __all__ = [
     "Sample",
     "AugmentParams",
-    "geometric_margin_zyx",
-    "draw_augmentation",
+    "Augmenter",
     "apply_augmentation",
     "augment_sample",
 ]
@@ -65,50 +63,50 @@ def _uniform(generator: torch.Generator, low: float = 0.0, high: float = 1.0, n:
     return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
 
 
-def _has_geometry(config: AugmentConfig) -> bool:
-    return (config.affine_p > 0 and (config.rotate_degrees > 0 or config.scale_fraction > 0)) or (
-        config.elastic_p > 0 and config.elastic_magnitude_voxels > 0
+def _has_geometry(augmenter: Augmenter) -> bool:
+    return (augmenter.affine_p > 0 and (augmenter.rotate_degrees > 0 or augmenter.scale_fraction > 0)) or (
+        augmenter.elastic_p > 0 and augmenter.elastic_magnitude_voxels > 0
     )
 
 
-def geometric_margin_zyx(config: AugmentConfig, size_zyx: Sequence[int]) -> np.ndarray:
+def _margin_bound_zyx(augmenter: Augmenter, size_zyx: Sequence[int]) -> np.ndarray:
     """(3,) int64 context needed on each side of a patch so rotations, zooms and the elastic field of
-    ``config`` never sample outside the input region (a bound over all draws; zeros when off)."""
-    if not _has_geometry(config):
+    ``augmenter`` never sample outside the input region (a bound over all draws; zeros when off)."""
+    if not _has_geometry(augmenter):
         return np.zeros(3, dtype=np.int64)
-    theta = math.radians(min(config.rotate_degrees, 90.0))
+    theta = math.radians(min(augmenter.rotate_degrees, 90.0))
     off_diagonal = math.sin(theta) + (1 - math.cos(theta)) / 2  # Rodrigues bound on |R_ij|, i != j
-    zoom_out = 1 / (1 - min(config.scale_fraction, 0.5))
+    zoom_out = 1 / (1 - min(augmenter.scale_fraction, 0.5))
     half = (np.asarray(size_zyx, dtype=np.float64) - 1) / 2
-    elastic = 3 * config.elastic_magnitude_voxels if config.elastic_p > 0 else 0.0
+    elastic = 3 * augmenter.elastic_magnitude_voxels if augmenter.elastic_p > 0 else 0.0
     reach = zoom_out * (half + off_diagonal * (half.sum() - half) + elastic * math.sqrt(3))
     return (np.ceil(reach - half) + 1).astype(np.int64)
 
 
-def _draw_matrix(config: AugmentConfig, generator: torch.Generator) -> torch.Tensor | None:
+def _draw_matrix(augmenter: Augmenter, generator: torch.Generator) -> torch.Tensor | None:
     """(3, 3) float64 ``A`` (output offset -> input offset, zyx) or None for the identity."""
-    if (config.rotate_degrees <= 0 and config.scale_fraction <= 0) or config.affine_p <= 0:
+    if (augmenter.rotate_degrees <= 0 and augmenter.scale_fraction <= 0) or augmenter.affine_p <= 0:
         return None
-    if float(_uniform(generator)) >= config.affine_p:
+    if float(_uniform(generator)) >= augmenter.affine_p:
         return None
     axis = torch.randn(3, generator=generator, dtype=torch.float64)
     axis = axis / axis.norm().clamp_min(1e-12)
-    angle = math.radians(config.rotate_degrees) * float(_uniform(generator, -1, 1))
+    angle = math.radians(augmenter.rotate_degrees) * float(_uniform(generator, -1, 1))
     k = torch.tensor([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]], dtype=torch.float64)
     rotation = torch.eye(3, dtype=torch.float64) + math.sin(angle) * k + (1 - math.cos(angle)) * (k @ k)
-    zoom = 1 + config.scale_fraction * float(_uniform(generator, -1, 1))
+    zoom = 1 + augmenter.scale_fraction * float(_uniform(generator, -1, 1))
     return rotation / zoom
 
 
-def _draw_elastic(config: AugmentConfig, generator: torch.Generator, out_size: Sequence[int]) -> torch.Tensor | None:
+def _draw_elastic(augmenter: Augmenter, generator: torch.Generator, out_size: Sequence[int]) -> torch.Tensor | None:
     """(1, 3, cz, cy, cx) float32 control-point displacements (output voxels, zyx) or None."""
-    if config.elastic_p <= 0 or config.elastic_magnitude_voxels <= 0:
+    if augmenter.elastic_p <= 0 or augmenter.elastic_magnitude_voxels <= 0:
         return None
-    if float(_uniform(generator)) >= config.elastic_p:
+    if float(_uniform(generator)) >= augmenter.elastic_p:
         return None
-    points = [max(2, math.ceil((n - 1) / config.elastic_spacing_voxels) + 1) for n in out_size]
+    points = [max(2, math.ceil((n - 1) / augmenter.elastic_spacing_voxels) + 1) for n in out_size]
     displacements = torch.randn(1, 3, *points, generator=generator).clamp_(-3, 3)  # 3 sigma: a hard bound
-    return config.elastic_magnitude_voxels * displacements
+    return augmenter.elastic_magnitude_voxels * displacements
 
 
 def _field_at(field: torch.Tensor, points_zyx: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
@@ -207,6 +205,60 @@ def _flip_and_turn(sample: Sample, flips: tuple[bool, bool, bool], turns: int) -
 
 
 @dataclass(frozen=True)
+class Augmenter:
+    """The strength of every augmentation family; the defaults change nothing.
+
+    Attributes:
+        flip_p: probability of flipping each axis.
+        rot90_p: probability of 1 to 3 quarter turns in the Y-X plane (only when Y == X).
+        rotate_degrees: largest rotation about a random axis; affine_p: probability of rotation + zoom.
+        scale_fraction: isotropic zoom by up to this share.
+        elastic_p: probability of an elastic field; elastic_magnitude_voxels: its control-point
+            displacement (standard deviation, clipped at 3 of them); elastic_spacing_voxels: control-point spacing.
+        intensity_p: probability of ``v * (1 + a) + b`` with ``|a|, |b| <= intensity_fraction``.
+        noise_p: probability of Gaussian noise of ``noise_std`` (normalised units).
+    """
+
+    flip_p: float = 0.0
+    rot90_p: float = 0.0
+    rotate_degrees: float = 0.0
+    affine_p: float = 0.0
+    scale_fraction: float = 0.0
+    elastic_p: float = 0.0
+    elastic_magnitude_voxels: float = 0.0
+    elastic_spacing_voxels: float = 24.0
+    intensity_p: float = 0.0
+    intensity_fraction: float = 0.0
+    noise_p: float = 0.0
+    noise_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        probabilities = {f.name: getattr(self, f.name) for f in fields(self) if f.name.endswith("_p")}
+        bad = {k: v for k, v in probabilities.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"augmentation probabilities must lie in [0, 1], got {bad}")
+        if self.elastic_spacing_voxels <= 0 or not 0 <= self.scale_fraction < 1:
+            raise ValueError(
+                f"need elastic_spacing_voxels > 0 and 0 <= scale_fraction < 1, got "
+                f"{self.elastic_spacing_voxels}, {self.scale_fraction}"
+            )
+
+    @classmethod
+    def from_config(cls, augment: Any) -> Augmenter:
+        """From ``cryokit.config.AugmentConfig`` (or anything with the same fields)."""
+        return cls(**{f.name: getattr(augment, f.name) for f in fields(cls)})
+
+    def margin_bound_zyx(self, size_zyx: Sequence[int]) -> np.ndarray:
+        """(3,) int64 context needed on each side of a patch so that no draw's rotation, zoom or elastic
+        field samples outside the input region (zeros when geometry is off)."""
+        return _margin_bound_zyx(self, size_zyx)
+
+    def draw(self, generator: torch.Generator, out_size_zyx: Sequence[int]) -> AugmentParams:
+        """Every random choice of one augmentation, drawn from ``generator`` in a fixed order."""
+        return _draw(self, generator, out_size_zyx)
+
+
+@dataclass(frozen=True)
 class AugmentParams:
     """Every random choice of one augmentation.
 
@@ -238,19 +290,19 @@ class AugmentParams:
         return np.ceil(np.maximum(np.abs(matrix) @ reach - half, 0) + 1e-6).astype(np.int64)
 
 
-def draw_augmentation(config: AugmentConfig, generator: torch.Generator, out_size_zyx: Sequence[int]) -> AugmentParams:
-    """Draw every random choice of ``config`` from ``generator`` (in a fixed order)."""
+def _draw(augmenter: Augmenter, generator: torch.Generator, out_size_zyx: Sequence[int]) -> AugmentParams:
+    """Draw every random choice of ``augmenter`` from ``generator`` (in a fixed order)."""
     out_size = tuple(int(n) for n in out_size_zyx)
-    matrix, field = _draw_matrix(config, generator), _draw_elastic(config, generator, out_size)
-    flips = tuple(bool(f) for f in (_uniform(generator, n=3) < config.flip_p))
-    turns = int(torch.randint(1, 4, (1,), generator=generator)) if float(_uniform(generator)) < config.rot90_p else 0
+    matrix, field = _draw_matrix(augmenter, generator), _draw_elastic(augmenter, generator, out_size)
+    flips = tuple(bool(f) for f in (_uniform(generator, n=3) < augmenter.flip_p))
+    turns = int(torch.randint(1, 4, (1,), generator=generator)) if float(_uniform(generator)) < augmenter.rot90_p else 0
     intensity = None
-    if config.intensity_fraction > 0 and float(_uniform(generator)) < config.intensity_p:
-        intensity = tuple(float(v) for v in config.intensity_fraction * _uniform(generator, -1, 1, 2))
+    if augmenter.intensity_fraction > 0 and float(_uniform(generator)) < augmenter.intensity_p:
+        intensity = tuple(float(v) for v in augmenter.intensity_fraction * _uniform(generator, -1, 1, 2))
     noise_seed = None
-    if config.noise_std > 0 and float(_uniform(generator)) < config.noise_p:
+    if augmenter.noise_std > 0 and float(_uniform(generator)) < augmenter.noise_p:
         noise_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return AugmentParams(out_size, matrix, field, flips, turns, intensity, noise_seed, config.noise_std)
+    return AugmentParams(out_size, matrix, field, flips, turns, intensity, noise_seed, augmenter.noise_std)
 
 
 def apply_augmentation(sample: Sample, params: AugmentParams) -> Sample:
@@ -283,18 +335,18 @@ def apply_augmentation(sample: Sample, params: AugmentParams) -> Sample:
 
 def augment_sample(
     sample: Sample,
-    config: AugmentConfig,
+    augmenter: Augmenter,
     generator: torch.Generator,
     out_size_zyx: Sequence[int] | None = None,
 ) -> Sample:
-    """Draw and apply one augmentation of every family of ``config``; returns a new ``Sample``.
+    """Draw and apply one augmentation of every family of ``augmenter``; returns a new ``Sample``.
 
     Args:
         sample: input region; its image is (Z_in, Y_in, X_in) and its picks are in its frame.
-        config: strengths per family (0 switches a family off).
+        augmenter: strengths per family (0 switches a family off).
         generator: the source of all randomness (seed it to reproduce a result).
         out_size_zyx: output patch (Z, Y, X), centred in the input (default: the input's size). Give the
-            input ``geometric_margin_zyx(config, out_size_zyx)`` of context on each side to avoid zeros.
+            input ``augmenter.margin_bound_zyx(out_size_zyx)`` of context on each side to avoid zeros.
     """
     out_size = tuple(int(n) for n in (out_size_zyx or sample.image_zyx.shape))
-    return apply_augmentation(sample, draw_augmentation(config, generator, out_size))
+    return apply_augmentation(sample, augmenter.draw(generator, out_size))

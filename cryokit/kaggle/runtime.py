@@ -26,8 +26,8 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from cryokit.budget import InferencePlan, TimeBudget, degradation_ladder
-from cryokit.inference import ensemble_groups, predict_run
+from cryokit.inference.predict import ensemble_groups, predict_each_run, predict_run
+from cryokit.kaggle.budget import InferencePlan, TimeBudget, degradation_ladder
 
 __all__ = [
     "BUNDLE_MANIFEST",
@@ -123,7 +123,7 @@ def resolve_thresholds(model_dir: str | Path, thresholds_file: str) -> dict[str,
 
 def _load_checkpoints(paths: Sequence[str | Path], device, on_error: str, report: SubmissionReport) -> list:
     """Every checkpoint that loads; with "skip" one that does not is reported and left out."""
-    from cryokit.checkpoint import load_model
+    from cryokit.training.checkpoint import load_model
 
     loaded = []
     for path in paths:
@@ -154,45 +154,31 @@ def _predict_all(
     report: SubmissionReport,
     frames: list[pd.DataFrame],
 ) -> None:
-    """The run loop: predict, record, re-plan after every tomogram (``report.final_plan`` follows)."""
-    level = 0
+    """Every run with the library's run loop; after each, the guard re-plans (``report.final_plan`` follows).
+    Each run's picks go into ``frames`` as soon as it is done, so that whatever happens later, they are written."""
+    level, started = 0, 0
     report.final_plan = ladder[0].to_dict()
-    for index, run in enumerate(runs):
+
+    def predict_one(run: str) -> pd.DataFrame:
+        nonlocal started
+        started += 1
         plan = ladder[level]
-        if budget.out_of_time(plan):
-            report.skipped_for_time = list(runs[index:])
-            log.error("out of time after %.0f s: %d run(s) left out", budget.elapsed(), len(runs) - index)
-            break
-        start = budget.clock()
-        try:
-            picks = predict_run(
-                ensemble_groups([loaded[m] for m in plan.members]),
-                str(root),
-                split,
-                run,
-                plan.tta,
-                thresholds,
-                device,
-                amp,
-            )
-        except Exception as error:  # noqa: BLE001 -- a damaged tomogram must not stop the others
-            if on_error == "raise":
-                raise
-            report.failed[run] = f"{type(error).__name__}: {error}"
-            log.error("%s: FAILED, skipped (%s)", run, report.failed[run])
-            _free_accelerator(device)
-            continue
-        seconds = budget.clock() - start
+        return predict_run(
+            ensemble_groups([loaded[m] for m in plan.members]), str(root), split, run, plan.tta, thresholds, device, amp
+        )
+
+    def after_run(run: str, picks: pd.DataFrame, seconds: float) -> None:
+        nonlocal level
         frames.append(picks)
         report.seconds[run], report.picks_per_run[run] = seconds, len(picks)
-        budget.record(plan, seconds)
-        log.info("%s: %d picks in %.1f s (%s)", run, len(picks), seconds, plan.describe())
-        new_level = budget.affordable(ladder, level, index + 1)
+        budget.record(ladder[level], seconds)
+        done = started
+        new_level = budget.affordable(ladder, level, done)
         if new_level != level:
-            projected = budget.projected_total(ladder[level], index + 1) or 0.0
+            projected = budget.projected_total(ladder[level], done) or 0.0
             report.plan_changes.append(
                 {
-                    "after_tomograms": index + 1,
+                    "after_tomograms": done,
                     "from": ladder[level].describe(),
                     "to": ladder[new_level].describe(),
                     "projected_hours": projected / 3600,
@@ -209,12 +195,15 @@ def _predict_all(
             level = new_level
             report.final_plan = ladder[level].to_dict()
 
+    def out_of_time() -> bool:
+        if budget.out_of_time(ladder[level]):
+            log.error("out of time after %.0f s: the remaining runs are left out", budget.elapsed())
+            return True
+        return False
 
-def _free_accelerator(device) -> None:
-    import torch
-
-    if str(device).startswith("cuda"):
-        torch.cuda.empty_cache()
+    results = predict_each_run(runs, predict_one, on_error, progress=False, after_run=after_run, stop=out_of_time)
+    report.failed.update(results.failed)
+    report.skipped_for_time = results.not_started
 
 
 def _finish(
@@ -290,7 +279,7 @@ def predict_submission(
     report = SubmissionReport(csv_path=str(out_csv), budget_hours=time_budget_hours * budget_safety)
     frames: list[pd.DataFrame] = []
     try:
-        from cryokit.inference import resolve_device
+        from cryokit.inference.device import resolve_device
         from cryokit.io import list_runs
 
         torch_device = resolve_device(device)

@@ -1,6 +1,6 @@
 """Speed switches of whole-tomogram inference, and the arithmetic that costs a tomogram.
 
-``InferenceOptions`` holds the switches ``cryokit.inference.predict_maps`` and ``predict_runs`` take;
+``InferenceOptions`` holds the switches ``cryokit.inference.predict.predict_maps`` and ``predict_runs`` take;
 its defaults give the plain path's maps. The figures in the docstrings come from
 ``benchmarks/inference_speed.py`` (section "Inference speed" of docs/BENCHMARKS.md), measured on a
 2-core AMD EPYC (Zen 4, AVX512-BF16) shared with other jobs, default U-Net (16, 32, 64, 128), windows
@@ -43,7 +43,7 @@ class InferenceOptions:
             AVX512-BF16 (2.3x in the quietest run; 1.1x once, under heavy load); emulated, and slower,
             on CPUs without it. Class probabilities move by up to about 0.02, so opt-in.
         volume_on_device: on a GPU, normalise the tomogram there once, then cut windows and stitch
-            maps there (``cryokit.patching.normalise_tomogram_on``): no host-device copy per window
+            maps there (``cryokit.data.normalise.normalise_tomogram_on``): no host-device copy per window
             batch and no stitching on the host, which takes 6-23 s of a level-0 tomogram on 2 CPU
             cores. Ignored on the CPU, where torch's normalisation was 1.0-1.9x slower than numpy's.
     """
@@ -69,7 +69,7 @@ def prepare_for_inference(model: nn.Module, options: InferenceOptions) -> nn.Mod
 
 
 def count_windows(shape_zyx: Sequence[int], size_zyx: Sequence[int], overlap: float, output_stride: int = 1) -> int:
-    """Number of sliding windows ``cryokit.patching.predict_tomogram`` runs over a (Z, Y, X) volume.
+    """Number of sliding windows ``cryokit.inference.sliding_window.sliding_window_maps`` runs over a (Z, Y, X) volume.
 
     Per axis MONAI places ``ceil((n - w) / interval) + 1`` windows (one if the axis fits in a window),
     with the interval ``int(w * (1 - overlap))`` rounded down to whole output cells.

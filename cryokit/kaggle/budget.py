@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from cryokit.inference import TTA_CHOICES, tta_transforms
+from cryokit.inference.tta import TTA_CHOICES, tta_transforms
 
 __all__ = ["InferencePlan", "degradation_ladder", "TimeBudget"]
 

@@ -1,4 +1,4 @@
-"""Training patches read lazily from zarr, augmented, with targets of the configured kind.
+"""Training patches read lazily from zarr, augmented, with the targets a task asks for.
 
 Every item is a pure function of ``(seed, epoch, index)``: the same seed gives the same batches with
 any number of loader workers. Call ``set_epoch`` before iterating a new epoch (with
@@ -12,41 +12,28 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cryokit.augment import Sample, apply_augmentation, draw_augmentation
-from cryokit.config import AugmentConfig, DataConfig, PatchConfig, TargetConfig
 from cryokit.coords import angstrom_xyz_to_voxel_zyx, as_spacing_zyx
-from cryokit.io import open_run_tomogram, read_picks
-from cryokit.io.tomogram import Tomogram
-from cryokit.particles import PARTICLE_NAMES
-from cryokit.patching import (
-    IntensityStats,
+from cryokit.data.augment import Augmenter, Sample, apply_augmentation
+from cryokit.data.normalise import IntensityStats, read_region, tomogram_intensity_stats
+from cryokit.data.sampling import (
     choose_particle,
     class_sampling_weights,
     particle_patch_origin,
     picks_in_patch,
     random_patch_origin,
-    read_region,
-    tomogram_intensity_stats,
-    voxel_to_cell,
 )
-from cryokit.targets import (
-    anchor_radii_voxels,
-    ball_label_map,
-    class_radii_voxels,
-    encode_detection_targets,
-    gaussian_heatmaps,
-)
+from cryokit.data.targets import TargetRenderer, class_radii_voxels
+from cryokit.io.source import DataSource
+from cryokit.io.tomogram import Tomogram
+from cryokit.particles import PARTICLE_NAMES
 
-__all__ = ["TARGET_KINDS", "split_runs", "PatchDataset", "collate"]
-
-TARGET_KINDS = ("balls", "gaussian", "detection")
+__all__ = ["split_runs", "PatchDataset", "collate"]
 
 
 def split_runs(all_runs: Sequence[str], val_runs: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -65,54 +52,69 @@ def split_runs(all_runs: Sequence[str], val_runs: Sequence[str]) -> tuple[list[s
 class _Run:
     name: str
     shape_zyx: tuple[int, int, int]
-    spacing_zyx: np.ndarray
+    voxel_spacing_angstrom_zyx: np.ndarray
     centres_voxel_zyx: np.ndarray  # (N, 3) tomogram voxels
     class_indices: np.ndarray  # (N,)
     stats: IntensityStats  # computed once here, shipped to the workers with the dataset
 
 
 class PatchDataset(Dataset):
-    """``patch.patches_per_epoch`` random training patches per epoch from whole runs.
+    """``patches_per_epoch`` random training patches per epoch from whole runs.
 
     Args:
-        root: competition root (holds ``train/``).
+        source: where the runs, tomograms and picks are (``cryokit.io.source``).
         runs: the runs to sample from (see ``split_runs``).
-        patch: patch size, positive share, class oversampling, jitter.
-        target: ``kind`` ("balls", "gaussian" or "detection"), ``radius_fraction``, ``stride``.
-        augment: augmentation strengths, or None for plain patches.
-        split, tomo_type, level: which tomograms (as in ``DataConfig``).
+        size_zyx: patch size in voxels of the level.
+        patches_per_epoch: items per epoch.
+        positive_share: share of patches centred near a particle (the rest are placed uniformly).
+        class_oversampling: extra weight per class name for particle-centred patches (others weigh 1).
+        jitter_fraction: particle-centred patches are shifted by up to this share of the size per axis.
+        target: renders a patch's target from its picks (``cryokit.data.targets.BallTargets`` or
+            ``GaussianTargets``, ``cryokit.models.detection_coder.DetectionTargetEncoder``).
+        augmenter: augmentation strengths, or None for plain patches.
+        tomo_type, level: which tomograms.
         seed: base seed of every item.
 
-    Items are dicts: ``image`` (1, Z, Y, X) float32; ``target`` (Z, Y, X) int64 labels for "balls",
-    (6, Z, Y, X) float32 heatmaps for "gaussian", or a dict of ``DetectionTargets`` tensors for
-    "detection"; ``centres_voxel_zyx`` (N, 3) float32 and ``class_indices`` (N,) int64 of the picks in
-    the patch (up to one particle radius outside it); ``run`` (str); ``origin_zyx`` (3,) int64 tomogram
-    voxel of the patch's first voxel before augmentation.
+    Items are dicts: ``image`` (1, Z, Y, X) float32; ``target`` as ``target`` renders it (ball labels,
+    heatmaps, or a dict of detection grids); ``centres_voxel_zyx`` (N, 3) float32 and ``class_indices``
+    (N,) int64 of the picks in the patch (up to one particle radius outside it); ``run`` (str);
+    ``origin_zyx`` (3,) int64 tomogram voxel of the patch's first voxel before augmentation.
     """
 
     def __init__(
         self,
-        root: str | Path,
+        source: DataSource,
         runs: Sequence[str],
-        patch: PatchConfig = PatchConfig(),
-        target: TargetConfig = TargetConfig(),
-        augment: AugmentConfig | None = AugmentConfig(),
         *,
-        split: str = "train",
+        size_zyx: Sequence[int],
+        patches_per_epoch: int,
+        positive_share: float,
+        class_oversampling: Mapping[str, float],
+        jitter_fraction: float,
+        target: TargetRenderer,
+        augmenter: Augmenter | None = None,
         tomo_type: str = "denoised",
         level: int = 0,
         seed: int = 0,
     ) -> None:
-        if target.kind not in TARGET_KINDS:
-            raise ValueError(f"target.kind must be one of {TARGET_KINDS}, got {target.kind!r}")
         if not runs:
             raise ValueError("runs must name at least one run")
-        if any(n % target.stride for n in patch.size_zyx):
-            raise ValueError(f"patch size {tuple(patch.size_zyx)} must be a multiple of target.stride={target.stride}")
-        self.root, self.split, self.tomo_type, self.level = Path(root), split, tomo_type, level
-        self.patch, self.target, self.augment, self.seed, self.epoch = patch, target, augment, seed, 0
-        self.size_zyx = np.asarray(patch.size_zyx, dtype=np.int64)
-        self.class_weights = class_sampling_weights(patch.class_oversampling)
+        if any(int(n) % target.stride for n in size_zyx):
+            raise ValueError(f"patch size {tuple(size_zyx)} must be a multiple of the target stride {target.stride}")
+        if patches_per_epoch < 1 or not 0 <= positive_share <= 1:
+            raise ValueError(
+                f"need patches_per_epoch >= 1 and positive_share in [0, 1], got {patches_per_epoch}, {positive_share}"
+            )
+        self.source, self.tomo_type, self.level = source, tomo_type, level
+        self.patches_per_epoch, self.positive_share, self.jitter_fraction = (
+            patches_per_epoch,
+            positive_share,
+            jitter_fraction,
+        )
+        self.target = target
+        self.augmenter, self.seed, self.epoch = augmenter, seed, 0
+        self.size_zyx = np.asarray(size_zyx, dtype=np.int64)
+        self.class_weights = class_sampling_weights(class_oversampling)
         self.runs = [self._describe(run, picks) for run, picks in zip(runs, self._picks(list(runs)))]
         self._particle_run = np.concatenate([np.full(len(r.class_indices), i) for i, r in enumerate(self.runs)])
         self._particle_row = np.concatenate([np.arange(len(r.class_indices)) for r in self.runs])
@@ -122,37 +124,14 @@ class PatchDataset(Dataset):
         self._tomograms: dict[str, Tomogram] = {}
         self._pid = -1
 
-    @classmethod
-    def from_config(
-        cls,
-        data: DataConfig,
-        patch: PatchConfig,
-        target: TargetConfig,
-        augment: AugmentConfig | None,
-        runs: Sequence[str],
-        seed: int = 0,
-    ) -> PatchDataset:
-        """A dataset over ``runs`` of ``data.root`` (use ``split_runs`` for the train/val split)."""
-        return cls(
-            data.root,
-            runs,
-            patch,
-            target,
-            augment,
-            split=data.split,
-            tomo_type=data.tomo_type,
-            level=data.level,
-            seed=seed,
-        )
-
     def _picks(self, runs: list[str]) -> list[Any]:
-        picks = read_picks(self.root, self.split, runs) if self.split == "train" else None
-        return [None if picks is None else picks[picks["experiment"] == run] for run in runs]
+        picks = self.source.read_picks(runs)
+        return [picks[picks["experiment"] == run] for run in runs]
 
     def _describe(self, run: str, picks) -> _Run:
-        tomogram = open_run_tomogram(self.root, self.split, run, self.tomo_type, self.level)
+        tomogram = self.source.open_tomogram(run, self.tomo_type, self.level)
         spacing = as_spacing_zyx(tomogram.voxel_spacing_angstrom_zyx)
-        if picks is None or picks.empty:
+        if picks.empty:
             centres, classes = np.zeros((0, 3)), np.zeros(0, np.int64)
         else:
             centres = angstrom_xyz_to_voxel_zyx(picks[["x", "y", "z"]].to_numpy(np.float64), spacing)
@@ -164,38 +143,27 @@ class PatchDataset(Dataset):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return int(self.patch.patches_per_epoch)
+        return int(self.patches_per_epoch)
 
     def _tomogram(self, run: str) -> Tomogram:
         if self._pid != os.getpid():  # a fresh worker process: open its own stores
             self._tomograms, self._pid = {}, os.getpid()
         if run not in self._tomograms:
-            self._tomograms[run] = open_run_tomogram(self.root, self.split, run, self.tomo_type, self.level)
+            self._tomograms[run] = self.source.open_tomogram(run, self.tomo_type, self.level)
         return self._tomograms[run]
 
     def _choose(self, rng: np.random.Generator) -> tuple[int, np.ndarray]:
         """(run position, patch origin): near a particle with probability ``positive_share``."""
         particle = None
-        if rng.random() < self.patch.positive_share:
+        if rng.random() < self.positive_share:
             particle = choose_particle(rng, self._particle_class, self.class_weights)
         if particle is None:
             run_index = int(rng.choice(len(self.runs), p=self._run_weights))
             return run_index, random_patch_origin(rng, self.runs[run_index].shape_zyx, self.size_zyx)
         run = self.runs[self._particle_run[particle]]
         centre = run.centres_voxel_zyx[self._particle_row[particle]]
-        origin = particle_patch_origin(rng, run.shape_zyx, self.size_zyx, centre, self.patch.jitter_fraction)
+        origin = particle_patch_origin(rng, run.shape_zyx, self.size_zyx, centre, self.jitter_fraction)
         return int(self._particle_run[particle]), origin
-
-    def _target(self, run: _Run, centres: np.ndarray, classes: np.ndarray):
-        radii = class_radii_voxels(run.spacing_zyx)[classes]
-        kind, size, stride = self.target.kind, tuple(self.size_zyx), self.target.stride
-        if kind in ("balls", "gaussian"):
-            # A U-Net with output stride s predicts on the stride-s cell grid: render the target there.
-            cells, cell_shape = voxel_to_cell(centres, stride), tuple(n // stride for n in size)
-            render = ball_label_map if kind == "balls" else gaussian_heatmaps
-            return torch.from_numpy(render(cell_shape, cells, classes, self.target.radius_fraction * radii / stride))
-        anchors = anchor_radii_voxels(run.spacing_zyx)
-        return encode_detection_targets(size, centres, classes, radii, anchors, self.target.stride).as_tensors()
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
@@ -204,12 +172,12 @@ class PatchDataset(Dataset):
         run_index, origin = self._choose(rng)
         run = self.runs[run_index]
         params = None
-        if self.augment is not None:
+        if self.augmenter is not None:
             generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            params = draw_augmentation(self.augment, generator, tuple(self.size_zyx))
+            params = self.augmenter.draw(generator, tuple(self.size_zyx))
         margin = np.zeros(3, np.int64) if params is None else params.margin_zyx()  # context this draw needs
         region_origin, region_size = origin - margin, self.size_zyx + 2 * margin
-        radii = class_radii_voxels(run.spacing_zyx)
+        radii = class_radii_voxels(run.voxel_spacing_angstrom_zyx)
         centres, classes = picks_in_patch(
             run.centres_voxel_zyx, run.class_indices, region_origin, region_size, radii[run.class_indices]
         )
@@ -222,7 +190,7 @@ class PatchDataset(Dataset):
         )
         return {
             "image": sample.image_zyx[None].float().contiguous(),
-            "target": self._target(run, centres, classes),
+            "target": self.target(tuple(self.size_zyx), centres, classes, run.voxel_spacing_angstrom_zyx),
             "centres_voxel_zyx": torch.as_tensor(centres, dtype=torch.float32),
             "class_indices": torch.as_tensor(classes, dtype=torch.int64),
             "run": run.name,

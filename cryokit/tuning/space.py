@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cryokit.config import RunConfig, to_dict
-from cryokit.tracking import flatten
+from cryokit.training.tracking import flatten
 
 __all__ = ["ParamSpec", "SearchSpace", "SEARCH_SPACE", "default_space", "load_space"]
 

@@ -1,21 +1,21 @@
 """Tiny data and configs that run in seconds on a CPU: the notebooks' defaults, CI and tests.
 
 ``tiny_dataset`` writes a few small runs in the Kaggle layout with ``cryokit.synth`` (real particle
-shapes, so a tiny model learns something), or random volumes with random picks where the simulator is
-not importable. ``tiny_config`` is a base config that trains for one or two epochs in seconds, and
-``TINY_SPACE`` narrows the search space to sizes that fit it. ``demo_candidates`` makes scored
+shapes, so a tiny model learns something). ``tiny_config`` is a base config that trains for one or two
+epochs in seconds, and ``TINY_SPACE`` narrows the search space to sizes that fit it. ``demo_candidates`` makes scored
 candidate picks around a solution (hits, duplicates and strays), for the threshold notebook.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from cryokit.config import RunConfig, apply_overrides
+from cryokit.coords import voxel_zyx_to_angstrom_xyz
 from cryokit.particles import PARTICLE_NAMES, PARTICLES
 
 __all__ = ["TINY_SHAPE_ZYX", "TINY_SPACE", "tiny_dataset", "tiny_config", "demo_solution", "demo_candidates"]
@@ -43,11 +43,8 @@ def tiny_dataset(root: str | Path, n_runs: int = 3, seed: int = 0) -> list[str]:
     Returns:
         The run names.
     """
-    root = Path(root)
-    try:
-        from cryokit.synth import SimulationConfig, simulate_dataset
-    except ImportError:  # the simulator is optional here: fall back to noise with picks
-        return _random_dataset(root, n_runs, seed)
+    from cryokit.synth import SimulationConfig, simulate_dataset
+
     config = SimulationConfig(
         shape_zyx=TINY_SHAPE_ZYX,
         n_levels=1,
@@ -62,27 +59,16 @@ def tiny_dataset(root: str | Path, n_runs: int = 3, seed: int = 0) -> list[str]:
     return simulate_dataset(root, n_runs, seed=seed, config=config, progress=False)
 
 
-def _random_dataset(root: Path, n_runs: int, seed: int) -> list[str]:
-    from cryokit.io import write_run_picks, write_tomogram
-
-    rng = np.random.default_rng(seed)
-    spacing = (10.012444196428572, 10.012444196428572, 10.012444537618887)
-    extent_xyz = np.asarray(TINY_SHAPE_ZYX[::-1]) * spacing[0]
-    runs = [f"TS_tiny_{seed}_{i}" for i in range(n_runs)]
-    for run in runs:
-        path = root / "train" / "static" / "ExperimentRuns" / run / "VoxelSpacing10.000" / "denoised.zarr"
-        write_tomogram(path, rng.normal(size=TINY_SHAPE_ZYX).astype(np.float32), spacing)
-        write_run_picks(
-            root, "train", run, {name: rng.uniform(0, extent_xyz, size=(n, 3)) for name, n in _TINY_COUNTS.items()}
-        )
-    return runs
-
-
 def tiny_config(
-    root: str | Path, runs: Sequence[str], out_dir: str | Path, epochs: int = 1, tracking: bool = False
+    root: str | Path,
+    runs: Sequence[str],
+    out_dir: str | Path,
+    epochs: int = 1,
+    tracking: bool = False,
+    overrides: Mapping[str, Any] | None = None,
 ) -> RunConfig:
     """A base config that trains a 2-level U-Net on 16 x 32 x 32 patches for ``epochs`` epochs in seconds;
-    the last run validates."""
+    the last run validates. ``overrides`` (``{"section.key": value}``) change anything else."""
     if len(runs) < 2:
         raise ValueError(f"tiny_config needs at least 2 runs (train and validation), got {list(runs)}")
     return apply_overrides(
@@ -101,14 +87,17 @@ def tiny_config(
             "train.warmup_steps": 2,
             "train.out_dir": str(out_dir),
             "tracking.enabled": tracking,
+            **dict(overrides or {}),
         },
     )
 
 
 def demo_solution(n_runs: int = 3, seed: int = 0, references_per_type: int = 25) -> pd.DataFrame:
     """References of all six types at random places in ``n_runs`` runs of the real size (Angstrom)."""
+    from cryokit.synth.config import REFERENCE_SHAPE_ZYX, REFERENCE_SPACING_ANGSTROM_ZYX
+
     rng = np.random.default_rng(seed)
-    extent_xyz = np.array([6300.0, 6300.0, 1840.0])
+    extent_xyz = voxel_zyx_to_angstrom_xyz(np.asarray(REFERENCE_SHAPE_ZYX) - 1, REFERENCE_SPACING_ANGSTROM_ZYX)[0]
     rows = [
         (f"TS_demo_{r}", name, *xyz)
         for r in range(n_runs)

@@ -9,14 +9,19 @@ continues exactly where a run stopped.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from cryokit.config import RunConfig, from_dict
 from cryokit.io.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from cryokit.inference.sliding_window import SlidingWindow
+    from cryokit.tasks import Task
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_model", "LoadedModel"]
 
@@ -46,25 +51,37 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+@dataclass
 class LoadedModel:
-    """A trained network ready for inference, with its task, configuration and tuned thresholds."""
+    """A trained network ready for inference, with everything prediction needs from its configuration.
 
-    def __init__(
-        self,
-        model: nn.Module,
-        task,
-        config: RunConfig,
-        thresholds: dict[str, float],
-        voxel_spacing_angstrom_zyx,
-        path: Path,
-    ):
-        self.model, self.task, self.config, self.thresholds = model, task, config, thresholds
-        self.voxel_spacing_angstrom_zyx, self.path = voxel_spacing_angstrom_zyx, path
+    Attributes:
+        model: the network in eval mode. task: its ``cryokit.tasks`` task (loss, dense maps, decoder).
+        window: the sliding windows it was validated with.
+        tomo_type, level: the tomograms it reads. amp: mixed precision on CUDA, as trained.
+        thresholds: per-class thresholds tuned on its validation runs; default_threshold for the others.
+        merge_radius_fraction: clustering radius (share of the class radius) when merged with other kinds.
+        voxel_spacing_angstrom_zyx: the spacing it was trained at. path: the checkpoint file.
+        config: its whole run configuration (for manifests and reports).
+    """
+
+    model: nn.Module
+    task: Task
+    window: SlidingWindow
+    tomo_type: str
+    level: int
+    amp: bool
+    thresholds: dict[str, float]
+    default_threshold: float
+    merge_radius_fraction: float
+    voxel_spacing_angstrom_zyx: list[float]
+    path: Path
+    config: RunConfig
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True) -> LoadedModel:
     """Rebuild the network of a checkpoint (EMA weights when present and ``use_ema``) in eval mode."""
-    from cryokit.models.build import build_model_and_task
+    from cryokit.models.build import build_model_and_task, sliding_window
 
     state = load_checkpoint(path)
     config = from_dict(RunConfig, state["config"])
@@ -73,4 +90,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bo
     weights = state.get("ema") if use_ema and state.get("ema") else state["model"]
     model.load_state_dict(weights)
     model.to(device).eval()
-    return LoadedModel(model, task, config, dict(state.get("thresholds") or {}), spacing, Path(path))
+    return LoadedModel(
+        model,
+        task,
+        sliding_window(config.patch),
+        config.data.tomo_type,
+        config.data.level,
+        config.train.amp,
+        dict(state.get("thresholds") or {}),
+        config.postprocess.default_threshold,
+        config.postprocess.radius_fraction,
+        spacing,
+        Path(path),
+        config,
+    )

@@ -1,0 +1,331 @@
+"""Whole-tomogram prediction: maps of one model, picks of an ensemble, every run of a split.
+
+``predict_maps`` runs a network over a normalised (Z, Y, X) volume with the sliding-window inferer
+(``cryokit.inference.sliding_window``) and averages the maps of the chosen test-time transforms
+(``cryokit.inference.tta``). ``predict_volume_picks`` averages the maps of several models of one task,
+decodes once and returns scored picks in Angstrom. ``predict_run`` does that for each group of an
+ensemble and merges the groups pick by pick; ``predict_each_run`` is the one loop over runs (progress,
+timing, a failing run skipped or raised), which ``predict_runs`` and the Kaggle notebook both use.
+Speed switches (channels-last, compile, CPU bf16, the volume kept on the GPU) are
+``cryokit.inference.speed.InferenceOptions``, with their measured effects.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from cryokit.inference.device import autocast, resolve_device
+from cryokit.inference.sliding_window import SlidingWindow, pad_to_stride, sliding_window_maps
+from cryokit.inference.speed import InferenceOptions, prepare_for_inference
+from cryokit.inference.tta import tta_transforms
+
+if TYPE_CHECKING:
+    from cryokit.tasks import Task
+    from cryokit.training.checkpoint import LoadedModel
+
+__all__ = [
+    "predict_maps",
+    "predict_volume_picks",
+    "Timer",
+    "ensemble_groups",
+    "predict_run",
+    "RunResults",
+    "predict_each_run",
+    "predict_runs",
+]
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def predict_maps(
+    model: nn.Module,
+    dense_maps: Callable,
+    volume_zyx: np.ndarray | torch.Tensor,
+    window: SlidingWindow,
+    output_stride: int = 1,
+    vector_channels: Sequence[Sequence[int]] = (),
+    tta: str = "none",
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+    options: InferenceOptions | None = None,
+) -> torch.Tensor:
+    """(K, ceil(Z/s), ceil(Y/s), ceil(X/s)) maps of one model over a normalised volume, TTA-averaged.
+
+    Args:
+        model: network in eval mode on ``device`` (``prepare_for_inference`` applied once, by the caller).
+        dense_maps: the task's ``dense_maps``: network output -> (B, K, z, y, x) maps to blend.
+        volume_zyx: (Z, Y, X) normalised volume; the maps are stitched where it lies (a tensor on the
+            GPU keeps windows and stitching there, an array or CPU tensor stitches on the CPU).
+        window: window size, overlap and windows per batch.
+        output_stride: the network's output stride.
+        vector_channels: channel triples (z, y, x) holding displacements, transformed with the grid.
+        tta: one of ``TTA_CHOICES``; "flips" costs 8 passes (network and stitching; measured 6-10x on
+            a noisy machine), "flips+rot90" 16.
+        options: speed switches (None: the defaults); windows go channels-last when the model is.
+    """
+    device, options = torch.device(device), options or InferenceOptions()
+    if isinstance(volume_zyx, torch.Tensor):
+        volume = volume_zyx.float()
+    else:
+        volume = torch.as_tensor(np.asarray(volume_zyx), dtype=torch.float32)
+    shape = volume.shape
+    # Whole cells first, so a flipped grid's cells are the original cells.
+    volume = pad_to_stride(volume, output_stride)
+
+    def run_windows(windows: torch.Tensor) -> torch.Tensor:
+        windows = windows.to(device)
+        if options.channels_last:
+            windows = windows.contiguous(memory_format=torch.channels_last_3d)
+        with autocast(device, amp, options.cpu_bf16):
+            return dense_maps(model(windows)).float()
+
+    transforms = tta_transforms(tta)
+    total = None
+    for transform in transforms:
+        maps = sliding_window_maps(
+            run_windows, transform.apply(volume), window, output_stride, sw_device=device, device=volume.device
+        )
+        maps = transform.undo(maps, vector_channels)
+        total = maps if total is None else total + maps
+    cells = tuple(math.ceil(n / output_stride) for n in shape)
+    return (total / len(transforms))[(slice(None), *(slice(0, c) for c in cells))]
+
+
+def predict_volume_picks(
+    models: Iterable[nn.Module],
+    task: Task,
+    volume_zyx: np.ndarray | torch.Tensor,
+    voxel_spacing_angstrom_zyx,
+    run: str,
+    window: SlidingWindow,
+    tta: str = "none",
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+    options: InferenceOptions | None = None,
+) -> pd.DataFrame:
+    """Scored candidate picks of one volume from the average maps of ``models`` (one task)."""
+    total, count = None, 0
+    for model in models:
+        maps = predict_maps(
+            model,
+            task.dense_maps,
+            volume_zyx,
+            window,
+            task.output_stride,
+            task.vector_channels,
+            tta,
+            device,
+            amp,
+            options,
+        )
+        total, count = (maps if total is None else total + maps), count + 1
+    if count == 0:
+        raise ValueError("predict_volume_picks needs at least one model")
+    return task.decode((total / count).cpu().numpy(), voxel_spacing_angstrom_zyx, run)
+
+
+class Timer:
+    """Seconds of a ``with`` block, in ``.seconds``."""
+
+    def __enter__(self):
+        self._start, self.seconds = time.perf_counter(), 0.0
+        return self
+
+    def __exit__(self, *_):
+        self.seconds = time.perf_counter() - self._start
+
+
+def _ensemble_key(loaded: LoadedModel) -> tuple:
+    """Checkpoints whose maps can be averaged: same task family, output stride and data level/type."""
+    task = loaded.task
+    return (type(task).__name__, getattr(task, "kind", "detection"), task.output_stride, loaded.level, loaded.tomo_type)
+
+
+def ensemble_groups(loaded: Sequence[LoadedModel]) -> list[list[LoadedModel]]:
+    """Loaded checkpoints grouped by kind, in first-seen order.
+
+    Members of one group (same task, output stride, data level and tomo type) have their maps averaged;
+    groups are merged pick by pick. The first group starts with ``loaded[0]``.
+    """
+    groups: dict[tuple, list] = {}
+    for item in loaded:
+        groups.setdefault(_ensemble_key(item), []).append(item)
+    return list(groups.values())
+
+
+def predict_run(
+    groups: Sequence[Sequence[LoadedModel]],
+    root: str,
+    split: str,
+    run: str,
+    tta: str = "none",
+    thresholds: dict[str, float] | None = None,
+    device: torch.device | str = "cpu",
+    amp: bool | None = None,
+    keep_scores: bool = False,
+    options: InferenceOptions | None = None,
+) -> pd.DataFrame:
+    """Picks of one run from ensemble ``groups`` (``ensemble_groups``).
+
+    Args:
+        groups: lists of loaded checkpoints; the first member of the first group sets thresholds defaults.
+        tta: one of ``TTA_CHOICES``.
+        thresholds: per-class thresholds; None uses the first checkpoint's tuned thresholds, and classes
+            missing from either use its ``default_threshold``.
+        amp: mixed precision on CUDA; None follows each checkpoint's training setting.
+        keep_scores: return every candidate with its score instead of thresholding.
+        options: speed switches; by default the tomogram is normalised on a GPU ``device`` and stays there.
+    """
+    from cryokit.data.normalise import normalise_tomogram, normalise_tomogram_on
+    from cryokit.io import open_run_tomogram
+    from cryokit.postprocess import apply_thresholds, merge_picks
+
+    if not groups or not groups[0]:
+        raise ValueError("predict_run needs at least one loaded checkpoint")
+    first, options = groups[0][0], options or InferenceOptions()
+    on_device = options.volume_on_device and torch.device(device).type != "cpu"
+    per_group = []
+    for members in groups:
+        lead = members[0]
+        tomogram = open_run_tomogram(root, split, run, lead.tomo_type, lead.level)
+        volume = normalise_tomogram_on(tomogram, device) if on_device else normalise_tomogram(tomogram)
+        per_group.append(
+            predict_volume_picks(
+                [m.model for m in members],
+                lead.task,
+                volume,
+                tomogram.voxel_spacing_angstrom_zyx,
+                run,
+                lead.window,
+                tta,
+                device,
+                lead.amp if amp is None else amp,
+                options,
+            )
+        )
+    picks = per_group[0] if len(per_group) == 1 else merge_picks(per_group, first.merge_radius_fraction)
+    if keep_scores:
+        return picks
+    return apply_thresholds(picks, first.thresholds if thresholds is None else thresholds, first.default_threshold)
+
+
+@dataclass
+class RunResults:
+    """What ``predict_each_run`` did: the picks of the runs that worked, seconds per run started (failed ones
+    too), failures, and the runs it never started (``stop`` said so)."""
+
+    picks: pd.DataFrame
+    seconds: dict[str, float] = field(default_factory=dict)
+    picks_per_run: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    not_started: list[str] = field(default_factory=list)
+
+
+def predict_each_run(
+    runs: Sequence[str],
+    predict_one: Callable[[str], pd.DataFrame],
+    on_error: str = "raise",
+    progress: bool = True,
+    after_run: Callable[[str, pd.DataFrame, float], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> RunResults:
+    """The one loop over runs: predict each, time it, log it; a failing run raises or is skipped.
+
+    Args:
+        runs: run names, in the order they are predicted (and the picks are concatenated).
+        predict_one: run name -> picks table.
+        on_error: "raise" stops at the first failure; "skip" logs it, records it in ``failed`` and goes on.
+        progress: show a tqdm bar.
+        after_run: called with (run, picks, seconds) after each run that worked (the Kaggle time guard).
+        stop: asked before each run; True leaves that run and the rest in ``not_started``.
+    """
+    from tqdm.auto import tqdm
+
+    from cryokit.postprocess import empty_scored_picks
+
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    results, frames = RunResults(empty_scored_picks()), []
+    for index, run in enumerate(tqdm(runs, desc="predict", unit="run", disable=not progress)):
+        if stop is not None and stop():
+            results.not_started = list(runs[index:])
+            break
+        picks, error = None, None
+        with Timer() as timer:
+            try:
+                picks = predict_one(run)
+            except Exception as caught:  # noqa: BLE001 -- a damaged tomogram must not stop the others
+                if on_error == "raise":
+                    raise
+                error = caught
+        results.seconds[run] = timer.seconds
+        if error is not None:
+            results.failed[run] = f"{type(error).__name__}: {error}"
+            log.error("%s: FAILED, skipped (%s)", run, results.failed[run])
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # a failure mid-run can leave the device full
+            continue
+        frames.append(picks)
+        results.picks_per_run[run] = len(picks)
+        log.info("%s: %d picks in %.1f s", run, len(picks), timer.seconds)
+        if after_run is not None:
+            after_run(run, picks, timer.seconds)
+    if frames:
+        results.picks = pd.concat(frames, ignore_index=True)
+    return results
+
+
+def predict_runs(
+    checkpoints: Sequence[str],
+    root: str,
+    split: str = "test",
+    runs: Sequence[str] | None = None,
+    tta: str = "none",
+    thresholds: dict[str, float] | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    keep_scores: bool = False,
+    on_error: str = "raise",
+    options: InferenceOptions | None = None,
+) -> tuple[pd.DataFrame, list[float]]:
+    """Picks of every run of a split from one or more checkpoints, and the seconds each run took.
+
+    Checkpoints of one kind (same task, stride, level, tomo type) are averaged map by map; groups of
+    different kinds are merged pick by pick (``cryokit.postprocess.merge_picks``). Picks are kept where
+    their score reaches the class threshold: ``thresholds`` if given, else the first checkpoint's tuned
+    thresholds, else its default threshold.
+
+    With ``on_error="skip"`` a run that fails to load or predict is logged and left out, the others go
+    on, and ``picks.attrs["failed_runs"]`` maps each such run to its error; "raise" stops at the first.
+    ``options`` (``cryokit.inference.speed.InferenceOptions``) are applied to every model once, here.
+    """
+    from cryokit.io import list_runs
+    from cryokit.training.checkpoint import load_model
+
+    if not checkpoints:
+        raise ValueError("predict needs at least one checkpoint")
+    torch_device, options = resolve_device(device), options or InferenceOptions()
+    loaded = [load_model(path, torch_device) for path in checkpoints]
+    for item in loaded:
+        item.model = prepare_for_inference(item.model, options)
+    groups = ensemble_groups(loaded)
+    runs = list(runs) if runs is not None else list_runs(root, split)
+
+    def predict_one(run: str) -> pd.DataFrame:
+        return predict_run(
+            groups, root, split, run, tta, thresholds, torch_device, keep_scores=keep_scores, options=options
+        )
+
+    results = predict_each_run(runs, predict_one, on_error, progress)
+    results.picks.attrs["failed_runs"] = results.failed
+    return results.picks, [results.seconds[run] for run in runs if run in results.seconds]

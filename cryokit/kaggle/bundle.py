@@ -1,0 +1,168 @@
+"""Stage what the Kaggle API uploads: a dataset folder with the models and a kernel folder with the notebook.
+
+``bundle`` stages a Kaggle dataset folder (checkpoints, ``thresholds.json``, ``cryokit_bundle.json``
+with each checkpoint's config, the wheels Kaggle lacks, ``dataset-metadata.json``) and a kernel folder
+(the notebook of ``cryokit.kaggle.notebook`` and ``kernel-metadata.json``: GPU on, internet off, the
+dataset and competition attached), ready for ``kaggle datasets create -p DIR/dataset`` and
+``kaggle kernels push -p DIR/kernel``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from cryokit.io.atomic import atomic_path, atomic_write_text
+from cryokit.kaggle.embedding import stage_wheels
+from cryokit.kaggle.notebook import build_notebook
+
+__all__ = ["COMPETITION", "kernel_metadata", "dataset_metadata", "Bundle", "bundle"]
+
+COMPETITION = "czii-cryo-et-object-identification"
+_SLUG = re.compile(r"^[A-Za-z0-9_-]+/[a-z0-9][a-z0-9-]*$")
+
+
+def _check_slug(slug: str, what: str, min_name: int) -> tuple[str, str]:
+    if not _SLUG.match(slug) or not min_name <= len(slug.split("/")[1]) <= 50:
+        raise ValueError(
+            f"{what} {slug!r} must look like 'username/name' with a lowercase name of "
+            f"{min_name} to 50 letters, digits or dashes"
+        )
+    owner, name = slug.split("/")
+    return owner, name
+
+
+def _title(name: str) -> str:
+    """A title that Kaggle slugifies back to ``name`` ("cryokit-models" -> "Cryokit Models")."""
+    return " ".join(part.capitalize() for part in name.split("-"))
+
+
+def dataset_metadata(slug: str, title: str | None = None, license_name: str = "CC0-1.0") -> dict:
+    """``dataset-metadata.json`` for ``kaggle datasets create``: title (6-50 characters), id, licenses."""
+    _, name = _check_slug(slug, "dataset slug", 3)
+    title = title or _title(name)
+    if not 6 <= len(title) <= 50:
+        raise ValueError(f"dataset title {title!r} must have 6 to 50 characters")
+    return {"title": title, "id": slug, "licenses": [{"name": license_name}]}
+
+
+def kernel_metadata(slug: str, code_file: str, dataset_slug: str, is_private: bool = True) -> dict:
+    """``kernel-metadata.json`` for ``kaggle kernels push``: a GPU notebook, internet off (the API's
+    default is on), the dataset and the competition attached."""
+    _, name = _check_slug(slug, "kernel slug", 5)
+    _check_slug(dataset_slug, "dataset slug", 3)
+    return {
+        "id": slug,
+        "title": _title(name),
+        "code_file": code_file,
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": is_private,
+        "enable_gpu": True,
+        "enable_internet": False,
+        "dataset_sources": [dataset_slug],
+        "competition_sources": [COMPETITION],
+        "kernel_sources": [],
+        "model_sources": [],
+    }
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """The staged folders: ``dataset`` (upload with ``kaggle datasets``), ``kernel`` and its notebook."""
+
+    dataset: Path
+    kernel: Path
+    notebook: Path
+    wheels: tuple[Path, ...]
+
+
+def _stage_dataset(
+    folder: Path, checkpoints: Sequence[Path], thresholds: Path, dataset_slug: str, wheels_dir, wheel_source: str
+) -> tuple[Path, ...]:
+    """Copy the checkpoints and thresholds, write the manifest with each config, stage the wheels."""
+    import cryokit
+    from cryokit.kaggle.runtime import BUNDLE_MANIFEST
+    from cryokit.thresholds import load_thresholds, save_thresholds
+    from cryokit.training.checkpoint import load_checkpoint
+
+    folder.mkdir(parents=True)
+    entries = []
+    for path in checkpoints:
+        state = load_checkpoint(path)
+        shutil.copy2(path, folder / path.name)
+        entries.append(
+            {
+                "file": path.name,
+                "config": state["config"],
+                "thresholds": state.get("thresholds") or {},
+                "voxel_spacing_angstrom_zyx": state.get("voxel_spacing_angstrom_zyx"),
+            }
+        )
+    save_thresholds(folder / "thresholds.json", load_thresholds(thresholds))
+    wheels = stage_wheels(folder, wheels_dir, wheel_source)
+    manifest = {
+        "cryokit_version": cryokit.__version__,
+        "checkpoints": entries,
+        "thresholds_file": "thresholds.json",
+        "wheels": [w.name for w in wheels],
+    }
+    atomic_write_text(folder / BUNDLE_MANIFEST, json.dumps(manifest, indent=2))
+    atomic_write_text(folder / "dataset-metadata.json", json.dumps(dataset_metadata(dataset_slug), indent=2))
+    return tuple(Path(w.name) for w in wheels)
+
+
+def bundle(
+    checkpoints: Sequence[str | Path],
+    thresholds: str | Path,
+    out: str | Path,
+    dataset_slug: str = "INSERT_USERNAME/cryokit-models",
+    kernel_slug: str | None = None,
+    tta: str = "flips",
+    wheels_dir: str | Path | None = None,
+    wheel_source: str = "auto",
+    is_private: bool = True,
+    source: str | Path | None = None,
+) -> Bundle:
+    """Stage ``out/dataset`` and ``out/kernel`` for the Kaggle API (each folder replaced atomically).
+
+    Args:
+        checkpoints: trained checkpoints, most important first (the time guard drops the last first).
+        thresholds: a ``thresholds.json`` (``cryokit.thresholds.save_thresholds``), copied after validation.
+        dataset_slug, kernel_slug: "username/name"; the kernel defaults to "username/cryokit-inference".
+        tta: the notebook's default TTA. wheels_dir, wheel_source: see ``cryokit.kaggle.embedding.stage_wheels``.
+        is_private: the kernel's visibility.
+    """
+    from cryokit.inference.tta import tta_transforms
+
+    tta_transforms(tta)
+    paths = [Path(c) for c in checkpoints]
+    if not paths:
+        raise ValueError("bundle needs at least one checkpoint")
+    names = [p.name for p in paths]
+    if len(set(names)) != len(names) or not all(n.endswith(".pt") for n in names):
+        raise ValueError(f"checkpoint file names must be distinct and end in .pt (they share one folder), got {names}")
+    owner, dataset_name = _check_slug(dataset_slug, "dataset slug", 3)
+    kernel_slug = kernel_slug or f"{owner}/cryokit-inference"
+    code_file = f"{_check_slug(kernel_slug, 'kernel slug', 5)[1]}.ipynb"
+    out = Path(out)
+    with atomic_path(out / "dataset") as tmp:
+        wheels = _stage_dataset(tmp, paths, Path(thresholds), dataset_slug, wheels_dir, wheel_source)
+    parameters = {
+        "model_dir": f"/kaggle/input/{dataset_name}",
+        "checkpoints": names,
+        "thresholds_file": "thresholds.json",
+        "tta": tta,
+    }
+    with atomic_path(out / "kernel") as tmp:
+        tmp.mkdir(parents=True)
+        build_notebook(tmp / code_file, parameters, source)
+        metadata = kernel_metadata(kernel_slug, code_file, dataset_slug, is_private)
+        atomic_write_text(tmp / "kernel-metadata.json", json.dumps(metadata, indent=2))
+    return Bundle(
+        out / "dataset", out / "kernel", out / "kernel" / code_file, tuple(out / "dataset" / w for w in wheels)
+    )
