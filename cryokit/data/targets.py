@@ -159,36 +159,24 @@ class TargetRenderer(Protocol):
     ) -> Any: ...
 
 
-def _on_cells(size_zyx, centres_voxel_zyx, class_indices, spacing, radius_fraction: float, stride: int):
-    """A U-Net of output stride s predicts on the stride-s cell grid: targets are rendered there."""
-    radii = radius_fraction * class_radii_voxels(spacing)[np.asarray(class_indices, dtype=np.int64)] / stride
-    cell_shape = tuple(int(n) // stride for n in size_zyx)
-    return cell_shape, voxel_to_cell(centres_voxel_zyx, stride), radii
-
-
 @dataclass(frozen=True)
 class BallTargets:
     """(Z/s, Y/s, X/s) int64 ball label maps; ball radius ``radius_fraction`` x the class radius."""
 
     radius_fraction: float = 0.5
     stride: int = 1
+    render = staticmethod(ball_label_map)
 
     def __call__(self, size_zyx, centres_voxel_zyx, class_indices, voxel_spacing_angstrom_zyx) -> torch.Tensor:
-        shape, cells, radii = _on_cells(
-            size_zyx, centres_voxel_zyx, class_indices, voxel_spacing_angstrom_zyx, self.radius_fraction, self.stride
-        )
-        return torch.from_numpy(ball_label_map(shape, cells, class_indices, radii))
+        # A U-Net of output stride s predicts on the stride-s cell grid: the target is rendered there.
+        radii = self.radius_fraction * class_radii_voxels(voxel_spacing_angstrom_zyx)[np.asarray(class_indices, int)]
+        cell_shape = tuple(int(n) // self.stride for n in size_zyx)
+        cells = voxel_to_cell(centres_voxel_zyx, self.stride)
+        return torch.from_numpy(self.render(cell_shape, cells, class_indices, radii / self.stride))
 
 
 @dataclass(frozen=True)
-class GaussianTargets:
+class GaussianTargets(BallTargets):
     """(6, Z/s, Y/s, X/s) float32 heatmaps; sigma ``radius_fraction`` x the class radius."""
 
-    radius_fraction: float = 0.5
-    stride: int = 1
-
-    def __call__(self, size_zyx, centres_voxel_zyx, class_indices, voxel_spacing_angstrom_zyx) -> torch.Tensor:
-        shape, cells, sigmas = _on_cells(
-            size_zyx, centres_voxel_zyx, class_indices, voxel_spacing_angstrom_zyx, self.radius_fraction, self.stride
-        )
-        return torch.from_numpy(gaussian_heatmaps(shape, cells, class_indices, sigmas))
+    render = staticmethod(gaussian_heatmaps)

@@ -170,39 +170,17 @@ def plot_orthogonal_slices(
     grid = fig.add_gridspec(2, 2, width_ratios=[shape[2], shape[0]], height_ratios=[shape[1], shape[0]])
     ax_xy, ax_yz, ax_xz = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 0])
     spacing = voxel_spacing_angstrom_zyx
-    _draw_slice(
-        ax_xy,
-        volume_zyx[z],
-        slice_extent_angstrom(shape, spacing, 2, 1),
-        picks,
-        "z",
-        _plane_angstrom(z, 0, spacing),
-        "x",
-        "y",
+    # (axes, image, extent axes (horizontal, vertical), plane axis, plane voxel, axis names)
+    planes = (
+        (ax_xy, volume_zyx[z], (2, 1), 0, z, "x", "y"),
+        (ax_xz, volume_zyx[:, y, :], (2, 0), 1, y, "x", "z"),
+        (ax_yz, volume_zyx[:, :, x].T, (0, 1), 2, x, "z", "y"),
     )
-    _draw_slice(
-        ax_xz,
-        volume_zyx[:, y, :],
-        slice_extent_angstrom(shape, spacing, 2, 0),
-        picks,
-        "y",
-        _plane_angstrom(y, 1, spacing),
-        "x",
-        "z",
-    )
-    _draw_slice(
-        ax_yz,
-        volume_zyx[:, :, x].T,
-        slice_extent_angstrom(shape, spacing, 0, 1),
-        picks,
-        "x",
-        _plane_angstrom(x, 2, spacing),
-        "z",
-        "y",
-    )
-    ax_xy.set_title(f"xy at z = {_plane_angstrom(z, 0, spacing):.0f} Å (voxel {z})", fontsize=10)
-    ax_xz.set_title(f"xz at y = {_plane_angstrom(y, 1, spacing):.0f} Å (voxel {y})", fontsize=10)
-    ax_yz.set_title(f"yz at x = {_plane_angstrom(x, 2, spacing):.0f} Å", fontsize=10)
+    for ax, image, (h_axis, v_axis), axis, index, h, v in planes:
+        plane = _plane_angstrom(index, axis, spacing)
+        name = "zyx"[axis]
+        _draw_slice(ax, image, slice_extent_angstrom(shape, spacing, h_axis, v_axis), picks, name, plane, h, v)
+        ax.set_title(f"{h}{v} at {name} = {plane:.0f} Å (voxel {index})", fontsize=10)
     legend_ax = fig.add_subplot(grid[1, 1])
     legend_ax.axis("off")
     legend_ax.legend(handles=_class_handles(), loc="center", fontsize=8, frameon=False, title="picks (catalog radius)")
