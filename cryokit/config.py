@@ -91,6 +91,19 @@ class AugmentConfig:
     intensity_fraction: float = 0.1
     noise_p: float = 0.2
     noise_std: float = 0.1  # in units of the normalised intensity
+    # Intensity and imaging (cryokit.data.appearance): TorchIO's gamma, blur and bias field, and in Fourier
+    # space a random band-pass and an extra missing wedge of random tilt range and axis. 0 switches off.
+    gamma_p: float = 0.0
+    gamma_log: float = 0.3
+    blur_p: float = 0.0
+    blur_std_voxels: float = 1.0
+    bias_p: float = 0.0
+    bias_coefficient: float = 0.3
+    bandpass_p: float = 0.0
+    bandpass_lowpass_voxels: float = 1.0
+    bandpass_highpass_voxels: float = 8.0
+    wedge_p: float = 0.0
+    wedge_tilt_degrees: tuple[float, float] = (45.0, 70.0)
 
 
 @dataclass(frozen=True)

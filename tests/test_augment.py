@@ -37,7 +37,17 @@ FAMILIES = {
         )
     ),
 }
-EXACT = {"flip", "rot90"}
+# Appearance only: values change, nothing moves (cryokit.data.appearance).
+FAMILIES.update(
+    {
+        "gamma": replace(OFF, gamma_p=1.0, gamma_log=0.4),
+        "blur": replace(OFF, blur_p=1.0, blur_std_voxels=1.5),
+        "bias": replace(OFF, bias_p=1.0, bias_coefficient=0.5),
+        "bandpass": replace(OFF, bandpass_p=1.0, bandpass_lowpass_voxels=1.5, bandpass_highpass_voxels=6.0),
+        "wedge": replace(OFF, wedge_p=1.0, wedge_tilt_degrees=(40.0, 60.0)),
+    }
+)
+EXACT = {"flip", "rot90", "gamma", "bias"}
 OUT_ZYX = (32, 40, 40)
 
 

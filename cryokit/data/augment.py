@@ -12,7 +12,8 @@ output patch is taken from the centre of a (larger) input region:
    converges while the field's gradient is below 1, true for smooth fields of a few voxels).
    Without rotation, zoom or elastic field the output is a plain centre crop.
 2. exact voxel moves: flips per axis and 90 degree turns in the Y-X plane (``torch.flip``/``torch.rot90``).
-3. intensity: ``v * (1 + a) + b`` and Gaussian noise (normalised units).
+3. appearance (``cryokit.data.appearance``): intensity (TorchIO's gamma, blur, bias field, noise; a linear
+   ``v * (1 + a) + b``) and imaging (a random band-pass and an extra missing wedge in Fourier space).
 
 Each family has a strength knob (``Augmenter``'s fields, which ``cryokit.config.AugmentConfig`` mirrors);
 0 switches it off, and ``Augmenter()`` changes nothing. All randomness comes from the
@@ -30,6 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from cryokit.data.appearance import AppearanceParams, apply_appearance, draw_appearance
 
 __all__ = [
     "Sample",
@@ -216,7 +219,14 @@ class Augmenter:
         elastic_p: probability of an elastic field; elastic_magnitude_voxels: its control-point
             displacement (standard deviation, clipped at 3 of them); elastic_spacing_voxels: control-point spacing.
         intensity_p: probability of ``v * (1 + a) + b`` with ``|a|, |b| <= intensity_fraction``.
-        noise_p: probability of Gaussian noise of ``noise_std`` (normalised units).
+        noise_p: probability of Gaussian noise of ``noise_std`` (normalised units; TorchIO ``RandomNoise``).
+        gamma_p: probability of TorchIO's sign-preserving ``RandomGamma`` with ``|log gamma| <= gamma_log``.
+        blur_p: probability of TorchIO's ``RandomBlur``, sigma up to ``blur_std_voxels``.
+        bias_p: probability of TorchIO's ``RandomBiasField`` (order 3) of ``bias_coefficient``.
+        bandpass_p: probability (each) of a Gaussian low-pass of sigma up to ``bandpass_lowpass_voxels`` and
+            of a Gaussian high-pass of sigma ``bandpass_highpass_voxels`` to 3x that.
+        wedge_p: probability of an extra missing wedge, tilt range drawn in ``wedge_tilt_degrees``, tilt
+            axis at any angle in the x-y plane (``cryokit.data.appearance``).
     """
 
     flip_p: float = 0.0
@@ -231,12 +241,28 @@ class Augmenter:
     intensity_fraction: float = 0.0
     noise_p: float = 0.0
     noise_std: float = 0.0
+    gamma_p: float = 0.0
+    gamma_log: float = 0.0
+    blur_p: float = 0.0
+    blur_std_voxels: float = 0.0
+    bias_p: float = 0.0
+    bias_coefficient: float = 0.0
+    bandpass_p: float = 0.0
+    bandpass_lowpass_voxels: float = 0.0
+    bandpass_highpass_voxels: float = 0.0
+    wedge_p: float = 0.0
+    wedge_tilt_degrees: tuple[float, float] = (45.0, 70.0)
 
     def __post_init__(self) -> None:
         probabilities = {f.name: getattr(self, f.name) for f in fields(self) if f.name.endswith("_p")}
         bad = {k: v for k, v in probabilities.items() if not 0.0 <= v <= 1.0}
         if bad:
             raise ValueError(f"augmentation probabilities must lie in [0, 1], got {bad}")
+        low, high = self.wedge_tilt_degrees
+        if not 0 < low <= high < 90:
+            raise ValueError(
+                f"wedge_tilt_degrees must be (low, high) with 0 < low <= high < 90, got {self.wedge_tilt_degrees}"
+            )
         if self.elastic_spacing_voxels <= 0 or not 0 <= self.scale_fraction < 1:
             raise ValueError(
                 f"need elastic_spacing_voxels > 0 and 0 <= scale_fraction < 1, got "
@@ -267,8 +293,7 @@ class AugmentParams:
         matrix: (3, 3) float64 rotation / zoom ``A`` (output offset -> input offset, zyx), or None.
         field: (1, 3, cz, cy, cx) float32 elastic control-point displacements (output voxels), or None.
         flips: flip per axis (z, y, x); turns: quarter turns in the Y-X plane (0..3; only if Y == X).
-        intensity: (scale, shift) of ``v * (1 + scale) + shift``, or None.
-        noise_seed: seed of the Gaussian noise, or None; noise_std: its standard deviation.
+        appearance: the intensity and imaging choices (``cryokit.data.appearance``): values change, picks do not.
     """
 
     out_size_zyx: tuple[int, int, int]
@@ -276,9 +301,7 @@ class AugmentParams:
     field: torch.Tensor | None
     flips: tuple[bool, bool, bool]
     turns: int
-    intensity: tuple[float, float] | None
-    noise_seed: int | None
-    noise_std: float
+    appearance: AppearanceParams = AppearanceParams()
 
     def margin_zyx(self) -> np.ndarray:
         """(3,) int64 context each side of the patch that this draw's geometry samples from."""
@@ -296,13 +319,7 @@ def _draw(augmenter: Augmenter, generator: torch.Generator, out_size_zyx: Sequen
     matrix, field = _draw_matrix(augmenter, generator), _draw_elastic(augmenter, generator, out_size)
     flips = tuple(bool(f) for f in (_uniform(generator, n=3) < augmenter.flip_p))
     turns = int(torch.randint(1, 4, (1,), generator=generator)) if float(_uniform(generator)) < augmenter.rot90_p else 0
-    intensity = None
-    if augmenter.intensity_fraction > 0 and float(_uniform(generator)) < augmenter.intensity_p:
-        intensity = tuple(float(v) for v in augmenter.intensity_fraction * _uniform(generator, -1, 1, 2))
-    noise_seed = None
-    if augmenter.noise_std > 0 and float(_uniform(generator)) < augmenter.noise_p:
-        noise_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return AugmentParams(out_size, matrix, field, flips, turns, intensity, noise_seed, augmenter.noise_std)
+    return AugmentParams(out_size, matrix, field, flips, turns, draw_appearance(augmenter, generator))
 
 
 def apply_augmentation(sample: Sample, params: AugmentParams) -> Sample:
@@ -324,13 +341,7 @@ def apply_augmentation(sample: Sample, params: AugmentParams) -> Sample:
     else:
         sample = _resample(sample, params)
     sample = _flip_and_turn(sample, params.flips, params.turns)
-    image = sample.image_zyx
-    if params.intensity is not None:
-        image = image * (1 + params.intensity[0]) + params.intensity[1]
-    if params.noise_seed is not None:
-        noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(params.noise_seed))
-        image = image + params.noise_std * noise
-    return replace(sample, image_zyx=image)
+    return replace(sample, image_zyx=apply_appearance(sample.image_zyx, params.appearance))
 
 
 def augment_sample(
