@@ -40,6 +40,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="run folder (sets train.out_dir)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="CKPT",
+        help="start from this checkpoint's weights (pretrain on simulated data, fine-tune on yours)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -65,6 +71,7 @@ def _run_train(args: argparse.Namespace) -> int:
     config = apply_overrides(config, MODEL_PRESETS[args.model]) if args.model else config
     edges = [f"data.root={args.data}"] if args.data else []
     edges += [f"train.out_dir={args.out}"] if args.out else []
+    edges += [f"train.init_from={args.init_from}"] if args.init_from else []
     config = apply_overrides(config, edges + list(args.overrides))
     if not config.data.root:
         raise ValueError("no data: pass --data ROOT or set data.root in the config file")

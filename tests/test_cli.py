@@ -76,6 +76,12 @@ def test_train_predict_score(tmp_path, capsys):
     )
     scored = capsys.readouterr()
     assert "ribosome" in scored.out and scored.out.strip().splitlines()[-1].startswith("score ") and not scored.err
+    # Fine-tuning from that checkpoint: a model of other widths is refused, naming the tensors.
+    fine_tune = ["train", "--config", str(tmp_path / "run.yaml"), "--data", str(tmp_path / "data")]
+    fine_tune += ["--out", str(tmp_path / "tuned"), "--init-from", str(tmp_path / "run" / "best.pt")]
+    assert main(fine_tune + ["--set", "model.channels=[4,8]"]) == 2
+    error = capsys.readouterr().err
+    assert "best.pt" in error and "model.0.conv.weight: checkpoint (8, 1, 3, 3, 3), model (4, 1, 3, 3, 3)" in error
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     from cryokit.inference.sliding_window import SlidingWindow
     from cryokit.tasks import Task
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "LoadedModel"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "LoadedModel",
+    "init_from_checkpoint",
+    "weight_mismatches",
+]
 
 FORMAT_VERSION = 1
 
@@ -49,6 +56,36 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ValueError(f"{path} is not a cryokit checkpoint (no 'config' and 'model' entries)")
     return state
+
+
+def weight_mismatches(model: nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
+    """Why ``weights`` cannot load into ``model``, one line per tensor: missing, unexpected, or of another shape."""
+    own = model.state_dict()
+    lines = [f"{name}: missing from the checkpoint" for name in own if name not in weights]
+    lines += [f"{name}: not in the model" for name in weights if name not in own]
+    lines += [
+        f"{name}: checkpoint {tuple(weights[name].shape)}, model {tuple(tensor.shape)}"
+        for name, tensor in own.items()
+        if name in weights and tuple(weights[name].shape) != tuple(tensor.shape)
+    ]
+    return lines
+
+
+def init_from_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
+    """Start ``model`` from the weights of checkpoint ``path`` (its EMA weights when it has them): the
+    pretrain-then-fine-tune recipe. Only the weights come over (no optimiser, epoch or thresholds), and
+    every tensor must match by name and shape; otherwise a ValueError names the file and the tensors."""
+    state = load_checkpoint(path)
+    weights = state.get("ema") or state["model"]
+    problems = weight_mismatches(model, weights)
+    if problems:
+        shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise ValueError(
+            f"cannot initialise from {path}: its weights do not fit this model (same model.* settings "
+            f"and target.stride as the checkpoint's are needed):\n  {shown}"
+        )
+    model.load_state_dict(weights)
+    return model
 
 
 @dataclass
