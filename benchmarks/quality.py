@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from cryokit.config import MODEL_PRESETS, apply_overrides, replace  # noqa: E402
 from cryokit.demo.pipeline import DemoConfig, _baseline, _simulate, demo_training_config  # noqa: E402
 from cryokit.inference.predict import predict_runs  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
+from cryokit.io.atomic import atomic_write_text  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
 from cryokit.postprocess import apply_thresholds  # noqa: E402
 from cryokit.thresholds import best_thresholds  # noqa: E402
@@ -34,7 +36,24 @@ from cryokit.training.loop import fit  # noqa: E402
 COMMAND = ".venv/bin/python benchmarks/quality.py"
 
 
-def _train(name: str, preset: str, root: Path, train_runs, val_runs, out: Path, epochs: int) -> Path:
+def simulate_quality_data(out: Path, train_runs: int = 4, heldout_runs: int = 2) -> tuple[Path, dict[str, list[str]]]:
+    """The benchmark's runs under ``out/data`` (simulated once; ``out/data/runs.json`` names the split)."""
+    root, split_file = out / "data", out / "data" / "runs.json"
+    if split_file.is_file():
+        runs = json.loads(split_file.read_text())
+        if len(runs["train"]) == train_runs and len(runs["heldout"]) == heldout_runs:
+            return root, runs
+    demo = DemoConfig(out_dir=str(out), n_train_runs=train_runs, n_heldout_runs=heldout_runs)
+    train, val, heldout = _simulate(demo, root)
+    runs = {"train": train, "val": val, "heldout": heldout}
+    atomic_write_text(split_file, json.dumps(runs))
+    return root, runs
+
+
+def train_model(
+    name: str, preset: str, root: Path, train_runs, val_runs, out: Path, epochs: int, overrides: dict | None = None
+) -> Path:
+    """Train ``preset`` of the demo configuration (plus ``overrides``) into ``out/name``; the best checkpoint."""
     config = apply_overrides(
         demo_training_config(),
         {
@@ -49,10 +68,11 @@ def _train(name: str, preset: str, root: Path, train_runs, val_runs, out: Path, 
     )
     if preset == "yolo3d":  # the backbone's stride is 8: patches of whole cells
         config = replace(config, patch=replace(config.patch, size_zyx=(32, 96, 96)))
+    config = apply_overrides(config, overrides or {})
     return fit(config).best_checkpoint
 
 
-def _scored(checkpoints: list[Path], root: Path, runs, thresholds=None) -> pd.DataFrame:
+def scored(checkpoints: list[Path], root: Path, runs, thresholds=None) -> pd.DataFrame:
     picks, _ = predict_runs([str(c) for c in checkpoints], str(root), "train", list(runs), keep_scores=True)
     return picks if thresholds is None else apply_thresholds(picks, thresholds, 1.0)
 
@@ -65,21 +85,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout-runs", type=int, default=2)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    demo = DemoConfig(out_dir=str(args.out), n_train_runs=args.train_runs, n_heldout_runs=args.heldout_runs)
-    root = args.out / "data"
-    train_runs, val_runs, heldout = _simulate(demo, root)
+    root, runs = simulate_quality_data(args.out, args.train_runs, args.heldout_runs)
+    train_runs, val_runs, heldout = runs["train"], runs["val"], runs["heldout"]
     solution, val_solution = read_solution(root, "train", heldout), read_solution(root, "train", val_runs)
     picks = {"DoG baseline": _baseline(root, train_runs, heldout, args.out)}
     checkpoints = {
-        name: _train(name, preset, root, train_runs, val_runs, args.out, args.epochs)
+        name: train_model(name, preset, root, train_runs, val_runs, args.out, args.epochs)
         for name, preset in (("U-Net", "unet"), ("YOLO3D detector", "yolo3d"))
     }
     for name, checkpoint in checkpoints.items():
-        thresholds = best_thresholds(_scored([checkpoint], root, val_runs), val_solution)
-        picks[name] = _scored([checkpoint], root, heldout, thresholds)
+        thresholds = best_thresholds(scored([checkpoint], root, val_runs), val_solution)
+        picks[name] = scored([checkpoint], root, heldout, thresholds)
     both = list(checkpoints.values())  # different tasks: merged pick by pick, thresholds re-tuned
-    picks["ensemble (U-Net + detector)"] = _scored(
-        both, root, heldout, best_thresholds(_scored(both, root, val_runs), val_solution)
+    picks["ensemble (U-Net + detector)"] = scored(
+        both, root, heldout, best_thresholds(scored(both, root, val_runs), val_solution)
     )
     tables = {name: score_table(solution, frame) for name, frame in picks.items()}
     body = _report(tables, args, time.perf_counter() - start, train_runs, val_runs, heldout)

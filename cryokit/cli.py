@@ -109,6 +109,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--thresholds", type=Path, help="thresholds.json (default: the checkpoint's tuned thresholds)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument(
+        "--ensemble",
+        type=Path,
+        help="ensemble.json from 'cryokit ensemble': calibrated merge of checkpoints of different kinds",
+    )
+    p.add_argument(
         "--keep-scores",
         action="store_true",
         help="write every scored candidate (a 'score' column, no thresholds) for threshold tuning",
@@ -116,12 +121,44 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_predict)
 
 
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="fit an ensemble of checkpoints of different kinds on validation runs (calibration, weights, thresholds)",
+    )
+    p.add_argument("--checkpoint", dest="checkpoints", action="append", required=True, type=Path, help="repeat")
+    p.add_argument("--data", required=True, type=Path, help="competition root with picks for the validation runs")
+    p.add_argument("--runs", nargs="+", required=True, help="validation runs (not trained on)")
+    p.add_argument("--out", required=True, type=Path, help="ensemble JSON to write")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.set_defaults(run=_run_ensemble)
+
+
+def _run_ensemble(args: argparse.Namespace) -> int:
+    from cryokit.ensemble import fit_ensemble, save_ensemble
+    from cryokit.inference.predict import group_candidates
+    from cryokit.io import read_solution
+
+    solution = read_solution(args.data, "train", args.runs)
+    names, candidates = group_candidates(
+        [str(c) for c in args.checkpoints], str(args.data), "train", args.runs, device=args.device
+    )
+    ensemble = fit_ensemble(candidates, solution, names)
+    save_ensemble(args.out, ensemble)
+    print(f"ensemble of {len(names)} member(s) in {args.out}; validation F4 per class:")
+    for name, per_member in ensemble.val_fbeta.items():
+        print(f"  {name:>20}: " + ", ".join(f"{k.rsplit('/', 1)[-1]} {v:.3f}" for k, v in per_member.items()))
+    return 0
+
+
 def _run_predict(args: argparse.Namespace) -> int:
+    from cryokit.ensemble import load_ensemble
     from cryokit.inference.predict import predict_runs
     from cryokit.io.submission import write_submission
     from cryokit.thresholds import load_thresholds
 
     thresholds = load_thresholds(args.thresholds) if args.thresholds else None
+    ensemble = load_ensemble(args.ensemble) if args.ensemble else None
     picks, seconds = predict_runs(
         [str(c) for c in args.checkpoints],
         str(args.data),
@@ -131,6 +168,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         thresholds,
         args.device,
         keep_scores=args.keep_scores,
+        ensemble=ensemble,
     )
     if args.keep_scores:
         from cryokit.io.candidates import write_candidates
@@ -416,6 +454,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_train,
     _add_predict,
+    _add_ensemble,
     _add_score,
     _add_copick_config,
     _add_kaggle,
