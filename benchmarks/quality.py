@@ -25,7 +25,8 @@ from _report import machine_description, update_section  # noqa: E402
 
 from cryokit.config import MODEL_PRESETS, apply_overrides, replace  # noqa: E402
 from cryokit.demo.pipeline import DemoConfig, _baseline, _simulate, demo_training_config  # noqa: E402
-from cryokit.inference.predict import predict_runs  # noqa: E402
+from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
+from cryokit.inference.predict import group_candidates, predict_runs  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.io.atomic import atomic_write_text  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
@@ -51,7 +52,7 @@ def simulate_quality_data(out: Path, train_runs: int = 4, heldout_runs: int = 2)
 
 
 def train_model(
-    name: str, preset: str, root: Path, train_runs, val_runs, out: Path, epochs: int, overrides: dict | None = None
+    name: str, preset: str, root: Path, train_runs, val_runs, out: Path, epochs: int, overrides=None
 ) -> Path:
     """Train ``preset`` of the demo configuration (plus ``overrides``) into ``out/name``; the best checkpoint."""
     config = apply_overrides(
@@ -83,22 +84,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_quality"))
     parser.add_argument("--train-runs", type=int, default=4)
     parser.add_argument("--heldout-runs", type=int, default=2)
+    parser.add_argument("--unet", action="append", default=[], metavar="KEY=VALUE", help="U-Net override (repeat)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     root, runs = simulate_quality_data(args.out, args.train_runs, args.heldout_runs)
     train_runs, val_runs, heldout = runs["train"], runs["val"], runs["heldout"]
     solution, val_solution = read_solution(root, "train", heldout), read_solution(root, "train", val_runs)
     picks = {"DoG baseline": _baseline(root, train_runs, heldout, args.out)}
+    unet = list(args.unet)
     checkpoints = {
-        name: train_model(name, preset, root, train_runs, val_runs, args.out, args.epochs)
-        for name, preset in (("U-Net", "unet"), ("YOLO3D detector", "yolo3d"))
+        "U-Net": train_model("U-Net", "unet", root, train_runs, val_runs, args.out, args.epochs, unet),
+        "YOLO3D detector": train_model("YOLO3D detector", "yolo3d", root, train_runs, val_runs, args.out, args.epochs),
     }
     for name, checkpoint in checkpoints.items():
         thresholds = best_thresholds(scored([checkpoint], root, val_runs), val_solution)
         picks[name] = scored([checkpoint], root, heldout, thresholds)
-    both = list(checkpoints.values())  # different tasks: merged pick by pick, thresholds re-tuned
-    picks["ensemble (U-Net + detector)"] = scored(
+    both = [str(c) for c in checkpoints.values()]  # different tasks: merged pick by pick
+    picks["ensemble, raw scores averaged"] = scored(
         both, root, heldout, best_thresholds(scored(both, root, val_runs), val_solution)
+    )
+    # Calibrated per class on the validation run, members weighted by validation F4 (cryokit.ensemble).
+    names, val_candidates = group_candidates(both, str(root), "train", val_runs)
+    ensemble = fit_ensemble(val_candidates, val_solution, names)
+    _, heldout_candidates = group_candidates(both, str(root), "train", heldout)
+    picks["ensemble, calibrated (cryokit ensemble)"] = apply_thresholds(
+        ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0
     )
     tables = {name: score_table(solution, frame) for name, frame in picks.items()}
     body = _report(tables, args, time.perf_counter() - start, train_runs, val_runs, heldout)

@@ -36,6 +36,14 @@ COMMAND = ".venv/bin/python benchmarks/unet_experiments.py"
 _S2 = {"target.stride": 2}
 _S2_EMA = {**_S2, "train.ema_decay": 0.99}
 _S2_EMA_PW8 = {**_S2_EMA, "loss.particle_weight": 8.0}
+# Intensity and imaging augmentation (cryokit.data.appearance), each family half the time.
+APPEARANCE = {
+    "augment.gamma_p": 0.5,
+    "augment.blur_p": 0.3,
+    "augment.bias_p": 0.3,
+    "augment.bandpass_p": 0.3,
+    "augment.wedge_p": 0.3,
+}
 # name -> (what changes, overrides on the U-Net preset of the demo configuration)
 VARIANTS: dict[str, tuple[str, dict]] = {
     "default": ("today's default: stride 1, balls 0.5 r, CE particle weight 32, no EMA", {}),
@@ -53,6 +61,19 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "stride2_ema_pw8_ball07": (
         "stride 2 + EMA + weight 8, balls of 0.7 r",
         {**_S2_EMA_PW8, "target.radius_fraction": 0.7},
+    ),
+    "stride2_ema_pw4": ("stride 2 + EMA + CE particle weight 4", {**_S2_EMA, "loss.particle_weight": 4.0}),
+    "stride2_ema_pw8_pos04": (
+        "stride 2 + EMA + weight 8, 40 % particle-centred patches (from 70 %)",
+        {**_S2_EMA_PW8, "patch.positive_share": 0.4},
+    ),
+    "stride2_ema_pw8_e72": (
+        "stride 2 + EMA + weight 8, 72 epochs (the default's CPU time)",
+        {**_S2_EMA_PW8, "train.epochs": 72},
+    ),
+    "stride2_ema_pw8_appearance": (
+        "stride 2 + EMA + weight 8 + intensity and imaging augmentation (gamma, blur, bias, band-pass, wedge)",
+        {**_S2_EMA_PW8, **APPEARANCE},
     ),
     "stride2_ema_pw8_nms08": (
         "stride 2 + EMA + weight 8, NMS radius 0.8 r (from 0.5)",

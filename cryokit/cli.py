@@ -424,6 +424,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--difficulty", default="default", choices=["easy", "default", "hard"], help="simulated data")
     p.add_argument("--epochs", type=int, help="training epochs (default 24, 8 with --quick)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["unet"],
+        choices=sorted(_model_presets()),
+        help="model families to train (default unet); several: their calibrated ensemble is scored and submitted",
+    )
     p.set_defaults(run=_run_demo)
 
 
@@ -438,11 +445,16 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.no_track:
         training = replace(training, tracking=replace(training.tracking, enabled=False))
     config = replace(
-        config, out_dir=str(args.out), data_root=str(args.data or ""), difficulty=args.difficulty, training=training
+        config,
+        out_dir=str(args.out),
+        data_root=str(args.data or ""),
+        difficulty=args.difficulty,
+        training=training,
+        models=tuple(args.models),
     )
     result = run_demo(config)
     for method, value in result.scores.items():
-        print(f"held-out score {method:>14}: {value:.4f}")
+        print(f"held-out score {method:>16}: {value:.4f}")
     print(f"\nEverything is in {result.out_dir}/:")
     for name, path in result.files.items():
         print(f"  {name:>16}: {path}")

@@ -47,3 +47,25 @@ def test_demo_writes_submission_scores_and_plots(tmp_path):
         assert image.shape[0] > 300 and np.std(image[..., :3]) > 0.02, key
     table = result.tables["U-Net"]
     assert list(table["particle_type"])[:2] == ["apo-ferritin", "beta-amylase"]
+
+
+def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
+    config = DemoConfig.quick_defaults(
+        out_dir=str(tmp_path / "demo"), shape_zyx=(64, 160, 160), models=("unet", "yolo3d")
+    )
+    training = config.training
+    config = replace(
+        config,
+        training=replace(
+            training, train=replace(training.train, epochs=2), tracking=replace(training.tracking, enabled=False)
+        ),
+    )
+    result = run_demo(config)
+    assert set(result.scores) == {"DoG baseline", "U-Net", "YOLO3D detector", "ensemble"}
+    summary = json.loads(result.files["summary"].read_text())
+    assert summary["submission"] == "ensemble"
+    assert summary["training_configs"]["yolo3d"]["model"]["name"] == "yolo3d"
+    assert summary["training_configs"]["yolo3d"]["target"]["kind"] == "detection"
+    solution = read_solution(tmp_path / "demo" / "data", "train", ["TS_sim_1_0"])
+    assert score(solution, read_submission(result.files["submission"])) == pytest.approx(result.scores["ensemble"])
+    assert (tmp_path / "demo" / "train_yolo3d" / "best.pt").is_file() and result.files["ensemble"].is_file()
