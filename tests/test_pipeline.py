@@ -16,16 +16,20 @@ from cryokit.io.submission import read_submission
 from cryokit.metric import score
 
 
-def test_demo_writes_submission_scores_and_plots(tmp_path):
-    config = DemoConfig.quick_defaults(out_dir=str(tmp_path / "demo"), shape_zyx=(64, 160, 160))
+def _quick_demo(tmp_path, epochs: int, **changes) -> DemoConfig:
+    """The quick demo on 64 x 160 x 160 volumes for ``epochs`` epochs, not tracked."""
+    config = DemoConfig.quick_defaults(out_dir=str(tmp_path / "demo"), shape_zyx=(64, 160, 160), **changes)
     training = config.training
-    config = replace(
+    return replace(
         config,
         training=replace(
-            training, train=replace(training.train, epochs=1), tracking=replace(training.tracking, enabled=False)
+            training, train=replace(training.train, epochs=epochs), tracking=replace(training.tracking, enabled=False)
         ),
     )
-    result = run_demo(config)
+
+
+def test_demo_writes_submission_scores_and_plots(tmp_path):
+    result = run_demo(_quick_demo(tmp_path, epochs=1))
     assert set(result.scores) == {"DoG baseline", "U-Net"}
     submission = read_submission(result.files["submission"])
     # The reported scores are the metric's on the files written: the U-Net's submission and scores.csv.
@@ -50,17 +54,7 @@ def test_demo_writes_submission_scores_and_plots(tmp_path):
 
 
 def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
-    config = DemoConfig.quick_defaults(
-        out_dir=str(tmp_path / "demo"), shape_zyx=(64, 160, 160), models=("unet", "yolo3d")
-    )
-    training = config.training
-    config = replace(
-        config,
-        training=replace(
-            training, train=replace(training.train, epochs=2), tracking=replace(training.tracking, enabled=False)
-        ),
-    )
-    result = run_demo(config)
+    result = run_demo(_quick_demo(tmp_path, epochs=2, models=("unet", "yolo3d")))
     assert set(result.scores) == {"DoG baseline", "U-Net", "YOLO3D detector", "ensemble"}
     summary = json.loads(result.files["summary"].read_text())
     assert summary["submission"] == "ensemble"
