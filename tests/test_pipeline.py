@@ -54,7 +54,7 @@ def test_demo_writes_submission_scores_and_plots(tmp_path):
 
 
 def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
-    result = run_demo(_quick_demo(tmp_path, epochs=2, models=("unet", "yolo3d")))
+    result = run_demo(_quick_demo(tmp_path, epochs=1, models=("unet", "yolo3d")))
     assert set(result.scores) == {"DoG baseline", "U-Net", "YOLO3D detector", "ensemble"}
     summary = json.loads(result.files["summary"].read_text())
     assert summary["submission"] == "ensemble"
