@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
@@ -29,6 +30,8 @@ from cryokit.inference.speed import InferenceOptions, prepare_for_inference
 from cryokit.inference.tta import tta_transforms
 
 if TYPE_CHECKING:
+    from cryokit.io.source import DataSource
+    from cryokit.particles import ParticleCatalog
     from cryokit.tasks import Task
     from cryokit.training.checkpoint import LoadedModel
 
@@ -165,7 +168,7 @@ def ensemble_groups(loaded: Sequence[LoadedModel]) -> list[list[LoadedModel]]:
 
 def predict_run(
     groups: Sequence[Sequence[LoadedModel]],
-    root: str,
+    root: str | DataSource,
     split: str,
     run: str,
     tta: str = "none",
@@ -174,20 +177,22 @@ def predict_run(
     amp: bool | None = None,
     keep_scores: bool = False,
     options: InferenceOptions | None = None,
+    tomo_type: str | None = None,
 ) -> pd.DataFrame:
     """Picks of one run from ensemble ``groups`` (``ensemble_groups``).
 
     Args:
         groups: lists of loaded checkpoints; the first member of the first group sets thresholds defaults.
+        root: a Kaggle root (with ``split``) or any ``DataSource`` (a copick project; ``split`` unused).
         tta: one of ``TTA_CHOICES``.
         thresholds: per-class thresholds; None uses the first checkpoint's tuned thresholds, and classes
             missing from either use its ``default_threshold``.
         amp: mixed precision on CUDA; None follows each checkpoint's training setting.
         keep_scores: return every candidate with its score instead of thresholding.
         options: speed switches; by default the tomogram is normalised on a GPU ``device`` and stays there.
+        tomo_type: read this tomogram type instead of the one each checkpoint was trained on.
     """
     from cryokit.data.normalise import normalise_tomogram, normalise_tomogram_on
-    from cryokit.io import open_run_tomogram
     from cryokit.postprocess import apply_thresholds, merge_picks
 
     if not groups or not groups[0]:
@@ -197,7 +202,7 @@ def predict_run(
     per_group = []
     for members in groups:
         lead = members[0]
-        tomogram = open_run_tomogram(root, split, run, lead.tomo_type, lead.level)
+        tomogram = _as_source(root, split).open_tomogram(run, tomo_type or lead.tomo_type, lead.level)
         volume = normalise_tomogram_on(tomogram, device) if on_device else normalise_tomogram(tomogram)
         per_group.append(
             predict_volume_picks(
@@ -213,7 +218,7 @@ def predict_run(
                 options,
             )
         )
-    picks = per_group[0] if len(per_group) == 1 else merge_picks(per_group, first.merge_radius_fraction)
+    picks = per_group[0] if len(per_group) == 1 else merge_picks(per_group, first.merge_radius_fraction, first.catalog)
     if keep_scores:
         return picks
     return apply_thresholds(picks, first.thresholds if thresholds is None else thresholds, first.default_threshold)
@@ -285,9 +290,36 @@ def predict_each_run(
     return results
 
 
+def _as_source(root: str | DataSource, split: str) -> DataSource:
+    from cryokit.io.source import KaggleSource
+
+    return KaggleSource(root, split) if isinstance(root, (str, Path)) else root
+
+
+def check_catalogs(loaded: Sequence[LoadedModel], catalog: ParticleCatalog, map_by_name: bool = False) -> None:
+    """Refuse checkpoints whose particles differ from the project's, naming the objects on each side.
+
+    With ``map_by_name`` the objects the checkpoint and the project share are kept (by name) and the others
+    dropped from the picks; at least one must be shared.
+    """
+    for item in loaded:
+        differences = item.catalog.differences(catalog)
+        if not differences:
+            continue
+        shared = [n for n in item.catalog.names if n in catalog.names]
+        if not map_by_name:
+            raise ValueError(
+                f"checkpoint {item.path} was trained on other particles than {catalog.source}: {differences} "
+                "(pass --map-objects to keep the objects they share, by name)"
+            )
+        if not shared:
+            raise ValueError(f"checkpoint {item.path} shares no particle with {catalog.source}: {differences}")
+        log.warning("checkpoint %s: mapping by name (%s); keeping %s", item.path, differences, ", ".join(shared))
+
+
 def predict_runs(
     checkpoints: Sequence[str],
-    root: str,
+    root: str | DataSource,
     split: str = "test",
     runs: Sequence[str] | None = None,
     tta: str = "none",
@@ -297,6 +329,8 @@ def predict_runs(
     keep_scores: bool = False,
     on_error: str = "raise",
     options: InferenceOptions | None = None,
+    tomo_type: str | None = None,
+    map_by_name: bool = False,
 ) -> tuple[pd.DataFrame, list[float]]:
     """Picks of every run of a split from one or more checkpoints, and the seconds each run took.
 
@@ -308,8 +342,11 @@ def predict_runs(
     With ``on_error="skip"`` a run that fails to load or predict is logged and left out, the others go
     on, and ``picks.attrs["failed_runs"]`` maps each such run to its error; "raise" stops at the first.
     ``options`` (``cryokit.inference.speed.InferenceOptions``) are applied to every model once, here.
+
+    ``root`` is a Kaggle root (with ``split``) or any ``DataSource``; a copick source's catalog must
+    match the checkpoints' (``check_catalogs``; ``map_by_name`` keeps the shared objects). ``tomo_type``
+    reads another tomogram type than the checkpoints were trained on.
     """
-    from cryokit.io import list_runs
     from cryokit.training.checkpoint import load_model
 
     if not checkpoints:
@@ -318,13 +355,26 @@ def predict_runs(
     loaded = [load_model(path, torch_device) for path in checkpoints]
     for item in loaded:
         item.model = prepare_for_inference(item.model, options)
+    source = _as_source(root, split)
+    catalog = source.catalog()
+    check_catalogs(loaded, catalog, map_by_name)
     groups = ensemble_groups(loaded)
-    runs = list(runs) if runs is not None else list_runs(root, split)
+    runs = list(runs) if runs is not None else source.list_runs()
 
     def predict_one(run: str) -> pd.DataFrame:
-        return predict_run(
-            groups, root, split, run, tta, thresholds, torch_device, keep_scores=keep_scores, options=options
+        picks = predict_run(
+            groups,
+            source,
+            split,
+            run,
+            tta,
+            thresholds,
+            torch_device,
+            keep_scores=keep_scores,
+            options=options,
+            tomo_type=tomo_type,
         )
+        return picks[picks["particle_type"].isin(catalog.names)].reset_index(drop=True)
 
     results = predict_each_run(runs, predict_one, on_error, progress)
     results.picks.attrs["failed_runs"] = results.failed

@@ -32,6 +32,7 @@ from cryokit.inference.sliding_window import SlidingWindow
 from cryokit.io.source import DataSource
 from cryokit.metric import score_table
 from cryokit.models.build import build_dataset, build_model_and_task, data_source, sliding_window
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.postprocess import apply_thresholds
 from cryokit.tasks import Task
 from cryokit.thresholds import best_thresholds, save_thresholds
@@ -107,6 +108,7 @@ def evaluate(
     tomo_type: str = "denoised",
     level: int = 0,
     default_threshold: float = 0.2,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> Evaluation:
     """Predict every run whole, tune per-class thresholds on them, and score with the metric.
 
@@ -130,8 +132,8 @@ def evaluate(
         )
     candidates = pd.concat(frames, ignore_index=True)
     solution = source.read_solution(runs)
-    thresholds = best_thresholds(candidates, solution)
-    table = score_table(solution, apply_thresholds(candidates, thresholds, default_threshold))
+    thresholds = best_thresholds(candidates, solution, catalog=catalog)
+    table = score_table(solution, apply_thresholds(candidates, thresholds, default_threshold), catalog=catalog)
     return Evaluation(candidates, thresholds, table, float(table.attrs["score"]))
 
 
@@ -166,6 +168,7 @@ class _Setup:
     device: torch.device
     spacing: np.ndarray
     source: DataSource
+    catalog: ParticleCatalog
     val_runs: list[str]
     window: SlidingWindow
     rank: int = 0
@@ -198,14 +201,17 @@ def _setup(cfg: RunConfig) -> _Setup:
     source = data_source(cfg.data)
     train_runs, val_runs = _train_and_val_runs(source, cfg.data.train_runs, cfg.data.val_runs)
     spacing = source.open_tomogram(train_runs[0], cfg.data.tomo_type, cfg.data.level).voxel_spacing_angstrom_zyx
-    model, task = build_model_and_task(cfg, spacing)
+    catalog = source.catalog()
+    model, task = build_model_and_task(cfg, spacing, catalog)
     model.to(device)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    dataset = build_dataset(cfg.data, cfg.patch, cfg.target, cfg.augment, train_runs, cfg.train.seed)
+    dataset = build_dataset(
+        cfg.data, cfg.patch, cfg.target, cfg.augment, train_runs, cfg.train.seed, catalog, source=source
+    )
     # Items are functions of (seed, epoch, index): ranks take interleaved indices, so the ranks'
     # batches together are exactly one single-process batch of world x batch_size patches.
     sampler = DistributedSampler(dataset, world, rank, shuffle=False, drop_last=True) if world > 1 else None
@@ -241,6 +247,7 @@ def _setup(cfg: RunConfig) -> _Setup:
         device,
         spacing,
         source,
+        catalog,
         val_runs,
         sliding_window(cfg.patch),
         rank,
@@ -264,6 +271,8 @@ def _state(run: _Setup, config: RunConfig, epoch: int, step: int, best: tuple, h
         "thresholds": thresholds,
         "config": to_dict(config),
         "voxel_spacing_angstrom_zyx": list(map(float, run.spacing)),
+        "catalog": run.catalog.to_records(),
+        "catalog_source": run.catalog.source,
         "rng": _rng_states(),
     }
 
@@ -390,6 +399,7 @@ def fit(
                 cfg.data.tomo_type,
                 cfg.data.level,
                 cfg.postprocess.default_threshold,
+                run.catalog,
             )
             metrics.update(_epoch_metrics(evaluation))
             if evaluation.score > best[0]:
@@ -398,7 +408,7 @@ def fit(
                     out_dir / "best.pt", _state(run, cfg, epoch, step, best, history + [metrics], thresholds)
                 )
                 evaluation.table.to_csv(out_dir / "val_table.csv", index=False)
-                save_thresholds(out_dir / "thresholds.json", thresholds)
+                save_thresholds(out_dir / "thresholds.json", thresholds, run.catalog)
             else:
                 stale += 1
         history.append({"epoch": epoch, **metrics})
