@@ -179,12 +179,11 @@ def _run_predict(args: argparse.Namespace) -> int:
     source = _copick_source(args) if args.copick else KaggleSource(args.data, args.split)
     catalog = source.catalog() if args.copick else COMPETITION_CATALOG
     thresholds = load_thresholds(args.thresholds, catalog) if args.thresholds else None
-    runs = list(args.runs) if args.runs else source.list_runs()
     picks, seconds = predict_runs(
         [str(c) for c in args.checkpoints],
         source,
         args.split,
-        runs,
+        args.runs,
         args.tta,
         thresholds,
         args.device,
@@ -195,6 +194,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     if session is not None:
         from cryokit.io.copick_picks import write_copick_picks
 
+        runs = list(args.runs) if args.runs else source.list_runs()
         written = write_copick_picks(source, picks, runs, session, catalog, args.overwrite_picks)
         print(f"{sum(written.values())} picks in {len(written)} copick picks files of session {session}")
     if args.out is None:
