@@ -178,6 +178,10 @@ def _run_predict(args: argparse.Namespace) -> int:
         session = parse_picks_session(args.write_picks)
     source = _copick_source(args) if args.copick else KaggleSource(args.data, args.split)
     catalog = source.catalog() if args.copick else COMPETITION_CATALOG
+    if session is not None and not args.overwrite_picks:  # refuse before predicting, not after
+        from cryokit.io.copick_picks import refuse_existing_session
+
+        refuse_existing_session(source, list(args.runs) if args.runs else source.list_runs(), session)
     thresholds = load_thresholds(args.thresholds, catalog) if args.thresholds else None
     picks, seconds = predict_runs(
         [str(c) for c in args.checkpoints],
@@ -463,7 +467,7 @@ def _run_baseline(args: argparse.Namespace) -> int:
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
         print(calibration.table().to_string(index=False))
     picks = predict(source, calibration, config=config)
-    write_submission(picks, args.out)
+    write_submission(picks, args.out, source.catalog())
     print(f"{len(picks)} picks in {args.out}")
     return 0
 

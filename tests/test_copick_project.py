@@ -270,3 +270,71 @@ def test_predicting_other_objects_is_an_error_naming_them(project, tmp_path, cap
     assert "bright-blob" in error and "dim-blob" in error and "--map-objects" in error
     assert main([*predict, "--map-objects"]) == 0
     assert set(pd.read_csv(tmp_path / "s.csv")["particle_type"]) <= {"apo-ferritin"}
+
+
+def test_baseline_on_a_copick_project(project, tmp_path, capsys):
+    config, _, _ = project
+    argv = ["baseline", "--copick", str(config), "--voxel-spacing", str(SPACING), "--tomo-type", "wbp"]
+    argv += ["--pick-user", "curator", "--pick-session", "0", "--level", "0", "--out", str(tmp_path / "b.csv")]
+    assert main(argv) == 0
+    assert "bright-blob" in capsys.readouterr().out  # the calibration table lists the project's objects
+    assert set(pd.read_csv(tmp_path / "b.csv")["particle_type"]) <= {"apo-ferritin", "bright-blob"}
+
+
+def test_notebook_parameters_take_a_copick_project(project, tmp_path):
+    from cryokit.demo.notebooks import notebook_training_config, train_and_report
+
+    config, _, _ = project
+    copick_parameters = {"config": str(config), "voxel_spacing": SPACING, "tomo_type": "wbp"}
+    copick_parameters.update({"pick_user": "curator", "pick_session": "0"})
+    run_config = notebook_training_config(
+        "unet", None, tmp_path / "nb", None, copick=copick_parameters, level=0, patch_size_zyx=(16, 32, 32),
+        batch_size=2, patches_per_epoch=8, epochs=1, track=False,
+        overrides={"model.channels": [4, 8], "model.strides": [2], "patch.inference_overlap": 0.0},
+    )  # fmt: skip
+    assert run_config.data.copick == str(config) and run_config.data.val_runs == ("TS_c",)
+    report = train_and_report(run_config, progress=False)
+    assert list(report.val_table["particle_type"]) == ["apo-ferritin", "bright-blob"]
+    assert report.files["predictions_png"].is_file()
+
+
+def test_curves_follow_the_catalog():
+    import matplotlib.pyplot as plt
+
+    from cryokit.plots.training import plot_training_curves
+
+    catalog = ParticleCatalog.from_records(
+        [{"name": "bright-blob", "radius_angstrom": 40.0, "weight": 2.0, "label": 1, "color_rgba": [200, 0, 0, 255]}]
+    )
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_score": 0.5, "val_f4/bright-blob": 0.4} for e in (1, 2)]
+    figure = plot_training_curves(history, catalog=catalog)
+    labels = [line.get_label() for line in figure.axes[1].get_lines()]
+    plt.close(figure)
+    assert "bright-blob" in labels
+
+
+def test_a_failed_write_leaves_no_partial_session(project, monkeypatch):
+    from cryokit.io.copick_picks import parse_picks_session, write_copick_picks
+
+    config, _, _ = project
+    source = CopickSource(str(config), SPACING)
+    picks = pd.DataFrame(
+        {"experiment": ["TS_a", "TS_b"], "particle_type": ["bright-blob"] * 2, "x": 1.0, "y": 2.0, "z": 3.0}
+    )
+    calls = {"n": 0}
+    original = copick.models.CopickPicks.from_numpy
+
+    def failing(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(copick.models.CopickPicks, "from_numpy", failing)
+    session = parse_picks_session("cryokit/partial")
+    with pytest.raises(OSError, match="disk full"):
+        write_copick_picks(source, picks, ["TS_a", "TS_b"], session, source.catalog())
+    fresh = copick.from_file(str(config))
+    assert not [p for run in RUNS for p in fresh.get_run(run).get_picks(user_id="cryokit", session_id="partial")]
+    with pytest.raises(ValueError, match="USER/SESSION"):
+        parse_picks_session("cryokit_1")

@@ -21,7 +21,7 @@ import pandas as pd
 from cryokit.io.source import CopickSource
 from cryokit.particles import ParticleCatalog
 
-__all__ = ["PicksSession", "parse_picks_session", "write_copick_picks"]
+__all__ = ["PicksSession", "parse_picks_session", "refuse_existing_session", "write_copick_picks"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,27 @@ def parse_picks_session(text: str) -> PicksSession:
             f"picks session {text!r} must be USER/SESSION of letters, digits, '.' and '-' (e.g. cryokit/1)"
         )
     return PicksSession(*parts)
+
+
+def refuse_existing_session(source: CopickSource, runs: Sequence[str], session: PicksSession) -> None:
+    """Raise FileExistsError if the session holds picks in any of ``runs`` (call before a long prediction)."""
+    root, taken = source.root(), []
+    for name in runs:
+        run = root.get_run(name)
+        if run is None:
+            raise ValueError(f"{source.describe()} has no run {name!r} to write picks into")
+        run.refresh_picks()  # another process may have written since this root was opened
+        found = run.get_picks(user_id=session.user_id, session_id=session.session_id)
+        taken += [f"{name}:{p.pickable_object_name}" for p in found]
+    if taken:
+        _refuse(source, session, taken)
+
+
+def _refuse(source: CopickSource, session: PicksSession, taken: list[str]) -> None:
+    raise FileExistsError(
+        f"{source.describe()}: picks session {session} already exists ({', '.join(taken[:6])}"
+        f"{' ...' if len(taken) > 6 else ''}); choose another session or pass --overwrite-picks"
+    )
 
 
 def write_copick_picks(
@@ -88,10 +109,7 @@ def write_copick_picks(
         existing[name] = run.get_picks(user_id=session.user_id, session_id=session.session_id)
     taken = [f"{n}:{p.pickable_object_name}" for n, found in existing.items() for p in found]
     if taken and not overwrite:
-        raise FileExistsError(
-            f"{source.describe()}: picks session {session} already exists ({', '.join(taken[:6])}"
-            f"{' ...' if len(taken) > 6 else ''}); choose another session or pass --overwrite-picks"
-        )
+        _refuse(source, session, taken)
     written: dict[tuple[str, str], int] = {}
     created = []
     try:

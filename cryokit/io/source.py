@@ -90,8 +90,12 @@ _ROOTS: dict[tuple[str, int], object] = {}
 def _open_copick(config: str):
     import os
 
-    import copick
-
+    try:
+        import copick
+    except ImportError as error:
+        raise ValueError(
+            f"reading copick config {config} needs the copick package: pip install 'copick>=1.31'"
+        ) from error
     key = (config, os.getpid())
     if key not in _ROOTS:
         if "://" not in config and not Path(config).is_file():

@@ -424,13 +424,13 @@ def fit(
     if main and not run.val_runs:  # nothing to select on: the last weights are the result
         save_checkpoint(out_dir / "best.pt", _state(run, cfg, epoch, step, best, history, thresholds))
     if main:
-        _log_artifacts(out_dir, history, tracker)
+        _log_artifacts(out_dir, history, tracker, run.catalog)
     if run.world > 1:
         torch.distributed.barrier()
     return FitResult(out_dir, best[0], best[1], history, thresholds, out_dir / "best.pt", out_dir / "last.pt")
 
 
-def _log_artifacts(out_dir: Path, history: list[dict], tracker: NullTracker) -> None:
+def _log_artifacts(out_dir: Path, history: list[dict], tracker: NullTracker, catalog: ParticleCatalog) -> None:
     """Curves as PNG and the history as JSON in the run folder; those, the best checkpoint, its
     thresholds and validation table as MLflow artifacts."""
     import json
@@ -441,7 +441,7 @@ def _log_artifacts(out_dir: Path, history: list[dict], tracker: NullTracker) -> 
     from cryokit.plots.training import plot_training_curves
 
     atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1))
-    plt.close(plot_training_curves(history, out_dir / "curves.png"))
+    plt.close(plot_training_curves(history, out_dir / "curves.png", catalog))
     for name in ("curves.png", "history.json", "best.pt", "thresholds.json", "val_table.csv"):
         if (out_dir / name).is_file():
             tracker.log_artifact(out_dir / name)
