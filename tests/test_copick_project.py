@@ -312,6 +312,17 @@ def test_curves_follow_the_catalog():
     plt.close(figure)
     assert "bright-blob" in labels
 
+    from cryokit.plots.eda import particle_counts_table, plot_nearest_neighbour_distances
+
+    picks = pd.DataFrame(
+        {"experiment": ["TS_a"] * 3, "particle_type": ["bright-blob"] * 3, "x": [0.0, 50, 400], "y": 0.0, "z": 0.0}
+    )
+    assert list(particle_counts_table(picks, catalog).columns) == ["bright-blob", "total"]
+    figure = plot_nearest_neighbour_distances(picks, catalog=catalog)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    plt.close(figure)
+    assert titles == ["bright-blob (n = 3)"]
+
 
 def test_a_failed_write_leaves_no_partial_session(project, monkeypatch):
     from cryokit.io.copick_picks import parse_picks_session, write_copick_picks
