@@ -199,7 +199,8 @@ def _run_predict(args: argparse.Namespace) -> int:
         from cryokit.io.copick_picks import write_copick_picks
 
         runs = list(args.runs) if args.runs else source.list_runs()
-        written = write_copick_picks(source, picks, runs, session, catalog, args.overwrite_picks)
+        objects = picks.attrs.get("objects")
+        written = write_copick_picks(source, picks, runs, session, catalog, args.overwrite_picks, objects)
         print(f"{sum(written.values())} picks in {len(written)} copick picks files of session {session}")
     if args.out is None:
         return 0

@@ -268,8 +268,10 @@ def test_predicting_other_objects_is_an_error_naming_them(project, tmp_path, cap
     assert main(predict) == 2
     error = capsys.readouterr().err
     assert "bright-blob" in error and "dim-blob" in error and "--map-objects" in error
-    assert main([*predict, "--map-objects"]) == 0
+    assert main([*predict, "--map-objects", "--write-picks", "mapped/1"]) == 0
     assert set(pd.read_csv(tmp_path / "s.csv")["particle_type"]) <= {"apo-ferritin"}
+    written = copick.from_file(str(other)).get_run("TS_c").get_picks(user_id="mapped", session_id="1")
+    assert [p.pickable_object_name for p in written] == ["apo-ferritin"]  # no empty file for dim-blob
 
 
 def test_baseline_on_a_copick_project(project, tmp_path, capsys):

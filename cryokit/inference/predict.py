@@ -378,4 +378,6 @@ def predict_runs(
 
     results = predict_each_run(runs, predict_one, on_error, progress)
     results.picks.attrs["failed_runs"] = results.failed
+    # the objects predicted: the catalog's, or with map_by_name those every checkpoint shares with it
+    results.picks.attrs["objects"] = [n for n in catalog.names if all(n in m.catalog.names for m in loaded)]
     return results.picks, [results.seconds[run] for run in runs if run in results.seconds]

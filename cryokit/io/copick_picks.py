@@ -78,11 +78,13 @@ def write_copick_picks(
     session: PicksSession,
     catalog: ParticleCatalog,
     overwrite: bool = False,
+    objects: Sequence[str] | None = None,
 ) -> dict[tuple[str, str], int]:
     """Write ``picks`` (experiment, particle_type, x, y, z in Angstrom, optional score) as copick picks.
 
-    Every run of ``runs`` gets one picks file per catalog object (empty when nothing was found), so a
-    reader can tell "predicted, none found" from "not predicted".
+    Every run of ``runs`` gets one picks file per predicted object (``objects``, default every catalog
+    object; empty when nothing was found), so a reader can tell "predicted, none found" from "not
+    predicted".
 
     Returns:
         ``{(run, object): number of points}`` for every file written.
@@ -94,9 +96,12 @@ def write_copick_picks(
     stray_runs = sorted(set(picks["experiment"]) - set(runs))
     if stray_runs:
         raise ValueError(f"picks name run(s) {stray_runs} that are not among the runs to write")
-    stray_objects = sorted(set(picks["particle_type"]) - set(catalog.names))
+    objects = list(catalog.names if objects is None else objects)
+    stray_objects = sorted(set(picks["particle_type"]) - set(objects))
     if stray_objects:
-        raise ValueError(f"picks name object(s) {stray_objects} not in the catalog of {source.describe()}")
+        raise ValueError(f"picks name object(s) {stray_objects} not among {objects} of {source.describe()}")
+    for name in objects:
+        catalog.check(name, source.describe())
     root = source.root()
     copick_runs = {}
     existing: dict[str, list] = {}
@@ -115,7 +120,7 @@ def write_copick_picks(
     try:
         for name, run in copick_runs.items():
             mine = picks[picks["experiment"] == name]
-            for obj in catalog.names:
+            for obj in objects:
                 rows = mine[mine["particle_type"] == obj]
                 xyz = rows[["x", "y", "z"]].to_numpy(np.float64).reshape(-1, 3)
                 scores = rows["score"].to_numpy(np.float64) if "score" in rows.columns else None
@@ -135,6 +140,6 @@ def write_copick_picks(
         raise
     for found in existing.values():  # overwrite: objects of the old session this catalog lacks
         for old in found:
-            if old.pickable_object_name not in catalog.names:
+            if old.pickable_object_name not in objects:
                 old.delete()
     return written
