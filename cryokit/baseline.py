@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from cryokit.coords import radius_angstrom_to_voxels
 from cryokit.io.source import DataSource
-from cryokit.particles import PARTICLE_NAMES, particle
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.postprocess import empty_scored_picks, maps_to_picks
 from cryokit.thresholds import threshold_curves
 
@@ -101,7 +101,7 @@ class Calibration:
         return pd.DataFrame(
             [
                 (n, self.body_fractions[n], self.thresholds[n], self.train_fbeta.get(n, float("nan")))
-                for n in PARTICLE_NAMES
+                for n in self.thresholds
             ],
             columns=["particle_type", "body_fraction", "threshold", "train_fbeta"],
         )
@@ -120,6 +120,7 @@ def dog_maps(
     voxel_spacing_angstrom_zyx,
     body_fractions: Mapping[str, float],
     config: BaselineConfig = BaselineConfig(),
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> np.ndarray:
     """(C, Z, Y, X) DoG responses of the normalised volume, one per type in ``body_fractions``.
 
@@ -136,7 +137,7 @@ def dog_maps(
 
     maps = []
     for name, fraction in body_fractions.items():
-        radius = fraction * radius_angstrom_to_voxels(particle(name).radius_angstrom, voxel_spacing_angstrom_zyx)
+        radius = fraction * radius_angstrom_to_voxels(catalog.get(name).radius_angstrom, voxel_spacing_angstrom_zyx)
         sigma = round(radius / math.sqrt(3), 2)
         maps.append(gaussian(sigma) - gaussian(round(sigma * config.dog_ratio, 2)))
     return np.stack(maps)
@@ -148,6 +149,7 @@ def detect_candidates(
     run: str,
     body_fractions: Mapping[str, float] | None = None,
     config: BaselineConfig = BaselineConfig(),
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> pd.DataFrame:
     """DoG peaks of one volume (the ``max_candidates`` strongest per type and radius), scored by response.
 
@@ -160,14 +162,20 @@ def detect_candidates(
     settings = (
         [body_fractions]
         if body_fractions is not None
-        else [{name: f for name in PARTICLE_NAMES} for f in config.body_fractions]
+        else [{name: f for name in catalog.names} for f in config.body_fractions]
     )
     frames = []
     for fractions in settings:
-        maps = dog_maps(volume_zyx, voxel_spacing_angstrom_zyx, fractions, config)
+        maps = dog_maps(volume_zyx, voxel_spacing_angstrom_zyx, fractions, config, catalog)
         floor = {name: float(np.quantile(m[::2, ::2, ::2], 0.99)) for name, m in zip(fractions, maps)}
         picks = maps_to_picks(
-            maps, list(fractions), voxel_spacing_angstrom_zyx, run, floor, radius_fraction=config.nms_radius_fraction
+            maps,
+            list(fractions),
+            voxel_spacing_angstrom_zyx,
+            run,
+            floor,
+            radius_fraction=config.nms_radius_fraction,
+            catalog=catalog,
         )
         picks = picks.groupby("particle_type", sort=False).head(config.max_candidates)
         frames.append(picks.assign(body_fraction=picks["particle_type"].map(fractions).astype(float)))
@@ -176,16 +184,23 @@ def detect_candidates(
 
 def _run_candidates(source: DataSource, run: str, body_fractions, config: BaselineConfig) -> pd.DataFrame:
     tomogram = source.open_tomogram(run, config.tomo_type, config.level)
-    return detect_candidates(tomogram.read(), tomogram.voxel_spacing_angstrom_zyx, run, body_fractions, config)
+    return detect_candidates(
+        tomogram.read(), tomogram.voxel_spacing_angstrom_zyx, run, body_fractions, config, source.catalog()
+    )
 
 
-def calibrate_candidates(candidates: pd.DataFrame, solution: pd.DataFrame, config: BaselineConfig) -> Calibration:
+def calibrate_candidates(
+    candidates: pd.DataFrame,
+    solution: pd.DataFrame,
+    config: BaselineConfig,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
+) -> Calibration:
     """Per type, the blob radius and the exact F-beta-optimal threshold (``cryokit.thresholds``); a type
     without references or any hit gets ``inf`` (never predicted)."""
-    best = {name: (0.0, math.inf, config.body_fractions[0]) for name in PARTICLE_NAMES}
+    best = {name: (0.0, math.inf, config.body_fractions[0]) for name in catalog.names}
     for fraction in config.body_fractions:
         rows = candidates[candidates["body_fraction"] == fraction].drop(columns="body_fraction")
-        for name, curve in threshold_curves(rows, solution, beta=config.beta).items():
+        for name, curve in threshold_curves(rows, solution, beta=config.beta, catalog=catalog).items():
             threshold, fbeta = curve.best()
             if fbeta > best[name][0]:
                 best[name] = (fbeta, threshold, fraction)
@@ -209,7 +224,7 @@ def calibrate(
         ],
         ignore_index=True,
     )
-    return calibrate_candidates(candidates, source.read_solution(runs), config)
+    return calibrate_candidates(candidates, source.read_solution(runs), config, source.catalog())
 
 
 def predict_run(

@@ -16,6 +16,41 @@ from typing import Callable, Sequence
 __all__ = ["main", "build_parser"]
 
 
+def _add_copick_source(p: argparse.ArgumentParser, picks: bool = True, tomo_type: bool = True) -> None:
+    """--copick CONFIG.json and what to read from it (beside --data ROOT for the Kaggle layout)."""
+    group = p.add_argument_group("copick project (instead of --data)")
+    group.add_argument("--copick", type=str, metavar="CONFIG.json", help="copick config: local, Data Portal or S3")
+    group.add_argument("--voxel-spacing", type=float, help="the tomograms' voxel spacing in Angstrom, as copick has it")
+    if tomo_type:
+        group.add_argument("--tomo-type", help="tomogram type to read (e.g. wbp, denoised)")
+    if picks:
+        group.add_argument("--pick-user", default="", help="copick user_id of the picks to train or score on")
+        group.add_argument("--pick-session", default="", help="copick session_id of those picks (default: all)")
+
+
+def _copick_source(args: argparse.Namespace):
+    from cryokit.io.source import CopickSource
+
+    if getattr(args, "data", None) is not None:
+        raise ValueError("give --data ROOT (Kaggle layout) or --copick CONFIG.json, not both")
+    return CopickSource(
+        args.copick, args.voxel_spacing or 0.0, getattr(args, "pick_user", ""), getattr(args, "pick_session", "")
+    )
+
+
+def _copick_edges(args: argparse.Namespace) -> list[str]:
+    """Config overrides (data.*) for --copick and its options."""
+    import json
+
+    if not getattr(args, "copick", None):
+        return []
+    if args.data is not None:
+        raise ValueError("give --data ROOT (Kaggle layout) or --copick CONFIG.json, not both")
+    edges = [f"data.copick={json.dumps(args.copick)}", f"data.voxel_spacing={args.voxel_spacing or 0.0}"]
+    edges += [f"data.pick_user={json.dumps(args.pick_user)}", f"data.pick_session={json.dumps(args.pick_session)}"]
+    return edges + ([f"data.tomo_type={json.dumps(args.tomo_type)}"] if args.tomo_type else [])
+
+
 def _add_copick_config(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("copick-config", help="write a copick config and overlay for a Kaggle-layout dataset")
     p.add_argument("--data", required=True, type=Path, help="competition root (holds train/ and test/)")
@@ -53,6 +88,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override any config field, e.g. --set train.lr=1e-3 --set data.val_runs=[TS_5_4]",
     )
+    _add_copick_source(p)
     p.set_defaults(run=_run_train)
 
 
@@ -70,11 +106,12 @@ def _run_train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config = apply_overrides(config, MODEL_PRESETS[args.model]) if args.model else config
     edges = [f"data.root={args.data}"] if args.data else []
+    edges += _copick_edges(args)
     edges += [f"train.out_dir={args.out}"] if args.out else []
     edges += [f"train.init_from={args.init_from}"] if args.init_from else []
     config = apply_overrides(config, edges + list(args.overrides))
-    if not config.data.root:
-        raise ValueError("no data: pass --data ROOT or set data.root in the config file")
+    if not config.data.root and not config.data.copick:
+        raise ValueError("no data: pass --data ROOT or --copick CONFIG.json (or set data.root / data.copick)")
     tracking = config.tracking
     # Under torchrun only rank 0 logs to MLflow.
     enabled = tracking.enabled and int(os.environ.get("RANK", "0")) == 0
@@ -101,10 +138,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="a trained checkpoint; repeat to ensemble",
     )
-    p.add_argument("--data", required=True, type=Path, help="competition root")
+    p.add_argument("--data", type=Path, help="competition root (or --copick)")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--runs", nargs="*", help="only these runs (default: all runs of the split)")
-    p.add_argument("--out", required=True, type=Path, help="submission CSV to write")
+    p.add_argument("--out", type=Path, help="submission CSV to write (optional with --write-picks)")
     p.add_argument("--tta", default="none", choices=TTA_CHOICES, help="test-time augmentation")
     p.add_argument("--thresholds", type=Path, help="thresholds.json (default: the checkpoint's tuned thresholds)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -117,6 +154,18 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--keep-scores",
         action="store_true",
         help="write every scored candidate (a 'score' column, no thresholds) for threshold tuning",
+    )
+    _add_copick_source(p, picks=False)
+    p.add_argument(
+        "--write-picks",
+        metavar="USER/SESSION",
+        help="with --copick: write the picks into the project as copick picks of this user and session",
+    )
+    p.add_argument("--overwrite-picks", action="store_true", help="replace an existing --write-picks session")
+    p.add_argument(
+        "--map-objects",
+        action="store_true",
+        help="predict a project whose objects differ from the checkpoint's: keep the shared ones, by name",
     )
     p.set_defaults(run=_run_predict)
 
@@ -154,14 +203,33 @@ def _run_ensemble(args: argparse.Namespace) -> int:
 def _run_predict(args: argparse.Namespace) -> int:
     from cryokit.ensemble import load_ensemble
     from cryokit.inference.predict import predict_runs
+    from cryokit.io.source import KaggleSource
     from cryokit.io.submission import write_submission
+    from cryokit.particles import COMPETITION_CATALOG
     from cryokit.thresholds import load_thresholds
 
-    thresholds = load_thresholds(args.thresholds) if args.thresholds else None
+    if (args.data is None) == (args.copick is None):
+        raise ValueError("give --data ROOT (Kaggle layout) or --copick CONFIG.json")
+    if args.out is None and not args.write_picks:
+        raise ValueError("nothing to write: give --out CSV and/or --write-picks USER/SESSION")
+    if args.write_picks and not args.copick:
+        raise ValueError("--write-picks needs --copick CONFIG.json (the project to write the picks into)")
+    session = None
+    if args.write_picks:
+        from cryokit.io.copick_picks import parse_picks_session
+
+        session = parse_picks_session(args.write_picks)
+    source = _copick_source(args) if args.copick else KaggleSource(args.data, args.split)
+    catalog = source.catalog() if args.copick else COMPETITION_CATALOG
+    if session is not None and not args.overwrite_picks:  # refuse before predicting, not after
+        from cryokit.io.copick_picks import refuse_existing_session
+
+        refuse_existing_session(source, list(args.runs) if args.runs else source.list_runs(), session)
+    thresholds = load_thresholds(args.thresholds, catalog) if args.thresholds else None
     ensemble = load_ensemble(args.ensemble) if args.ensemble else None
     picks, seconds = predict_runs(
         [str(c) for c in args.checkpoints],
-        str(args.data),
+        source,
         args.split,
         args.runs,
         args.tta,
@@ -169,13 +237,24 @@ def _run_predict(args: argparse.Namespace) -> int:
         args.device,
         keep_scores=args.keep_scores,
         ensemble=ensemble,
+        tomo_type=getattr(args, "tomo_type", None),
+        map_by_name=args.map_objects,
     )
+    if session is not None:
+        from cryokit.io.copick_picks import write_copick_picks
+
+        runs = list(args.runs) if args.runs else source.list_runs()
+        objects = picks.attrs.get("objects")
+        written = write_copick_picks(source, picks, runs, session, catalog, args.overwrite_picks, objects)
+        print(f"{sum(written.values())} picks in {len(written)} copick picks files of session {session}")
+    if args.out is None:
+        return 0
     if args.keep_scores:
         from cryokit.io.candidates import write_candidates
 
-        write_candidates(picks, args.out)
+        write_candidates(picks, args.out, catalog)
     else:
-        write_submission(picks, args.out)
+        write_submission(picks, args.out, catalog)
     mean = sum(seconds) / max(1, len(seconds))
     print(
         f"{len(picks)} picks for {len(seconds)} runs in {args.out}; {mean:.1f} s per tomogram "
@@ -186,10 +265,11 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 def _add_score(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score a submission CSV with the competition metric")
-    p.add_argument("--solution", required=True, type=Path, help="competition root (picks JSON) or a solution CSV")
+    p.add_argument("--solution", type=Path, help="competition root (picks JSON) or a solution CSV (or --copick)")
     p.add_argument("--submission", required=True, type=Path, help="submission CSV")
     p.add_argument("--split", default="train", choices=["train", "test"], help="split of the root holding the picks")
     p.add_argument("--runs", nargs="*", help="score only these runs (default: every run of the solution)")
+    _add_copick_source(p, tomo_type=False)
     p.set_defaults(run=_run_score)
 
 
@@ -199,11 +279,23 @@ def _run_score(args: argparse.Namespace) -> int:
     from cryokit.io import read_solution
     from cryokit.io.submission import read_submission
     from cryokit.metric import score_table
+    from cryokit.particles import COMPETITION_CATALOG
 
-    solution = read_solution(args.solution, args.split) if args.solution.is_dir() else read_submission(args.solution)
+    if (args.solution is None) == (args.copick is None):
+        raise ValueError("give --solution (root or CSV) or --copick CONFIG.json with --pick-user")
+    catalog = COMPETITION_CATALOG
+    if args.copick:
+        args.data = None
+        source = _copick_source(args)
+        catalog = source.catalog()
+        solution = source.read_solution(args.runs or None)
+    elif args.solution.is_dir():
+        solution = read_solution(args.solution, args.split)
+    else:
+        solution = read_submission(args.solution)
     if args.runs:
         solution = solution[solution["experiment"].isin(args.runs)]
-    submission = read_submission(args.submission)
+    submission = read_submission(args.submission, catalog)
     unpredicted = sorted(set(solution["experiment"]) - set(submission["experiment"]))
     if unpredicted:  # the metric counts every pick of these runs as missed, as Kaggle does
         print(
@@ -211,7 +303,7 @@ def _run_score(args: argparse.Namespace) -> int:
             "all their picks count as misses; use --runs to score a subset",
             file=sys.stderr,
         )
-    table = score_table(solution, submission)
+    table = score_table(solution, submission, catalog=catalog)
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
         print(table.to_string(index=False))
     print(f"score {table.attrs['score']:.4f}")
@@ -311,6 +403,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"])
     p.add_argument("--seed", type=int, help="sampler seed (give each worker its own)")
     p.add_argument("--objective", default="fit", choices=["fit", "quadratic"], help=argparse.SUPPRESS)  # tests
+    _add_copick_source(p)
     p.set_defaults(run=_run_tune)
 
 
@@ -320,7 +413,8 @@ def _run_tune(args: argparse.Namespace) -> int:
     from cryokit.tuning.study import run_study
 
     config = load_config(args.config)
-    config = apply_overrides(config, ([f"data.root={args.data}"] if args.data else []) + list(args.overrides))
+    edges = ([f"data.root={args.data}"] if args.data else []) + _copick_edges(args)
+    config = apply_overrides(config, edges + list(args.overrides))
     if args.trials < 0:
         raise ValueError(f"--trials must be >= 0, got {args.trials}")
     study = run_study(
@@ -374,7 +468,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 def _add_baseline(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("baseline", help="classical DoG blob detection (no training) -> submission CSV")
-    p.add_argument("--data", required=True, type=Path, help="competition root")
+    p.add_argument("--data", type=Path, help="competition root (or --copick)")
     p.add_argument("--split", default="test", choices=["train", "test"], help="split to predict")
     p.add_argument("--out", required=True, type=Path, help="submission CSV to write")
     p.add_argument(
@@ -385,6 +479,7 @@ def _add_baseline(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--tomo-type", default="denoised", help="tomogram type to read")
     p.add_argument("--level", type=int, default=1, help="multiscale level (1 = 20 A voxels)")
+    _add_copick_source(p, tomo_type=False)  # with --copick: calibrate on its picks, predict its runs
     p.set_defaults(run=_run_baseline)
 
 
@@ -406,12 +501,19 @@ def _run_baseline(args: argparse.Namespace) -> int:
     from cryokit.io.source import KaggleSource
     from cryokit.io.submission import write_submission
 
+    if (args.data is None) == (args.copick is None):
+        raise ValueError("give --data ROOT (Kaggle layout) or --copick CONFIG.json")
     config = BaselineConfig(tomo_type=args.tomo_type, level=args.level)
-    calibration = calibrate(_calibration_source(args.calibrate_on, args.data, args.split), config=config)
+    if args.copick:
+        source = calibration_source = _copick_source(args)
+    else:
+        source = KaggleSource(args.data, args.split)
+        calibration_source = _calibration_source(args.calibrate_on, args.data, args.split)
+    calibration = calibrate(calibration_source, config=config)
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
         print(calibration.table().to_string(index=False))
-    picks = predict(KaggleSource(args.data, args.split), calibration, config=config)
-    write_submission(picks, args.out)
+    picks = predict(source, calibration, config=config)
+    write_submission(picks, args.out, source.catalog())
     print(f"{len(picks)} picks in {args.out}")
     return 0
 

@@ -41,6 +41,12 @@ class DataConfig:
 
     root: str = ""  # competition root (holds train/ and test/)
     split: str = "train"
+    # A copick project instead of a Kaggle root: its config file, the voxel spacing (Angstrom, as copick
+    # names it) and whose picks train and score (empty session: every session of the user).
+    copick: str = ""
+    voxel_spacing: float = 0.0
+    pick_user: str = ""
+    pick_session: str = ""
     train_runs: tuple[str, ...] = ()  # empty: every run of the split not in val_runs
     val_runs: tuple[str, ...] = ()  # whole runs held out for validation on the metric
     tomo_type: str = "denoised"  # what validation and prediction read

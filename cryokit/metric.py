@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from cryokit.particles import PARTICLE_NAMES, PARTICLES, TOTAL_WEIGHT, particle
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 
 __all__ = ["ParticipantVisibleError", "SCORE_TABLE_COLUMNS", "score", "score_table"]
 
@@ -50,7 +50,7 @@ class _Points:
 
     xyz_angstrom: np.ndarray
     experiment_code: np.ndarray
-    type_code: np.ndarray  # index into PARTICLE_NAMES, -1 for an unknown type
+    type_code: np.ndarray  # index into the catalog names, -1 for an unknown type
     type_order: np.ndarray  # the distinct type codes in order of first appearance
     row_labels: pd.Index
 
@@ -61,19 +61,19 @@ def _check_columns(frame: pd.DataFrame, what: str) -> None:
         raise ValueError(f"{what} is missing column(s) {', '.join(missing)}")
 
 
-def _type_codes(types: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _type_codes(types: pd.Series, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(catalog code per row or -1, catalog code per distinct value in order of first appearance)."""
     codes, uniques = pd.factorize(types, use_na_sentinel=False)
-    lookup = np.array([PARTICLE_NAMES.index(u) if u in PARTICLE_NAMES else -1 for u in uniques], dtype=np.int64)
+    lookup = np.array([names.index(u) if u in names else -1 for u in uniques], dtype=np.int64)
     return lookup[codes], lookup
 
 
-def _points(frame: pd.DataFrame, experiment_code: np.ndarray, what: str) -> _Points:
+def _points(frame: pd.DataFrame, experiment_code: np.ndarray, what: str, names: tuple[str, ...]) -> _Points:
     try:
         xyz = frame[_XYZ].to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{what}: columns x, y, z must be numeric ({error})") from error
-    return _Points(xyz.reshape(-1, 3), experiment_code, *_type_codes(frame["particle_type"]), frame.index)
+    return _Points(xyz.reshape(-1, 3), experiment_code, *_type_codes(frame["particle_type"], names), frame.index)
 
 
 def _check_no_duplicates(solution: pd.DataFrame, x_angstrom: np.ndarray) -> None:
@@ -89,7 +89,9 @@ def _check_no_duplicates(solution: pd.DataFrame, x_angstrom: np.ndarray) -> None
         raise ValueError(f"solution has {int(duplicated.sum())} duplicate (experiment, x, y, z) row(s): {listing}")
 
 
-def _encode(solution: pd.DataFrame, submission: pd.DataFrame) -> tuple[_Points, _Points, list[str]]:
+def _encode(
+    solution: pd.DataFrame, submission: pd.DataFrame, names: tuple[str, ...]
+) -> tuple[_Points, _Points, list[str]]:
     """Validate both tables, keep the submission rows of solution experiments, encode as arrays.
 
     Returns (references, candidates, solution types in order of first appearance).
@@ -98,7 +100,7 @@ def _encode(solution: pd.DataFrame, submission: pd.DataFrame) -> tuple[_Points, 
     _check_columns(submission, "submission")
     both = pd.concat([solution["experiment"], submission["experiment"]], ignore_index=True)
     experiment_code = pd.factorize(both, use_na_sentinel=False)[0]
-    refs = _points(solution, experiment_code[: len(solution)], "solution")
+    refs = _points(solution, experiment_code[: len(solution)], "solution", names)
     if (refs.type_code < 0).any():
         unknown = sorted(set(solution["particle_type"][refs.type_code < 0]), key=str)
         raise ValueError(f"solution has unknown particle type(s) {unknown}")
@@ -107,18 +109,16 @@ def _encode(solution: pd.DataFrame, submission: pd.DataFrame) -> tuple[_Points, 
     in_solution[refs.experiment_code] = True
     keep = in_solution[experiment_code[len(solution) :]]
     kept = submission if keep.all() else submission.loc[keep]
-    cands = _points(kept, experiment_code[len(solution) :][keep], "submission")
+    cands = _points(kept, experiment_code[len(solution) :][keep], "submission", names)
     if (cands.type_code < 0).any():
         bad = sorted(set(kept["particle_type"][cands.type_code < 0]), key=str)
-        raise ParticipantVisibleError(
-            f"Unrecognized `particle_type` {bad}; expected one of {', '.join(PARTICLE_NAMES)}"
-        )
-    return refs, cands, [PARTICLE_NAMES[c] for c in refs.type_order]
+        raise ParticipantVisibleError(f"Unrecognized `particle_type` {bad}; expected one of {', '.join(names)}")
+    return refs, cands, [names[c] for c in refs.type_order]
 
 
-def _groups(points: _Points) -> np.ndarray:
+def _groups(points: _Points, n_types: int) -> np.ndarray:
     """One integer per (experiment, type): points match only within a group."""
-    return points.experiment_code.astype(np.int64) * len(PARTICLE_NAMES) + points.type_code
+    return points.experiment_code.astype(np.int64) * n_types + points.type_code
 
 
 def _usable(points: _Points, groups: np.ndarray, other_groups: np.ndarray, what: str) -> np.ndarray:
@@ -135,15 +135,15 @@ def _usable(points: _Points, groups: np.ndarray, other_groups: np.ndarray, what:
     return finite
 
 
-def _matched(refs: _Points, cands: _Points, distance_multiplier: float) -> np.ndarray:
+def _matched(refs: _Points, cands: _Points, distance_multiplier: float, catalog: ParticleCatalog) -> np.ndarray:
     """Mask of references with a candidate of the same group within the type's radius (<=)."""
-    ref_group, cand_group = _groups(refs), _groups(cands)
+    ref_group, cand_group = _groups(refs, len(catalog)), _groups(cands, len(catalog))
     ref_ok = _usable(refs, ref_group, cand_group, "solution")
     cand_ok = _usable(cands, cand_group, ref_group, "submission")
     matched = np.zeros(len(ref_group), dtype=bool)
     if not ref_ok.any() or not cand_ok.any():
         return matched
-    radius = np.array([p.radius_angstrom * distance_multiplier for p in PARTICLES])[refs.type_code]
+    radius = np.array([p.radius_angstrom * distance_multiplier for p in catalog])[refs.type_code]
     query_radius = float(radius.max()) * (1.0 + 1e-6) + 1e-6  # proposes a superset; exact test below
     separation = float(math.ceil(4.0 * query_radius + 1.0))  # groups never meet in the 4th axis
     ref_index = np.flatnonzero(ref_ok)
@@ -161,18 +161,21 @@ def _matched(refs: _Points, cands: _Points, distance_multiplier: float) -> np.nd
     return matched
 
 
-def _count_by_type(solution: pd.DataFrame, submission: pd.DataFrame, distance_multiplier: float) -> list[_TypeCounts]:
+def _count_by_type(
+    solution: pd.DataFrame, submission: pd.DataFrame, distance_multiplier: float, catalog: ParticleCatalog
+) -> list[_TypeCounts]:
     """Micro-averaged tp, fp, fn per solution type, in the solution's order of first appearance."""
     if not (math.isfinite(distance_multiplier) and distance_multiplier >= 0):
         raise ValueError(f"distance_multiplier must be finite and >= 0, got {distance_multiplier}")
-    refs, cands, order = _encode(solution, submission)
-    matched = _matched(refs, cands, distance_multiplier)
-    n_types = len(PARTICLE_NAMES)
+    names = catalog.names
+    refs, cands, order = _encode(solution, submission, names)
+    matched = _matched(refs, cands, distance_multiplier, catalog)
+    n_types = len(names)
     tp = np.bincount(refs.type_code[matched], minlength=n_types)
     n_ref = np.bincount(refs.type_code, minlength=n_types)
     n_cand = np.bincount(cands.type_code, minlength=n_types)
-    codes = [PARTICLE_NAMES.index(name) for name in order]
-    return [_TypeCounts(PARTICLE_NAMES[c], int(tp[c]), int(n_cand[c] - tp[c]), int(n_ref[c] - tp[c])) for c in codes]
+    codes = [names.index(name) for name in order]
+    return [_TypeCounts(names[c], int(tp[c]), int(n_cand[c] - tp[c]), int(n_ref[c] - tp[c])) for c in codes]
 
 
 def _fbeta(tp: int, fp: int, fn: int, beta: float) -> tuple[float, float, float]:
@@ -186,16 +189,20 @@ def _fbeta(tp: int, fp: int, fn: int, beta: float) -> tuple[float, float, float]
     return float(precision), float(recall), float(fbeta)
 
 
-def _total(counts: list[_TypeCounts], beta: float) -> float:
-    """Weighted F-beta sum in the host's order, divided by the weight of all six types."""
+def _total(counts: list[_TypeCounts], beta: float, catalog: ParticleCatalog) -> float:
+    """Weighted F-beta sum in the host's order, divided by the weight of every type of the catalog."""
     aggregate = 0.0
     for c in counts:
-        aggregate += _fbeta(c.tp, c.fp, c.fn, beta)[2] * particle(c.particle_type).weight
-    return aggregate / TOTAL_WEIGHT
+        aggregate += _fbeta(c.tp, c.fp, c.fn, beta)[2] * catalog.get(c.particle_type).weight
+    return aggregate / catalog.total_weight if catalog.total_weight else 0.0
 
 
 def score_table(
-    solution: pd.DataFrame, submission: pd.DataFrame, distance_multiplier: float = 0.5, beta: float = 4
+    solution: pd.DataFrame,
+    submission: pd.DataFrame,
+    distance_multiplier: float = 0.5,
+    beta: float = 4,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> pd.DataFrame:
     """Per-type counts and F-beta, one row per particle type in catalog order.
 
@@ -208,6 +215,7 @@ def score_table(
         submission: candidate picks, same columns; other columns are ignored.
         distance_multiplier: match radius as a fraction of the particle radius (Kaggle: 0.5).
         beta: F-beta's beta (Kaggle: 4).
+        catalog: the particle types, radii and weights (default the competition's six).
 
     Returns:
         A frame with columns ``SCORE_TABLE_COLUMNS``.
@@ -217,15 +225,15 @@ def score_table(
         ValueError: duplicate solution rows, missing columns, unknown solution types, non-finite or
             non-numeric coordinates where the host's KD-tree would see them.
     """
-    counts = _count_by_type(solution, submission, distance_multiplier)
+    counts = _count_by_type(solution, submission, distance_multiplier, catalog)
     by_name = {c.particle_type: c for c in counts}
     rows = []
-    for name in PARTICLE_NAMES:
-        c = by_name.get(name, _TypeCounts(name, 0, 0, 0))
+    for p in catalog:
+        c = by_name.get(p.name, _TypeCounts(p.name, 0, 0, 0))
         precision, recall, fbeta = _fbeta(c.tp, c.fp, c.fn, beta)
-        rows.append((name, c.tp, c.fp, c.fn, precision, recall, fbeta, particle(name).weight))
+        rows.append((p.name, c.tp, c.fp, c.fn, precision, recall, fbeta, p.weight))
     table = pd.DataFrame(rows, columns=list(SCORE_TABLE_COLUMNS))
-    table.attrs["score"] = _total(counts, beta)
+    table.attrs["score"] = _total(counts, beta, catalog)
     return table
 
 
@@ -235,6 +243,7 @@ def score(
     row_id_column_name: str = "id",
     distance_multiplier: float = 0.5,
     beta: float = 4,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> float:
     """The competition score: the host's weighted F-beta, bit for bit.
 
@@ -253,4 +262,4 @@ def score(
         ValueError: as :func:`score_table`.
     """
     del row_id_column_name  # part of Kaggle's scorer signature only
-    return _total(_count_by_type(solution, submission, distance_multiplier), beta)
+    return _total(_count_by_type(solution, submission, distance_multiplier, catalog), beta, catalog)

@@ -22,7 +22,7 @@ import scipy.ndimage
 from scipy.spatial import cKDTree
 
 from cryokit.coords import cell_centres_voxel, radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
-from cryokit.particles import PARTICLE_NAMES, particle
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 
 __all__ = [
     "PICK_SCORE_COLUMNS",
@@ -218,6 +218,7 @@ def maps_to_picks(
     refine: bool = True,
     min_voxels: int | Mapping[str, int] = 1,
     output_stride: int = 1,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> pd.DataFrame:
     """Per-class (C, Z, Y, X) score maps -> picks table (experiment, particle_type, x, y, z, score).
 
@@ -235,6 +236,7 @@ def maps_to_picks(
         output_stride: the maps are a stride-``s`` grid over a volume of spacing
             ``voxel_spacing_angstrom_zyx``: cell ``j`` covers voxels ``[j*s, (j+1)*s)``, its centre is
             voxel ``j*s + (s-1)/2`` (``cryokit.coords.cell_centres_voxel``).
+        catalog: the particle types and radii (default the competition's six).
 
     Returns:
         Picks in Angstrom, sorted by class then decreasing score; an empty table with the columns if none.
@@ -249,13 +251,13 @@ def maps_to_picks(
         raise ValueError(f"method must be one of {PEAK_METHODS}, got {method!r}")
     frames = []
     for channel, name in enumerate(channel_names):
-        threshold = _threshold_for(thresholds, name) if name in PARTICLE_NAMES else None
+        threshold = _threshold_for(thresholds, name) if name in catalog.names else None
         if threshold is None:
             continue
         if method == "maxpool":
             radius = (
                 radius_fraction
-                * radius_angstrom_to_voxels(particle(name).radius_angstrom, voxel_spacing_angstrom_zyx)
+                * radius_angstrom_to_voxels(catalog.get(name).radius_angstrom, voxel_spacing_angstrom_zyx)
                 / output_stride
             )
             centres, scores = find_peaks_maxpool(prob_czyx[channel], radius, threshold, refine=refine)
@@ -269,7 +271,10 @@ def maps_to_picks(
 
 
 def merge_picks(
-    picks_per_source: Sequence[pd.DataFrame], radius_fraction: float = 0.5, weights: Sequence[float] | None = None
+    picks_per_source: Sequence[pd.DataFrame],
+    radius_fraction: float = 0.5,
+    weights: Sequence[float] | None = None,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> pd.DataFrame:
     """Ensemble scored picks of several models: cluster per run and class, combine the scores.
 
@@ -282,6 +287,7 @@ def merge_picks(
         picks_per_source: one scored picks table (``PICK_SCORE_COLUMNS``) per model or model group.
         radius_fraction: clustering radius as a share of the catalog radius.
         weights: one per source for the mean (default: equal); ``cryokit.ensemble`` weighs by validation F4.
+        catalog: the particle types and radii (default the competition's six).
     """
     weights = np.ones(len(picks_per_source)) if weights is None else np.asarray(weights, dtype=np.float64)
     if len(weights) != len(picks_per_source) or not (weights >= 0).all() or not weights.sum() > 0:
@@ -301,7 +307,7 @@ def merge_picks(
                 continue
             members = [
                 j
-                for j in tree.query_ball_point(xyz[i], radius_fraction * particle(name).radius_angstrom)
+                for j in tree.query_ball_point(xyz[i], radius_fraction * catalog.get(name).radius_angstrom)
                 if not taken[j]
             ]
             taken[members] = True

@@ -29,7 +29,7 @@ from cryokit.coords import radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
 from cryokit.data.targets import N_CLASSES
 from cryokit.losses import LossOutput
 from cryokit.models.detection_coder import DetectionLayout, decode_detections
-from cryokit.particles import PARTICLE_NAMES, particle
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.postprocess import PEAK_METHODS, empty_scored_picks, maps_to_picks, scored_picks, spherical_nms
 
 __all__ = ["Task", "PeakDecoding", "SegmentationTask", "DetectionTask"]
@@ -79,11 +79,13 @@ class PeakDecoding:
                 f"{self.radius_fraction}, {self.candidate_floor}, {self.min_voxels_fraction}"
             )
 
-    def min_voxels(self, name: str, voxel_spacing_angstrom_zyx, output_stride: int) -> int:
+    def min_voxels(
+        self, name: str, voxel_spacing_angstrom_zyx, output_stride: int, catalog: ParticleCatalog = COMPETITION_CATALOG
+    ) -> int:
         """Smallest component (in cells) kept for class ``name`` by the "components" method."""
         radius_cells = (
             self.radius_fraction
-            * radius_angstrom_to_voxels(particle(name).radius_angstrom, voxel_spacing_angstrom_zyx)
+            * radius_angstrom_to_voxels(catalog.get(name).radius_angstrom, voxel_spacing_angstrom_zyx)
             / output_stride
         )
         return max(1, int(round(self.min_voxels_fraction * 4 / 3 * math.pi * radius_cells**3)))
@@ -101,11 +103,19 @@ class SegmentationTask:
 
     vector_channels: tuple[tuple[int, int, int], ...] = ()
 
-    def __init__(self, kind: str, loss: nn.Module, output_stride: int = 1, decoding: PeakDecoding = PeakDecoding()):
+    def __init__(
+        self,
+        kind: str,
+        loss: nn.Module,
+        output_stride: int = 1,
+        decoding: PeakDecoding = PeakDecoding(),
+        catalog: ParticleCatalog = COMPETITION_CATALOG,
+    ):
         if kind not in ("balls", "gaussian"):
             raise ValueError(f"SegmentationTask kind must be 'balls' or 'gaussian', got {kind!r}")
         self.kind, self.loss_fn, self.output_stride, self.decoding = kind, loss, output_stride, decoding
-        self.n_outputs = N_CLASSES + 1 if kind == "balls" else N_CLASSES
+        self.catalog = catalog
+        self.n_outputs = len(catalog) + 1 if kind == "balls" else len(catalog)
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> LossOutput:
         return self.loss_fn(outputs, target)
@@ -119,12 +129,13 @@ class SegmentationTask:
     def decode(self, maps_czyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str) -> pd.DataFrame:
         """Scored candidate picks (every peak above the candidate floor) of one tomogram."""
         d = self.decoding
+        names = self.catalog.names
         min_voxels = {
-            name: d.min_voxels(name, voxel_spacing_angstrom_zyx, self.output_stride) for name in PARTICLE_NAMES
+            name: d.min_voxels(name, voxel_spacing_angstrom_zyx, self.output_stride, self.catalog) for name in names
         }
         return maps_to_picks(
             maps_czyx,
-            PARTICLE_NAMES,
+            names,
             voxel_spacing_angstrom_zyx,
             run,
             thresholds=d.candidate_floor,
@@ -132,6 +143,7 @@ class SegmentationTask:
             radius_fraction=d.radius_fraction,
             min_voxels=min_voxels,
             output_stride=self.output_stride,
+            catalog=self.catalog,
         )
 
 
@@ -150,6 +162,7 @@ class DetectionTask:
     ):
         self.loss_fn, self.stride, self.output_stride, self.decoding = loss, int(stride), int(stride), decoding
         self.anchors_voxels = np.asarray(anchors_voxels, dtype=np.float64)
+        self.catalog = COMPETITION_CATALOG  # the detector's anchors are the competition's size groups
         self.layout = DetectionLayout(len(self.anchors_voxels), N_CLASSES)
         self.vector_channels = self.layout.vector_channels
 
@@ -170,12 +183,12 @@ class DetectionTask:
             threshold=self.decoding.candidate_floor,
         )
         frames = []
-        for class_index, name in enumerate(PARTICLE_NAMES):
+        for class_index, name in enumerate(self.catalog.names):
             mine = found.class_indices == class_index
             if not mine.any():
                 continue
             radius_voxels = self.decoding.radius_fraction * radius_angstrom_to_voxels(
-                particle(name).radius_angstrom, voxel_spacing_angstrom_zyx
+                self.catalog.get(name).radius_angstrom, voxel_spacing_angstrom_zyx
             )
             keep = spherical_nms(found.centres_voxel_zyx[mine], found.scores[mine], radius_voxels)
             xyz = voxel_zyx_to_angstrom_xyz(found.centres_voxel_zyx[mine][keep], voxel_spacing_angstrom_zyx)

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from cryokit.io.atomic import atomic_write_text
-from cryokit.particles import PARTICLE_NAMES, TOTAL_WEIGHT, check_particle_name, particle
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 
 __all__ = [
     "ThresholdCurve",
@@ -123,9 +123,9 @@ def _fbeta(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, beta: float) -> tuple
 
 
 def _curve(
-    name: str, refs: pd.DataFrame, cands: pd.DataFrame, distance_multiplier: float, beta: float
+    name: str, refs: pd.DataFrame, cands: pd.DataFrame, distance_multiplier: float, beta: float, radius_angstrom: float
 ) -> ThresholdCurve:
-    radius = particle(name).radius_angstrom * distance_multiplier
+    radius = radius_angstrom * distance_multiplier
     ref_best = np.sort(_best_nearby_scores(refs, cands, radius))
     scores = np.sort(cands["score"].to_numpy(np.float64))  # the one sort of the class
     thresholds = np.unique(scores)[::-1]
@@ -135,7 +135,7 @@ def _curve(
     return ThresholdCurve(name, thresholds, tp, fp, fn, *_fbeta(tp, fp, fn, beta), len(ref_best), beta)
 
 
-def _check_candidates(candidates: pd.DataFrame) -> None:
+def _check_candidates(candidates: pd.DataFrame, catalog: ParticleCatalog) -> None:
     missing = [c for c in ("experiment", "particle_type", "x", "y", "z", "score") if c not in candidates.columns]
     if missing:
         hint = " (keep every pick's score when decoding)" if "score" in missing else ""
@@ -143,13 +143,17 @@ def _check_candidates(candidates: pd.DataFrame) -> None:
     scores = candidates["score"].to_numpy(np.float64)
     if not np.isfinite(scores).all():
         raise ValueError(f"candidates have {int((~np.isfinite(scores)).sum())} non-finite score(s)")
-    unknown = sorted(set(candidates["particle_type"]) - set(PARTICLE_NAMES), key=str)
+    unknown = sorted(set(candidates["particle_type"]) - set(catalog.names), key=str)
     if unknown:
         raise ValueError(f"candidates have unknown particle type(s) {unknown}")
 
 
 def threshold_curves(
-    candidates: pd.DataFrame, solution: pd.DataFrame, distance_multiplier: float = 0.5, beta: float = 4
+    candidates: pd.DataFrame,
+    solution: pd.DataFrame,
+    distance_multiplier: float = 0.5,
+    beta: float = 4,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> dict[str, ThresholdCurve]:
     """One curve per particle type present in ``solution``, in catalog order.
 
@@ -158,51 +162,61 @@ def threshold_curves(
         solution: reference picks, columns experiment, particle_type, x, y, z.
         distance_multiplier: match radius as a fraction of the particle radius (Kaggle: 0.5).
         beta: F-beta's beta (Kaggle: 4).
+        catalog: the particle types and radii (default the competition's six).
 
     Candidates of experiments absent from the solution are dropped, as the metric drops them. A class
     without candidates gets an empty curve (``best()`` is then (>= 1.0, 0.0)).
     """
-    _check_candidates(candidates)
+    _check_candidates(candidates, catalog)
     candidates = candidates[candidates["experiment"].isin(set(solution["experiment"]))]
     curves = {}
-    for name in PARTICLE_NAMES:
+    for name in catalog.names:
         refs = solution[solution["particle_type"] == name].reset_index(drop=True)
         if refs.empty:
             continue
         cands = candidates[candidates["particle_type"] == name].reset_index(drop=True)
-        curves[name] = _curve(name, refs, cands, distance_multiplier, beta)
+        curves[name] = _curve(name, refs, cands, distance_multiplier, beta, catalog.get(name).radius_angstrom)
     return curves
 
 
 def weighted_score(
-    curves: Mapping[str, ThresholdCurve], thresholds: Mapping[str, float], default: float = 0.0
+    curves: Mapping[str, ThresholdCurve],
+    thresholds: Mapping[str, float],
+    default: float = 0.0,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> float:
     """The competition score when each class keeps ``score >= thresholds[class]`` (``default`` if absent)."""
-    total = sum(particle(name).weight * curve.at(thresholds.get(name, default))[5] for name, curve in curves.items())
-    return total / TOTAL_WEIGHT
+    total = sum(catalog.get(name).weight * curve.at(thresholds.get(name, default))[5] for name, curve in curves.items())
+    return total / catalog.total_weight if catalog.total_weight else 0.0
 
 
 def best_thresholds(
-    candidates: pd.DataFrame, solution: pd.DataFrame, distance_multiplier: float = 0.5, beta: float = 4
+    candidates: pd.DataFrame,
+    solution: pd.DataFrame,
+    distance_multiplier: float = 0.5,
+    beta: float = 4,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> dict[str, float]:
     """The F-beta-optimal threshold of every particle type present in ``solution``."""
     return {
         name: curve.best()[0]
-        for name, curve in threshold_curves(candidates, solution, distance_multiplier, beta).items()
+        for name, curve in threshold_curves(candidates, solution, distance_multiplier, beta, catalog).items()
     }
 
 
-def save_thresholds(path: str | Path, thresholds: Mapping[str, float]) -> Path:
+def save_thresholds(
+    path: str | Path, thresholds: Mapping[str, float], catalog: ParticleCatalog = COMPETITION_CATALOG
+) -> Path:
     """Write ``{"particle": threshold}`` JSON atomically; names are checked against the catalog and
     values must be finite numbers (JSON has no NaN)."""
     for name, value in thresholds.items():
-        check_particle_name(name, f"thresholds for {path}")
+        catalog.check(name, f"thresholds for {path}")
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
             raise ValueError(f"thresholds for {path}: {name} threshold must be a finite number, got {value!r}")
     return atomic_write_text(path, json.dumps({k: float(v) for k, v in thresholds.items()}, indent=2))
 
 
-def load_thresholds(path: str | Path) -> dict[str, float]:
+def load_thresholds(path: str | Path, catalog: ParticleCatalog = COMPETITION_CATALOG) -> dict[str, float]:
     """Read a thresholds JSON written by ``save_thresholds`` (or by hand), validating names and values."""
     path = Path(path)
     try:
@@ -214,14 +228,19 @@ def load_thresholds(path: str | Path) -> dict[str, float]:
     if not isinstance(values, dict):
         raise ValueError(f"thresholds file {path} must hold an object {{particle: threshold}}")
     for name, value in values.items():
-        if name not in PARTICLE_NAMES:
-            raise ValueError(f"thresholds file {path}: unknown particle type {name!r}")
+        if name not in catalog.names:
+            raise ValueError(
+                f"thresholds file {path}: unknown particle type {name!r} (catalog {catalog.source}: "
+                f"{', '.join(catalog.names)})"
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
             raise ValueError(f"thresholds file {path}: {name} threshold must be a finite number, got {value!r}")
     return {k: float(v) for k, v in values.items()}
 
 
-def nms_candidates(candidates: pd.DataFrame, radius_fraction: float) -> pd.DataFrame:
+def nms_candidates(
+    candidates: pd.DataFrame, radius_fraction: float, catalog: ParticleCatalog = COMPETITION_CATALOG
+) -> pd.DataFrame:
     """Candidates after greedy spherical NMS per (experiment, class) with radius ``radius_fraction`` times
     the class radius (Angstrom), as ``postprocess.radius_fraction`` does at decoding; 0 returns them as
     they are. Kept rows keep their order."""
@@ -235,7 +254,7 @@ def nms_candidates(candidates: pd.DataFrame, radius_fraction: float) -> pd.DataF
     for (_, name), rows in candidates.groupby(["experiment", "particle_type"], sort=False).indices.items():
         frame = candidates.iloc[rows]
         chosen = spherical_nms(
-            _xyz(frame), frame["score"].to_numpy(np.float64), radius_fraction * particle(name).radius_angstrom
+            _xyz(frame), frame["score"].to_numpy(np.float64), radius_fraction * catalog.get(name).radius_angstrom
         )
         kept.append(rows[chosen])
     return candidates.iloc[np.sort(np.concatenate(kept))].reset_index(drop=True)

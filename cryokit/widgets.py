@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cryokit.particles import particle
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.thresholds import nms_candidates, save_thresholds, threshold_curves, weighted_score
 
 __all__ = ["ThresholdPanel"]
@@ -52,8 +52,10 @@ class ThresholdPanel:
         solution: pd.DataFrame,
         nms_fraction: float = 0.0,
         out_path: str | Path = "thresholds.json",
+        catalog: ParticleCatalog = COMPETITION_CATALOG,
     ):
         self.raw_candidates, self.solution, self.out_path = candidates, solution, Path(out_path)
+        self.catalog = catalog
         self.nms_fraction = -1.0
         self.set_nms_fraction(nms_fraction)
         self.thresholds: dict[str, float] = {}
@@ -65,8 +67,8 @@ class ThresholdPanel:
         """Re-apply spherical NMS with ``fraction`` x class radius and recompute the curves."""
         fraction = float(fraction)
         if fraction != self.nms_fraction:
-            self.candidates = nms_candidates(self.raw_candidates, fraction)
-            self.curves = threshold_curves(self.candidates, self.solution)
+            self.candidates = nms_candidates(self.raw_candidates, fraction, self.catalog)
+            self.curves = threshold_curves(self.candidates, self.solution, catalog=self.catalog)
             self.nms_fraction = fraction
 
     def set_threshold(self, name: str, value: float) -> None:
@@ -82,10 +84,10 @@ class ThresholdPanel:
 
     def score(self) -> float:
         """The competition score at the current thresholds."""
-        return weighted_score(self.curves, self.thresholds)
+        return weighted_score(self.curves, self.thresholds, catalog=self.catalog)
 
     def best_score(self) -> float:
-        return weighted_score(self.curves, {name: c.best()[0] for name, c in self.curves.items()})
+        return weighted_score(self.curves, {name: c.best()[0] for name, c in self.curves.items()}, catalog=self.catalog)
 
     def table(self) -> pd.DataFrame:
         """One row per class: weight, threshold, kept candidates, tp, fp, fn, precision, recall, F4."""
@@ -93,7 +95,7 @@ class ThresholdPanel:
         for name, curve in self.curves.items():
             threshold = self.thresholds[name]
             tp, fp, fn, precision, recall, fbeta = curve.at(threshold)
-            rows.append((name, particle(name).weight, threshold, tp + fp, tp, fp, fn, precision, recall, fbeta))
+            rows.append((name, self.catalog.get(name).weight, threshold, tp + fp, tp, fp, fn, precision, recall, fbeta))
         table = pd.DataFrame(
             rows,
             columns=["particle_type", "weight", "threshold", "kept", "tp", "fp", "fn", "precision", "recall", "fbeta"],
@@ -103,7 +105,7 @@ class ThresholdPanel:
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write the current thresholds as JSON (atomically) for ``cryokit predict --thresholds``."""
-        return save_thresholds(path or self.out_path, self.thresholds)
+        return save_thresholds(path or self.out_path, self.thresholds, self.catalog)
 
     def figure(self, fig=None):
         """Precision-recall and F4 curves with the current operating points (a matplotlib Figure)."""
@@ -111,7 +113,7 @@ class ThresholdPanel:
 
         from cryokit.plots.tuning import plot_threshold_curves
 
-        return plot_threshold_curves(self.curves, self.thresholds, fig or Figure(figsize=(11, 4.2)))
+        return plot_threshold_curves(self.curves, self.thresholds, fig or Figure(figsize=(11, 4.2)), self.catalog)
 
     def table_html(self) -> str:
         """The table as HTML (the widget's live table)."""

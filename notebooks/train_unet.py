@@ -22,7 +22,13 @@
 # MLflow (a SQLite store in `out_dir` unless `mlflow_uri` is given).
 
 # %% tags=["parameters"]
-data_root = None  # competition root; None: simulate into out_dir/data
+data_root = None  # competition root; None: simulate into out_dir/data (unless copick_config is set)
+# Or any copick project (Data Portal, your own MRC tomograms): its config, voxel spacing, tomo type, picks
+copick_config = None  # e.g. "portal.json"; its pickable particles become the model's classes
+voxel_spacing = None  # Angstrom, as copick names it (e.g. 10.012)
+tomo_type = "denoised"
+pick_user = ""  # copick user_id of the training picks
+pick_session = ""  # copick session_id ("" = all sessions of pick_user)
 val_runs = None  # runs held out for validation; None: the last run
 out_dir = "outputs/train_unet"
 model = "unet"  # unet | basicunet | segresnet | flexibleunet
@@ -45,13 +51,18 @@ from IPython.display import Image, display
 
 from cryokit.demo.notebooks import notebook_training_config, simulate_for_notebook, train_and_report
 
-if data_root is None:
+copick = None
+if copick_config is not None:
+    copick = {"config": copick_config, "voxel_spacing": voxel_spacing or 0.0, "tomo_type": tomo_type}
+    copick.update({"pick_user": pick_user, "pick_session": pick_session})
+elif data_root is None:
     data_root, _ = simulate_for_notebook(out_dir, sim_runs, sim_shape_zyx, sim_difficulty, seed)
 config = notebook_training_config(
     model,
     data_root,
     out_dir,
     val_runs,
+    copick=copick,
     level=level,
     patch_size_zyx=patch_size_zyx,
     batch_size=batch_size,

@@ -23,7 +23,13 @@
 # U-Net notebook; with `data_root = None` a small dataset is simulated into `out_dir/data`.
 
 # %% tags=["parameters"]
-data_root = None  # competition root; None: simulate into out_dir/data
+data_root = None  # competition root; None: simulate into out_dir/data (unless copick_config is set)
+# Or a copick project (e.g. the competition's data on the Data Portal); the detector's anchors need the six
+copick_config = None  # e.g. "portal.json"
+voxel_spacing = None  # Angstrom, as copick names it (e.g. 10.012)
+tomo_type = "denoised"
+pick_user = ""  # copick user_id of the training picks
+pick_session = ""  # copick session_id ("" = all sessions of pick_user)
 val_runs = None  # runs held out for validation; None: the last run
 out_dir = "outputs/train_yolo3d"
 backbone_weights = ""  # MedicalNet checkpoint (e.g. resnet_18_23dataset.pth); empty: from scratch
@@ -49,13 +55,18 @@ from IPython.display import Image, display
 
 from cryokit.demo.notebooks import notebook_training_config, simulate_for_notebook, train_and_report
 
-if data_root is None:
+copick = None
+if copick_config is not None:
+    copick = {"config": copick_config, "voxel_spacing": voxel_spacing or 0.0, "tomo_type": tomo_type}
+    copick.update({"pick_user": pick_user, "pick_session": pick_session})
+elif data_root is None:
     data_root, _ = simulate_for_notebook(out_dir, sim_runs, sim_shape_zyx, sim_difficulty, seed)
 config = notebook_training_config(
     "yolo3d",
     data_root,
     out_dir,
     val_runs,
+    copick=copick,
     level=level,
     patch_size_zyx=patch_size_zyx,
     batch_size=batch_size,

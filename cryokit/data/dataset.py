@@ -31,7 +31,7 @@ from cryokit.data.sampling import (
 from cryokit.data.targets import TargetRenderer, class_radii_voxels
 from cryokit.io.source import DataSource
 from cryokit.io.tomogram import Tomogram
-from cryokit.particles import PARTICLE_NAMES
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 
 __all__ = ["split_runs", "PatchDataset", "collate"]
 
@@ -98,6 +98,7 @@ class PatchDataset(Dataset):
         tomo_type: str | Sequence[str] = "denoised",
         level: int = 0,
         seed: int = 0,
+        catalog: ParticleCatalog = COMPETITION_CATALOG,
     ) -> None:
         if not runs:
             raise ValueError("runs must name at least one run")
@@ -119,7 +120,8 @@ class PatchDataset(Dataset):
         self.target = target
         self.augmenter, self.seed, self.epoch = augmenter, seed, 0
         self.size_zyx = np.asarray(size_zyx, dtype=np.int64)
-        self.class_weights = class_sampling_weights(class_oversampling)
+        self.catalog = catalog
+        self.class_weights = class_sampling_weights(class_oversampling, catalog)
         self.runs = [self._describe(run, picks) for run, picks in zip(runs, self._picks(list(runs)))]
         self._particle_run = np.concatenate([np.full(len(r.class_indices), i) for i, r in enumerate(self.runs)])
         self._particle_row = np.concatenate([np.arange(len(r.class_indices)) for r in self.runs])
@@ -144,7 +146,13 @@ class PatchDataset(Dataset):
             centres, classes = np.zeros((0, 3)), np.zeros(0, np.int64)
         else:
             centres = angstrom_xyz_to_voxel_zyx(picks[["x", "y", "z"]].to_numpy(np.float64), spacing)
-            classes = np.array([PARTICLE_NAMES.index(n) for n in picks["particle_type"]], dtype=np.int64)
+            unknown = sorted(set(picks["particle_type"]) - set(self.catalog.names))
+            if unknown:
+                raise ValueError(
+                    f"{self.source.describe()}: run {run} has picks of {unknown}, not in the catalog "
+                    f"({self.catalog.source}: {', '.join(self.catalog.names)})"
+                )
+            classes = np.array([self.catalog.names.index(n) for n in picks["particle_type"]], dtype=np.int64)
         stats = {t: tomogram_intensity_stats(tomo) for t, tomo in tomograms.items()}
         return _Run(run, tomogram.shape_zyx, spacing, centres, classes, stats)
 

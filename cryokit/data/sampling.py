@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from cryokit.particles import PARTICLES
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 
 __all__ = [
     "class_sampling_weights",
@@ -24,12 +24,21 @@ __all__ = [
 ]
 
 
-def class_sampling_weights(class_oversampling: Mapping[str, float]) -> np.ndarray:
-    """(6,) weight per class index for particle-centred patches; classes not named weigh 1."""
-    unknown = set(class_oversampling) - {p.name for p in PARTICLES}
+def class_sampling_weights(
+    class_oversampling: Mapping[str, float], catalog: ParticleCatalog = COMPETITION_CATALOG
+) -> np.ndarray:
+    """(C,) weight per class index for particle-centred patches; classes not named weigh 1.
+
+    Competition names a project's catalog lacks are ignored (the default oversampling names two of them);
+    any other unknown name is an error.
+    """
+    unknown = set(class_oversampling) - set(catalog.names) - set(COMPETITION_CATALOG.names)
     if unknown:
-        raise ValueError(f"class_oversampling names unknown particle type(s) {sorted(unknown)}")
-    weights = np.array([float(class_oversampling.get(p.name, 1.0)) for p in PARTICLES])
+        raise ValueError(
+            f"class_oversampling names unknown particle type(s) {sorted(unknown)}; the catalog ({catalog.source}) "
+            f"holds {', '.join(catalog.names)}"
+        )
+    weights = np.array([float(class_oversampling.get(p.name, 1.0)) for p in catalog])
     if np.any(weights < 0) or not np.isfinite(weights).all():
         raise ValueError(f"class_oversampling weights must be finite and >= 0, got {dict(class_oversampling)}")
     return weights

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from cryokit.coords import radius_angstrom_to_voxels, voxel_to_cell
-from cryokit.particles import PARTICLES
+from cryokit.particles import COMPETITION_CATALOG, PARTICLES, ParticleCatalog
 
 __all__ = [
     "N_CLASSES",
@@ -38,14 +38,16 @@ __all__ = [
 N_CLASSES: int = len(PARTICLES)
 
 
-def class_radii_voxels(voxel_spacing_angstrom_zyx, fraction: float = 1.0) -> np.ndarray:
-    """(6,) catalog radius of each class index, times ``fraction``, in voxels at this spacing."""
+def class_radii_voxels(
+    voxel_spacing_angstrom_zyx, fraction: float = 1.0, catalog: ParticleCatalog = COMPETITION_CATALOG
+) -> np.ndarray:
+    """(C,) catalog radius of each class index, times ``fraction``, in voxels at this spacing."""
     return np.array(
-        [fraction * radius_angstrom_to_voxels(p.radius_angstrom, voxel_spacing_angstrom_zyx) for p in PARTICLES]
+        [fraction * radius_angstrom_to_voxels(p.radius_angstrom, voxel_spacing_angstrom_zyx) for p in catalog]
     )
 
 
-def check_points(shape_zyx, centres, class_indices, sizes, size_name: str):
+def check_points(shape_zyx, centres, class_indices, sizes, size_name: str, n_classes: int = N_CLASSES):
     shape = tuple(int(n) for n in shape_zyx)
     if len(shape) != 3 or min(shape) <= 0:
         raise ValueError(f"shape_zyx must be three positive ints, got {shape_zyx}")
@@ -53,8 +55,8 @@ def check_points(shape_zyx, centres, class_indices, sizes, size_name: str):
     classes = np.asarray(class_indices, dtype=np.int64).reshape(-1)
     if len(classes) != len(centres):
         raise ValueError(f"class_indices has {len(classes)} entries for {len(centres)} centres")
-    if classes.size and (classes.min() < 0 or classes.max() >= N_CLASSES):
-        raise ValueError(f"class_indices must lie in 0..{N_CLASSES - 1}, got {np.unique(classes)}")
+    if classes.size and (classes.min() < 0 or classes.max() >= n_classes):
+        raise ValueError(f"class_indices must lie in 0..{n_classes - 1}, got {np.unique(classes)}")
     sizes = np.broadcast_to(np.asarray(sizes, dtype=np.float64), (len(centres),))
     if np.any(sizes <= 0):
         raise ValueError(f"{size_name} must be positive, got {sizes}")
@@ -77,6 +79,7 @@ def ball_label_map(
     centres_voxel_zyx: np.ndarray,
     class_indices: np.ndarray,
     radii_voxels: float | np.ndarray,
+    n_classes: int = N_CLASSES,
 ) -> np.ndarray:
     """A label map with a ball of label ``class + 1`` around each centre; nearer centre wins ties.
 
@@ -85,12 +88,13 @@ def ball_label_map(
         centres_voxel_zyx: (N, 3) fractional voxel centres; may lie outside the volume (partial balls).
         class_indices: (N,) class index 0..5 per particle.
         radii_voxels: scalar or (N,) ball radius per particle (voxels with distance <= r are inside).
+        n_classes: number of classes of the catalog (labels 1..n_classes).
 
     Returns:
         (Z, Y, X) int64 labels, 0 for background.
     """
     shape, centres, classes, radii = check_points(
-        shape_zyx, centres_voxel_zyx, class_indices, radii_voxels, "radii_voxels"
+        shape_zyx, centres_voxel_zyx, class_indices, radii_voxels, "radii_voxels", n_classes
     )
     labels = np.zeros(shape, dtype=np.int64)
     nearest_d2 = np.full(shape, np.inf, dtype=np.float64)
@@ -126,7 +130,7 @@ def gaussian_heatmaps(
         (C, Z, Y, X) float32 heatmaps in [0, 1].
     """
     shape, centres, classes, sigmas = check_points(
-        shape_zyx, centres_voxel_zyx, class_indices, sigmas_voxels, "sigmas_voxels"
+        shape_zyx, centres_voxel_zyx, class_indices, sigmas_voxels, "sigmas_voxels", n_classes
     )
     if classes.size and classes.max() >= n_classes:
         raise ValueError(f"class_indices must be < n_classes={n_classes}, got {classes.max()}")
@@ -165,14 +169,18 @@ class BallTargets:
 
     radius_fraction: float = 0.5
     stride: int = 1
+    catalog: ParticleCatalog = COMPETITION_CATALOG  # class k is catalog.particles[k]
     render = staticmethod(ball_label_map)
 
     def __call__(self, size_zyx, centres_voxel_zyx, class_indices, voxel_spacing_angstrom_zyx) -> torch.Tensor:
         # A U-Net of output stride s predicts on the stride-s cell grid: the target is rendered there.
-        radii = self.radius_fraction * class_radii_voxels(voxel_spacing_angstrom_zyx)[np.asarray(class_indices, int)]
+        radii = class_radii_voxels(voxel_spacing_angstrom_zyx, self.radius_fraction, self.catalog)
+        radii = radii[np.asarray(class_indices, int)]
         cell_shape = tuple(int(n) // self.stride for n in size_zyx)
         cells = voxel_to_cell(centres_voxel_zyx, self.stride)
-        return torch.from_numpy(self.render(cell_shape, cells, class_indices, radii / self.stride))
+        return torch.from_numpy(
+            self.render(cell_shape, cells, class_indices, radii / self.stride, n_classes=len(self.catalog))
+        )
 
 
 @dataclass(frozen=True)

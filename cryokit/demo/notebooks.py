@@ -14,7 +14,6 @@ import pandas as pd
 
 from cryokit.config import RunConfig
 from cryokit.io.atomic import atomic_write_text
-from cryokit.io.source import KaggleSource
 
 __all__ = ["TrainingReport", "train_and_report", "simulate_for_notebook", "notebook_training_config"]
 
@@ -34,10 +33,11 @@ class TrainingReport:
 
 def notebook_training_config(
     model: str,
-    data_root: str | Path,
+    data_root: str | Path | None,
     out_dir: str | Path,
     val_runs=None,
     *,
+    copick: Mapping[str, Any] | None = None,
     level: int = 1,
     patch_size_zyx=(32, 96, 96),
     batch_size: int = 4,
@@ -54,20 +54,31 @@ def notebook_training_config(
     Args:
         model: a ``MODEL_PRESETS`` name (sets model, target and loss together).
         data_root: a Kaggle-layout root; its last run validates unless ``val_runs`` names others.
+        copick: instead of ``data_root``, a copick project: ``{"config": path, "voxel_spacing": A,
+            "tomo_type": ..., "pick_user": ..., "pick_session": ...}`` (``cryokit.config.DataConfig`` names).
         out_dir: the run folder; MLflow's experiment is ``cryokit-train-{model}``.
         overrides: further ``{"section.key": value}`` overrides (the notebook's own parameters).
     """
     from cryokit.config import MODEL_PRESETS, apply_overrides
     from cryokit.demo.pipeline import demo_training_config
-    from cryokit.io import list_runs
+    from cryokit.models.build import data_source
 
-    runs = list_runs(data_root, "train")
+    data = {"data.root": str(data_root or "")}
+    if copick:
+        unknown = set(copick) - {"config", "voxel_spacing", "tomo_type", "pick_user", "pick_session"}
+        if unknown or data_root:
+            raise ValueError(
+                f"copick parameters: unknown key(s) {sorted(unknown)}" if unknown else "give data_root or copick"
+            )
+        data = {"data.root": "", "data.copick": str(copick["config"])}
+        data.update({f"data.{k}": v for k, v in copick.items() if k != "config"})
+    base = apply_overrides(demo_training_config(), data)
+    runs = data_source(base.data).list_runs()
     val_runs = list(val_runs) if val_runs else runs[-1:]
     return apply_overrides(
-        demo_training_config(),
+        base,
         {
             **MODEL_PRESETS[model],
-            "data.root": str(data_root),
             "data.val_runs": val_runs,
             "data.train_runs": [r for r in runs if r not in val_runs],
             "data.level": level,
@@ -93,7 +104,7 @@ def train_and_report(config: RunConfig, progress: bool = True) -> TrainingReport
     from cryokit.inference.device import resolve_device
     from cryokit.inference.predict import predict_runs
     from cryokit.metric import score_table
-    from cryokit.models.build import build_model_and_task, sliding_window
+    from cryokit.models.build import build_model_and_task, data_source, sliding_window
     from cryokit.plots.training import plot_predictions_on_slice
     from cryokit.training.loop import evaluate, fit, seed_everything
     from cryokit.training.tracking import open_tracker
@@ -101,11 +112,12 @@ def train_and_report(config: RunConfig, progress: bool = True) -> TrainingReport
     if not config.data.val_runs:
         raise ValueError("train_and_report needs data.val_runs: the report is about validation runs")
     data, out_dir, val_runs = config.data, Path(config.train.out_dir), list(config.data.val_runs)
-    source = KaggleSource(data.root, data.split)
+    source = data_source(data)
+    catalog = source.catalog()
     tomogram = source.open_tomogram(val_runs[0], data.tomo_type, data.level)
     seed_everything(config.train.seed)
     device = resolve_device(config.train.device)
-    untrained, task = build_model_and_task(config, tomogram.voxel_spacing_angstrom_zyx)
+    untrained, task = build_model_and_task(config, tomogram.voxel_spacing_angstrom_zyx, catalog)
     untrained_score = evaluate(
         untrained.to(device),
         task,
@@ -117,14 +129,15 @@ def train_and_report(config: RunConfig, progress: bool = True) -> TrainingReport
         data.tomo_type,
         data.level,
         config.postprocess.default_threshold,
+        catalog,
     ).score
     track = config.tracking
     with open_tracker(track.enabled, track.tracking_uri, track.experiment, out_dir, track.run_name) as tracker:
         tracker.log_metrics({"untrained_val_score": untrained_score}, step=0)
         result = fit(config, tracker=tracker, progress=progress)
-    val_picks, _ = predict_runs([str(result.best_checkpoint)], data.root, data.split, val_runs, progress=progress)
+    val_picks, _ = predict_runs([str(result.best_checkpoint)], source, data.split, val_runs, progress=progress)
     solution = source.read_solution(val_runs)
-    table = score_table(solution, val_picks)
+    table = score_table(solution, val_picks, catalog=catalog)
     files = {"curves_png": out_dir / "curves.png", "predictions_png": out_dir / f"predictions_{val_runs[0]}.png"}
     plt.close(
         plot_predictions_on_slice(
@@ -134,6 +147,7 @@ def train_and_report(config: RunConfig, progress: bool = True) -> TrainingReport
             tomogram.voxel_spacing_angstrom_zyx,
             path=files["predictions_png"],
             title=f"{val_runs[0]}: predicted (x) vs true (o) picks",
+            catalog=catalog,
         )
     )
     summary = {"untrained_score": untrained_score, "best_score": result.best_score, "best_epoch": result.best_epoch}

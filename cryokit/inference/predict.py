@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
@@ -30,6 +31,8 @@ from cryokit.inference.tta import tta_transforms
 
 if TYPE_CHECKING:
     from cryokit.ensemble import Ensemble
+    from cryokit.io.source import DataSource
+    from cryokit.particles import ParticleCatalog
     from cryokit.tasks import Task
     from cryokit.training.checkpoint import LoadedModel
 
@@ -191,7 +194,7 @@ def group_candidates(
 
 def predict_run(
     groups: Sequence[Sequence[LoadedModel]],
-    root: str,
+    root: str | DataSource,
     split: str,
     run: str,
     tta: str = "none",
@@ -201,23 +204,25 @@ def predict_run(
     keep_scores: bool = False,
     options: InferenceOptions | None = None,
     ensemble: Ensemble | None = None,
+    tomo_type: str | None = None,
 ) -> pd.DataFrame:
     """Picks of one run from ensemble ``groups`` (``ensemble_groups``).
 
     Args:
         groups: lists of loaded checkpoints; the first member of the first group sets thresholds defaults.
+        root: a Kaggle root (with ``split``) or any ``DataSource`` (a copick project; ``split`` unused).
         tta: one of ``TTA_CHOICES``.
         thresholds: per-class thresholds; None uses the first checkpoint's tuned thresholds, and classes
             missing from either use its ``default_threshold``.
         amp: mixed precision on CUDA; None follows each checkpoint's training setting.
         keep_scores: return every candidate with its score instead of thresholding.
         options: speed switches; by default the tomogram is normalised on a GPU ``device`` and stays there.
+        tomo_type: read this tomogram type instead of the one each checkpoint was trained on.
         ensemble: how to merge the groups (``cryokit.ensemble``: calibrated scores, per-class weights and
             thresholds, which then replace the first checkpoint's); None averages the raw scores.
     """
     from cryokit.data.normalise import normalise_tomogram, normalise_tomogram_on
     from cryokit.ensemble import ensemble_picks
-    from cryokit.io import open_run_tomogram
     from cryokit.postprocess import apply_thresholds, merge_picks
 
     if not groups or not groups[0]:
@@ -227,7 +232,7 @@ def predict_run(
     per_group = []
     for members in groups:
         lead = members[0]
-        tomogram = open_run_tomogram(root, split, run, lead.tomo_type, lead.level)
+        tomogram = _as_source(root, split).open_tomogram(run, tomo_type or lead.tomo_type, lead.level)
         volume = normalise_tomogram_on(tomogram, device) if on_device else normalise_tomogram(tomogram)
         per_group.append(
             predict_volume_picks(
@@ -247,7 +252,9 @@ def predict_run(
         picks = ensemble_picks(ensemble, per_group)
         thresholds = ensemble.thresholds if thresholds is None else thresholds
     else:
-        picks = per_group[0] if len(per_group) == 1 else merge_picks(per_group, first.merge_radius_fraction)
+        picks = per_group[0] if len(per_group) == 1 else merge_picks(
+            per_group, first.merge_radius_fraction, catalog=first.catalog
+        )
         thresholds = first.thresholds if thresholds is None else thresholds
     return picks if keep_scores else apply_thresholds(picks, thresholds, first.default_threshold)
 
@@ -318,9 +325,36 @@ def predict_each_run(
     return results
 
 
+def _as_source(root: str | DataSource, split: str) -> DataSource:
+    from cryokit.io.source import KaggleSource
+
+    return KaggleSource(root, split) if isinstance(root, (str, Path)) else root
+
+
+def check_catalogs(loaded: Sequence[LoadedModel], catalog: ParticleCatalog, map_by_name: bool = False) -> None:
+    """Refuse checkpoints whose particles differ from the project's, naming the objects on each side.
+
+    With ``map_by_name`` the objects the checkpoint and the project share are kept (by name) and the others
+    dropped from the picks; at least one must be shared.
+    """
+    for item in loaded:
+        differences = item.catalog.differences(catalog)
+        if not differences:
+            continue
+        shared = [n for n in item.catalog.names if n in catalog.names]
+        if not map_by_name:
+            raise ValueError(
+                f"checkpoint {item.path} was trained on other particles than {catalog.source}: {differences} "
+                "(pass --map-objects to keep the objects they share, by name)"
+            )
+        if not shared:
+            raise ValueError(f"checkpoint {item.path} shares no particle with {catalog.source}: {differences}")
+        log.warning("checkpoint %s: mapping by name (%s); keeping %s", item.path, differences, ", ".join(shared))
+
+
 def predict_runs(
     checkpoints: Sequence[str],
-    root: str,
+    root: str | DataSource,
     split: str = "test",
     runs: Sequence[str] | None = None,
     tta: str = "none",
@@ -331,6 +365,8 @@ def predict_runs(
     on_error: str = "raise",
     options: InferenceOptions | None = None,
     ensemble: Ensemble | None = None,
+    tomo_type: str | None = None,
+    map_by_name: bool = False,
 ) -> tuple[pd.DataFrame, list[float]]:
     """Picks of every run of a split from one or more checkpoints, and the seconds each run took.
 
@@ -344,8 +380,11 @@ def predict_runs(
     ``options`` (``cryokit.inference.speed.InferenceOptions``) are applied to every model once, here.
     ``ensemble`` (``cryokit.ensemble``, fitted by ``cryokit ensemble``) merges the groups on calibrated
     scores with its own thresholds; it must have one member per group.
+
+    ``root`` is a Kaggle root (with ``split``) or any ``DataSource``; a copick source's catalog must
+    match the checkpoints' (``check_catalogs``; ``map_by_name`` keeps the shared objects). ``tomo_type``
+    reads another tomogram type than the checkpoints were trained on.
     """
-    from cryokit.io import list_runs
     from cryokit.training.checkpoint import load_model
 
     if not checkpoints:
@@ -354,18 +393,21 @@ def predict_runs(
     loaded = [load_model(path, torch_device) for path in checkpoints]
     for item in loaded:
         item.model = prepare_for_inference(item.model, options)
+    source = _as_source(root, split)
+    catalog = source.catalog()
+    check_catalogs(loaded, catalog, map_by_name)
     groups = ensemble_groups(loaded)
     if ensemble is not None and len(ensemble.members) != len(groups):
         raise ValueError(
             f"the ensemble file has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the "
             f"checkpoints make {len(groups)} group(s) ({'; '.join(group_names(groups))})"
         )
-    runs = list(runs) if runs is not None else list_runs(root, split)
+    runs = list(runs) if runs is not None else source.list_runs()
 
     def predict_one(run: str) -> pd.DataFrame:
-        return predict_run(
+        picks = predict_run(
             groups,
-            root,
+            source,
             split,
             run,
             tta,
@@ -374,8 +416,12 @@ def predict_runs(
             keep_scores=keep_scores,
             options=options,
             ensemble=ensemble,
+            tomo_type=tomo_type,
         )
+        return picks[picks["particle_type"].isin(catalog.names)].reset_index(drop=True)
 
     results = predict_each_run(runs, predict_one, on_error, progress)
     results.picks.attrs["failed_runs"] = results.failed
+    # the objects predicted: the catalog's, or with map_by_name those every checkpoint shares with it
+    results.picks.attrs["objects"] = [n for n in catalog.names if all(n in m.catalog.names for m in loaded)]
     return results.picks, [results.seconds[run] for run in runs if run in results.seconds]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from cryokit.io.atomic import atomic_path
 from cryokit.io.submission import SUBMISSION_COLUMNS, read_submission
-from cryokit.particles import check_particle_name
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 
 __all__ = ["CANDIDATE_COLUMNS", "write_candidates", "read_candidates"]
 
@@ -34,7 +34,7 @@ def _scores(frame: pd.DataFrame, where: str) -> np.ndarray:
     return values
 
 
-def write_candidates(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+def write_candidates(df: pd.DataFrame, path: str | os.PathLike, catalog: ParticleCatalog = COMPETITION_CATALOG) -> Path:
     """Write scored picks (experiment, particle_type, x, y, z, score) as CSV, atomically, ids 0..n-1.
 
     Raises:
@@ -46,7 +46,7 @@ def write_candidates(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     if missing:
         raise ValueError(f"{where}: missing column(s) {', '.join(missing)}")
     for name in pd.unique(df["particle_type"]):
-        check_particle_name(name, where)
+        catalog.check(name, where)
     out = pd.DataFrame(
         {
             "id": np.arange(len(df), dtype=np.int64),

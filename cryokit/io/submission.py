@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cryokit.io.atomic import atomic_path
-from cryokit.particles import PARTICLE_NAMES, check_particle_name
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 
 __all__ = ["SUBMISSION_COLUMNS", "write_submission", "read_submission"]
 
@@ -34,12 +34,14 @@ def _row(row: int, first_line: int | None) -> str:
     return f"row {row}" if first_line is None else f"row {row} (line {row + first_line})"
 
 
-def _check_types(types: pd.Series, where: str, first_line: int | None = None) -> None:
+def _check_types(
+    types: pd.Series, where: str, first_line: int | None = None, catalog: ParticleCatalog = COMPETITION_CATALOG
+) -> None:
     """Raise naming the first row (0-based data row) whose particle_type is not in the catalog."""
-    unknown = ~types.isin(PARTICLE_NAMES).to_numpy()
+    unknown = ~types.isin(catalog.names).to_numpy()
     if unknown.any():
         row = int(np.argmax(unknown))
-        check_particle_name(types.iloc[row], where=f"{_row(row, first_line)} of {where}")
+        catalog.check(types.iloc[row], where=f"{_row(row, first_line)} of {where}")
 
 
 def _coordinates_angstrom(frame: pd.DataFrame, where: str, first_line: int | None = None) -> dict[str, np.ndarray]:
@@ -83,7 +85,7 @@ def _ids(ids: pd.Series, path: Path) -> np.ndarray:
     return values
 
 
-def write_submission(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+def write_submission(df: pd.DataFrame, path: str | os.PathLike, catalog: ParticleCatalog = COMPETITION_CATALOG) -> Path:
     """Write predictions as the Kaggle submission CSV, atomically.
 
     Args:
@@ -102,7 +104,7 @@ def write_submission(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     path = Path(path)
     where = f"submission for {path}"
     _require_columns(df, SUBMISSION_COLUMNS[1:], where)
-    _check_types(df["particle_type"], where)
+    _check_types(df["particle_type"], where, catalog=catalog)
     _check_experiments(df["experiment"], where)
     xyz = _coordinates_angstrom(df, where)
     out = pd.DataFrame(
@@ -119,7 +121,7 @@ def write_submission(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
-def read_submission(path: str | os.PathLike) -> pd.DataFrame:
+def read_submission(path: str | os.PathLike, catalog: ParticleCatalog = COMPETITION_CATALOG) -> pd.DataFrame:
     """Read and validate a submission CSV.
 
     Args:
@@ -142,7 +144,7 @@ def read_submission(path: str | os.PathLike) -> pd.DataFrame:
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a readable submission CSV ({error})") from error
     _require_columns(frame, SUBMISSION_COLUMNS, str(path))
-    _check_types(frame["particle_type"], str(path), _FIRST_DATA_LINE)
+    _check_types(frame["particle_type"], str(path), _FIRST_DATA_LINE, catalog)
     _check_experiments(frame["experiment"], str(path), _FIRST_DATA_LINE)
     for column, values in _coordinates_angstrom(frame, str(path), _FIRST_DATA_LINE).items():
         frame[column] = values

@@ -24,14 +24,14 @@ from cryokit.data.augment import Augmenter
 from cryokit.data.dataset import PatchDataset
 from cryokit.data.targets import N_CLASSES, BallTargets, GaussianTargets, TargetRenderer
 from cryokit.inference.sliding_window import SlidingWindow
-from cryokit.io.source import DataSource, KaggleSource
+from cryokit.io.source import CopickSource, DataSource, KaggleSource
 from cryokit.losses import CompositeDetectionLoss, DiceCELoss, HeatmapFocalLoss
 from cryokit.models.anchors import anchor_radii_voxels
 from cryokit.models.detection_coder import DetectionTargetEncoder
 from cryokit.models.detector import YOLO3D
 from cryokit.models.resnet3d import medicalnet_resnet18
 from cryokit.models.unet import UNET_ARCHITECTURES, segmentation_unet
-from cryokit.particles import PARTICLES
+from cryokit.particles import COMPETITION_CATALOG, PARTICLES, ParticleCatalog
 from cryokit.tasks import DetectionTask, PeakDecoding, SegmentationTask, Task
 
 __all__ = [
@@ -63,8 +63,23 @@ def _check_pairing(model: ModelConfig, target: TargetConfig, loss: LossConfig) -
         )
 
 
-def build_model(model: ModelConfig, target: TargetConfig, voxel_spacing_angstrom_zyx: Sequence[float]) -> nn.Module:
-    """The network for ``model.name`` (anchors for the detector come from the data's voxel spacing)."""
+def _check_detector_catalog(model: ModelConfig, catalog: ParticleCatalog) -> None:
+    if model.name == "yolo3d" and catalog != COMPETITION_CATALOG:
+        raise ValueError(
+            f"model.name='yolo3d' has anchors for the competition's six particles only; the catalog of "
+            f"{catalog.source} ({', '.join(catalog.names)}) needs a U-Net model"
+        )
+
+
+def build_model(
+    model: ModelConfig,
+    target: TargetConfig,
+    voxel_spacing_angstrom_zyx: Sequence[float],
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
+) -> nn.Module:
+    """The network for ``model.name``: one output channel per catalog particle (plus background for balls);
+    anchors for the detector come from the data's voxel spacing."""
+    _check_detector_catalog(model, catalog)
     if model.name == "yolo3d":
         backbone = medicalnet_resnet18(shortcut_type="A", weights_path=model.backbone_weights or None)
         return YOLO3D(
@@ -74,7 +89,7 @@ def build_model(model: ModelConfig, target: TargetConfig, voxel_spacing_angstrom
             neck_channels=model.neck_channels,
             stride=target.stride,
         )
-    out_channels = N_CLASSES + 1 if target.kind == "balls" else N_CLASSES
+    out_channels = len(catalog) + 1 if target.kind == "balls" else len(catalog)
     return segmentation_unet(
         model.name, out_channels, model.channels, model.strides, model.num_res_units, model.dropout, target.stride
     )
@@ -126,19 +141,23 @@ def build_loss(loss: LossConfig, n_classes: int, class_weights: Sequence[float] 
     )
 
 
-def build_target(target: TargetConfig) -> TargetRenderer:
+def build_target(target: TargetConfig, catalog: ParticleCatalog = COMPETITION_CATALOG) -> TargetRenderer:
     """What the training dataset renders for each patch."""
     if target.kind == "balls":
-        return BallTargets(target.radius_fraction, target.stride)
+        return BallTargets(target.radius_fraction, target.stride, catalog)
     if target.kind == "gaussian":
-        return GaussianTargets(target.radius_fraction, target.stride)
+        return GaussianTargets(target.radius_fraction, target.stride, catalog)
     if target.kind == "detection":
         return DetectionTargetEncoder(target.stride)
     raise ValueError(f"target.kind must be one of {TARGET_KINDS}, got {target.kind!r}")
 
 
 def data_source(data: DataConfig) -> DataSource:
-    """Where the configured runs are."""
+    """Where the configured runs are: a copick project when ``data.copick`` is set, else a Kaggle root."""
+    if data.copick:
+        if data.root:
+            raise ValueError(f"data.root={data.root!r} and data.copick={data.copick!r} both set: give one")
+        return CopickSource(data.copick, data.voxel_spacing, data.pick_user, data.pick_session)
     return KaggleSource(data.root, data.split)
 
 
@@ -149,21 +168,24 @@ def build_dataset(
     augment: AugmentConfig | None,
     runs: Sequence[str],
     seed: int = 0,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
+    source: DataSource | None = None,
 ) -> PatchDataset:
     """The training patches of ``runs`` (use ``cryokit.data.dataset.split_runs`` for the train/val split)."""
     return PatchDataset(
-        data_source(data),
+        source if source is not None else data_source(data),
         runs,
         size_zyx=patch.size_zyx,
         patches_per_epoch=patch.patches_per_epoch,
         positive_share=patch.positive_share,
         class_oversampling=patch.class_oversampling,
         jitter_fraction=patch.jitter_fraction,
-        target=build_target(target),
+        target=build_target(target, catalog),
         augmenter=None if augment is None else Augmenter.from_config(augment),
         tomo_type=data.train_tomo_types or data.tomo_type,
         level=data.level,
         seed=seed,
+        catalog=catalog,
     )
 
 
@@ -183,9 +205,12 @@ def build_task(
     loss: LossConfig,
     post: PostprocessConfig,
     voxel_spacing_angstrom_zyx: Sequence[float],
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> Task:
-    """The task (loss, dense maps, decoder) that goes with the configured model."""
+    """The task (loss, dense maps, decoder) that goes with the configured model and catalog."""
     _check_pairing(model, target, loss)
+    _check_detector_catalog(model, catalog)
+    n_classes = len(catalog)
     decoding = peak_decoding(post)
     if model.name == "yolo3d":
         return DetectionTask(
@@ -193,12 +218,14 @@ def build_task(
         )
     if target.kind == "gaussian":
         return SegmentationTask(
-            "gaussian", HeatmapFocalLoss(loss.focal_gamma, loss.particle_weight), target.stride, decoding
+            "gaussian", HeatmapFocalLoss(loss.focal_gamma, loss.particle_weight), target.stride, decoding, catalog
         )
-    return SegmentationTask("balls", build_loss(loss, N_CLASSES + 1), target.stride, decoding)
+    return SegmentationTask("balls", build_loss(loss, n_classes + 1), target.stride, decoding, catalog)
 
 
-def build_model_and_task(config: RunConfig, voxel_spacing_angstrom_zyx: Sequence[float]) -> tuple[nn.Module, Task]:
-    """``(network, task)`` for a run configuration."""
-    task = build_task(config.model, config.target, config.loss, config.postprocess, voxel_spacing_angstrom_zyx)
-    return build_model(config.model, config.target, voxel_spacing_angstrom_zyx), task
+def build_model_and_task(
+    config: RunConfig, voxel_spacing_angstrom_zyx: Sequence[float], catalog: ParticleCatalog = COMPETITION_CATALOG
+) -> tuple[nn.Module, Task]:
+    """``(network, task)`` for a run configuration and particle catalog."""
+    task = build_task(config.model, config.target, config.loss, config.postprocess, voxel_spacing_angstrom_zyx, catalog)
+    return build_model(config.model, config.target, voxel_spacing_angstrom_zyx, catalog), task

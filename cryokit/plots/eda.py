@@ -19,7 +19,7 @@ from matplotlib.patches import Circle
 from scipy.spatial import cKDTree
 
 from cryokit.coords import angstrom_xyz_to_voxel_zyx, radius_angstrom_to_voxels, voxel_zyx_to_angstrom_xyz
-from cryokit.particles import PARTICLE_NAMES, particle
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.plots._common import finish, slice_extent_angstrom
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-def _class_handles(names: Sequence[str] = PARTICLE_NAMES) -> list[Line2D]:
+def _class_handles(catalog: ParticleCatalog) -> list[Line2D]:
     return [
         Line2D(
             [],
@@ -44,30 +44,32 @@ def _class_handles(names: Sequence[str] = PARTICLE_NAMES) -> list[Line2D]:
             linestyle="",
             markerfacecolor="none",
             markeredgewidth=2,
-            markeredgecolor=particle(n).color_float,
+            markeredgecolor=catalog.get(n).color_float,
             markersize=9,
             label=n,
         )
-        for n in names
+        for n in catalog.names
     ]
 
 
 # --- Particles per class and run -------------------------------------------------------------------
 
 
-def particle_counts_table(picks: pd.DataFrame) -> pd.DataFrame:
+def particle_counts_table(picks: pd.DataFrame, catalog: ParticleCatalog = COMPETITION_CATALOG) -> pd.DataFrame:
     """Runs x particle types (catalog order) counts, with a ``total`` row and column."""
-    table = pd.crosstab(picks["experiment"], picks["particle_type"]).reindex(columns=list(PARTICLE_NAMES), fill_value=0)
+    table = pd.crosstab(picks["experiment"], picks["particle_type"]).reindex(columns=list(catalog.names), fill_value=0)
     table.loc["total"] = table.sum()
     table["total"] = table.sum(axis=1)
     return table
 
 
-def plot_particle_counts(picks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+def plot_particle_counts(
+    picks: pd.DataFrame, path: str | Path | None = None, catalog: ParticleCatalog = COMPETITION_CATALOG
+) -> plt.Figure:
     """Grouped bars (seaborn): particles of each type in each run."""
     import seaborn as sns
 
-    counts = particle_counts_table(picks).drop(index="total", columns="total")
+    counts = particle_counts_table(picks, catalog).drop(index="total", columns="total")
     long = counts.reset_index(names="run").melt(id_vars="run", var_name="particle_type", value_name="particles")
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(counts) + 3), 4.2), layout="constrained")
     sns.barplot(
@@ -75,9 +77,9 @@ def plot_particle_counts(picks: pd.DataFrame, path: str | Path | None = None) ->
         x="run",
         y="particles",
         hue="particle_type",
-        hue_order=PARTICLE_NAMES,
+        hue_order=catalog.names,
         ax=ax,
-        palette={n: particle(n).color_float for n in PARTICLE_NAMES},
+        palette={p.name: p.color_float for p in catalog},
         edgecolor="black",
         linewidth=0.4,
     )
@@ -119,11 +121,11 @@ def _plane_angstrom(index: int, axis: int, spacing_zyx) -> float:
     return float(voxel_zyx_to_angstrom_xyz(voxel, spacing_zyx)[0][2 - axis])
 
 
-def _draw_slice(ax, image, extent, picks, plane_column: str, plane_angstrom: float, h: str, v: str) -> None:
+def _draw_slice(ax, image, extent, picks, plane_column: str, plane_angstrom: float, h: str, v: str, catalog) -> None:
     low, high = np.percentile(image, [1, 99])
     ax.imshow(image, cmap="gray", vmin=low, vmax=high, extent=extent, interpolation="nearest")
     for row in picks.itertuples():
-        radius = particle(row.particle_type).radius_angstrom
+        radius = catalog.get(row.particle_type).radius_angstrom
         distance = abs(getattr(row, plane_column) - plane_angstrom)
         if distance < radius:  # the sphere's cross-section with the plane
             ax.add_patch(
@@ -131,7 +133,7 @@ def _draw_slice(ax, image, extent, picks, plane_column: str, plane_angstrom: flo
                     (getattr(row, h), getattr(row, v)),
                     np.sqrt(radius**2 - distance**2),
                     fill=False,
-                    edgecolor=particle(row.particle_type).color_float,
+                    edgecolor=catalog.get(row.particle_type).color_float,
                     linewidth=1.6,
                 )
             )
@@ -146,6 +148,7 @@ def plot_orthogonal_slices(
     centre_zyx: Sequence[int] | None = None,
     title: str = "",
     path: str | Path | None = None,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> plt.Figure:
     """xy, xz and yz slices through ``centre_zyx`` with each pick drawn as its sphere's cross-section.
 
@@ -179,11 +182,13 @@ def plot_orthogonal_slices(
     for ax, image, (h_axis, v_axis), axis, index, h, v in planes:
         plane = _plane_angstrom(index, axis, spacing)
         name = "zyx"[axis]
-        _draw_slice(ax, image, slice_extent_angstrom(shape, spacing, h_axis, v_axis), picks, name, plane, h, v)
+        _draw_slice(ax, image, slice_extent_angstrom(shape, spacing, h_axis, v_axis), picks, name, plane, h, v, catalog)
         ax.set_title(f"{h}{v} at {name} = {plane:.0f} Å (voxel {index})", fontsize=10)
     legend_ax = fig.add_subplot(grid[1, 1])
     legend_ax.axis("off")
-    legend_ax.legend(handles=_class_handles(), loc="center", fontsize=8, frameon=False, title="picks (catalog radius)")
+    legend_ax.legend(
+        handles=_class_handles(catalog), loc="center", fontsize=8, frameon=False, title="picks (catalog radius)"
+    )
     fig.suptitle(title or "Orthogonal slices with picks")
     return finish(fig, path)
 
@@ -196,6 +201,7 @@ def mean_subtomograms(
     picks_per_volume: Sequence[pd.DataFrame],
     voxel_spacing_angstrom_zyx,
     half_width_voxels: int | None = None,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> dict[str, tuple[np.ndarray, int]]:
     """``{particle: (mean crop (2h+1)^3, number of crops)}`` around picks, volumes z-scored first.
 
@@ -203,11 +209,11 @@ def mean_subtomograms(
     are skipped.
     """
     if half_width_voxels is None:
-        largest = max(p.radius_angstrom for p in map(particle, PARTICLE_NAMES))
+        largest = max(p.radius_angstrom for p in catalog)
         half_width_voxels = int(np.ceil(1.3 * radius_angstrom_to_voxels(largest, voxel_spacing_angstrom_zyx)))
     h = half_width_voxels
-    sums = {name: np.zeros((2 * h + 1,) * 3) for name in PARTICLE_NAMES}
-    counts = dict.fromkeys(PARTICLE_NAMES, 0)
+    sums = {name: np.zeros((2 * h + 1,) * 3) for name in catalog.names}
+    counts = dict.fromkeys(catalog.names, 0)
     for volume, picks in zip(volumes_zyx, picks_per_volume):
         scaled = (volume - volume.mean()) / (volume.std() or 1.0)
         centres = np.round(
@@ -217,11 +223,14 @@ def mean_subtomograms(
             if min(z, y, x) >= h and np.all(np.array([z, y, x]) + h < volume.shape):
                 sums[name] += scaled[z - h : z + h + 1, y - h : y + h + 1, x - h : x + h + 1]
                 counts[name] += 1
-    return {name: (sums[name] / max(counts[name], 1), counts[name]) for name in PARTICLE_NAMES}
+    return {name: (sums[name] / max(counts[name], 1), counts[name]) for name in catalog.names}
 
 
 def plot_mean_subtomograms(
-    means: Mapping[str, tuple[np.ndarray, int]], voxel_spacing_angstrom_zyx, path: str | Path | None = None
+    means: Mapping[str, tuple[np.ndarray, int]],
+    voxel_spacing_angstrom_zyx,
+    path: str | Path | None = None,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> plt.Figure:
     """Central xy, xz, yz slices of each type's mean sub-tomogram, with its catalog radius as a circle."""
     fig, axes = plt.subplots(len(means), 3, figsize=(7.5, 2.5 * len(means)), squeeze=False)
@@ -235,10 +244,10 @@ def plot_mean_subtomograms(
             ax.add_patch(
                 Circle(
                     (0, 0),
-                    particle(name).radius_angstrom,
+                    catalog.get(name).radius_angstrom,
                     fill=False,
                     linestyle="--",
-                    edgecolor=particle(name).color_float,
+                    edgecolor=catalog.get(name).color_float,
                     linewidth=1.2,
                 )
             )
@@ -280,20 +289,23 @@ def nearest_neighbour_distances(picks: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def plot_nearest_neighbour_distances(picks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+def plot_nearest_neighbour_distances(
+    picks: pd.DataFrame, path: str | Path | None = None, catalog: ParticleCatalog = COMPETITION_CATALOG
+) -> plt.Figure:
     """Per type: histograms of the distance to the nearest pick of any type and of the same type."""
     distances = nearest_neighbour_distances(picks)
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
+    n_rows = max(1, -(-len(catalog) // 3))
+    fig, axes = plt.subplots(n_rows, 3, figsize=(12, 3.25 * n_rows), sharex=True, squeeze=False)
     top = float(np.nanpercentile(distances[["any_type", "same_type"]].to_numpy(), 99)) if len(distances) else 1000.0
     bins = np.linspace(0, top, 30)
-    for ax, name in zip(axes.ravel(), PARTICLE_NAMES):
+    for ax, name in zip(axes.ravel(), catalog.names):
         rows = distances[distances["particle_type"] == name]
-        ax.hist(rows["any_type"].dropna(), bins=bins, color=particle(name).color_float, alpha=0.8, label="any type")
+        ax.hist(rows["any_type"].dropna(), bins=bins, color=catalog.get(name).color_float, alpha=0.8, label="any type")
         ax.hist(rows["same_type"].dropna(), bins=bins, histtype="step", color="black", linewidth=1.4, label="same type")
-        ax.axvline(particle(name).radius_angstrom, color="red", linestyle="--", linewidth=1, label="catalog radius")
+        ax.axvline(catalog.get(name).radius_angstrom, color="red", linestyle="--", linewidth=1, label="catalog radius")
         ax.set_title(f"{name} (n = {len(rows)})", fontsize=10)
         ax.grid(alpha=0.3)
-    for ax in axes[1]:
+    for ax in axes[-1]:
         ax.set_xlabel("nearest-neighbour distance (Å)")
     for ax in axes[:, 0]:
         ax.set_ylabel("picks")
@@ -306,19 +318,21 @@ def plot_nearest_neighbour_distances(picks: pd.DataFrame, path: str | Path | Non
 # --- Depth distribution ------------------------------------------------------------------------------
 
 
-def plot_depth_distribution(picks: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+def plot_depth_distribution(
+    picks: pd.DataFrame, path: str | Path | None = None, catalog: ParticleCatalog = COMPETITION_CATALOG
+) -> plt.Figure:
     """Pick depth z (Angstrom) per type (seaborn): violins with the individual picks on top."""
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(10, 4.2))
-    palette = {n: particle(n).color_float for n in PARTICLE_NAMES}
-    present = [n for n in PARTICLE_NAMES if (picks["particle_type"] == n).sum() > 1]
+    palette = {p.name: p.color_float for p in catalog}
+    present = [n for n in catalog.names if (picks["particle_type"] == n).sum() > 1]
     if present:
         sns.violinplot(
             picks[picks["particle_type"].isin(present)],
             x="particle_type",
             y="z",
-            order=PARTICLE_NAMES,
+            order=catalog.names,
             hue="particle_type",
             palette=palette,
             inner="quartile",
@@ -328,7 +342,7 @@ def plot_depth_distribution(picks: pd.DataFrame, path: str | Path | None = None)
             legend=False,
         )
     sns.stripplot(
-        picks, x="particle_type", y="z", order=PARTICLE_NAMES, color="black", size=2, alpha=0.5, jitter=0.15, ax=ax
+        picks, x="particle_type", y="z", order=catalog.names, color="black", size=2, alpha=0.5, jitter=0.15, ax=ax
     )
     ax.tick_params(axis="x", rotation=15)
     ax.set(xlabel="", ylabel="depth z (Å)", title="Depth of the picks per class")

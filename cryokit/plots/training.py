@@ -15,14 +15,18 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from cryokit.coords import angstrom_xyz_to_voxel_zyx, voxel_zyx_to_angstrom_xyz
-from cryokit.particles import PARTICLE_NAMES, SCORED_PARTICLE_NAMES, particle
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.plots._common import finish, slice_extent_angstrom
 
 __all__ = ["plot_training_curves", "plot_score_comparison", "plot_score_heatmap", "plot_predictions_on_slice"]
 
 
-def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Path | None = None) -> plt.Figure:
-    """Training loss (and its terms) and validation F4 (weighted and per class) against the epoch."""
+def plot_training_curves(
+    history: Sequence[Mapping[str, float]],
+    path: str | Path | None = None,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
+) -> plt.Figure:
+    """Training loss (and its terms) and validation F4 (weighted and per scored class of ``catalog``)."""
     frame = pd.DataFrame(list(history))
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(13, 4.5))
     for column in [c for c in frame.columns if c.startswith("train_")]:
@@ -37,13 +41,13 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
     )
     ax_loss.legend(fontsize=8)
     validated = frame.dropna(subset=["val_score"]) if "val_score" in frame else frame.iloc[:0]
-    for name in SCORED_PARTICLE_NAMES:
+    for name in catalog.scored_names:
         column = f"val_f4/{name}"
         if column in validated:
             ax_val.plot(
                 validated["epoch"],
                 validated[column],
-                color=particle(name).color_float,
+                color=catalog.get(name).color_float,
                 linewidth=1,
                 alpha=0.8,
                 label=name,
@@ -69,19 +73,22 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
 
 
 def plot_score_comparison(
-    tables: Mapping[str, pd.DataFrame], path: str | Path | None = None, title: str = "Per-class F4 on held-out runs"
+    tables: Mapping[str, pd.DataFrame],
+    path: str | Path | None = None,
+    title: str = "Per-class F4 on held-out runs",
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> plt.Figure:
     """Grouped bars (seaborn) of per-class F4 for several methods (``cryokit.metric.score_table`` outputs)."""
     import seaborn as sns
 
-    names = list(SCORED_PARTICLE_NAMES)
+    names = list(catalog.scored_names)
     labels = {m: f"{m} (score {t.attrs.get('score', float('nan')):.3f})" for m, t in tables.items()}
     long = pd.concat([t[t["particle_type"].isin(names)].assign(method=labels[m]) for m, t in tables.items()])
     fig, ax = plt.subplots(figsize=(11, 4.5))
     sns.barplot(long, x="particle_type", y="fbeta", hue="method", order=names, ax=ax)
     for container in ax.containers:
         ax.bar_label(container, fmt="%.2f", fontsize=7, padding=1)
-    ax.set_xticks(range(len(names)), [f"{n}\n(weight {particle(n).weight})" for n in names], fontsize=8)
+    ax.set_xticks(range(len(names)), [f"{n}\n(weight {catalog.get(n).weight:g})" for n in names], fontsize=8)
     ax.set(xlabel="", ylabel="F4", ylim=(0, 1.22), title=title)
     ax.legend(fontsize=9, loc="upper center", ncol=min(4, len(tables)), frameon=False)
     fig.tight_layout()
@@ -119,6 +126,7 @@ def plot_predictions_on_slice(
     z_index: int | None = None,
     title: str = "",
     path: str | Path | None = None,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> plt.Figure:
     """An xy slice (mean of 3 planes) with true picks as circles and predictions as crosses.
 
@@ -139,10 +147,10 @@ def plot_predictions_on_slice(
     )
     for frame, style in ((truth, "truth"), (predicted, "predicted")):
         for row in frame.itertuples():
-            radius = particle(row.particle_type).radius_angstrom
+            radius = catalog.get(row.particle_type).radius_angstrom
             if abs(row.z - plane_angstrom) > 0.5 * radius:
                 continue
-            colour = particle(row.particle_type).color_float
+            colour = catalog.get(row.particle_type).color_float
             if style == "truth":
                 ax.add_patch(plt.Circle((row.x, row.y), radius, fill=False, edgecolor=colour, linewidth=1.5))
             else:
@@ -160,7 +168,7 @@ def plot_predictions_on_slice(
         ),
         Line2D([], [], marker="x", linestyle="", color="grey", markersize=8, label="predicted pick"),
     ]
-    handles += [Line2D([], [], color=particle(n).color_float, linewidth=4, label=n) for n in PARTICLE_NAMES]
+    handles += [Line2D([], [], color=p.color_float, linewidth=4, label=p.name) for p in catalog]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set(xlabel="x (Å)", ylabel="y (Å)", title=title or f"Predicted vs true picks, xy at z = {plane_angstrom:.0f} Å")
     fig.tight_layout()

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from cryokit.particles import particle
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.plots._common import save_figure
 
 __all__ = [
@@ -107,7 +107,12 @@ def save_study_figures(study, out_dir: str | Path, top_params: int = 6) -> dict[
     return written
 
 
-def plot_threshold_curves(curves: Mapping, thresholds: Mapping[str, float], fig: Figure | None = None) -> Figure:
+def plot_threshold_curves(
+    curves: Mapping,
+    thresholds: Mapping[str, float],
+    fig: Figure | None = None,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
+) -> Figure:
     """Left: precision-recall curve of each class (``cryokit.thresholds.ThresholdCurve``) with the operating
     point at its threshold; right: F4 against the threshold with the chosen threshold marked.
 
@@ -115,12 +120,13 @@ def plot_threshold_curves(curves: Mapping, thresholds: Mapping[str, float], fig:
         curves: ``{particle: ThresholdCurve}``.
         thresholds: ``{particle: threshold}`` (classes not listed are drawn without an operating point).
         fig: a figure to draw into (cleared), e.g. to redraw inside a widget.
+        catalog: the classes' colours (default the competition's six).
     """
     fig = fig or plt.figure(figsize=(11, 4.2))
     fig.clear()
     pr, fb = fig.subplots(1, 2)
     for name, curve in curves.items():
-        colour = particle(name).color_float
+        colour = catalog.get(name).color_float
         if len(curve.thresholds):
             pr.plot(curve.recall, curve.precision, color=colour, lw=1.5, label=name)
             fb.plot(curve.thresholds, curve.fbeta, color=colour, lw=1.5, label=name)

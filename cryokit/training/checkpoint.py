@@ -18,6 +18,7 @@ from torch import nn
 
 from cryokit.config import RunConfig, from_dict
 from cryokit.io.atomic import atomic_path
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 
 if TYPE_CHECKING:
     from cryokit.inference.sliding_window import SlidingWindow
@@ -100,6 +101,7 @@ class LoadedModel:
         merge_radius_fraction: clustering radius (share of the class radius) when merged with other kinds.
         voxel_spacing_angstrom_zyx: the spacing it was trained at. path: the checkpoint file.
         config: its whole run configuration (for manifests and reports).
+        catalog: the particles of its output channels (checkpoints without one: the competition's six).
     """
 
     model: nn.Module
@@ -114,6 +116,7 @@ class LoadedModel:
     voxel_spacing_angstrom_zyx: list[float]
     path: Path
     config: RunConfig
+    catalog: ParticleCatalog = COMPETITION_CATALOG
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True) -> LoadedModel:
@@ -123,7 +126,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bo
     state = load_checkpoint(path)
     config = from_dict(RunConfig, state["config"])
     spacing = state["voxel_spacing_angstrom_zyx"]
-    model, task = build_model_and_task(config, spacing)
+    catalog = checkpoint_catalog(state, path)
+    model, task = build_model_and_task(config, spacing, catalog)
     weights = state.get("ema") if use_ema and state.get("ema") else state["model"]
     model.load_state_dict(weights)
     model.to(device).eval()
@@ -140,4 +144,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bo
         spacing,
         Path(path),
         config,
+        catalog,
     )
+
+
+def checkpoint_catalog(state: dict[str, Any], path: str | Path) -> ParticleCatalog:
+    """The particle catalog a checkpoint was trained on (stored as plain records; older checkpoints hold
+    none and were trained on the competition's six)."""
+    records = state.get("catalog")
+    if not records:
+        return COMPETITION_CATALOG
+    return ParticleCatalog.from_records(records, str(state.get("catalog_source") or path))

@@ -32,6 +32,7 @@ from cryokit.inference.sliding_window import SlidingWindow
 from cryokit.io.source import DataSource
 from cryokit.metric import score_table
 from cryokit.models.build import build_dataset, build_model_and_task, data_source, sliding_window
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.postprocess import apply_thresholds
 from cryokit.tasks import Task
 from cryokit.thresholds import best_thresholds, save_thresholds
@@ -107,6 +108,7 @@ def evaluate(
     tomo_type: str = "denoised",
     level: int = 0,
     default_threshold: float = 0.2,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> Evaluation:
     """Predict every run whole, tune per-class thresholds on them, and score with the metric.
 
@@ -130,8 +132,8 @@ def evaluate(
         )
     candidates = pd.concat(frames, ignore_index=True)
     solution = source.read_solution(runs)
-    thresholds = best_thresholds(candidates, solution)
-    table = score_table(solution, apply_thresholds(candidates, thresholds, default_threshold))
+    thresholds = best_thresholds(candidates, solution, catalog=catalog)
+    table = score_table(solution, apply_thresholds(candidates, thresholds, default_threshold), catalog=catalog)
     return Evaluation(candidates, thresholds, table, float(table.attrs["score"]))
 
 
@@ -166,6 +168,7 @@ class _Setup:
     device: torch.device
     spacing: np.ndarray
     source: DataSource
+    catalog: ParticleCatalog
     val_runs: list[str]
     window: SlidingWindow
     rank: int = 0
@@ -198,7 +201,8 @@ def _setup(cfg: RunConfig) -> _Setup:
     source = data_source(cfg.data)
     train_runs, val_runs = _train_and_val_runs(source, cfg.data.train_runs, cfg.data.val_runs)
     spacing = source.open_tomogram(train_runs[0], cfg.data.tomo_type, cfg.data.level).voxel_spacing_angstrom_zyx
-    model, task = build_model_and_task(cfg, spacing)
+    catalog = source.catalog()
+    model, task = build_model_and_task(cfg, spacing, catalog)
     if cfg.train.init_from:
         init_from_checkpoint(model, cfg.train.init_from)
     model.to(device)
@@ -207,7 +211,9 @@ def _setup(cfg: RunConfig) -> _Setup:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    dataset = build_dataset(cfg.data, cfg.patch, cfg.target, cfg.augment, train_runs, cfg.train.seed)
+    dataset = build_dataset(
+        cfg.data, cfg.patch, cfg.target, cfg.augment, train_runs, cfg.train.seed, catalog, source=source
+    )
     # Items are functions of (seed, epoch, index): ranks take interleaved indices, so the ranks'
     # batches together are exactly one single-process batch of world x batch_size patches.
     sampler = DistributedSampler(dataset, world, rank, shuffle=False, drop_last=True) if world > 1 else None
@@ -243,6 +249,7 @@ def _setup(cfg: RunConfig) -> _Setup:
         device,
         spacing,
         source,
+        catalog,
         val_runs,
         sliding_window(cfg.patch),
         rank,
@@ -266,6 +273,8 @@ def _state(run: _Setup, config: RunConfig, epoch: int, step: int, best: tuple, h
         "thresholds": thresholds,
         "config": to_dict(config),
         "voxel_spacing_angstrom_zyx": list(map(float, run.spacing)),
+        "catalog": run.catalog.to_records(),
+        "catalog_source": run.catalog.source,
         "rng": _rng_states(),
     }
 
@@ -392,6 +401,7 @@ def fit(
                 cfg.data.tomo_type,
                 cfg.data.level,
                 cfg.postprocess.default_threshold,
+                run.catalog,
             )
             metrics.update(_epoch_metrics(evaluation))
             if evaluation.score > best[0]:
@@ -400,7 +410,7 @@ def fit(
                     out_dir / "best.pt", _state(run, cfg, epoch, step, best, history + [metrics], thresholds)
                 )
                 evaluation.table.to_csv(out_dir / "val_table.csv", index=False)
-                save_thresholds(out_dir / "thresholds.json", thresholds)
+                save_thresholds(out_dir / "thresholds.json", thresholds, run.catalog)
             else:
                 stale += 1
         history.append({"epoch": epoch, **metrics})
@@ -416,13 +426,13 @@ def fit(
     if main and not run.val_runs:  # nothing to select on: the last weights are the result
         save_checkpoint(out_dir / "best.pt", _state(run, cfg, epoch, step, best, history, thresholds))
     if main:
-        _log_artifacts(out_dir, history, tracker)
+        _log_artifacts(out_dir, history, tracker, run.catalog)
     if run.world > 1:
         torch.distributed.barrier()
     return FitResult(out_dir, best[0], best[1], history, thresholds, out_dir / "best.pt", out_dir / "last.pt")
 
 
-def _log_artifacts(out_dir: Path, history: list[dict], tracker: NullTracker) -> None:
+def _log_artifacts(out_dir: Path, history: list[dict], tracker: NullTracker, catalog: ParticleCatalog) -> None:
     """Curves as PNG and the history as JSON in the run folder; those, the best checkpoint, its
     thresholds and validation table as MLflow artifacts."""
     import json
@@ -433,7 +443,7 @@ def _log_artifacts(out_dir: Path, history: list[dict], tracker: NullTracker) -> 
     from cryokit.plots.training import plot_training_curves
 
     atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1))
-    plt.close(plot_training_curves(history, out_dir / "curves.png"))
+    plt.close(plot_training_curves(history, out_dir / "curves.png", catalog))
     for name in ("curves.png", "history.json", "best.pt", "thresholds.json", "val_table.csv"):
         if (out_dir / name).is_file():
             tracker.log_artifact(out_dir / name)
