@@ -47,6 +47,12 @@ APPEARANCE = {
 # name -> (what changes, overrides on the U-Net preset of the demo configuration)
 VARIANTS: dict[str, tuple[str, dict]] = {
     "default": ("today's default: stride 1, balls 0.5 r, CE particle weight 32, no EMA", {}),
+    "ema_pw8": (
+        "EMA of the weights (decay 0.99) + CE particle weight 8 (from 32)",
+        {"train.ema_decay": 0.99, "loss.particle_weight": 8.0},
+    ),
+    "ema": ("EMA of the weights (decay 0.99)", {"train.ema_decay": 0.99}),
+    "pw8": ("CE particle weight 8 (from 32)", {"loss.particle_weight": 8.0}),
     "stride2": ("output stride 2 (targets and maps at 40 A)", _S2),
     "stride2_ema": ("stride 2 + EMA of the weights (decay 0.99)", _S2_EMA),
     "stride2_ema_pw8": ("stride 2 + EMA + CE particle weight 8 (from 32)", _S2_EMA_PW8),
