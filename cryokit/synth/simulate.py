@@ -151,7 +151,10 @@ def render_density(scene: Scene, config: SimulationConfig) -> np.ndarray:
 
 
 def simulate_run(
-    config: SimulationConfig | None = None, seed: SeedLike | None = None, keep_density: bool = False
+    config: SimulationConfig | None = None,
+    seed: SeedLike | None = None,
+    keep_density: bool = False,
+    domain: DomainParameters | None = None,
 ) -> SimulatedRun:
     """Simulate one run: tomograms of every ``config.tomo_types`` and the exact particle centres.
 
@@ -159,6 +162,8 @@ def simulate_run(
         config: the knobs (``SimulationConfig()`` by default).
         seed: an int or a sequence of ints (``config.seed`` by default); same seed, same bytes.
         keep_density: also return the noiseless density (for tests and figures).
+        domain: with ``config.domain == "randomized"``, use these parameters instead of drawing them
+            from the seed (to change one knob and keep the rest, in tests and benchmarks).
 
     Returns:
         A ``SimulatedRun``.
@@ -171,9 +176,10 @@ def simulate_run(
     if np.any(np.asarray(seed) < 0):
         raise ValueError(f"seed must be a non-negative int or a sequence of them, got {seed!r}")
     record = {"domain": config.domain, "seed": np.atleast_1d(seed).tolist(), "config": _knobs(config)}
-    domain = None
+    if domain is not None and config.domain != "randomized":
+        raise ValueError("simulate_run: domain parameters were given but config.domain is 'fixed'")
     if config.domain == "randomized":
-        domain = draw_run_domain(config, seed)
+        domain = draw_run_domain(config, seed) if domain is None else domain
         config = domain_config(config, domain)
         record["parameters"] = domain.to_dict()
     rng = np.random.default_rng(seed)
