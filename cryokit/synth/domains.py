@@ -115,7 +115,7 @@ class DomainRanges:
     vesicle_amount: tuple[float, float] = (0.5, 2.0)
     gold_amount: tuple[float, float] = (0.5, 3.0)
     debris_amount: tuple[float, float] = (0.5, 1.5)
-    carbon_fraction: tuple[float, float] = (0.05, 0.25)
+    carbon_fraction: tuple[float, float] = (0.05, 0.2)
     variants: tuple = field(default_factory=_all_variants)
 
     def __post_init__(self) -> None:

@@ -168,11 +168,20 @@ def tilt_plane_sampling(
     return weight
 
 
+# Spatial frequencies (1/A) where the particles live: noise colour keeps the noise power there.
+_PARTICLE_BAND_PER_ANGSTROM = (1 / 300.0, 1 / 60.0)
+
+
 def _noise_colour(k2: np.ndarray, colour: float, spacing_zyx) -> np.ndarray:
-    """Amplitude filter ``(|k| + k0)^colour`` with unit mean power (k0 a twentieth of Nyquist)."""
+    """Amplitude filter ``(|k| + k0)^colour`` (k0 a twentieth of Nyquist), scaled so that the noise power
+    in the particles' band (periods of 60 to 300 A) is unchanged: colour moves noise out of or into the
+    other frequencies, so the SNR keeps its meaning."""
     k_nyquist = 1 / voxels_to_angstrom(2, spacing_zyx)
-    gain = (np.sqrt(k2) + np.float32(0.05 * k_nyquist)) ** np.float32(colour)
-    return (gain / np.sqrt(np.mean(gain.astype(np.float64) ** 2))).astype(np.float32)
+    k = np.sqrt(k2)
+    gain = (k + np.float32(0.05 * k_nyquist)) ** np.float32(colour)
+    band = (k >= _PARTICLE_BAND_PER_ANGSTROM[0]) & (k <= _PARTICLE_BAND_PER_ANGSTROM[1])
+    reference = np.mean(gain[band].astype(np.float64) ** 2) if band.any() else np.mean(gain.astype(np.float64) ** 2)
+    return (gain / np.sqrt(reference)).astype(np.float32)
 
 
 def _diffuse(volume: np.ndarray, steps: int = 4, rate: float = 0.12) -> np.ndarray:

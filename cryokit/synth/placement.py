@@ -300,7 +300,7 @@ def _place_large_clutter(
                 membranes.append(draw_membrane(point[0], rng))
                 placer.add_membrane(membranes[-1])
     if "carbon" in domain.clutter_kinds and domain.carbon_fraction > 0:
-        placer.carbon = draw_carbon_edge(config.shape_zyx, domain.carbon_fraction, rng)
+        placer.carbon = draw_carbon_edge(config.shape_zyx, domain.carbon_fraction, placer.spacing_zyx, rng)
     return tuple(membranes), placer.carbon
 
 

@@ -134,7 +134,9 @@ def render_density(scene: Scene, config: SimulationConfig) -> np.ndarray:
     if scene.membranes or scene.carbon is not None:
         ice = density.copy()
         density *= np.float32(config.ice_contrast)
-        render_large_clutter(density, ice, scene.membranes, scene.carbon, spacing_zyx)
+        _, size_y, size_x = config.shape_zyx
+        bottom, top = scene.slab.bounds(np.arange(size_y)[:, None], np.arange(size_x)[None, :])
+        render_large_clutter(density, ice, (bottom + top) / 2, scene.membranes, scene.carbon, spacing_zyx)
     else:
         density *= np.float32(config.ice_contrast)
     for obj in scene.objects:
