@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(cores shared with other jobs: expect tens of percent of noise)\n\n"
         f"Default config (difficulty `default`), shape {' x '.join(map(str, config.shape_zyx))}, tomo types "
         f"{', '.join(config.tomo_types)}, {config.n_levels} levels; `fixed` and `randomized` domains "
-        f"(`SimulationConfig(domain=...)`, ranges `DomainRanges()`).\n\n" + "\n".join(sections) + "\n"
+        f"(`SimulationConfig(domain=...)`, ranges `DomainRanges()`). Both domains are timed in the same run under "
+        f"the same load: compare them with each other, not with figures of other days.\n\n" + "\n".join(sections) + "\n"
         "Central slices of randomized runs (denoised), one column per run, titled with what it drew: "
         "![simulator domains](simulator_domains.png)\n"
     )
