@@ -312,7 +312,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--difficulty", default="default", choices=["easy", "default", "hard"])
     p.add_argument(
         "--domain",
-        default="fixed",
+        default="randomized",
         choices=["fixed", "randomized"],
         help="randomized: each run draws its imaging, ice, clutter and particle variants (cryokit.synth.domains)",
     )

@@ -13,6 +13,7 @@ import pytest
 
 from cryokit.cli import main
 from cryokit.coords import angstrom_xyz_to_voxel_zyx, radius_angstrom_to_voxels
+from cryokit.demo.pipeline import DemoConfig
 from cryokit.particles import PARTICLE_NAMES, particle
 from cryokit.synth import SimulationConfig, simulate_dataset, simulate_run
 from cryokit.synth.domains import CLUTTER_KINDS, RECON_STYLES, DomainRanges, draw_domain, parse_family
@@ -285,3 +286,11 @@ def test_cli_simulate_domain(tmp_path, capsys):
     for folder, domain in (("r", "randomized"), ("f", "fixed")):
         path = tmp_path / folder / "train" / "static" / "ExperimentRuns" / "TS_sim_2_0" / SIMULATION_JSON
         assert json.loads(path.read_text())["domain"] == domain
+
+
+def test_randomized_is_the_default_for_training_data(tmp_path):
+    assert SimulationConfig().domain == "randomized"
+    assert DemoConfig().domain == "randomized"
+    assert main(["simulate", "--out", str(tmp_path), "--runs", "1", "--seed", "0", "--shape", "64", "96", "96"]) == 0
+    path = tmp_path / "train" / "static" / "ExperimentRuns" / "TS_sim_0_0" / SIMULATION_JSON
+    assert json.loads(path.read_text())["domain"] == "randomized"

@@ -76,7 +76,7 @@ class DemoConfig:
     n_val_runs: int = 1
     n_heldout_runs: int = 2
     difficulty: str = "default"
-    domain: str = "fixed"
+    domain: str = "randomized"
     shape_zyx: tuple[int, int, int] = (184, 630, 630)
     seed: int = 0
     training: RunConfig = field(default_factory=demo_training_config)

@@ -110,11 +110,15 @@ class SimulationConfig:
         intensity_scale: standard deviation of the ``wbp`` volume (the real data's are tiny).
         n_levels: multiscale levels written.
         seed: the default seed of ``simulate_run``.
-        domain: ``"fixed"`` (every knob as set here: the same bytes as before domains existed) or
-            ``"randomized"``: each run draws its imaging, ice, crowding, clutter and structural variants
-            from ``domain_ranges`` (``cryokit.synth.domains``), seeded by the run's seed. A randomized
-            run multiplies the drawn SNR by ``snr / 0.1`` and the drawn crowding by ``crowding``, so the
-            difficulty still moves the family; ``clutter`` still multiplies every clutter amount.
+        domain: ``"randomized"`` (the default) or ``"fixed"`` (every knob as set here: the same bytes
+            as before domains existed). A randomized run draws its imaging, ice, crowding, clutter and
+            structural variants from ``domain_ranges`` (``cryokit.synth.domains``), seeded by the run's
+            seed, and these drawn values replace the knobs of the same name here (``defocus_um``,
+            ``amplitude_contrast``, ``bfactor_angstrom2``, ``tilt_range_degrees``,
+            ``denoise_sigma_voxels``, ``intensity_scale``, ``ice_thickness_fraction``, ``ice_contrast``).
+            The drawn SNR is multiplied by ``snr / 0.1`` and the drawn crowding by ``crowding``, so the
+            difficulty still moves the family; ``clutter``, ``n_vesicles``, ``n_gold`` and ``n_debris``
+            still set the clutter amounts the draw multiplies. Pin ``domain="fixed"`` to set a knob exactly.
         domain_ranges: where a randomized run draws from (ignored when ``domain="fixed"``).
 
     ``snr``, ``crowding`` and ``clutter`` are resolved from ``difficulty`` when the config is made, so
@@ -149,7 +153,7 @@ class SimulationConfig:
     intensity_scale: float = 1e-5
     n_levels: int = 3
     seed: int = 0
-    domain: str = "fixed"
+    domain: str = "randomized"
     domain_ranges: DomainRanges = field(default_factory=DomainRanges)
 
     def __post_init__(self) -> None:
