@@ -51,7 +51,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "write_tomogram",
     ),
     "cryokit.io.submission": ("read_submission", "write_submission"),
-    "cryokit.synth": ("SimulationConfig", "config_for_difficulty", "simulate_run", "simulate_dataset"),
+    "cryokit.synth": ("SimulationConfig", "DomainRanges", "config_for_difficulty", "simulate_run", "simulate_dataset"),
     "cryokit.data.normalise": ("normalise_tomogram", "tomogram_intensity_stats", "read_region"),
     "cryokit.data.dataset": ("PatchDataset", "collate", "split_runs"),
     "cryokit.data.targets": ("ball_label_map", "gaussian_heatmaps"),

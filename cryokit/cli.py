@@ -449,6 +449,12 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shape", nargs=3, type=int, metavar=("Z", "Y", "X"), help="level-0 shape (default 184 630 630)")
     p.add_argument("--snr", type=float, help="signal-to-noise ratio (default: the difficulty's)")
     p.add_argument("--difficulty", default="default", choices=["easy", "default", "hard"])
+    p.add_argument(
+        "--domain",
+        default="randomized",
+        choices=["fixed", "randomized"],
+        help="randomized: each run draws its imaging, ice, clutter and particle variants (cryokit.synth.domains)",
+    )
     p.set_defaults(run=_run_simulate)
 
 
@@ -457,11 +463,11 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
     overrides = {"shape_zyx": tuple(args.shape)} if args.shape else {}
     overrides.update({"snr": args.snr} if args.snr is not None else {})
-    config = config_for_difficulty(args.difficulty, **overrides)
+    config = config_for_difficulty(args.difficulty, domain=args.domain, **overrides)
     runs = simulate_dataset(args.out, args.runs, args.seed, args.split, config)
     print(
         f"simulated {len(runs)} {args.split} runs ({config.difficulty}, snr {config.snr:g}, shape "
-        f"{'x'.join(map(str, config.shape_zyx))}) into {args.out}"
+        f"{'x'.join(map(str, config.shape_zyx))}, {config.domain} domain) into {args.out}"
     )
     return 0
 

@@ -24,8 +24,10 @@ NO_CLUTTER = dict(n_vesicles=(0, 0), n_debris=(0, 0), n_gold=(0, 0))
 
 
 def small_config(**overrides) -> SimulationConfig:
-    """64 x 96 x 96 voxels, two particles of each type, counts not scaled by volume."""
+    """64 x 96 x 96 voxels, two particles of each type, counts not scaled by volume; the fixed domain,
+    whose knobs these tests check exactly (the randomized domain: tests/test_synth_domains.py)."""
     knobs = dict(
+        domain="fixed",
         shape_zyx=(64, 96, 96),
         counts=TWO_EACH,
         scale_counts_to_shape=False,

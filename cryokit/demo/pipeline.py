@@ -63,7 +63,11 @@ def demo_training_config(quick: bool = False) -> RunConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What the demo does. ``data_root`` empty: simulate (sizes below); else use that root's train split."""
+    """What the demo does. ``data_root`` empty: simulate (sizes below); else use that root's train split.
+
+    ``domain`` is the simulator's (``cryokit.synth.SimulationConfig.domain``): ``"randomized"`` draws each
+    run's imaging, clutter and particle variants; ``"fixed"`` is the one simulator of before.
+    """
 
     out_dir: str = "outputs/demo"
     data_root: str = ""
@@ -72,6 +76,7 @@ class DemoConfig:
     n_val_runs: int = 1
     n_heldout_runs: int = 2
     difficulty: str = "default"
+    domain: str = "randomized"
     shape_zyx: tuple[int, int, int] = (184, 630, 630)
     seed: int = 0
     training: RunConfig = field(default_factory=demo_training_config)
@@ -106,7 +111,9 @@ class DemoResult:
 def _simulate(config: DemoConfig, root: Path) -> tuple[list[str], list[str], list[str]]:
     from cryokit.synth import config_for_difficulty, simulate_dataset
 
-    simulation = config_for_difficulty(config.difficulty, shape_zyx=tuple(config.shape_zyx), tomo_types=("denoised",))
+    simulation = config_for_difficulty(
+        config.difficulty, shape_zyx=tuple(config.shape_zyx), tomo_types=("denoised",), domain=config.domain
+    )
     fitted = simulate_dataset(root, config.n_train_runs + config.n_val_runs, config.seed, "train", simulation)
     heldout = simulate_dataset(root, config.n_heldout_runs, config.seed + 1, "train", simulation)
     return fitted[: config.n_train_runs], fitted[config.n_train_runs :], heldout

@@ -15,8 +15,10 @@ from typing import Mapping, Union
 from cryokit.coords import radius_angstrom_to_voxels
 from cryokit.io.layout import TOMO_TYPES
 from cryokit.particles import PARTICLE_NAMES, particle
+from cryokit.synth.domains import DomainRanges
 
 __all__ = [
+    "DOMAINS",
     "REFERENCE_SHAPE_ZYX",
     "REFERENCE_SPACING_ANGSTROM_ZYX",
     "DEFAULT_COUNTS",
@@ -47,6 +49,9 @@ DIFFICULTY_PRESETS: dict[str, dict[str, float]] = {
     "default": {"snr": 0.1, "crowding": 1.0, "clutter": 1.0},
     "hard": {"snr": 0.05, "crowding": 1.3, "clutter": 1.5},
 }
+
+# fixed: every knob as set here (the simulator before domains); randomized: drawn per run from domain_ranges.
+DOMAINS: tuple[str, ...] = ("fixed", "randomized")
 
 CountsLike = Mapping[str, Union[int, tuple[int, int]]]
 
@@ -105,6 +110,16 @@ class SimulationConfig:
         intensity_scale: standard deviation of the ``wbp`` volume (the real data's are tiny).
         n_levels: multiscale levels written.
         seed: the default seed of ``simulate_run``.
+        domain: ``"randomized"`` (the default) or ``"fixed"`` (every knob as set here: the same bytes
+            as before domains existed). A randomized run draws its imaging, ice, crowding, clutter and
+            structural variants from ``domain_ranges`` (``cryokit.synth.domains``), seeded by the run's
+            seed, and these drawn values replace the knobs of the same name here (``defocus_um``,
+            ``amplitude_contrast``, ``bfactor_angstrom2``, ``tilt_range_degrees``,
+            ``denoise_sigma_voxels``, ``intensity_scale``, ``ice_thickness_fraction``, ``ice_contrast``).
+            The drawn SNR is multiplied by ``snr / 0.1`` and the drawn crowding by ``crowding``, so the
+            difficulty still moves the family; ``clutter``, ``n_vesicles``, ``n_gold`` and ``n_debris``
+            still set the clutter amounts the draw multiplies. Pin ``domain="fixed"`` to set a knob exactly.
+        domain_ranges: where a randomized run draws from (ignored when ``domain="fixed"``).
 
     ``snr``, ``crowding`` and ``clutter`` are resolved from ``difficulty`` when the config is made, so
     ``dataclasses.replace(config, difficulty="hard")`` keeps the old values: use
@@ -138,8 +153,14 @@ class SimulationConfig:
     intensity_scale: float = 1e-5
     n_levels: int = 3
     seed: int = 0
+    domain: str = "randomized"
+    domain_ranges: DomainRanges = field(default_factory=DomainRanges)
 
     def __post_init__(self) -> None:
+        if self.domain not in DOMAINS:
+            raise ValueError(f"domain must be one of {', '.join(DOMAINS)}, got {self.domain!r}")
+        if not isinstance(self.domain_ranges, DomainRanges):
+            raise ValueError(f"domain_ranges must be a DomainRanges, got {type(self.domain_ranges).__name__}")
         if self.difficulty not in DIFFICULTY_PRESETS:
             raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTY_PRESETS)}, got {self.difficulty!r}")
         for knob, value in DIFFICULTY_PRESETS[self.difficulty].items():
@@ -190,7 +211,9 @@ class SimulationConfig:
     def _check_fits(self) -> None:
         """Each type that may be placed must fit in the thin end of the ice slab and laterally."""
         z, y, x = self.shape_zyx
-        slab_voxels = self.ice_thickness_fraction[0] * z
+        ranges = self.domain_ranges
+        thin_end = self.ice_thickness_fraction[0] if self.domain == "fixed" else ranges.ice_thickness_fraction[0]
+        slab_voxels = thin_end * z
         for name, _, hi in self.counts:
             if hi == 0:
                 continue

@@ -1,4 +1,5 @@
-"""Where things go: the ice slab, then vesicles, particles, gold beads and debris, without overlaps.
+"""Where things go: the ice slab, then (randomized runs) membranes and a carbon edge, then vesicles,
+particles, gold beads and debris, without overlaps.
 
 Objects are placed one at a time by rejection sampling (batches of candidates tested at once). Solid
 objects keep their centres at least ``min_separation_factor * (r1 + r2)`` apart; nothing may touch a
@@ -15,7 +16,9 @@ from scipy.spatial.transform import Rotation
 
 from cryokit.coords import length_angstrom_to_voxels_zyx, voxel_zyx_to_angstrom_xyz, voxels_to_angstrom
 from cryokit.particles import PARTICLE_NAMES, particle
+from cryokit.synth.clutter import CarbonEdge, Membrane, draw_carbon_edge, draw_membrane
 from cryokit.synth.config import SimulationConfig
+from cryokit.synth.domains import N_CONFORMATIONS, DomainParameters
 from cryokit.synth.shapes import Template, blob_template, particle_template, vesicle_template
 
 __all__ = ["IceSlab", "PlacedObject", "Scene", "place_scene", "sample_counts"]
@@ -85,10 +88,12 @@ class PlacedObject:
 
 @dataclass(frozen=True)
 class Scene:
-    """Everything placed in one run."""
+    """Everything placed in one run (membranes and carbon only in randomized runs)."""
 
     slab: IceSlab
     objects: tuple[PlacedObject, ...]
+    membranes: tuple[Membrane, ...] = ()
+    carbon: CarbonEdge | None = None
 
     def picks(self) -> dict[str, np.ndarray]:
         """``{particle: centres_angstrom_xyz (N, 3)}`` for all six types (empty arrays included)."""
@@ -138,6 +143,12 @@ class _Placer:
         self.spacing_zyx = np.asarray(config.voxel_spacing_angstrom_zyx)
         self.solid_xyz, self.solid_radius = np.empty((0, 3)), np.empty(0)
         self.vesicle_xyz, self.vesicle_radius = np.empty((0, 3)), np.empty(0)
+        self.carbon: CarbonEdge | None = None
+
+    def add_membrane(self, membrane: Membrane) -> None:
+        """Keep everything placed later off ``membrane`` (as off a vesicle's)."""
+        self.vesicle_xyz = np.vstack([self.vesicle_xyz, membrane.centre_angstrom_xyz])
+        self.vesicle_radius = np.append(self.vesicle_radius, membrane.radius_angstrom)
 
     def _candidates(self, radius_angstrom: float, lateral_margin: float) -> np.ndarray:
         """(B, 3) Angstrom x, y, z candidates whose ball of ``radius_angstrom`` lies inside the ice."""
@@ -148,6 +159,8 @@ class _Placer:
         bottom, top = self.slab.bounds(y, x)
         z = self.rng.uniform(bottom + radius_voxels[0], top - radius_voxels[0])
         keep = (top - bottom > 2 * radius_voxels[0]) & (z >= 0) & (z <= size_z - 1)
+        if self.carbon is not None:
+            keep &= self.carbon.signed_distance(y, x) < -radius_voxels[1:].max()
         return voxel_zyx_to_angstrom_xyz(np.stack([z, y, x], axis=1)[keep], self.spacing_zyx)
 
     def _free(self, candidates_angstrom_xyz: np.ndarray, radius_angstrom: float, vesicle: bool) -> np.ndarray:
@@ -212,7 +225,10 @@ def _place_vesicles(placer: _Placer, config: SimulationConfig, rng: np.random.Ge
     return objects
 
 
-def _place_particles(placer: _Placer, counts: dict[str, int], rng: np.random.Generator) -> list[PlacedObject]:
+def _place_particles(
+    placer: _Placer, counts: dict[str, int], rng: np.random.Generator, variants: dict[str, int] | None = None
+) -> list[PlacedObject]:
+    """Particles, largest first; with ``variants`` (randomized runs) each draws a conformation."""
     objects = []
     for name in sorted(counts, key=lambda n: -particle(n).radius_angstrom):
         radius = particle(name).radius_angstrom
@@ -224,17 +240,13 @@ def _place_particles(placer: _Placer, counts: dict[str, int], rng: np.random.Gen
                     f"{placer.config.shape_zyx}: lower counts or crowding, or enlarge the shape"
                 )
             rotation = Rotation.random(random_state=rng).as_matrix()
-            objects.append(
-                PlacedObject(
-                    name,
-                    centre,
-                    radius,
-                    rotation,
-                    rng.uniform(0.96, 1.04),
-                    rng.uniform(0.85, 1.15),
-                    particle_template(name),
-                )
-            )
+            scale, amplitude = rng.uniform(0.96, 1.04), rng.uniform(0.85, 1.15)
+            if variants is None:
+                template = particle_template(name)
+            else:
+                conformation = rng.integers(N_CONFORMATIONS) / (N_CONFORMATIONS - 1)
+                template = particle_template(name, variants[name], conformation)
+            objects.append(PlacedObject(name, centre, radius, rotation, scale, amplitude, template))
     return objects
 
 
@@ -276,13 +288,34 @@ def _place_small_clutter(placer: _Placer, config: SimulationConfig, rng: np.rand
     return objects
 
 
-def place_scene(config: SimulationConfig, rng: np.random.Generator) -> Scene:
-    """Draw the ice slab and place vesicles, particles, gold beads and debris for one run."""
+def _place_large_clutter(
+    placer: _Placer, config: SimulationConfig, domain: DomainParameters, rng: np.random.Generator
+) -> tuple[tuple[Membrane, ...], CarbonEdge | None]:
+    """Membranes through random points of the ice and the carbon edge, as the domain draw asks."""
+    membranes = []
+    if "membrane" in domain.clutter_kinds:
+        for _ in range(_stochastic_round(domain.n_membranes * config.clutter, rng)):
+            point = placer._candidates(0.0, 0.0)[:1]
+            if len(point):
+                membranes.append(draw_membrane(point[0], rng))
+                placer.add_membrane(membranes[-1])
+    if "carbon" in domain.clutter_kinds and domain.carbon_fraction > 0:
+        placer.carbon = draw_carbon_edge(config.shape_zyx, domain.carbon_fraction, placer.spacing_zyx, rng)
+    return tuple(membranes), placer.carbon
+
+
+def place_scene(config: SimulationConfig, rng: np.random.Generator, domain: DomainParameters | None = None) -> Scene:
+    """Draw the ice slab and place vesicles, particles, gold beads and debris for one run.
+
+    ``domain`` (randomized runs) adds membranes and a carbon edge when drawn and gives each particle type
+    its structural variant; ``config`` then already holds the domain's other values.
+    """
     slab = _random_slab(config, rng)
     placer = _Placer(config, slab, rng)
     counts = sample_counts(config, rng)
+    membranes, carbon = _place_large_clutter(placer, config, domain, rng) if domain is not None else ((), None)
     objects = _place_vesicles(placer, config, rng)
-    objects += _place_particles(placer, counts, rng)
+    objects += _place_particles(placer, counts, rng, None if domain is None else domain.variant_of)
     objects += _place_small_clutter(placer, config, rng)
     log.debug("placed %s", {kind: sum(o.kind == kind for o in objects) for kind in {o.kind for o in objects}})
-    return Scene(slab, tuple(objects))
+    return Scene(slab, tuple(objects), membranes, carbon)

@@ -34,6 +34,7 @@ __all__ = [
     "template_extent_angstrom",
     "evaluate_template",
     "render_template",
+    "N_STRUCTURAL_VARIANTS",
 ]
 
 # Width (Angstrom) of the soft edge of every primitive: anti-aliases sub-voxel positions.
@@ -153,20 +154,143 @@ def _virus_like_particle() -> Template:
     return (Shell(104.0, 124.0, 1.2),) + pentons + hexons
 
 
+# Structural variants (cryokit.synth.domains): same size and symmetry as variant 0, another subunit
+# arrangement, density profile or conformation. Each builder takes a conformation in [0, 1].
+
+
+def _apo_ferritin_graded(_: float) -> Template:
+    """Thicker shell with a graded density profile, faint subunits (octahedral)."""
+    bumps = tuple(Ellipsoid(tuple(51.0 * d), (10.0, 10.0, 10.0), 0.25) for d in _octahedral_24_directions())
+    return (Shell(34.0, 47.0, 0.6), Shell(44.0, 57.0, 0.9)) + bumps
+
+
+def _apo_ferritin_cage(_: float) -> Template:
+    """A cage of 24 distinct subunits on a faint shell (octahedral)."""
+    subunits = tuple(Ellipsoid(tuple(47.0 * d), (12.5, 12.5, 12.5), 0.9) for d in _octahedral_24_directions())
+    return (Shell(40.0, 54.0, 0.3),) + subunits
+
+
+def _beta_amylase_planar(_: float) -> Template:
+    """Square-planar tetramer."""
+    return tuple(Ellipsoid((sx * 22.0, sy * 22.0, 0.0), (24.0, 24.0, 20.0), 0.6) for sx in (-1, 1) for sy in (-1, 1))
+
+
+def _beta_amylase_elongated(conformation: float) -> Template:
+    """Dimer of dimers, elongated; the dimers open by up to 4 A."""
+    gap = 26.0 + 4.0 * conformation
+    return tuple(Ellipsoid((sx * gap, sy * 12.0, 0.0), (26.0, 22.0, 22.0), 0.6) for sx in (-1, 1) for sy in (-1, 1))
+
+
+def _beta_galactosidase_planar(_: float) -> Template:
+    """D2 tetramer with flatter lobes and a denser core."""
+    lobes = [(40, 24, 0), (-40, -24, 0), (40, -24, 0), (-40, 24, 0)]
+    core = (Ellipsoid((0, 0, 0), (44.0, 30.0, 22.0), 0.35),)
+    return core + tuple(Ellipsoid(c, (36.0, 30.0, 30.0), 0.7) for c in lobes)
+
+
+def _beta_galactosidase_domains(conformation: float) -> Template:
+    """D2 tetramer of two-domain subunits; the domains splay by up to 6 A."""
+    z = 12.0 + 6.0 * conformation
+    centres = [(sx * 40.0, sy * 28.0, sz * z) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
+    core = (Ellipsoid((0, 0, 0), (40.0, 32.0, 28.0), 0.35),)
+    return core + tuple(Ellipsoid(c, (24.0, 22.0, 24.0), 0.75) for c in centres)
+
+
+def _ribosome_ratcheted(conformation: float) -> Template:
+    """The small subunit rotated by -10 to +10 degrees about the inter-subunit axis (the ratchet)."""
+    angle = np.radians(-10.0 + 20.0 * conformation)
+    x, y = 24.0 * np.cos(angle) - 82.0 * np.sin(angle), 24.0 * np.sin(angle) + 82.0 * np.cos(angle)
+    large = Ellipsoid((0.0, -30.0, 0.0), (110.0, 90.0, 96.0), 1.0)
+    small = Ellipsoid((float(x), float(y), -12.0), (92.0, 46.0, 62.0), 1.0)
+    texture = tuple(
+        Ellipsoid(c, (24.0, 24.0, 24.0), 0.3) for c in [(-45, -50, 45), (60, -10, -40), (0, -90, -40), (30, 40, 50)]
+    )
+    stalk = (Ellipsoid((90.0, -30.0, -50.0), (35.0, 22.0, 22.0), 0.8),)
+    return (large, small) + texture + stalk
+
+
+def _ribosome_dense_core(_: float) -> Template:
+    """A dense RNA core inside a lighter protein rim."""
+    large = Ellipsoid((0.0, -32.0, 0.0), (112.0, 92.0, 98.0), 0.7)
+    core = Ellipsoid((0.0, -32.0, 0.0), (70.0, 60.0, 62.0), 0.6)
+    small = Ellipsoid((14.0, 84.0, 6.0), (96.0, 46.0, 64.0), 0.8)
+    texture = tuple(Ellipsoid(c, (18.0, 18.0, 18.0), 0.4) for c in [(70, -60, 30), (-70, -50, -30), (0, 20, 80)])
+    return (large, core, small) + texture
+
+
+def _thyroglobulin_bent(conformation: float) -> Template:
+    """A V-shaped dimer: the two arms bend by 10 to 40 degrees out of line (C2)."""
+    half_angle = np.radians(5.0 + 15.0 * conformation)
+    arms = []
+    for side in (-1.0, 1.0):
+        direction = np.array([side * np.cos(half_angle), np.sin(half_angle), 0.0])
+        arms += [Ellipsoid(tuple(30.0 * direction), (40.0, 38.0, 42.0), 0.5)]
+        arms += [Ellipsoid(tuple(80.0 * direction), (38.0, 36.0, 40.0), 0.55)]
+    return tuple(arms)
+
+
+def _thyroglobulin_four_domain(_: float) -> Template:
+    """A flattened dimer of two-domain halves (C2)."""
+    inner = tuple(Ellipsoid((sx * 35.0, 6.0, sz * 18.0), (40.0, 34.0, 30.0), 0.55) for sx in (-1, 1) for sz in (-1, 1))
+    outer = tuple(Ellipsoid((sx * 88.0, -4.0, 0.0), (36.0, 32.0, 34.0), 0.5) for sx in (-1, 1))
+    return inner + outer
+
+
+def _icosahedron_edge_directions() -> np.ndarray:
+    vertices, _ = _icosahedron_directions()
+    dots = vertices @ vertices.T
+    nearest = np.max(dots[~np.eye(12, dtype=bool)])
+    pairs = [(i, j) for i in range(12) for j in range(i + 1, 12) if np.isclose(dots[i, j], nearest)]
+    return _unit_directions(np.array([vertices[i] + vertices[j] for i, j in pairs]))
+
+
+def _virus_like_particle_t3(_: float) -> Template:
+    """A thinner capsid with 12 pentons, 20 hexons and 30 edge capsomers (icosahedral)."""
+    vertices, faces = _icosahedron_directions()
+    capsomers = tuple(Ellipsoid(tuple(122.0 * d), (16.0, 16.0, 16.0), 0.8) for d in vertices)
+    capsomers += tuple(Ellipsoid(tuple(121.0 * d), (17.0, 17.0, 17.0), 0.7) for d in faces)
+    capsomers += tuple(Ellipsoid(tuple(121.0 * d), (15.0, 15.0, 15.0), 0.6) for d in _icosahedron_edge_directions())
+    return (Shell(108.0, 122.0, 1.0),) + capsomers
+
+
+def _virus_like_particle_filled(_: float) -> Template:
+    """A capsid with packaged cargo inside (icosahedral)."""
+    vertices, faces = _icosahedron_directions()
+    pentons = tuple(Ellipsoid(tuple(124.0 * d), (17.0, 17.0, 17.0), 0.8) for d in vertices)
+    hexons = tuple(Ellipsoid(tuple(122.0 * d), (20.0, 20.0, 20.0), 0.6) for d in faces)
+    return (Shell(100.0, 124.0, 1.1), Ellipsoid((0.0, 0.0, 0.0), (80.0, 80.0, 80.0), 0.3)) + pentons + hexons
+
+
+def _fixed(builder):
+    return lambda _: builder()
+
+
 _BUILDERS = {
-    "apo-ferritin": _apo_ferritin,
-    "beta-amylase": _beta_amylase,
-    "beta-galactosidase": _beta_galactosidase,
-    "ribosome": _ribosome,
-    "thyroglobulin": _thyroglobulin,
-    "virus-like-particle": _virus_like_particle,
+    "apo-ferritin": (_fixed(_apo_ferritin), _apo_ferritin_graded, _apo_ferritin_cage),
+    "beta-amylase": (_fixed(_beta_amylase), _beta_amylase_planar, _beta_amylase_elongated),
+    "beta-galactosidase": (_fixed(_beta_galactosidase), _beta_galactosidase_planar, _beta_galactosidase_domains),
+    "ribosome": (_fixed(_ribosome), _ribosome_ratcheted, _ribosome_dense_core),
+    "thyroglobulin": (_fixed(_thyroglobulin), _thyroglobulin_bent, _thyroglobulin_four_domain),
+    "virus-like-particle": (_fixed(_virus_like_particle), _virus_like_particle_t3, _virus_like_particle_filled),
 }
+N_STRUCTURAL_VARIANTS = 3
 
 
 @functools.lru_cache(maxsize=None)
-def particle_template(name: str) -> Template:
-    """The density template of a particle type (particle frame, Angstrom, centred on the pick)."""
-    return _BUILDERS[check_particle_name(name)]()
+def particle_template(name: str, variant: int = 0, conformation: float = 0.0) -> Template:
+    """The density template of a particle type (particle frame, Angstrom, centred on the pick).
+
+    Args:
+        name: the particle type.
+        variant: structural variant, 0 (the fixed domain's) to ``N_STRUCTURAL_VARIANTS - 1``.
+        conformation: in [0, 1]; moves the parts of variants that have conformations (else ignored).
+    """
+    builders = _BUILDERS[check_particle_name(name)]
+    if not 0 <= variant < len(builders):
+        raise ValueError(f"{name}: structural variant must be in 0..{len(builders) - 1}, got {variant!r}")
+    if not 0 <= conformation <= 1:
+        raise ValueError(f"{name}: conformation must be in [0, 1], got {conformation!r}")
+    return builders[variant](float(conformation))
 
 
 def vesicle_template(radius_angstrom: float, amplitude: float = 0.8) -> Template:

@@ -5,11 +5,15 @@ continuous centres (``shapes``) and images it into tomo types (``imaging``). ``s
 runs as ``{split}/static/ExperimentRuns/{run}/VoxelSpacing10.000/{tomo_type}.zarr`` (levels 0, 1, 2),
 the train split's picks as ``train/overlay/ExperimentRuns/{run}/Picks/{particle}.json`` (Angstrom) and a
 ``sample_submission.csv`` at the root. Like Kaggle's, the test split has no picks and only ``denoised``.
+
+Each run also gets ``ExperimentRuns/{run}/simulation.json``: the domain, the seed, the knobs used and,
+for a randomized run, the parameters it drew (``cryokit.synth.domains``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,18 +23,35 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cryokit.coords import voxel_zyx_to_angstrom_xyz
+from cryokit.coords import voxel_zyx_to_angstrom_xyz, voxels_to_angstrom
+from cryokit.io.atomic import atomic_write_text
 from cryokit.io.layout import SPLITS, spacing_dir_path
 from cryokit.io.picks import write_run_picks
 from cryokit.io.submission import read_submission, write_submission
 from cryokit.io.tomogram import write_tomogram
 from cryokit.particles import PARTICLE_NAMES
-from cryokit.synth.config import SimulationConfig
+from cryokit.synth.clutter import render_large_clutter
+from cryokit.synth.config import DIFFICULTY_PRESETS, SimulationConfig
+from cryokit.synth.domains import DomainParameters, draw_domain
 from cryokit.synth.imaging import image_tomograms
 from cryokit.synth.placement import Scene, place_scene
 from cryokit.synth.shapes import render_template
 
-__all__ = ["SimulatedRun", "render_density", "simulate_run", "write_run", "run_name", "simulate_dataset"]
+__all__ = [
+    "SIMULATION_JSON",
+    "SimulatedRun",
+    "domain_config",
+    "draw_run_domain",
+    "mean_ice_thickness_angstrom",
+    "render_density",
+    "simulate_run",
+    "write_run",
+    "run_name",
+    "simulate_dataset",
+]
+
+SIMULATION_JSON = "simulation.json"
+_DOMAIN_STREAM = 0xD0  # the domain draw's own random stream: placement and noise keep theirs
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +68,8 @@ class SimulatedRun:
         scene: everything placed (particles and clutter, with orientations).
         voxel_spacing_angstrom_zyx: level-0 spacing.
         density_zyx: the noiseless density before imaging (only with ``keep_density=True``).
+        record: what ``simulation.json`` holds: domain, seed, knobs and the drawn parameters.
+        domain: the drawn parameters of a randomized run (None for a fixed one).
     """
 
     volumes: dict[str, np.ndarray]
@@ -54,13 +77,68 @@ class SimulatedRun:
     scene: Scene
     voxel_spacing_angstrom_zyx: tuple[float, float, float]
     density_zyx: np.ndarray | None = None
+    record: dict | None = None
+    domain: DomainParameters | None = None
+
+
+def draw_run_domain(config: SimulationConfig, seed: SeedLike) -> DomainParameters:
+    """The domain parameters of a randomized run with this seed (its own stream of the seed)."""
+    return draw_domain(config.domain_ranges, np.random.default_rng([*np.atleast_1d(seed).tolist(), _DOMAIN_STREAM]))
+
+
+def _scaled(value_range: tuple[float, float], factor: float) -> tuple[float, float]:
+    return (value_range[0] * factor, value_range[1] * factor)
+
+
+def domain_config(config: SimulationConfig, domain: DomainParameters) -> SimulationConfig:
+    """A fixed-domain config holding a randomized run's drawn values (see ``SimulationConfig.domain``)."""
+    present = set(domain.clutter_kinds)
+    thin = domain.ice_thickness_fraction
+    return dataclasses.replace(
+        config,
+        domain="fixed",
+        snr=domain.snr * config.snr / DIFFICULTY_PRESETS["default"]["snr"],
+        crowding=domain.crowding * config.crowding,
+        defocus_um=domain.defocus_um,
+        amplitude_contrast=domain.amplitude_contrast,
+        bfactor_angstrom2=domain.bfactor_angstrom2,
+        tilt_range_degrees=domain.tilt_range_degrees,
+        denoise_sigma_voxels=domain.denoise_sigma_voxels,
+        intensity_scale=domain.intensity_scale,
+        ice_thickness_fraction=(thin, max(thin, min(thin + domain.ice_gradient, 0.95))),
+        ice_contrast=domain.ice_contrast,
+        n_vesicles=_scaled(config.n_vesicles, domain.vesicle_amount if "vesicle" in present else 0.0),
+        n_gold=_scaled(config.n_gold, domain.gold_amount if "gold" in present else 0.0),
+        n_debris=_scaled(config.n_debris, domain.debris_amount if "debris" in present else 0.0),
+    )
+
+
+def _knobs(config: SimulationConfig) -> dict:
+    """The config's values as JSON (the ranges of a randomized run included)."""
+    values = dataclasses.asdict(config)
+    values["counts"] = {name: [lo, hi] for name, lo, hi in config.counts}
+    values["domain_ranges"]["variants"] = dict(config.domain_ranges.variants)
+    return values
+
+
+def mean_ice_thickness_angstrom(config: SimulationConfig) -> float:
+    """Mean thickness of the ice slab (Angstrom): the thickness of a tilt plane in Fourier space."""
+    mean_voxels = float(np.mean(config.ice_thickness_fraction)) * config.shape_zyx[0]
+    return voxels_to_angstrom(mean_voxels, config.voxel_spacing_angstrom_zyx)
 
 
 def render_density(scene: Scene, config: SimulationConfig) -> np.ndarray:
     """The (Z, Y, X) float32 density of a scene: ice slab plus every object at its exact centre."""
     spacing_zyx = np.asarray(config.voxel_spacing_angstrom_zyx)
     density = scene.slab.mask()
-    density *= np.float32(config.ice_contrast)
+    if scene.membranes or scene.carbon is not None:
+        ice = density.copy()
+        density *= np.float32(config.ice_contrast)
+        _, size_y, size_x = config.shape_zyx
+        bottom, top = scene.slab.bounds(np.arange(size_y)[:, None], np.arange(size_x)[None, :])
+        render_large_clutter(density, ice, (bottom + top) / 2, scene.membranes, scene.carbon, spacing_zyx)
+    else:
+        density *= np.float32(config.ice_contrast)
     for obj in scene.objects:
         render_template(
             density,
@@ -75,7 +153,10 @@ def render_density(scene: Scene, config: SimulationConfig) -> np.ndarray:
 
 
 def simulate_run(
-    config: SimulationConfig | None = None, seed: SeedLike | None = None, keep_density: bool = False
+    config: SimulationConfig | None = None,
+    seed: SeedLike | None = None,
+    keep_density: bool = False,
+    domain: DomainParameters | None = None,
 ) -> SimulatedRun:
     """Simulate one run: tomograms of every ``config.tomo_types`` and the exact particle centres.
 
@@ -83,6 +164,8 @@ def simulate_run(
         config: the knobs (``SimulationConfig()`` by default).
         seed: an int or a sequence of ints (``config.seed`` by default); same seed, same bytes.
         keep_density: also return the noiseless density (for tests and figures).
+        domain: with ``config.domain == "randomized"``, use these parameters instead of drawing them
+            from the seed (to change one knob and keep the rest, in tests and benchmarks).
 
     Returns:
         A ``SimulatedRun``.
@@ -94,22 +177,41 @@ def simulate_run(
     seed = config.seed if seed is None else seed
     if np.any(np.asarray(seed) < 0):
         raise ValueError(f"seed must be a non-negative int or a sequence of them, got {seed!r}")
+    record = {"domain": config.domain, "seed": np.atleast_1d(seed).tolist(), "config": _knobs(config)}
+    if domain is not None and config.domain != "randomized":
+        raise ValueError("simulate_run: domain parameters were given but config.domain is 'fixed'")
+    if config.domain == "randomized":
+        domain = draw_run_domain(config, seed) if domain is None else domain
+        config = domain_config(config, domain)
+        record["parameters"] = domain.to_dict()
     rng = np.random.default_rng(seed)
-    scene = place_scene(config, rng)
+    scene = place_scene(config, rng, domain)
     density = render_density(scene, config)
-    volumes = image_tomograms(density, config, rng)
+    thickness = None if domain is None else mean_ice_thickness_angstrom(config)
+    volumes = image_tomograms(density, config, rng, domain, thickness)
     return SimulatedRun(
-        volumes, scene.picks(), scene, config.voxel_spacing_angstrom_zyx, density if keep_density else None
+        volumes,
+        scene.picks(),
+        scene,
+        config.voxel_spacing_angstrom_zyx,
+        density if keep_density else None,
+        record,
+        domain,
     )
 
 
 def write_run(root: str | Path, split: str, run: str, simulated: SimulatedRun, n_levels: int = 3) -> Path:
-    """Write a simulated run's tomograms (and, for train, its picks) into the Kaggle layout."""
+    """Write a simulated run's tomograms (and, for train, its picks) into the Kaggle layout.
+
+    ``simulation.json`` (the run's ``record``) goes beside the run's voxel-spacing folder, written last.
+    """
     spacing_dir = spacing_dir_path(root, split, run)
     for tomo_type, volume in simulated.volumes.items():
         write_tomogram(spacing_dir / f"{tomo_type}.zarr", volume, simulated.voxel_spacing_angstrom_zyx, n_levels)
     if split == "train":
         write_run_picks(root, split, run, simulated.picks)
+    if simulated.record is not None:
+        atomic_write_text(spacing_dir.parent / SIMULATION_JSON, json.dumps(simulated.record, indent=1) + "\n")
     return spacing_dir.parent
 
 
