@@ -252,8 +252,10 @@ def predict_run(
         picks = ensemble_picks(ensemble, per_group)
         thresholds = ensemble.thresholds if thresholds is None else thresholds
     else:
-        picks = per_group[0] if len(per_group) == 1 else merge_picks(
-            per_group, first.merge_radius_fraction, catalog=first.catalog
+        picks = (
+            per_group[0]
+            if len(per_group) == 1
+            else merge_picks(per_group, first.merge_radius_fraction, catalog=first.catalog)
         )
         thresholds = first.thresholds if thresholds is None else thresholds
     return picks if keep_scores else apply_thresholds(picks, thresholds, first.default_threshold)

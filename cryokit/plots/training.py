@@ -96,18 +96,21 @@ def plot_score_comparison(
 
 
 def plot_score_heatmap(
-    tables: Mapping[str, pd.DataFrame], path: str | Path | None = None, title: str = "Per-class F4"
+    tables: Mapping[str, pd.DataFrame],
+    path: str | Path | None = None,
+    title: str = "Per-class F4",
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> plt.Figure:
     """A table as a heatmap (seaborn): one row per method, per-class F4 and the weighted score, annotated."""
     import seaborn as sns
 
-    names = list(SCORED_PARTICLE_NAMES)
+    names = list(catalog.scored_names)
     grid = pd.DataFrame(
         {
             method: [*table.set_index("particle_type")["fbeta"].reindex(names).fillna(0.0), table.attrs["score"]]
             for method, table in tables.items()
         },
-        index=[*(f"{n}\n(w {particle(n).weight})" for n in names), "weighted F4"],
+        index=[*(f"{n}\n(w {catalog.get(n).weight:g})" for n in names), "weighted F4"],
     ).T
     fig, ax = plt.subplots(figsize=(12, 0.55 * len(grid) + 1.8))
     sns.heatmap(grid, annot=True, fmt=".3f", vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "F4"}, ax=ax)
