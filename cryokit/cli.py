@@ -38,7 +38,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=sorted(_model_presets()), help="model family preset (sets model, target, loss)")
     p.add_argument("--data", type=Path, help="competition root (sets data.root)")
     p.add_argument("--out", type=Path, help="run folder (sets train.out_dir)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUT from OUT/last.pt, with its stored configuration (--set may not contradict it)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT (default: refuse)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -57,15 +62,18 @@ def _model_presets() -> dict:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from cryokit.config import MODEL_PRESETS, apply_overrides, load_config
+    from cryokit.config import MODEL_PRESETS, load_config
     from cryokit.training.loop import fit
     from cryokit.training.tracking import open_tracker
 
-    config = load_config(args.config)
-    config = apply_overrides(config, MODEL_PRESETS[args.model]) if args.model else config
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: pick one")
     edges = [f"data.root={args.data}"] if args.data else []
     edges += [f"train.out_dir={args.out}"] if args.out else []
-    config = apply_overrides(config, edges + list(args.overrides))
+    preset = [f"{key}={value}" for key, value in MODEL_PRESETS[args.model].items()] if args.model else []
+    config = load_config(args.config, preset + edges + list(args.overrides))
+    if args.resume:  # the stored configuration, with only what was given explicitly changed (fit checks it)
+        config = load_config(args.config, preset + edges + list(args.overrides), base=_stored_config(config))
     if not config.data.root:
         raise ValueError("no data: pass --data ROOT or set data.root in the config file")
     tracking = config.tracking
@@ -74,12 +82,23 @@ def _run_train(args: argparse.Namespace) -> int:
     with open_tracker(
         enabled, tracking.tracking_uri, tracking.experiment, config.train.out_dir, tracking.run_name
     ) as tracker:
-        result = fit(config, resume=args.resume, tracker=tracker)
+        result = fit(config, resume=args.resume, tracker=tracker, overwrite=args.overwrite)
     print(
         f"best validation score {result.best_score:.4f} at epoch {result.best_epoch}; "
         f"checkpoint {result.best_checkpoint}"
     )
     return 0
+
+
+def _stored_config(config):
+    """The configuration stored in ``train.out_dir/last.pt`` (``--resume``)."""
+    from cryokit.config import RunConfig, from_dict
+    from cryokit.training.checkpoint import load_checkpoint
+
+    last = Path(config.train.out_dir) / "last.pt"
+    if not last.is_file():
+        raise FileNotFoundError(f"cannot resume: {last} does not exist (train without --resume to start a run)")
+    return from_dict(RunConfig, load_checkpoint(last)["config"])
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:

@@ -184,7 +184,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     )
     track = training.tracking
     with open_tracker(track.enabled, track.tracking_uri, track.experiment, training.train.out_dir, "demo") as tracker:
-        result = fit(training, tracker=tracker)
+        result = fit(training, tracker=tracker, overwrite=True)  # the demo owns its output folder
     log.info("step 4/5: predicting %d held-out runs", len(heldout))
     picks["U-Net"], seconds = predict_runs([str(result.best_checkpoint)], str(root), "train", heldout)
     log.info("step 5/5: scoring and plotting")
