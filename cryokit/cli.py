@@ -125,7 +125,26 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write every scored candidate (a 'score' column, no thresholds) for threshold tuning",
     )
+    p.add_argument(
+        "--on-error",
+        default="raise",
+        choices=["raise", "skip"],
+        help="skip: log a run that fails, leave it out, go on (exit status 1 names it); raise: stop (default)",
+    )
     p.set_defaults(run=_run_predict)
+
+
+def _check_output_file(path: Path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder, or under a file."""
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder: name the CSV file to write")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{flag} {path}: {parent} is not writable")
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -133,6 +152,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from cryokit.io.submission import write_submission
     from cryokit.thresholds import load_thresholds
 
+    _check_output_file(args.out)
     thresholds = load_thresholds(args.thresholds) if args.thresholds else None
     picks, seconds = predict_runs(
         [str(c) for c in args.checkpoints],
@@ -143,7 +163,9 @@ def _run_predict(args: argparse.Namespace) -> int:
         thresholds,
         args.device,
         keep_scores=args.keep_scores,
+        on_error=args.on_error,
     )
+    failed = dict(picks.attrs.get("failed_runs") or {})
     if args.keep_scores:
         from cryokit.io.candidates import write_candidates
 
@@ -152,9 +174,14 @@ def _run_predict(args: argparse.Namespace) -> int:
         write_submission(picks, args.out)
     mean = sum(seconds) / max(1, len(seconds))
     print(
-        f"{len(picks)} picks for {len(seconds)} runs in {args.out}; {mean:.1f} s per tomogram "
+        f"{len(picks)} picks for {len(seconds) - len(failed)} runs in {args.out}; {mean:.1f} s per tomogram "
         f"(projected {mean * 500 / 3600:.1f} h for the ~500 hidden test tomograms)"
     )
+    if failed:
+        for run, error in failed.items():
+            print(f"FAILED {run}: {error}", file=sys.stderr)
+        print(f"{len(failed)} of {len(seconds)} run(s) failed and are not in {args.out}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -171,13 +198,17 @@ def _run_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from cryokit.io import read_solution
+    from cryokit.io.layout import select_runs
     from cryokit.io.submission import read_submission
     from cryokit.metric import score_table
 
     solution = read_solution(args.solution, args.split) if args.solution.is_dir() else read_submission(args.solution)
-    if args.runs:
+    available = sorted(set(solution["experiment"].astype(str)))
+    if args.runs is not None:
+        select_runs(available, args.runs, f"--runs (runs of the solution {args.solution})")
         solution = solution[solution["experiment"].isin(args.runs)]
     submission = read_submission(args.submission)
+    _note_picks_outside(args.solution, args.split, {"solution": solution, "submission": submission})
     unpredicted = sorted(set(solution["experiment"]) - set(submission["experiment"]))
     if unpredicted:  # the metric counts every pick of these runs as missed, as Kaggle does
         print(
@@ -190,6 +221,32 @@ def _run_score(args: argparse.Namespace) -> int:
         print(table.to_string(index=False))
     print(f"score {table.attrs['score']:.4f}")
     return 0
+
+
+def _note_picks_outside(solution_path: Path, split: str, tables: dict) -> None:
+    """A note on stderr for picks with negative coordinates or (for a competition root, whose tomograms
+    give the extent) beyond their tomogram: they can never be matched."""
+    from cryokit.coords import outside_extent
+    from cryokit.io import open_run_tomogram
+
+    extents: dict[str, object] = {}
+    for name, table in tables.items():
+        count, runs = 0, []
+        for run, rows in table.groupby("experiment"):
+            if solution_path.is_dir() and run not in extents:
+                try:
+                    extents[run] = open_run_tomogram(solution_path, split, str(run)).extent_angstrom_xyz
+                except (FileNotFoundError, ValueError):
+                    extents[run] = None
+            bad = int(outside_extent(rows[["x", "y", "z"]].to_numpy(float), extents.get(run)).sum())
+            if bad:
+                count, runs = count + bad, runs + [f"{run}: {bad}"]
+        if count:
+            print(
+                f"note: {count} {name} pick(s) lie outside their tomogram (negative or beyond its extent; "
+                f"{', '.join(runs)}): they cannot match anything",
+                file=sys.stderr,
+            )
 
 
 def _add_kaggle(sub: argparse._SubParsersAction) -> None:

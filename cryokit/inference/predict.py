@@ -310,16 +310,17 @@ def predict_runs(
     ``options`` (``cryokit.inference.speed.InferenceOptions``) are applied to every model once, here.
     """
     from cryokit.io import list_runs
+    from cryokit.io.layout import select_runs
     from cryokit.training.checkpoint import load_model
 
     if not checkpoints:
         raise ValueError("predict needs at least one checkpoint")
     torch_device, options = resolve_device(device), options or InferenceOptions()
+    runs = select_runs(list_runs(root, split), runs, f"runs of {root}/{split}")
     loaded = [load_model(path, torch_device) for path in checkpoints]
     for item in loaded:
         item.model = prepare_for_inference(item.model, options)
     groups = ensemble_groups(loaded)
-    runs = list(runs) if runs is not None else list_runs(root, split)
 
     def predict_one(run: str) -> pd.DataFrame:
         return predict_run(
