@@ -49,7 +49,7 @@ def _train(name: str, preset: str, root: Path, train_runs, val_runs, out: Path, 
     )
     if preset == "yolo3d":  # the backbone's stride is 8: patches of whole cells
         config = replace(config, patch=replace(config.patch, size_zyx=(32, 96, 96)))
-    return fit(config).best_checkpoint
+    return fit(config, overwrite=True).best_checkpoint  # a benchmark re-run retrains from scratch
 
 
 def _scored(checkpoints: list[Path], root: Path, runs, thresholds=None) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
@@ -315,6 +316,9 @@ def predict_runs(
 
     if not checkpoints:
         raise ValueError("predict needs at least one checkpoint")
+    missing = [str(path) for path in checkpoints if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"checkpoint {', '.join(missing)} does not exist")
     torch_device, options = resolve_device(device), options or InferenceOptions()
     runs = select_runs(list_runs(root, split), runs, f"runs of {root}/{split}")
     loaded = [load_model(path, torch_device) for path in checkpoints]
