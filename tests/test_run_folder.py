@@ -40,17 +40,22 @@ class _RunsAShellCommand:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(blob_root, tmp_path, capsys):
     marker = tmp_path / "pwned"
     crafted = tmp_path / "crafted.pt"
     torch.save({"config": {}, "model": {}, "payload": _RunsAShellCommand(marker)}, crafted)
     with pytest.raises(ValueError, match=r"crafted.pt is not a cryokit checkpoint: .*could run code"):
         load_checkpoint(crafted)
     assert not marker.exists()
+    args = ["predict", "--checkpoint", str(crafted), "--data", str(blob_root), "--split", "train"]
+    assert main(args + ["--out", str(tmp_path / "s.csv"), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
     assert (
-        main(["predict", "--checkpoint", str(crafted), "--data", str(tmp_path), "--out", str(tmp_path / "s.csv")]) == 2
+        "crafted.pt is not a cryokit checkpoint" in error
+        and "GLOBAL posix.system" in error
+        and "could run code" in error
     )
-    assert not marker.exists()
+    assert not marker.exists() and not (tmp_path / "s.csv").exists()
 
 
 def test_trusted_legacy_checkpoints_load_only_when_asked(tmp_path, monkeypatch):
@@ -134,9 +139,17 @@ def test_resume_uses_the_stored_config_and_refuses_contradictions(blob_root, tmp
     error = capsys.readouterr().err
     assert "data.val_runs: stored ['TS_c'], given ['TS_b']" in error and "train.lr: stored" in error
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    # a kill between best.pt and its files left them stale: resuming rewrites them from best.pt
+    (tmp_path / "run" / "thresholds.json").write_text("{}")
+    (tmp_path / "run" / "val_table.csv").unlink()
     # the stored configuration is the one used: no --data, no --set, and it continues (1 epoch done of 1)
     assert main(["train", "--out", out, "--resume", "--set", "train.num_workers=0"]) == 0
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert load_thresholds(tmp_path / "run" / "thresholds.json") == best["thresholds"] != {}
+    assert (
+        pd.read_csv(tmp_path / "run" / "val_table.csv")["particle_type"].tolist() == best["val_table"]["particle_type"]
+    )
 
 
 def test_earlier_temporaries_are_cleaned_up(tmp_path):

@@ -91,7 +91,7 @@ def load_checkpoint(
         state = torch.load(path, map_location=map_location, weights_only=not trusted_legacy)
     except Exception as error:  # torch raises many types for a damaged or unsafe file
         text = str(error)
-        if "Unsupported global" in text:
+        if "GLOBAL " in text:  # a pickled reference to a function or class: code would run
             raise ValueError(
                 f"{path} is not a cryokit checkpoint: it holds pickled objects beyond tensors and plain values "
                 f"({_unsupported(text)}), and loading it could run code. If it is a checkpoint of an older "
@@ -107,10 +107,12 @@ def load_checkpoint(
 
 
 def _unsupported(text: str) -> str:
-    """The reason in torch's weights_only message, e.g. "Unsupported global: GLOBAL posix.system"."""
-    for line in text.splitlines():
-        if "Unsupported" in line:
-            return line.strip().rstrip(".")[:200]
+    """The reason in torch's weights_only message, e.g. "unsupported GLOBAL posix.system", "Unsupported operand 110"."""
+    lines = [line.strip() for line in text.splitlines()]
+    for marker in ("GLOBAL ", "Unsupported"):
+        for line in lines:
+            if marker in line:
+                return line.rstrip(".")[:200]
     return "unsupported object"
 
 
