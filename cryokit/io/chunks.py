@@ -67,14 +67,16 @@ class ChunkedArray:
         out = np.empty([stop - start for start, stop in bounds], dtype=self.dtype)
         ranges = [range(start // c, -(-stop // c)) for (start, stop), c in zip(bounds, self.chunks)]
         indices = list(itertools.product(*ranges))
-        missing = [index for index in indices if not (self.folder / self.chunk_key(index)).is_file()]
-        if missing:
-            raise ValueError(
-                f"{self.where}: chunk {self.chunk_key(missing[0])} (index {missing[0]}) is missing "
-                f"({len(missing)} of the {len(indices)} chunks this read needs are): the store is incomplete"
-            )
         for index in indices:
-            chunk = self._chunk(index)
+            try:
+                raw = (self.folder / self.chunk_key(index)).read_bytes()
+            except FileNotFoundError:
+                missing = [i for i in indices if not (self.folder / self.chunk_key(i)).is_file()]
+                raise ValueError(
+                    f"{self.where}: chunk {self.chunk_key(index)} (index {index}) is missing "
+                    f"({len(missing)} of the {len(indices)} chunks this read needs are): the store is incomplete"
+                ) from None
+            chunk = self._chunk(index, raw)
             origin = [i * c for i, c in zip(index, self.chunks)]
             source, target = [], []
             for (start, stop), o, c in zip(bounds, origin, self.chunks):
@@ -100,10 +102,10 @@ class ChunkedArray:
             steps.append(step)
         return bounds, steps
 
-    def _chunk(self, index: tuple[int, ...]) -> np.ndarray:
+    def _chunk(self, index: tuple[int, ...], raw: bytes) -> np.ndarray:
         key = self.chunk_key(index)
         try:
-            data = self.decode((self.folder / key).read_bytes())
+            data = self.decode(raw)
             return data.reshape(self.chunks) if data.shape != self.chunks else data
         except Exception as error:  # codecs raise many types for truncated or random bytes
             raise ValueError(
@@ -118,7 +120,7 @@ def _checked(codec: Any) -> Callable[[Any], Any]:
         return codec.decode
 
     def decode(raw: Any) -> Any:
-        raw = bytes(ensure_ndarray(raw))
+        raw = raw if isinstance(raw, bytes) else bytes(ensure_ndarray(raw))
         expected = int.from_bytes(raw[12:16], "little") if len(raw) >= 16 else -1
         if expected != len(raw):
             raise ValueError(f"blosc frame of {len(raw)} bytes, its header says {expected}: truncated or not blosc")
