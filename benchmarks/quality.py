@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 import time
 from pathlib import Path
@@ -24,8 +25,10 @@ from _report import machine_description, update_section  # noqa: E402
 
 from cryokit.config import MODEL_PRESETS, apply_overrides, replace  # noqa: E402
 from cryokit.demo.pipeline import DemoConfig, _baseline, _simulate, demo_training_config  # noqa: E402
-from cryokit.inference.predict import predict_runs  # noqa: E402
+from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
+from cryokit.inference.predict import group_candidates, predict_runs  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
+from cryokit.io.atomic import atomic_write_text  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
 from cryokit.postprocess import apply_thresholds  # noqa: E402
 from cryokit.thresholds import best_thresholds  # noqa: E402
@@ -34,7 +37,24 @@ from cryokit.training.loop import fit  # noqa: E402
 COMMAND = ".venv/bin/python benchmarks/quality.py"
 
 
-def _train(name: str, preset: str, root: Path, train_runs, val_runs, out: Path, epochs: int) -> Path:
+def simulate_quality_data(out: Path, train_runs: int = 4, heldout_runs: int = 2) -> tuple[Path, dict[str, list[str]]]:
+    """The benchmark's runs under ``out/data`` (simulated once; ``out/data/runs.json`` names the split)."""
+    root, split_file = out / "data", out / "data" / "runs.json"
+    if split_file.is_file():
+        runs = json.loads(split_file.read_text())
+        if len(runs["train"]) == train_runs and len(runs["heldout"]) == heldout_runs:
+            return root, runs
+    demo = DemoConfig(out_dir=str(out), n_train_runs=train_runs, n_heldout_runs=heldout_runs)
+    train, val, heldout = _simulate(demo, root)
+    runs = {"train": train, "val": val, "heldout": heldout}
+    atomic_write_text(split_file, json.dumps(runs))
+    return root, runs
+
+
+def train_model(
+    name: str, preset: str, root: Path, train_runs, val_runs, out: Path, epochs: int, overrides=None
+) -> Path:
+    """Train ``preset`` of the demo configuration (plus ``overrides``) into ``out/name``; the best checkpoint."""
     config = apply_overrides(
         demo_training_config(),
         {
@@ -49,10 +69,11 @@ def _train(name: str, preset: str, root: Path, train_runs, val_runs, out: Path, 
     )
     if preset == "yolo3d":  # the backbone's stride is 8: patches of whole cells
         config = replace(config, patch=replace(config.patch, size_zyx=(32, 96, 96)))
+    config = apply_overrides(config, overrides or {})
     return fit(config, overwrite=True).best_checkpoint  # a benchmark re-run retrains from scratch
 
 
-def _scored(checkpoints: list[Path], root: Path, runs, thresholds=None) -> pd.DataFrame:
+def scored(checkpoints: list[Path], root: Path, runs, thresholds=None) -> pd.DataFrame:
     picks, _ = predict_runs([str(c) for c in checkpoints], str(root), "train", list(runs), keep_scores=True)
     return picks if thresholds is None else apply_thresholds(picks, thresholds, 1.0)
 
@@ -63,23 +84,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_quality"))
     parser.add_argument("--train-runs", type=int, default=4)
     parser.add_argument("--heldout-runs", type=int, default=2)
+    parser.add_argument("--unet", action="append", default=[], metavar="KEY=VALUE", help="U-Net override (repeat)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    demo = DemoConfig(out_dir=str(args.out), n_train_runs=args.train_runs, n_heldout_runs=args.heldout_runs)
-    root = args.out / "data"
-    train_runs, val_runs, heldout = _simulate(demo, root)
+    root, runs = simulate_quality_data(args.out, args.train_runs, args.heldout_runs)
+    train_runs, val_runs, heldout = runs["train"], runs["val"], runs["heldout"]
     solution, val_solution = read_solution(root, "train", heldout), read_solution(root, "train", val_runs)
     picks = {"DoG baseline": _baseline(root, train_runs, heldout, args.out)}
+    unet = list(args.unet)
     checkpoints = {
-        name: _train(name, preset, root, train_runs, val_runs, args.out, args.epochs)
-        for name, preset in (("U-Net", "unet"), ("YOLO3D detector", "yolo3d"))
+        "U-Net": train_model("U-Net", "unet", root, train_runs, val_runs, args.out, args.epochs, unet),
+        "YOLO3D detector": train_model("YOLO3D detector", "yolo3d", root, train_runs, val_runs, args.out, args.epochs),
     }
     for name, checkpoint in checkpoints.items():
-        thresholds = best_thresholds(_scored([checkpoint], root, val_runs), val_solution)
-        picks[name] = _scored([checkpoint], root, heldout, thresholds)
-    both = list(checkpoints.values())  # different tasks: merged pick by pick, thresholds re-tuned
-    picks["ensemble (U-Net + detector)"] = _scored(
-        both, root, heldout, best_thresholds(_scored(both, root, val_runs), val_solution)
+        thresholds = best_thresholds(scored([checkpoint], root, val_runs), val_solution)
+        picks[name] = scored([checkpoint], root, heldout, thresholds)
+    both = [str(c) for c in checkpoints.values()]  # different tasks: merged pick by pick
+    picks["ensemble, raw scores averaged"] = scored(
+        both, root, heldout, best_thresholds(scored(both, root, val_runs), val_solution)
+    )
+    # Calibrated per class on the validation run, members weighted by validation F4 (cryokit.ensemble).
+    names, val_candidates = group_candidates(both, str(root), "train", val_runs)
+    ensemble = fit_ensemble(val_candidates, val_solution, names)
+    _, heldout_candidates = group_candidates(both, str(root), "train", heldout)
+    picks["ensemble, calibrated (cryokit ensemble)"] = apply_thresholds(
+        ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0
     )
     tables = {name: score_table(solution, frame) for name, frame in picks.items()}
     body = _report(tables, args, time.perf_counter() - start, train_runs, val_runs, heldout)

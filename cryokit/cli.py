@@ -45,6 +45,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT (default: refuse)")
     p.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="CKPT",
+        help="start from this checkpoint's weights (pretrain on simulated data, fine-tune on yours)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -70,6 +76,7 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ValueError("--resume and --overwrite contradict each other: pick one")
     edges = [f"data.root={args.data}"] if args.data else []
     edges += [f"train.out_dir={args.out}"] if args.out else []
+    edges += [f"train.init_from={args.init_from}"] if args.init_from else []
     preset = [f"{key}={value}" for key, value in MODEL_PRESETS[args.model].items()] if args.model else []
     config = load_config(args.config, preset + edges + list(args.overrides))
     if args.resume:  # the stored configuration, with only what was given explicitly changed (fit checks it)
@@ -121,6 +128,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--thresholds", type=Path, help="thresholds.json (default: the checkpoint's tuned thresholds)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument(
+        "--ensemble",
+        type=Path,
+        help="ensemble.json from 'cryokit ensemble': calibrated merge of checkpoints of different kinds",
+    )
+    p.add_argument(
         "--keep-scores",
         action="store_true",
         help="write every scored candidate (a 'score' column, no thresholds) for threshold tuning",
@@ -147,13 +159,45 @@ def _check_output_file(path: Path, flag: str = "--out") -> None:
         raise ValueError(f"{flag} {path}: {parent} is not writable")
 
 
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="fit an ensemble of checkpoints of different kinds on validation runs (calibration, weights, thresholds)",
+    )
+    p.add_argument("--checkpoint", dest="checkpoints", action="append", required=True, type=Path, help="repeat")
+    p.add_argument("--data", required=True, type=Path, help="competition root with picks for the validation runs")
+    p.add_argument("--runs", nargs="+", required=True, help="validation runs (not trained on)")
+    p.add_argument("--out", required=True, type=Path, help="ensemble JSON to write")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.set_defaults(run=_run_ensemble)
+
+
+def _run_ensemble(args: argparse.Namespace) -> int:
+    from cryokit.ensemble import fit_ensemble, save_ensemble
+    from cryokit.inference.predict import group_candidates
+    from cryokit.io import read_solution
+
+    solution = read_solution(args.data, "train", args.runs)
+    names, candidates = group_candidates(
+        [str(c) for c in args.checkpoints], str(args.data), "train", args.runs, device=args.device
+    )
+    ensemble = fit_ensemble(candidates, solution, names)
+    save_ensemble(args.out, ensemble)
+    print(f"ensemble of {len(names)} member(s) in {args.out}; validation F4 per class:")
+    for name, per_member in ensemble.val_fbeta.items():
+        print(f"  {name:>20}: " + ", ".join(f"{k.rsplit('/', 1)[-1]} {v:.3f}" for k, v in per_member.items()))
+    return 0
+
+
 def _run_predict(args: argparse.Namespace) -> int:
+    from cryokit.ensemble import load_ensemble
     from cryokit.inference.predict import predict_runs
     from cryokit.io.submission import write_submission
     from cryokit.thresholds import load_thresholds
 
     _check_output_file(args.out)
     thresholds = load_thresholds(args.thresholds) if args.thresholds else None
+    ensemble = load_ensemble(args.ensemble) if args.ensemble else None
     picks, seconds = predict_runs(
         [str(c) for c in args.checkpoints],
         str(args.data),
@@ -164,6 +208,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         args.device,
         keep_scores=args.keep_scores,
         on_error=args.on_error,
+        ensemble=ensemble,
     )
     failed = dict(picks.attrs.get("failed_runs") or {})
     if args.keep_scores:
@@ -455,6 +500,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--difficulty", default="default", choices=["easy", "default", "hard"], help="simulated data")
     p.add_argument("--epochs", type=int, help="training epochs (default 24, 8 with --quick)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["unet"],
+        choices=sorted(_model_presets()),
+        help="model families to train (default unet); several: their calibrated ensemble is scored and submitted",
+    )
     p.set_defaults(run=_run_demo)
 
 
@@ -469,11 +521,16 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.no_track:
         training = replace(training, tracking=replace(training.tracking, enabled=False))
     config = replace(
-        config, out_dir=str(args.out), data_root=str(args.data or ""), difficulty=args.difficulty, training=training
+        config,
+        out_dir=str(args.out),
+        data_root=str(args.data or ""),
+        difficulty=args.difficulty,
+        training=training,
+        models=tuple(args.models),
     )
     result = run_demo(config)
     for method, value in result.scores.items():
-        print(f"held-out score {method:>14}: {value:.4f}")
+        print(f"held-out score {method:>16}: {value:.4f}")
     print(f"\nEverything is in {result.out_dir}/:")
     for name, path in result.files.items():
         print(f"  {name:>16}: {path}")
@@ -485,6 +542,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_train,
     _add_predict,
+    _add_ensemble,
     _add_score,
     _add_copick_config,
     _add_kaggle,

@@ -46,7 +46,10 @@ class DataConfig:
     split: str = "train"
     train_runs: tuple[str, ...] = ()  # empty: every run of the split not in val_runs
     val_runs: tuple[str, ...] = ()  # whole runs held out for validation on the metric
-    tomo_type: str = "denoised"
+    tomo_type: str = "denoised"  # what validation and prediction read
+    # Tomo types training patches come from, each patch from one drawn at random (empty: tomo_type alone).
+    # Several reconstructions of the same particles teach the network what does not depend on one.
+    train_tomo_types: tuple[str, ...] = ()
     level: int = 0  # 0 full resolution (~10 A), 1 half (~20 A), 2 quarter
 
 
@@ -154,6 +157,7 @@ class TrainConfig:
     num_workers: int = 0
     val_every: int = 1  # epochs
     early_stopping_patience: int = 0  # epochs without a better val F4; 0 switches it off
+    init_from: str = ""  # a checkpoint whose weights start the run (pretrain, then fine-tune); empty: random
     out_dir: str = "runs/train"
 
 

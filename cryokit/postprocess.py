@@ -268,7 +268,9 @@ def maps_to_picks(
     return pd.concat(frames, ignore_index=True) if frames else empty_scored_picks()
 
 
-def merge_picks(picks_per_source: Sequence[pd.DataFrame], radius_fraction: float = 0.5) -> pd.DataFrame:
+def merge_picks(
+    picks_per_source: Sequence[pd.DataFrame], radius_fraction: float = 0.5, weights: Sequence[float] | None = None
+) -> pd.DataFrame:
     """Ensemble scored picks of several models: cluster per run and class, combine the scores.
 
     From the highest score down, every not-yet-clustered pick of the same run and class within
@@ -279,7 +281,11 @@ def merge_picks(picks_per_source: Sequence[pd.DataFrame], radius_fraction: float
     Args:
         picks_per_source: one scored picks table (``PICK_SCORE_COLUMNS``) per model or model group.
         radius_fraction: clustering radius as a share of the catalog radius.
+        weights: one per source for the mean (default: equal); ``cryokit.ensemble`` weighs by validation F4.
     """
+    weights = np.ones(len(picks_per_source)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(weights) != len(picks_per_source) or not (weights >= 0).all() or not weights.sum() > 0:
+        raise ValueError(f"need one non-negative weight per source, not all 0; got {list(weights)}")
     frames = [frame.assign(source=i) for i, frame in enumerate(picks_per_source) if len(frame)]
     if not frames:
         return empty_scored_picks()
@@ -301,5 +307,5 @@ def merge_picks(picks_per_source: Sequence[pd.DataFrame], radius_fraction: float
             taken[members] = True
             best = [scores[members][sources[members] == s].max(initial=0.0) for s in range(len(picks_per_source))]
             centre = np.average(xyz[members], axis=0, weights=scores[members] + 1e-12)
-            rows.append((run, name, *centre, float(np.mean(best))))
+            rows.append((run, name, *centre, float(np.dot(weights, best) / weights.sum())))
     return pd.DataFrame(rows, columns=PICK_SCORE_COLUMNS)

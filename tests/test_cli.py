@@ -76,6 +76,12 @@ def test_train_predict_score(tmp_path, capsys):
     )
     scored = capsys.readouterr()
     assert "ribosome" in scored.out and scored.out.strip().splitlines()[-1].startswith("score ") and not scored.err
+    # Fine-tuning from that checkpoint: a model of other widths is refused, naming the tensors.
+    fine_tune = ["train", "--config", str(tmp_path / "run.yaml"), "--data", str(tmp_path / "data")]
+    fine_tune += ["--out", str(tmp_path / "tuned"), "--init-from", str(tmp_path / "run" / "best.pt")]
+    assert main(fine_tune + ["--set", "model.channels=[4,8]"]) == 2
+    error = capsys.readouterr().err
+    assert "best.pt" in error and "model.0.conv.weight: checkpoint (8, 1, 3, 3, 3), model (4, 1, 3, 3, 3)" in error
 
 
 @pytest.mark.parametrize(
@@ -98,3 +104,39 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
     status = main([a.format(root=tmp_path) for a in argv])
     error = capsys.readouterr().err
     assert status == 2 and message in error and "Traceback" not in error
+
+
+def test_ensemble_of_two_kinds_is_fitted_saved_and_used(tmp_path, capsys):
+    make_blob_layout(tmp_path / "data", runs=("TS_a", "TS_b", "TS_c"))
+    (tmp_path / "run.yaml").write_text(CONFIG)
+    base = [
+        "train",
+        "--config",
+        str(tmp_path / "run.yaml"),
+        "--data",
+        str(tmp_path / "data"),
+        "--set",
+        "train.epochs=3",
+    ]
+    assert main(base + ["--out", str(tmp_path / "s1")]) == 0
+    assert main(base + ["--out", str(tmp_path / "s2"), "--set", "target.stride=2"]) == 0  # another kind: stride 2
+    checkpoints = ["--checkpoint", str(tmp_path / "s1" / "best.pt"), "--checkpoint", str(tmp_path / "s2" / "best.pt")]
+    data = ["--data", str(tmp_path / "data")]
+    assert main(["ensemble", *checkpoints, *data, "--runs", "TS_c", "--out", str(tmp_path / "e.json")]) == 0
+    assert "ensemble of 2 member(s)" in capsys.readouterr().out
+
+    def score(*extra):
+        out = tmp_path / f"sub{len(list(tmp_path.glob('sub*.csv')))}.csv"
+        assert main(["predict", *extra, *data, "--split", "train", "--runs", "TS_c", "--out", str(out)]) == 0
+        capsys.readouterr()
+        assert main(["score", "--solution", str(tmp_path / "data"), "--submission", str(out), "--runs", "TS_c"]) == 0
+        return float(capsys.readouterr().out.strip().splitlines()[-1].split()[-1])
+
+    alone = [score(*checkpoints[:2]), score(*checkpoints[2:])]
+    together = score(*checkpoints, "--ensemble", str(tmp_path / "e.json"))
+    assert max(alone) > 0.1 and together >= max(alone) - 1e-9  # on its fitting runs, never below its best member
+    status = main(
+        ["predict", *checkpoints[:2], *data, "--out", str(tmp_path / "x.csv"), "--ensemble", str(tmp_path / "e.json")]
+    )
+    error = capsys.readouterr().err
+    assert status == 2 and "the ensemble file has 2 member(s)" in error and "1 group(s)" in error

@@ -176,3 +176,26 @@ def test_half_resolution_targets_sit_on_the_cell_grid(root):
             None,
             RUNS,
         )
+
+
+def test_several_tomo_types_each_patch_from_one_normalised_on_its_own(tmp_path):
+    make_kaggle_layout(tmp_path, runs=("TS_a", "TS_b"), shape_zyx=(24, 48, 44), tomo_types=("denoised", "wbp"))
+    data = DataConfig(root=str(tmp_path), train_tomo_types=("denoised", "wbp"))
+    patch = replace(PATCH, patches_per_epoch=24)
+    dataset = build_dataset(data, patch, TargetConfig(kind="balls"), None, ("TS_a", "TS_b"), 3)
+    drawn = set()
+    for index in range(len(dataset)):
+        item = dataset[index]
+        tomogram = open_run_tomogram(tmp_path, "train", item["run"], item["tomo_type"])
+        expected = read_region(tomogram, item["origin_zyx"].numpy(), patch.size_zyx)
+        assert np.array_equal(item["image"][0].numpy(), expected), item["tomo_type"]
+        drawn.add(item["tomo_type"])
+    assert drawn == {"denoised", "wbp"}
+    # One tomo type: the items are those of the single-type dataset (no extra random draw).
+    single = build_dataset(DataConfig(root=str(tmp_path)), patch, TargetConfig(kind="balls"), None, ("TS_a",), 3)
+    listed = build_dataset(
+        replace(data, train_tomo_types=("denoised",)), patch, TargetConfig(kind="balls"), None, ("TS_a",), 3
+    )
+    assert all(torch.equal(single[i]["image"], listed[i]["image"]) for i in range(4))
+    with pytest.raises(FileNotFoundError, match="ctfdeconvolved"):
+        build_dataset(replace(data, train_tomo_types=("ctfdeconvolved",)), patch, TargetConfig(), None, ("TS_a",), 3)

@@ -16,16 +16,20 @@ from cryokit.io.submission import read_submission
 from cryokit.metric import score
 
 
-def test_demo_writes_submission_scores_and_plots(tmp_path):
-    config = DemoConfig.quick_defaults(out_dir=str(tmp_path / "demo"), shape_zyx=(64, 160, 160))
+def _quick_demo(tmp_path, epochs: int, **changes) -> DemoConfig:
+    """The quick demo on 64 x 160 x 160 volumes for ``epochs`` epochs, not tracked."""
+    config = DemoConfig.quick_defaults(out_dir=str(tmp_path / "demo"), shape_zyx=(64, 160, 160), **changes)
     training = config.training
-    config = replace(
+    return replace(
         config,
         training=replace(
-            training, train=replace(training.train, epochs=1), tracking=replace(training.tracking, enabled=False)
+            training, train=replace(training.train, epochs=epochs), tracking=replace(training.tracking, enabled=False)
         ),
     )
-    result = run_demo(config)
+
+
+def test_demo_writes_submission_scores_and_plots(tmp_path):
+    result = run_demo(_quick_demo(tmp_path, epochs=1))
     assert set(result.scores) == {"DoG baseline", "U-Net"}
     submission = read_submission(result.files["submission"])
     # The reported scores are the metric's on the files written: the U-Net's submission and scores.csv.
@@ -47,3 +51,15 @@ def test_demo_writes_submission_scores_and_plots(tmp_path):
         assert image.shape[0] > 300 and np.std(image[..., :3]) > 0.02, key
     table = result.tables["U-Net"]
     assert list(table["particle_type"])[:2] == ["apo-ferritin", "beta-amylase"]
+
+
+def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
+    result = run_demo(_quick_demo(tmp_path, epochs=1, models=("unet", "yolo3d")))
+    assert set(result.scores) == {"DoG baseline", "U-Net", "YOLO3D detector", "ensemble"}
+    summary = json.loads(result.files["summary"].read_text())
+    assert summary["submission"] == "ensemble"
+    assert summary["training_configs"]["yolo3d"]["model"]["name"] == "yolo3d"
+    assert summary["training_configs"]["yolo3d"]["target"]["kind"] == "detection"
+    solution = read_solution(tmp_path / "demo" / "data", "train", ["TS_sim_1_0"])
+    assert score(solution, read_submission(result.files["submission"])) == pytest.approx(result.scores["ensemble"])
+    assert (tmp_path / "demo" / "train_yolo3d" / "best.pt").is_file() and result.files["ensemble"].is_file()

@@ -94,7 +94,7 @@ def test_weights_that_do_not_match_the_config_name_the_file_and_tensor(trained, 
     state = load_checkpoint(result.best_checkpoint)
     state["config"]["model"]["channels"] = [4, 8]
     save_checkpoint(tmp_path / "mismatch.pt", state)
-    with pytest.raises(ValueError, match=r"mismatch.pt: its weights do not match its configuration: tensor '.*' is"):
+    with pytest.raises(ValueError, match=r"mismatch.pt: its weights do not match its configuration: .*: checkpoint \("):
         load_model(tmp_path / "mismatch.pt")
 
 

@@ -6,9 +6,7 @@ import pytest
 import torch
 from conftest import blob_config, make_blob_layout
 
-from cryokit.config import (
-    replace,
-)
+from cryokit.config import apply_overrides, replace
 from cryokit.io import KaggleSource
 from cryokit.models.build import build_model_and_task, sliding_window
 from cryokit.training.checkpoint import load_checkpoint, load_model
@@ -92,3 +90,27 @@ def test_learning_rate_warms_up_then_decays():
     assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
     assert rates[-1] == pytest.approx(0.05, abs=0.01)
+
+
+def test_init_from_starts_with_the_checkpoints_weights_and_names_a_mismatch(blob_root, tmp_path):
+    pretrained = fit(blob_config(blob_root, tmp_path / "pretrain", epochs=2, ema_decay=0.5), progress=False)
+    source_weights = load_checkpoint(pretrained.best_checkpoint)["ema"]  # EMA weights are the ones taken
+    # lr = 0: fine-tuning changes nothing, so the run's weights are exactly the checkpoint's.
+    tuned = fit(
+        blob_config(blob_root, tmp_path / "tune", epochs=1, lr=0.0, init_from=str(pretrained.best_checkpoint)),
+        progress=False,
+    )
+    weights = load_checkpoint(tuned.last_checkpoint)["model"]
+    for name, tensor in source_weights.items():
+        torch.testing.assert_close(weights[name], tensor, rtol=0, atol=0, msg=name)
+    assert tuned.best_score == pytest.approx(pretrained.best_score, abs=1e-9)
+    scratch = fit(blob_config(blob_root, tmp_path / "scratch", epochs=1, lr=0.0), progress=False)
+    assert scratch.best_score < tuned.best_score - 0.1  # the weights did come over
+    wider = apply_overrides(
+        blob_config(blob_root, tmp_path / "wider", epochs=1, init_from=str(pretrained.best_checkpoint)),
+        {"model.channels": [4, 8]},
+    )
+    named = r"(?s)initialise from .*best\.pt.*0\.conv\.weight: checkpoint \(8, 1, 3, 3, 3\), model \(4, 1"
+    with pytest.raises(ValueError, match=named):
+        fit(wider, progress=False)
+    assert not (tmp_path / "wider" / "last.pt").exists()

@@ -58,7 +58,7 @@ class _Run:
     voxel_spacing_angstrom_zyx: np.ndarray
     centres_voxel_zyx: np.ndarray  # (N, 3) tomogram voxels
     class_indices: np.ndarray  # (N,)
-    stats: IntensityStats  # computed once here, shipped to the workers with the dataset
+    stats: dict[str, IntensityStats]  # per tomo type, computed once here, shipped to the workers
 
 
 class PatchDataset(Dataset):
@@ -75,7 +75,9 @@ class PatchDataset(Dataset):
         target: renders a patch's target from its picks (``cryokit.data.targets.BallTargets`` or
             ``GaussianTargets``, ``cryokit.models.detection_coder.DetectionTargetEncoder``).
         augmenter: augmentation strengths, or None for plain patches.
-        tomo_type, level: which tomograms.
+        tomo_type, level: which tomograms. ``tomo_type`` may name several (``("denoised", "wbp")``):
+            each patch then comes from one of them, drawn uniformly, so the network sees every
+            reconstruction of the same particles (each tomogram normalised with its own statistics).
         seed: base seed of every item.
 
     Items are dicts: ``image`` (1, Z, Y, X) float32; ``target`` as ``target`` renders it (ball labels,
@@ -96,7 +98,7 @@ class PatchDataset(Dataset):
         jitter_fraction: float,
         target: TargetRenderer,
         augmenter: Augmenter | None = None,
-        tomo_type: str = "denoised",
+        tomo_type: str | Sequence[str] = "denoised",
         level: int = 0,
         seed: int = 0,
     ) -> None:
@@ -108,7 +110,10 @@ class PatchDataset(Dataset):
             raise ValueError(
                 f"need patches_per_epoch >= 1 and positive_share in [0, 1], got {patches_per_epoch}, {positive_share}"
             )
-        self.source, self.tomo_type, self.level = source, tomo_type, level
+        self.tomo_types = (tomo_type,) if isinstance(tomo_type, str) else tuple(tomo_type)
+        if not self.tomo_types:
+            raise ValueError("tomo_type must name at least one tomo type")
+        self.source, self.level = source, level
         self.patches_per_epoch, self.positive_share, self.jitter_fraction = (
             patches_per_epoch,
             positive_share,
@@ -124,7 +129,7 @@ class PatchDataset(Dataset):
         self._particle_class = np.concatenate([r.class_indices for r in self.runs])
         volumes = np.array([np.prod(r.shape_zyx, dtype=np.float64) for r in self.runs])
         self._run_weights = volumes / volumes.sum()
-        self._tomograms: dict[str, Tomogram] = {}
+        self._tomograms: dict[tuple[str, str], Tomogram] = {}
         self._pid = -1
 
     def _picks(self, runs: list[str]) -> list[Any]:
@@ -132,7 +137,11 @@ class PatchDataset(Dataset):
         return [picks[picks["experiment"] == run] for run in runs]
 
     def _describe(self, run: str, picks) -> _Run:
-        tomogram = self.source.open_tomogram(run, self.tomo_type, self.level)
+        tomograms = {t: self.source.open_tomogram(run, t, self.level) for t in self.tomo_types}
+        tomogram = tomograms[self.tomo_types[0]]
+        shapes = {t: tomo.shape_zyx for t, tomo in tomograms.items()}
+        if len(set(shapes.values())) > 1:
+            raise ValueError(f"run {run}: the tomo types' shapes differ at level {self.level}: {shapes}")
         spacing = as_spacing_zyx(tomogram.voxel_spacing_angstrom_zyx)
         outside = outside_extent(picks[["x", "y", "z"]].to_numpy(np.float64), tomogram.extent_angstrom_xyz)
         if outside.any():
@@ -153,7 +162,8 @@ class PatchDataset(Dataset):
         else:
             centres = angstrom_xyz_to_voxel_zyx(picks[["x", "y", "z"]].to_numpy(np.float64), spacing)
             classes = np.array([PARTICLE_NAMES.index(n) for n in picks["particle_type"]], dtype=np.int64)
-        return _Run(run, tomogram.shape_zyx, spacing, centres, classes, tomogram_intensity_stats(tomogram))
+        stats = {t: tomogram_intensity_stats(tomo) for t, tomo in tomograms.items()}
+        return _Run(run, tomogram.shape_zyx, spacing, centres, classes, stats)
 
     def set_epoch(self, epoch: int) -> None:
         """Items of a new epoch (call before creating the epoch's iterator)."""
@@ -162,12 +172,12 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return int(self.patches_per_epoch)
 
-    def _tomogram(self, run: str) -> Tomogram:
+    def _tomogram(self, run: str, tomo_type: str) -> Tomogram:
         if self._pid != os.getpid():  # a fresh worker process: open its own stores
             self._tomograms, self._pid = {}, os.getpid()
-        if run not in self._tomograms:
-            self._tomograms[run] = self.source.open_tomogram(run, self.tomo_type, self.level)
-        return self._tomograms[run]
+        if (run, tomo_type) not in self._tomograms:
+            self._tomograms[run, tomo_type] = self.source.open_tomogram(run, tomo_type, self.level)
+        return self._tomograms[run, tomo_type]
 
     def _choose(self, rng: np.random.Generator) -> tuple[int, np.ndarray]:
         """(run position, patch origin): near a particle with probability ``positive_share``."""
@@ -188,6 +198,9 @@ class PatchDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         run_index, origin = self._choose(rng)
         run = self.runs[run_index]
+        tomo_type = self.tomo_types[0]
+        if len(self.tomo_types) > 1:  # one tomo type draws nothing: a single-type dataset's items stay as they were
+            tomo_type = self.tomo_types[int(rng.integers(len(self.tomo_types)))]
         params = None
         if self.augmenter is not None:
             generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
@@ -198,7 +211,7 @@ class PatchDataset(Dataset):
         centres, classes = picks_in_patch(
             run.centres_voxel_zyx, run.class_indices, region_origin, region_size, radii[run.class_indices]
         )
-        image = read_region(self._tomogram(run.name), region_origin, region_size, stats=run.stats)
+        image = read_region(self._tomogram(run.name, tomo_type), region_origin, region_size, stats=run.stats[tomo_type])
         sample = Sample(torch.from_numpy(image), centres, classes)
         if params is not None:
             sample = apply_augmentation(sample, params)
@@ -211,6 +224,7 @@ class PatchDataset(Dataset):
             "centres_voxel_zyx": torch.as_tensor(centres, dtype=torch.float32),
             "class_indices": torch.as_tensor(classes, dtype=torch.int64),
             "run": run.name,
+            "tomo_type": tomo_type,
             "origin_zyx": torch.as_tensor(origin, dtype=torch.int64),
         }
 

@@ -75,6 +75,10 @@ class DemoConfig:
     shape_zyx: tuple[int, int, int] = (184, 630, 630)
     seed: int = 0
     training: RunConfig = field(default_factory=demo_training_config)
+    # Model families trained (``MODEL_PRESETS`` names, each on ``training`` with its preset applied);
+    # with more than one, their calibrated ensemble (``cryokit.ensemble``) is fitted on the validation
+    # runs, scored too, and writes the submission.
+    models: tuple[str, ...] = ("unet",)
 
     @classmethod
     def quick_defaults(cls, **changes) -> DemoConfig:
@@ -138,6 +142,7 @@ def _figures(
     picks: dict[str, pd.DataFrame],
     tables: dict[str, pd.DataFrame],
     out_dir: Path,
+    label: str = "U-Net",
 ) -> dict[str, Path]:
     from cryokit.data.normalise import normalise_tomogram
     from cryokit.plots.training import plot_predictions_on_slice, plot_score_comparison
@@ -146,26 +151,59 @@ def _figures(
     plt.close(plot_score_comparison(tables, files["scores_png"]))
     tomogram = open_run_tomogram(root, "train", run, "denoised", level)
     truth = solution[solution["experiment"] == run]
-    predicted = picks["U-Net"][picks["U-Net"]["experiment"] == run]
+    predicted = picks[label][picks[label]["experiment"] == run]
     plt.close(
         plot_predictions_on_slice(
             normalise_tomogram(tomogram),
             truth,
             predicted,
             tomogram.voxel_spacing_angstrom_zyx,
-            title=f"{run}: U-Net picks (x) vs truth (o)",
+            title=f"{run}: {label} picks (x) vs truth (o)",
             path=files["predictions_png"],
         )
     )
     return files
 
 
-def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
-    """Run every step; returns the scores and the paths of what was written (all under ``out_dir``)."""
-    from cryokit.inference.predict import predict_runs
-    from cryokit.metric import score_table
+MODEL_LABELS = {"unet": "U-Net", "yolo3d": "YOLO3D detector"}
+
+
+def _train_each(config: DemoConfig, root: Path, train_runs, val_runs, out_dir: Path) -> dict[str, tuple]:
+    """{model: (label, best checkpoint, its configuration)}; the first trains into ``out_dir/train``, others
+    into ``out_dir/train_MODEL``."""
+    from cryokit.config import MODEL_PRESETS, apply_overrides
     from cryokit.training.loop import fit
     from cryokit.training.tracking import open_tracker
+
+    unknown = [m for m in config.models if m not in MODEL_PRESETS]
+    if unknown or not config.models:
+        raise ValueError(f"demo models {list(config.models)}: each must be one of {sorted(MODEL_PRESETS)}")
+    trained = {}
+    for index, model in enumerate(config.models):
+        training = config.training
+        if training.model.name != MODEL_PRESETS[model]["model.name"]:  # another family: its preset on top
+            training = apply_overrides(training, MODEL_PRESETS[model])
+        folder = out_dir / ("train" if index == 0 else f"train_{model}")
+        training = replace(
+            training,
+            data=replace(training.data, root=str(root), train_runs=tuple(train_runs), val_runs=tuple(val_runs)),
+            train=replace(training.train, out_dir=str(folder)),
+        )
+        label = MODEL_LABELS.get(model, model)
+        log.info("step 3/5: training the %s on %s, validating on %s", label, train_runs, val_runs)
+        track = training.tracking
+        with open_tracker(track.enabled, track.tracking_uri, track.experiment, str(folder), f"demo-{model}") as tracker:
+            # the demo owns its output folder: a re-run replaces its runs
+            trained[model] = (label, fit(training, tracker=tracker, overwrite=True).best_checkpoint, training)
+    return trained
+
+
+def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
+    """Run every step; returns the scores and the paths of what was written (all under ``out_dir``)."""
+    from cryokit.ensemble import ensemble_picks, fit_ensemble, save_ensemble
+    from cryokit.inference.predict import group_candidates, predict_runs
+    from cryokit.metric import score_table
+    from cryokit.postprocess import apply_thresholds
 
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -175,38 +213,39 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     solution = read_solution(root, "train", heldout)
     log.info("step 2/5: classical baseline, calibrated on %d training runs", len(train_runs))
     picks = {"DoG baseline": _baseline(root, train_runs, heldout, out_dir)}
-    log.info("step 3/5: training the U-Net on %s, validating on %s", train_runs, val_runs)
-    training = config.training
-    training = replace(
-        training,
-        data=replace(training.data, root=str(root), train_runs=tuple(train_runs), val_runs=tuple(val_runs)),
-        train=replace(training.train, out_dir=str(out_dir / "train")),
-    )
-    track = training.tracking
-    with open_tracker(track.enabled, track.tracking_uri, track.experiment, training.train.out_dir, "demo") as tracker:
-        result = fit(training, tracker=tracker, overwrite=True)  # the demo owns its output folder
+    trained = _train_each(config, root, train_runs, val_runs, out_dir)
     log.info("step 4/5: predicting %d held-out runs", len(heldout))
-    picks["U-Net"], seconds = predict_runs([str(result.best_checkpoint)], str(root), "train", heldout)
+    seconds = {}
+    for label, checkpoint, _ in trained.values():
+        picks[label], seconds[label] = predict_runs([str(checkpoint)], str(root), "train", heldout)
+    first_label, first_checkpoint, training = next(iter(trained.values()))
+    submitted = first_label
+    files = {"checkpoint": first_checkpoint, "curves_png": first_checkpoint.parent / "curves.png"}
+    if len(trained) > 1:
+        checkpoints = [str(c) for _, c, _ in trained.values()]
+        names, val_candidates = group_candidates(checkpoints, str(root), "train", val_runs)
+        ensemble = fit_ensemble(val_candidates, read_solution(root, "train", val_runs), names)
+        files["ensemble"] = save_ensemble(out_dir / "ensemble.json", ensemble)
+        _, heldout_candidates = group_candidates(checkpoints, str(root), "train", heldout)
+        submitted = "ensemble"
+        picks[submitted] = apply_thresholds(ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0)
     log.info("step 5/5: scoring and plotting")
     tables = {name: score_table(solution, frame) for name, frame in picks.items()}
-    files = {
-        "submission": write_submission(picks["U-Net"], out_dir / "submission.csv"),
-        "checkpoint": result.best_checkpoint,
-        "curves_png": Path(training.train.out_dir) / "curves.png",
-    }
-    files.update(_figures(root, heldout[0], training.data.level, solution, picks, tables, out_dir))
+    files["submission"] = write_submission(picks[submitted], out_dir / "submission.csv")
+    files.update(_figures(root, heldout[0], training.data.level, solution, picks, tables, out_dir, first_label))
     scores = {name: float(table.attrs["score"]) for name, table in tables.items()}
     combined = pd.concat([t.assign(method=name) for name, t in tables.items()], ignore_index=True)
     combined.to_csv(out_dir / "scores.csv", index=False)
     files["scores_csv"] = out_dir / "scores.csv"
     summary = {
         "scores": scores,
-        "seconds_per_tomogram": seconds,
+        "submission": submitted,
+        "seconds_per_tomogram": seconds[first_label] if len(seconds) == 1 else seconds,
         "train_runs": train_runs,
         "val_runs": val_runs,
         "heldout_runs": heldout,
-        "best_epoch": result.best_epoch,
         "training_config": to_dict(training),
+        "training_configs": {model: to_dict(t) for model, (_, _, t) in trained.items()},
     }
     files["summary"] = atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     return DemoResult(out_dir, scores, tables, files)

@@ -30,6 +30,7 @@ from cryokit.inference.speed import InferenceOptions, prepare_for_inference
 from cryokit.inference.tta import tta_transforms
 
 if TYPE_CHECKING:
+    from cryokit.ensemble import Ensemble
     from cryokit.tasks import Task
     from cryokit.training.checkpoint import LoadedModel
 
@@ -38,6 +39,8 @@ __all__ = [
     "predict_volume_picks",
     "Timer",
     "ensemble_groups",
+    "group_names",
+    "group_candidates",
     "predict_run",
     "RunResults",
     "predict_each_run",
@@ -164,6 +167,29 @@ def ensemble_groups(loaded: Sequence[LoadedModel]) -> list[list[LoadedModel]]:
     return list(groups.values())
 
 
+def group_names(groups: Sequence[Sequence[LoadedModel]]) -> list[str]:
+    """One name per group: its checkpoints' paths joined by ``+``."""
+    return ["+".join(str(m.path) for m in members) for members in groups]
+
+
+def group_candidates(
+    checkpoints: Sequence[str], root: str, split: str, runs: Sequence[str], tta: str = "none", device: str = "auto"
+) -> tuple[list[str], list[pd.DataFrame]]:
+    """Every scored candidate of each ensemble group on ``runs`` (what ``cryokit.ensemble.fit_ensemble`` takes)."""
+    from cryokit.training.checkpoint import load_model
+
+    torch_device = resolve_device(device)
+    groups = ensemble_groups([load_model(path, torch_device) for path in checkpoints])
+    frames = [
+        pd.concat(
+            [predict_run([g], root, split, run, tta, device=torch_device, keep_scores=True) for run in runs],
+            ignore_index=True,
+        )
+        for g in groups
+    ]
+    return group_names(groups), frames
+
+
 def predict_run(
     groups: Sequence[Sequence[LoadedModel]],
     root: str,
@@ -175,6 +201,7 @@ def predict_run(
     amp: bool | None = None,
     keep_scores: bool = False,
     options: InferenceOptions | None = None,
+    ensemble: Ensemble | None = None,
 ) -> pd.DataFrame:
     """Picks of one run from ensemble ``groups`` (``ensemble_groups``).
 
@@ -186,8 +213,11 @@ def predict_run(
         amp: mixed precision on CUDA; None follows each checkpoint's training setting.
         keep_scores: return every candidate with its score instead of thresholding.
         options: speed switches; by default the tomogram is normalised on a GPU ``device`` and stays there.
+        ensemble: how to merge the groups (``cryokit.ensemble``: calibrated scores, per-class weights and
+            thresholds, which then replace the first checkpoint's); None averages the raw scores.
     """
     from cryokit.data.normalise import normalise_tomogram, normalise_tomogram_on
+    from cryokit.ensemble import ensemble_picks
     from cryokit.io import open_run_tomogram
     from cryokit.postprocess import apply_thresholds, merge_picks
 
@@ -214,10 +244,13 @@ def predict_run(
                 options,
             )
         )
-    picks = per_group[0] if len(per_group) == 1 else merge_picks(per_group, first.merge_radius_fraction)
-    if keep_scores:
-        return picks
-    return apply_thresholds(picks, first.thresholds if thresholds is None else thresholds, first.default_threshold)
+    if ensemble is not None:
+        picks = ensemble_picks(ensemble, per_group)
+        thresholds = ensemble.thresholds if thresholds is None else thresholds
+    else:
+        picks = per_group[0] if len(per_group) == 1 else merge_picks(per_group, first.merge_radius_fraction)
+        thresholds = first.thresholds if thresholds is None else thresholds
+    return picks if keep_scores else apply_thresholds(picks, thresholds, first.default_threshold)
 
 
 @dataclass
@@ -298,6 +331,7 @@ def predict_runs(
     keep_scores: bool = False,
     on_error: str = "raise",
     options: InferenceOptions | None = None,
+    ensemble: Ensemble | None = None,
 ) -> tuple[pd.DataFrame, list[float]]:
     """Picks of every run of a split from one or more checkpoints, and the seconds each run took.
 
@@ -309,6 +343,8 @@ def predict_runs(
     With ``on_error="skip"`` a run that fails to load or predict is logged and left out, the others go
     on, and ``picks.attrs["failed_runs"]`` maps each such run to its error; "raise" stops at the first.
     ``options`` (``cryokit.inference.speed.InferenceOptions``) are applied to every model once, here.
+    ``ensemble`` (``cryokit.ensemble``, fitted by ``cryokit ensemble``) merges the groups on calibrated
+    scores with its own thresholds; it must have one member per group.
     """
     from cryokit.io import list_runs
     from cryokit.io.layout import select_runs
@@ -325,10 +361,24 @@ def predict_runs(
     for item in loaded:
         item.model = prepare_for_inference(item.model, options)
     groups = ensemble_groups(loaded)
+    if ensemble is not None and len(ensemble.members) != len(groups):
+        raise ValueError(
+            f"the ensemble file has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the "
+            f"checkpoints make {len(groups)} group(s) ({'; '.join(group_names(groups))})"
+        )
 
     def predict_one(run: str) -> pd.DataFrame:
         return predict_run(
-            groups, root, split, run, tta, thresholds, torch_device, keep_scores=keep_scores, options=options
+            groups,
+            root,
+            split,
+            run,
+            tta,
+            thresholds,
+            torch_device,
+            keep_scores=keep_scores,
+            options=options,
+            ensemble=ensemble,
         )
 
     results = predict_each_run(runs, predict_one, on_error, progress)

@@ -161,7 +161,7 @@ def build_dataset(
         jitter_fraction=patch.jitter_fraction,
         target=build_target(target),
         augmenter=None if augment is None else Augmenter.from_config(augment),
-        tomo_type=data.tomo_type,
+        tomo_type=data.train_tomo_types or data.tomo_type,
         level=data.level,
         seed=seed,
     )

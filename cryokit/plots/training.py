@@ -18,7 +18,7 @@ from cryokit.coords import angstrom_xyz_to_voxel_zyx, voxel_zyx_to_angstrom_xyz
 from cryokit.particles import PARTICLE_NAMES, SCORED_PARTICLE_NAMES, particle
 from cryokit.plots._common import finish, slice_extent_angstrom
 
-__all__ = ["plot_training_curves", "plot_score_comparison", "plot_predictions_on_slice"]
+__all__ = ["plot_training_curves", "plot_score_comparison", "plot_score_heatmap", "plot_predictions_on_slice"]
 
 
 def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Path | None = None) -> plt.Figure:
@@ -84,6 +84,29 @@ def plot_score_comparison(
     ax.set_xticks(range(len(names)), [f"{n}\n(weight {particle(n).weight})" for n in names], fontsize=8)
     ax.set(xlabel="", ylabel="F4", ylim=(0, 1.22), title=title)
     ax.legend(fontsize=9, loc="upper center", ncol=min(4, len(tables)), frameon=False)
+    fig.tight_layout()
+    return finish(fig, path)
+
+
+def plot_score_heatmap(
+    tables: Mapping[str, pd.DataFrame], path: str | Path | None = None, title: str = "Per-class F4"
+) -> plt.Figure:
+    """A table as a heatmap (seaborn): one row per method, per-class F4 and the weighted score, annotated."""
+    import seaborn as sns
+
+    names = list(SCORED_PARTICLE_NAMES)
+    grid = pd.DataFrame(
+        {
+            method: [*table.set_index("particle_type")["fbeta"].reindex(names).fillna(0.0), table.attrs["score"]]
+            for method, table in tables.items()
+        },
+        index=[*(f"{n}\n(w {particle(n).weight})" for n in names), "weighted F4"],
+    ).T
+    fig, ax = plt.subplots(figsize=(12, 0.55 * len(grid) + 1.8))
+    sns.heatmap(grid, annot=True, fmt=".3f", vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "F4"}, ax=ax)
+    ax.axvline(len(names), color="white", lw=3)  # the weighted score apart from the classes
+    ax.set(xlabel="", ylabel="", title=title)
+    ax.tick_params(axis="x", labelsize=8, labelrotation=0)
     fig.tight_layout()
     return finish(fig, path)
 

@@ -34,7 +34,16 @@ if TYPE_CHECKING:
     from cryokit.inference.sliding_window import SlidingWindow
     from cryokit.tasks import Task
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "check_weights", "LoadedModel", "TRUSTED_LEGACY_ENV"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "LoadedModel",
+    "init_from_checkpoint",
+    "weight_mismatches",
+    "check_weights",
+    "TRUSTED_LEGACY_ENV",
+]
 
 FORMAT_VERSION = 2  # 2: plain data only (loads with weights_only=True); 1: NumPy objects inside
 TRUSTED_LEGACY_ENV = "CRYOKIT_TRUSTED_LEGACY_CHECKPOINTS"
@@ -116,6 +125,36 @@ def _unsupported(text: str) -> str:
     return "unsupported object"
 
 
+def weight_mismatches(model: nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
+    """Why ``weights`` cannot load into ``model``, one line per tensor: missing, unexpected, or of another shape."""
+    own = model.state_dict()
+    lines = [f"{name}: missing from the checkpoint" for name in own if name not in weights]
+    lines += [f"{name}: not in the model" for name in weights if name not in own]
+    lines += [
+        f"{name}: checkpoint {tuple(weights[name].shape)}, model {tuple(tensor.shape)}"
+        for name, tensor in own.items()
+        if name in weights and tuple(weights[name].shape) != tuple(tensor.shape)
+    ]
+    return lines
+
+
+def init_from_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
+    """Start ``model`` from the weights of checkpoint ``path`` (its EMA weights when it has them): the
+    pretrain-then-fine-tune recipe. Only the weights come over (no optimiser, epoch or thresholds), and
+    every tensor must match by name and shape; otherwise a ValueError names the file and the tensors."""
+    state = load_checkpoint(path)
+    weights = state.get("ema") or state["model"]
+    problems = weight_mismatches(model, weights)
+    if problems:
+        shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise ValueError(
+            f"cannot initialise from {path}: its weights do not fit this model (same model.* settings "
+            f"and target.stride as the checkpoint's are needed):\n  {shown}"
+        )
+    model.load_state_dict(weights)
+    return model
+
+
 @dataclass
 class LoadedModel:
     """A trained network ready for inference, with everything prediction needs from its configuration.
@@ -174,23 +213,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bo
 
 def check_weights(model: nn.Module, weights: dict[str, Any], path: str | Path) -> None:
     """Raise naming ``path`` and the first tensor whose name or shape differs from ``model``'s."""
-    expected = model.state_dict()
-    for name, tensor in expected.items():
-        if name not in weights:
-            raise ValueError(
-                f"checkpoint {path}: its weights do not match its configuration: no tensor {name!r} "
-                f"(the network built from the stored config has {len(expected)} tensors, the file {len(weights)})"
-            )
-        stored = weights[name]
-        if not isinstance(stored, torch.Tensor) or tuple(stored.shape) != tuple(tensor.shape):
-            shape = tuple(stored.shape) if isinstance(stored, torch.Tensor) else type(stored).__name__
-            raise ValueError(
-                f"checkpoint {path}: its weights do not match its configuration: tensor {name!r} is {shape} "
-                f"in the file, {tuple(tensor.shape)} in the network built from the stored config"
-            )
-    extra = [name for name in weights if name not in expected]
-    if extra:
+    problems = weight_mismatches(model, weights)
+    if problems:
         raise ValueError(
-            f"checkpoint {path}: its weights do not match its configuration: unexpected tensor {extra[0]!r} "
-            f"({len(extra)} in all)"
+            f"checkpoint {path}: its weights do not match its configuration: {problems[0]} "
+            f"({len(problems)} tensor(s) differ from the network its stored config builds)"
         )

@@ -36,7 +36,7 @@ from cryokit.models.build import build_dataset, build_model_and_task, data_sourc
 from cryokit.postprocess import apply_thresholds
 from cryokit.tasks import Task
 from cryokit.thresholds import best_thresholds, save_thresholds
-from cryokit.training.checkpoint import check_weights, load_checkpoint, save_checkpoint
+from cryokit.training.checkpoint import check_weights, init_from_checkpoint, load_checkpoint, save_checkpoint
 from cryokit.training.tracking import NullTracker
 
 __all__ = [
@@ -219,6 +219,8 @@ def _setup(cfg: RunConfig) -> _Setup:
     train_runs, val_runs = _train_and_val_runs(source, cfg.data.train_runs, cfg.data.val_runs)
     spacing = source.open_tomogram(train_runs[0], cfg.data.tomo_type, cfg.data.level).voxel_spacing_angstrom_zyx
     model, task = build_model_and_task(cfg, spacing)
+    if cfg.train.init_from:
+        init_from_checkpoint(model, cfg.train.init_from)
     model.to(device)
     net = model
     if world > 1:

@@ -1,0 +1,162 @@
+"""Why the U-Net lags the detector: one change at a time against today's default, on the quality benchmark's data.
+
+Every variant trains the U-Net preset of the demo configuration (level 1, 20 A voxels, 4 training runs,
+validation on 1 run, best epoch by validation F4) with some overrides, tunes per-class thresholds on the
+validation run, and scores the 2 held-out runs (seed 1) with the competition metric. Each variant's
+result is kept in ``OUT/experiments/NAME.json`` as soon as it is done, so an interrupted run resumes
+where it stopped and variants can run one at a time; the table is made from every result present and
+written to the "U-Net experiments" section of docs/BENCHMARKS.md.
+
+Run: ``.venv/bin/python benchmarks/unet_experiments.py [NAME ...] [--out DIR]`` (no names: every variant;
+``--list`` prints them). Training minutes are wall time on this shared 2-core machine: compare them
+within one table only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine_description, update_section  # noqa: E402
+from quality import scored, simulate_quality_data, train_model  # noqa: E402
+
+from cryokit.io import read_solution  # noqa: E402
+from cryokit.io.atomic import atomic_write_text  # noqa: E402
+from cryokit.metric import score_table  # noqa: E402
+from cryokit.particles import SCORED_PARTICLE_NAMES  # noqa: E402
+from cryokit.thresholds import best_thresholds  # noqa: E402
+
+COMMAND = ".venv/bin/python benchmarks/unet_experiments.py"
+
+_S2 = {"target.stride": 2}
+_S2_EMA = {**_S2, "train.ema_decay": 0.99}
+_S2_EMA_PW8 = {**_S2_EMA, "loss.particle_weight": 8.0}
+# Intensity and imaging augmentation (cryokit.data.appearance), each family half the time.
+APPEARANCE = {
+    "augment.gamma_p": 0.5,
+    "augment.blur_p": 0.3,
+    "augment.bias_p": 0.3,
+    "augment.bandpass_p": 0.3,
+    "augment.wedge_p": 0.3,
+}
+# name -> (what changes, overrides on the U-Net preset of the demo configuration)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "default": ("today's default: stride 1, balls 0.5 r, CE particle weight 32, no EMA", {}),
+    "stride2": ("output stride 2 (targets and maps at 40 A)", _S2),
+    "stride2_ema": ("stride 2 + EMA of the weights (decay 0.99)", _S2_EMA),
+    "stride2_ema_pw8": ("stride 2 + EMA + CE particle weight 8 (from 32)", _S2_EMA_PW8),
+    "stride2_ema_pw8_e48": (
+        "stride 2 + EMA + weight 8, 48 epochs (about the default's CPU time)",
+        {**_S2_EMA_PW8, "train.epochs": 48},
+    ),
+    "stride2_ema_pw8_wide": (
+        "stride 2 + EMA + weight 8, channels 32-64-128-256",
+        {**_S2_EMA_PW8, "model.channels": [32, 64, 128, 256]},
+    ),
+    "stride2_ema_pw8_ball07": (
+        "stride 2 + EMA + weight 8, balls of 0.7 r",
+        {**_S2_EMA_PW8, "target.radius_fraction": 0.7},
+    ),
+    "stride2_ema_pw4": ("stride 2 + EMA + CE particle weight 4", {**_S2_EMA, "loss.particle_weight": 4.0}),
+    "stride2_ema_pw8_pos04": (
+        "stride 2 + EMA + weight 8, 40 % particle-centred patches (from 70 %)",
+        {**_S2_EMA_PW8, "patch.positive_share": 0.4},
+    ),
+    "stride2_ema_pw8_e72": (
+        "stride 2 + EMA + weight 8, 72 epochs (the default's CPU time)",
+        {**_S2_EMA_PW8, "train.epochs": 72},
+    ),
+    "stride2_ema_pw8_appearance": (
+        "stride 2 + EMA + weight 8 + intensity and imaging augmentation (gamma, blur, bias, band-pass, wedge)",
+        {**_S2_EMA_PW8, **APPEARANCE},
+    ),
+    "stride2_ema_pw8_nms08": (
+        "stride 2 + EMA + weight 8, NMS radius 0.8 r (from 0.5)",
+        {**_S2_EMA_PW8, "postprocess.radius_fraction": 0.8},
+    ),
+}
+
+
+def run_variant(name: str, out: Path, root: Path, runs: dict, epochs: int) -> dict:
+    """Train, tune and score one variant; its result is written to ``out/experiments/NAME.json``."""
+    change, overrides = VARIANTS[name]
+    start = time.perf_counter()
+    checkpoint = train_model(name, "unet", root, runs["train"], runs["val"], out / "experiments", epochs, overrides)
+    minutes = (time.perf_counter() - start) / 60
+    thresholds = best_thresholds(scored([checkpoint], root, runs["val"]), read_solution(root, "train", runs["val"]))
+    table = score_table(
+        read_solution(root, "train", runs["heldout"]), scored([checkpoint], root, runs["heldout"], thresholds)
+    )
+    result = {
+        "name": name,
+        "change": change,
+        "overrides": overrides,
+        "score": float(table.attrs["score"]),
+        "per_class": dict(zip(table["particle_type"], map(float, table["fbeta"]))),
+        "train_minutes": minutes,
+        "date": datetime.date.today().isoformat(),
+    }
+    atomic_write_text(out / "experiments" / f"{name}.json", json.dumps(result, indent=1))
+    return result
+
+
+def report(results: list[dict], epochs: int) -> str:
+    names = list(SCORED_PARTICLE_NAMES)
+    lines = [
+        "| variant | change | " + " | ".join(names) + " | weighted F4 | training minutes |",
+        "|---|---|" + "---:|" * (len(names) + 2),
+    ]
+    for r in results:
+        per_class = " | ".join(f"{r['per_class'][n]:.3f}" for n in names)
+        lines.append(
+            f"| `{r['name']}` | {r['change']} | {per_class} | **{r['score']:.3f}** | {r['train_minutes']:.1f} |"
+        )
+    return "\n".join(
+        [
+            f"- Command: `{COMMAND}` (one variant: `{COMMAND} NAME`)",
+            f"- Machine: {machine_description()} (shared with other jobs while this ran: minutes are noisy)",
+            f"- Date: {max(r['date'] for r in results)}",
+            "",
+            f"The quality benchmark's data and budget ({epochs} epochs at level 1 unless a row says otherwise; "
+            "4 training runs, thresholds tuned on 1 validation run, scored on the 2 held-out runs). "
+            "One row per variant, each a change against the row it names:",
+            "",
+            *lines,
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="variants to run (default: all not yet done)")
+    parser.add_argument("--epochs", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_quality"))
+    parser.add_argument("--list", action="store_true", help="print the variants and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, (change, overrides) in VARIANTS.items():
+            print(f"{name}: {change} {overrides}")
+        return 0
+    unknown = sorted(set(args.names) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    root, runs = simulate_quality_data(args.out)
+    done = {p.stem for p in (args.out / "experiments").glob("*.json")}
+    for name in args.names or [n for n in VARIANTS if n not in done]:
+        result = run_variant(name, args.out, root, runs, args.epochs)
+        print(f"{name}: weighted F4 {result['score']:.3f} ({result['train_minutes']:.1f} min)", flush=True)
+    paths = [args.out / "experiments" / f"{n}.json" for n in VARIANTS]
+    results = [json.loads(p.read_text()) for p in paths if p.is_file()]
+    body = report(results, args.epochs)
+    print(body)
+    update_section("U-Net experiments", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

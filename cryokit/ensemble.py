@@ -1,0 +1,251 @@
+"""Ensembles of models of different kinds: calibrate each member's scores, weigh members per class, merge.
+
+Members of one kind (same task, stride, level) are averaged map by map in ``cryokit.inference``. Members of
+different kinds (a U-Net's softmax probabilities, the detector's objectness x class) score on different
+scales, so their picks are merged only after each member's scores are mapped, per class, onto one
+scale: the probability that a pick is a true positive, fitted on validation runs by isotonic regression
+(scipy's ``isotonic_regression``). The mapping is made strictly increasing, so it never reorders a
+member's picks: calibrating one model changes none of its thresholded picks, only the numbers.
+
+Per class, members are weighted by their validation F4 (a member that finds nothing of a class adds
+nothing to it), and a class whose merged validation F4 falls below the best single member's keeps that
+member alone: on the validation runs, adding a member never lowers a class. Thresholds are then tuned on
+the merged validation scores. ``Ensemble`` is plain data (JSON), never code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import isotonic_regression
+from scipy.spatial import cKDTree
+
+from cryokit.io.atomic import atomic_write_text
+from cryokit.particles import PARTICLE_NAMES, particle
+from cryokit.postprocess import PICK_SCORE_COLUMNS, empty_scored_picks, merge_picks
+from cryokit.thresholds import best_thresholds, threshold_curves
+
+__all__ = [
+    "ScoreCalibration",
+    "Ensemble",
+    "candidate_hits",
+    "fit_calibration",
+    "fit_ensemble",
+    "ensemble_picks",
+    "save_ensemble",
+    "load_ensemble",
+]
+
+# Added per unit of raw score so the calibrated score is strictly increasing (isotonic fits are flat
+# in places); far below any difference that matters for a threshold.
+_TIE_BREAK = 1e-6
+
+
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """Per class, raw score -> probability of a true positive, as knots of a non-decreasing curve.
+
+    ``knots[class] = (raw scores, probabilities)``, both increasing; between knots the curve is linear,
+    beyond them flat. Classes without knots keep their raw score.
+    """
+
+    knots: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
+
+    def __call__(self, picks: pd.DataFrame) -> pd.DataFrame:
+        """``picks`` with each class's scores calibrated (strictly increasing in the raw score)."""
+        out = picks.copy()
+        raw = picks["score"].to_numpy(np.float64)
+        calibrated = raw.copy()
+        for name, (xs, ys) in self.knots.items():
+            rows = (picks["particle_type"] == name).to_numpy()
+            calibrated[rows] = np.interp(raw[rows], xs, ys) + _TIE_BREAK * raw[rows]
+        out["score"] = calibrated
+        return out
+
+
+def candidate_hits(candidates: pd.DataFrame, solution: pd.DataFrame, distance_multiplier: float = 0.5) -> np.ndarray:
+    """(N,) 1 for each candidate that is the best-scoring one within the match radius of some reference of its
+    class (exactly the candidates that add a true positive as the threshold falls), else 0."""
+    hits = np.zeros(len(candidates), dtype=np.float64)
+    scores = candidates["score"].to_numpy(np.float64)
+    positions = np.arange(len(candidates))
+    for (run, name), refs in solution.groupby(["experiment", "particle_type"], sort=False):
+        mask = ((candidates["experiment"] == run) & (candidates["particle_type"] == name)).to_numpy()
+        if not mask.any():
+            continue
+        rows = positions[mask]
+        tree = cKDTree(candidates.loc[mask, ["x", "y", "z"]].to_numpy(np.float64))
+        near = tree.query_ball_point(
+            refs[["x", "y", "z"]].to_numpy(np.float64), particle(name).radius_angstrom * distance_multiplier
+        )
+        for found in near:
+            if found:
+                hits[rows[max(found, key=lambda i: scores[rows[i]])]] = 1.0
+    return hits
+
+
+def fit_calibration(
+    candidates: pd.DataFrame, solution: pd.DataFrame, distance_multiplier: float = 0.5
+) -> ScoreCalibration:
+    """Isotonic calibration per class of ``solution`` from scored validation ``candidates``."""
+    hits = candidate_hits(candidates, solution, distance_multiplier)
+    knots = {}
+    for name in PARTICLE_NAMES:
+        rows = (candidates["particle_type"] == name).to_numpy()
+        if name not in set(solution["particle_type"]) or not rows.any():
+            continue
+        order = np.argsort(candidates["score"].to_numpy(np.float64)[rows], kind="stable")
+        xs = candidates["score"].to_numpy(np.float64)[rows][order]
+        ys = isotonic_regression(hits[rows][order], increasing=True).x
+        # Keep the ends of every flat block: the same curve from far fewer knots.
+        keep = np.ones(len(xs), dtype=bool)
+        keep[1:-1] = (np.diff(ys)[:-1] != 0) | (np.diff(ys)[1:] != 0)
+        xs, ys = xs[keep], ys[keep]
+        xs, first = np.unique(xs, return_index=True)  # equal scores: one knot (isotonic gave them one value)
+        knots[name] = (tuple(map(float, xs)), tuple(map(float, ys[first])))
+    return ScoreCalibration(knots)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """How to merge members' picks: each member's calibration, per-class member weights, thresholds.
+
+    Attributes:
+        members: a name per member (checkpoint files, for the record and for checks).
+        calibrations: one ``ScoreCalibration`` per member.
+        weights: per class, one weight per member (sum 1; a single 1 means that member alone).
+        thresholds: per class, on the merged (calibrated) scores.
+        merge_radius_fraction: clustering radius as a share of the class radius.
+        val_fbeta: per class, validation F4 of each member and of the ensemble (the record of the choice).
+    """
+
+    members: tuple[str, ...]
+    calibrations: tuple[ScoreCalibration, ...]
+    weights: Mapping[str, tuple[float, ...]]
+    thresholds: Mapping[str, float]
+    merge_radius_fraction: float = 0.5
+    val_fbeta: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+
+def _merge(calibrated: Sequence[pd.DataFrame], weights: Mapping[str, Sequence[float]], radius_fraction: float):
+    """Per class: the one member with weight, as it is; else the weighted cluster merge."""
+    frames = []
+    for name, member_weights in weights.items():
+        used = [i for i, w in enumerate(member_weights) if w > 0]
+        per_member = [picks[picks["particle_type"] == name] for picks in calibrated]
+        if len(used) == 1:
+            frames.append(per_member[used[0]])
+        else:
+            merged = merge_picks([per_member[i] for i in used], radius_fraction, [member_weights[i] for i in used])
+            frames.append(merged)
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True)[PICK_SCORE_COLUMNS] if frames else empty_scored_picks()
+
+
+def fit_ensemble(
+    member_candidates: Sequence[pd.DataFrame],
+    solution: pd.DataFrame,
+    members: Sequence[str] | None = None,
+    merge_radius_fraction: float = 0.5,
+) -> Ensemble:
+    """Calibrate each member on the validation ``solution``, weigh members per class by validation F4,
+    keep the best member alone where merging loses, and tune the thresholds of the merged scores.
+
+    Args:
+        member_candidates: every scored candidate of each member on the validation runs (no thresholds).
+        solution: the validation runs' reference picks.
+        members: names for the record (default ``member 0``, ``member 1``, ...).
+    """
+    if not member_candidates:
+        raise ValueError("an ensemble needs at least one member")
+    names = tuple(members) if members is not None else tuple(f"member {i}" for i in range(len(member_candidates)))
+    if len(names) != len(member_candidates):
+        raise ValueError(f"{len(names)} member names for {len(member_candidates)} members")
+    calibrations = tuple(fit_calibration(c, solution) for c in member_candidates)
+    calibrated = [cal(c) for cal, c in zip(calibrations, member_candidates)]
+    member_f4 = [{n: curve.best()[1] for n, curve in threshold_curves(c, solution).items()} for c in calibrated]
+    classes = [n for n in PARTICLE_NAMES if n in set(solution["particle_type"])]
+    weights = {}
+    for name in classes:
+        f4 = np.array([m.get(name, 0.0) for m in member_f4])
+        weights[name] = tuple(map(float, f4 / f4.sum())) if f4.sum() > 0 else tuple([1.0 / len(f4)] * len(f4))
+    merged_f4 = {
+        n: c.best()[1]
+        for n, c in threshold_curves(_merge(calibrated, weights, merge_radius_fraction), solution).items()
+    }
+    for name in classes:
+        f4 = [m.get(name, 0.0) for m in member_f4]
+        best = int(np.argmax(f4))
+        if merged_f4.get(name, 0.0) < f4[best]:  # merging loses on this class: its best member alone
+            weights[name] = tuple(1.0 if i == best else 0.0 for i in range(len(f4)))
+    merged = _merge(calibrated, weights, merge_radius_fraction)
+    curves = threshold_curves(merged, solution)
+    val_fbeta = {
+        name: {**{member: m.get(name, 0.0) for member, m in zip(names, member_f4)}, "ensemble": curves[name].best()[1]}
+        for name in classes
+    }
+    return Ensemble(names, calibrations, weights, best_thresholds(merged, solution), merge_radius_fraction, val_fbeta)
+
+
+def ensemble_picks(ensemble: Ensemble, member_picks: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Merged scored picks (calibrated scale) of one or more runs from each member's scored picks."""
+    if len(member_picks) != len(ensemble.members):
+        raise ValueError(
+            f"the ensemble has {len(ensemble.members)} members ({', '.join(ensemble.members)}), "
+            f"got {len(member_picks)} pick tables"
+        )
+    calibrated = [cal(p) for cal, p in zip(ensemble.calibrations, member_picks)]
+    return _merge(calibrated, ensemble.weights, ensemble.merge_radius_fraction)
+
+
+def save_ensemble(path: str | Path, ensemble: Ensemble) -> Path:
+    """Write ``ensemble`` as JSON (atomically)."""
+    data = {
+        "format": "cryokit-ensemble",
+        "version": 1,
+        "members": list(ensemble.members),
+        "calibrations": [{n: [list(x), list(y)] for n, (x, y) in c.knots.items()} for c in ensemble.calibrations],
+        "weights": {n: list(w) for n, w in ensemble.weights.items()},
+        "thresholds": dict(ensemble.thresholds),
+        "merge_radius_fraction": ensemble.merge_radius_fraction,
+        "val_fbeta": {n: dict(v) for n, v in ensemble.val_fbeta.items()},
+    }
+    return atomic_write_text(path, json.dumps(data, indent=1))
+
+
+def load_ensemble(path: str | Path) -> Ensemble:
+    """Read an ensemble JSON written by ``save_ensemble``; raises naming the file if it is not one."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"ensemble file {path} does not exist") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"ensemble file {path} cannot be read as JSON: {error}") from error
+    if not isinstance(data, dict) or data.get("format") != "cryokit-ensemble":
+        raise ValueError(f"{path} is not a cryokit ensemble file (no 'format: cryokit-ensemble')")
+    try:
+        members = tuple(data["members"])
+        calibrations = tuple(
+            ScoreCalibration({n: (tuple(map(float, x)), tuple(map(float, y))) for n, (x, y) in c.items()})
+            for c in data["calibrations"]
+        )
+        weights = {n: tuple(map(float, w)) for n, w in data["weights"].items()}
+        thresholds = {n: float(t) for n, t in data["thresholds"].items()}
+        radius = float(data["merge_radius_fraction"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"ensemble file {path} is malformed: {type(error).__name__}: {error}") from error
+    bad = [n for n, w in weights.items() if len(w) != len(members)] + [
+        n for n in (*weights, *thresholds) if n not in PARTICLE_NAMES
+    ]
+    if len(calibrations) != len(members) or bad:
+        raise ValueError(
+            f"ensemble file {path} is inconsistent: {len(members)} members, {len(calibrations)} "
+            f"calibrations, bad classes {sorted(set(bad))}"
+        )
+    return Ensemble(members, calibrations, weights, thresholds, radius, data.get("val_fbeta", {}))

@@ -1,0 +1,141 @@
+"""Ensembles of different kinds: monotone per-class calibration, a model with itself is the model, weak members
+do not hurt, and the ensemble file is data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryokit.ensemble import (
+    candidate_hits,
+    ensemble_picks,
+    fit_calibration,
+    fit_ensemble,
+    load_ensemble,
+    save_ensemble,
+)
+from cryokit.metric import score_table
+from cryokit.postprocess import apply_thresholds
+from cryokit.thresholds import best_thresholds
+
+CLASSES = ("apo-ferritin", "ribosome", "thyroglobulin")
+
+
+def _solution(seed: int, runs=("TS_a", "TS_b"), per_class=30) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for run in runs:
+        for name in CLASSES:
+            # On a grid 400 A apart (more than any merge radius), jittered: references never crowd.
+            cells = rng.choice(20**3, size=per_class, replace=False)
+            xyz = (
+                np.stack(np.unravel_index(cells, (20, 20, 20)), axis=1) * 400.0
+                + 200
+                + rng.uniform(-20, 20, (per_class, 3))
+            )
+            rows += [(run, name, *p) for p in xyz]
+    return pd.DataFrame(rows, columns=["experiment", "particle_type", "x", "y", "z"])
+
+
+def _member(solution: pd.DataFrame, seed: int, skill: dict[str, float], scale: float = 1.0) -> pd.DataFrame:
+    """Scored candidates: a hit near each reference found (score higher with skill) and strays."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for row in solution.itertuples():
+        s = skill.get(row.particle_type, 0.0)
+        if rng.random() < 0.9:
+            rows.append(
+                (row.experiment, row.particle_type, row.x + 5, row.y - 5, row.z, scale * rng.beta(1 + 4 * s, 2))
+            )
+    for run in solution["experiment"].unique():
+        for name in CLASSES:
+            s = skill.get(name, 0.0)
+            for xyz in rng.uniform(0, 8000, size=(60, 3)):
+                rows.append((run, name, *xyz, scale * rng.beta(1, 2 + 4 * s)))
+    return pd.DataFrame(rows, columns=["experiment", "particle_type", "x", "y", "z", "score"])
+
+
+def _f4(picks, solution, thresholds):
+    return score_table(solution, apply_thresholds(picks, thresholds, 1e9)).attrs["score"]
+
+
+def test_calibration_is_monotone_per_class_and_estimates_the_hit_rate():
+    solution = _solution(0)
+    candidates = _member(solution, 1, {"apo-ferritin": 0.9, "ribosome": 0.3, "thyroglobulin": 0.6}, scale=3.0)
+    calibration = fit_calibration(candidates, solution)
+    assert set(calibration.knots) == set(CLASSES)
+    calibrated = calibration(candidates)
+    hits = candidate_hits(candidates, solution)
+    for name in CLASSES:
+        rows = (candidates["particle_type"] == name).to_numpy()
+        raw, new = candidates["score"].to_numpy()[rows], calibrated["score"].to_numpy()[rows]
+        order = np.argsort(raw)
+        assert np.all(np.diff(new[order]) > 0) or np.all(np.diff(raw[order]) == 0)  # strictly increasing
+        assert new.min() >= 0 and new.max() <= 1 + 1e-5  # a probability (raw scores were up to 3)
+        # The mean calibrated score is the share of hits (isotonic regression keeps the mean).
+        assert new.mean() == pytest.approx(hits[rows].mean(), abs=1e-4)
+    # Thresholded picks do not change: calibration reorders nothing.
+    raw_best, new_best = best_thresholds(candidates, solution), best_thresholds(calibrated, solution)
+    assert _f4(candidates, solution, raw_best) == pytest.approx(_f4(calibrated, solution, new_best), abs=1e-12)
+
+
+def test_hits_are_one_per_found_reference_and_match_the_metric():
+    solution = _solution(2, runs=("TS_a",), per_class=10)
+    candidates = _member(solution, 3, {n: 0.5 for n in CLASSES})
+    hits = candidate_hits(candidates, solution)
+    table = score_table(solution, candidates)  # every candidate kept: tp counts references found
+    assert hits.sum() == table["tp"].sum()
+
+
+def test_an_ensemble_of_a_model_with_itself_is_the_model(tmp_path):
+    val, test = _solution(4), _solution(5)
+    skill = {"apo-ferritin": 0.8, "ribosome": 0.4, "thyroglobulin": 0.6}
+    member_val, member_test = _member(val, 6, skill), _member(test, 7, skill)
+    ensemble = fit_ensemble([member_val, member_val], val, members=["a.pt", "a.pt"])
+    alone = _f4(member_test, test, best_thresholds(member_val, val))
+    merged = ensemble_picks(ensemble, [member_test, member_test])
+    assert _f4(merged, test, ensemble.thresholds) == pytest.approx(alone, abs=1e-12)
+    kept = apply_thresholds(merged, ensemble.thresholds, 1e9).sort_values(["x", "y", "z"])
+    expected = apply_thresholds(member_test, best_thresholds(member_val, val), 1e9).sort_values(["x", "y", "z"])
+    np.testing.assert_allclose(kept[["x", "y", "z"]].to_numpy(), expected[["x", "y", "z"]].to_numpy(), atol=1e-9)
+    # The file is JSON data and comes back equal.
+    path = save_ensemble(tmp_path / "ensemble.json", ensemble)
+    again = load_ensemble(path)
+    assert again.weights == ensemble.weights and again.thresholds == pytest.approx(ensemble.thresholds)
+    assert _f4(ensemble_picks(again, [member_test, member_test]), test, again.thresholds) == pytest.approx(alone)
+
+
+def test_two_different_members_beat_each_and_a_weak_member_does_not_hurt():
+    val, test = _solution(8), _solution(9)
+    # Two members of different scales, each better on other classes: together better than either.
+    skill_a = {"apo-ferritin": 0.9, "ribosome": 0.2, "thyroglobulin": 0.5}
+    skill_b = {"apo-ferritin": 0.2, "ribosome": 0.9, "thyroglobulin": 0.5}
+    a_val, a_test = _member(val, 10, skill_a), _member(test, 11, skill_a)
+    b_val, b_test = _member(val, 12, skill_b, scale=0.1), _member(test, 13, skill_b, scale=0.1)
+    ensemble = fit_ensemble([a_val, b_val], val)
+    score = _f4(ensemble_picks(ensemble, [a_test, b_test]), test, ensemble.thresholds)
+    a = _f4(a_test, test, best_thresholds(a_val, val))
+    b = _f4(b_test, test, best_thresholds(b_val, val))
+    assert score > max(a, b) + 0.01  # of at most 4/7 with these three classes
+    assert ensemble.weights["apo-ferritin"][0] > ensemble.weights["apo-ferritin"][1]
+    # A member that scores at random adds nothing on validation and costs (almost) nothing held out.
+    noise_val, noise_test = _member(val, 14, {}), _member(test, 15, {})
+    noise_val["score"] = np.random.default_rng(16).random(len(noise_val))
+    noise_test["score"] = np.random.default_rng(17).random(len(noise_test))
+    with_noise = fit_ensemble([a_val, b_val, noise_val], val)
+    for name, per_member in with_noise.val_fbeta.items():
+        assert per_member["ensemble"] >= max(per_member["member 0"], per_member["member 1"]) - 1e-12, name
+    noisy = _f4(ensemble_picks(with_noise, [a_test, b_test, noise_test]), test, with_noise.thresholds)
+    assert noisy >= score - 0.02
+
+
+def test_a_bad_ensemble_file_is_named(tmp_path):
+    (tmp_path / "e.json").write_text('{"format": "something else"}')
+    with pytest.raises(ValueError, match="e.json is not a cryokit ensemble file"):
+        load_ensemble(tmp_path / "e.json")
+    (tmp_path / "f.json").write_text("{not json")
+    with pytest.raises(ValueError, match="f.json cannot be read as JSON"):
+        load_ensemble(tmp_path / "f.json")
+    with pytest.raises(FileNotFoundError, match="g.json does not exist"):
+        load_ensemble(tmp_path / "g.json")
