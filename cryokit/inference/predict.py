@@ -356,7 +356,6 @@ def predict_runs(
     if missing:
         raise FileNotFoundError(f"checkpoint {', '.join(missing)} does not exist")
     torch_device, options = resolve_device(device), options or InferenceOptions()
-    runs = select_runs(list_runs(root, split), runs, f"runs of {root}/{split}")
     loaded = [load_model(path, torch_device) for path in checkpoints]
     for item in loaded:
         item.model = prepare_for_inference(item.model, options)
@@ -366,6 +365,7 @@ def predict_runs(
             f"the ensemble file has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the "
             f"checkpoints make {len(groups)} group(s) ({'; '.join(group_names(groups))})"
         )
+    runs = select_runs(list_runs(root, split), runs, f"runs of {root}/{split}")  # checked before any inference
 
     def predict_one(run: str) -> pd.DataFrame:
         return predict_run(
