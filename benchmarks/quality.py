@@ -70,7 +70,7 @@ def train_model(
     if preset == "yolo3d":  # the backbone's stride is 8: patches of whole cells
         config = replace(config, patch=replace(config.patch, size_zyx=(32, 96, 96)))
     config = apply_overrides(config, overrides or {})
-    return fit(config).best_checkpoint
+    return fit(config, overwrite=True).best_checkpoint  # a benchmark re-run retrains from scratch
 
 
 def scored(checkpoints: list[Path], root: Path, runs, thresholds=None) -> pd.DataFrame:

@@ -73,7 +73,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=sorted(_model_presets()), help="model family preset (sets model, target, loss)")
     p.add_argument("--data", type=Path, help="competition root (sets data.root)")
     p.add_argument("--out", type=Path, help="run folder (sets train.out_dir)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUT from OUT/last.pt, with its stored configuration (--set may not contradict it)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in OUT (default: refuse)")
     p.add_argument(
         "--init-from",
         type=Path,
@@ -99,17 +104,20 @@ def _model_presets() -> dict:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from cryokit.config import MODEL_PRESETS, apply_overrides, load_config
+    from cryokit.config import MODEL_PRESETS, load_config
     from cryokit.training.loop import fit
     from cryokit.training.tracking import open_tracker
 
-    config = load_config(args.config)
-    config = apply_overrides(config, MODEL_PRESETS[args.model]) if args.model else config
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: pick one")
     edges = [f"data.root={args.data}"] if args.data else []
     edges += _copick_edges(args)
     edges += [f"train.out_dir={args.out}"] if args.out else []
     edges += [f"train.init_from={args.init_from}"] if args.init_from else []
-    config = apply_overrides(config, edges + list(args.overrides))
+    preset = [f"{key}={value}" for key, value in MODEL_PRESETS[args.model].items()] if args.model else []
+    config = load_config(args.config, preset + edges + list(args.overrides))
+    if args.resume:  # the stored configuration, with only what was given explicitly changed (fit checks it)
+        config = load_config(args.config, preset + edges + list(args.overrides), base=_stored_config(config))
     if not config.data.root and not config.data.copick:
         raise ValueError("no data: pass --data ROOT or --copick CONFIG.json (or set data.root / data.copick)")
     tracking = config.tracking
@@ -118,12 +126,23 @@ def _run_train(args: argparse.Namespace) -> int:
     with open_tracker(
         enabled, tracking.tracking_uri, tracking.experiment, config.train.out_dir, tracking.run_name
     ) as tracker:
-        result = fit(config, resume=args.resume, tracker=tracker)
+        result = fit(config, resume=args.resume, tracker=tracker, overwrite=args.overwrite)
     print(
         f"best validation score {result.best_score:.4f} at epoch {result.best_epoch}; "
         f"checkpoint {result.best_checkpoint}"
     )
     return 0
+
+
+def _stored_config(config):
+    """The configuration stored in ``train.out_dir/last.pt`` (``--resume``)."""
+    from cryokit.config import RunConfig, from_dict
+    from cryokit.training.checkpoint import load_checkpoint
+
+    last = Path(config.train.out_dir) / "last.pt"
+    if not last.is_file():
+        raise FileNotFoundError(f"cannot resume: {last} does not exist (train without --resume to start a run)")
+    return from_dict(RunConfig, load_checkpoint(last)["config"])
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -167,7 +186,26 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="predict a project whose objects differ from the checkpoint's: keep the shared ones, by name",
     )
+    p.add_argument(
+        "--on-error",
+        default="raise",
+        choices=["raise", "skip"],
+        help="skip: log a run that fails, leave it out, go on (exit status 1 names it); raise: stop (default)",
+    )
     p.set_defaults(run=_run_predict)
+
+
+def _check_output_file(path: Path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder, or under a file."""
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder: name the CSV file to write")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{flag} {path}: {parent} is not writable")
 
 
 def _add_ensemble(sub: argparse._SubParsersAction) -> None:
@@ -208,6 +246,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     from cryokit.particles import COMPETITION_CATALOG
     from cryokit.thresholds import load_thresholds
 
+    if args.out is not None:
+        _check_output_file(args.out)
     if (args.data is None) == (args.copick is None):
         raise ValueError("give --data ROOT (Kaggle layout) or --copick CONFIG.json")
     if args.out is None and not args.write_picks:
@@ -236,10 +276,12 @@ def _run_predict(args: argparse.Namespace) -> int:
         thresholds,
         args.device,
         keep_scores=args.keep_scores,
+        on_error=args.on_error,
         ensemble=ensemble,
         tomo_type=getattr(args, "tomo_type", None),
         map_by_name=args.map_objects,
     )
+    failed = dict(picks.attrs.get("failed_runs") or {})
     if session is not None:
         from cryokit.io.copick_picks import write_copick_picks
 
@@ -248,7 +290,9 @@ def _run_predict(args: argparse.Namespace) -> int:
         written = write_copick_picks(source, picks, runs, session, catalog, args.overwrite_picks, objects)
         print(f"{sum(written.values())} picks in {len(written)} copick picks files of session {session}")
     if args.out is None:
-        return 0
+        for run, error in failed.items():
+            print(f"FAILED {run}: {error}", file=sys.stderr)
+        return 1 if failed else 0
     if args.keep_scores:
         from cryokit.io.candidates import write_candidates
 
@@ -257,9 +301,14 @@ def _run_predict(args: argparse.Namespace) -> int:
         write_submission(picks, args.out, catalog)
     mean = sum(seconds) / max(1, len(seconds))
     print(
-        f"{len(picks)} picks for {len(seconds)} runs in {args.out}; {mean:.1f} s per tomogram "
+        f"{len(picks)} picks for {len(seconds) - len(failed)} runs in {args.out}; {mean:.1f} s per tomogram "
         f"(projected {mean * 500 / 3600:.1f} h for the ~500 hidden test tomograms)"
     )
+    if failed:
+        for run, error in failed.items():
+            print(f"FAILED {run}: {error}", file=sys.stderr)
+        print(f"{len(failed)} of {len(seconds)} run(s) failed and are not in {args.out}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -277,6 +326,7 @@ def _run_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from cryokit.io import read_solution
+    from cryokit.io.layout import select_runs
     from cryokit.io.submission import read_submission
     from cryokit.metric import score_table
     from cryokit.particles import COMPETITION_CATALOG
@@ -288,14 +338,18 @@ def _run_score(args: argparse.Namespace) -> int:
         args.data = None
         source = _copick_source(args)
         catalog = source.catalog()
-        solution = source.read_solution(args.runs or None)
+        solution = source.read_solution()
     elif args.solution.is_dir():
         solution = read_solution(args.solution, args.split)
     else:
         solution = read_submission(args.solution)
-    if args.runs:
+    available = sorted(set(solution["experiment"].astype(str)))
+    if args.runs is not None:
+        select_runs(available, args.runs, f"--runs (runs of the solution {args.solution or args.copick})")
         solution = solution[solution["experiment"].isin(args.runs)]
     submission = read_submission(args.submission, catalog)
+    if not args.copick:
+        _note_picks_outside(args.solution, args.split, {"solution": solution, "submission": submission})
     unpredicted = sorted(set(solution["experiment"]) - set(submission["experiment"]))
     if unpredicted:  # the metric counts every pick of these runs as missed, as Kaggle does
         print(
@@ -308,6 +362,32 @@ def _run_score(args: argparse.Namespace) -> int:
         print(table.to_string(index=False))
     print(f"score {table.attrs['score']:.4f}")
     return 0
+
+
+def _note_picks_outside(solution_path: Path, split: str, tables: dict) -> None:
+    """A note on stderr for picks with negative coordinates or (for a competition root, whose tomograms
+    give the extent) beyond their tomogram: they can never be matched."""
+    from cryokit.coords import outside_extent
+    from cryokit.io import open_run_tomogram
+
+    extents: dict[str, object] = {}
+    for name, table in tables.items():
+        count, runs = 0, []
+        for run, rows in table.groupby("experiment"):
+            if solution_path.is_dir() and run not in extents:
+                try:
+                    extents[run] = open_run_tomogram(solution_path, split, str(run)).extent_angstrom_xyz
+                except (FileNotFoundError, ValueError):
+                    extents[run] = None
+            bad = int(outside_extent(rows[["x", "y", "z"]].to_numpy(float), extents.get(run)).sum())
+            if bad:
+                count, runs = count + bad, runs + [f"{run}: {bad}"]
+        if count:
+            print(
+                f"note: {count} {name} pick(s) lie outside their tomogram (negative or beyond its extent; "
+                f"{', '.join(runs)}): they cannot match anything",
+                file=sys.stderr,
+            )
 
 
 def _add_kaggle(sub: argparse._SubParsersAction) -> None:

@@ -8,6 +8,7 @@ and friends map them onto explicit arguments at the edge.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import json
 import typing
@@ -29,8 +30,10 @@ __all__ = [
     "to_dict",
     "from_dict",
     "load_config",
+    "read_config_file",
     "apply_overrides",
     "replace",
+    "config_differences",
     "MODEL_PRESETS",
 ]
 
@@ -210,25 +213,101 @@ def to_dict(config: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+_NAMES = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings")}
+_NAMES[bool] = ("true or false", "true/false values")
+
+
+def _type_name(annotation: Any, plural: bool = False) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0], True)}"
+        return f"a list of {len(args)} {_type_name(args[0], True)}"
+    if origin in (dict, collections.abc.Mapping):
+        return f"a mapping of {_type_name(args[0], True)} to {_type_name(args[1], True)}" if args else "a mapping"
+    names = _NAMES.get(annotation)
+    return names[plural] if names else getattr(annotation, "__name__", str(annotation))
+
+
+def _scalar(value: Any, annotation: Any, where: str) -> Any:
+    """An int, float, str or bool without silent truncation: 2.7 is not an int, true is not 1."""
+    wrong = ValueError(f"config key {where!r} takes {_type_name(annotation)}, got {value!r}")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        raise wrong
+    if isinstance(value, bool) or isinstance(value, (list, tuple, dict)):
+        raise wrong
+    if annotation is int:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise wrong from None
+        raise wrong
+    if annotation is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise wrong from None
+        raise wrong
+    if annotation is str:
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise wrong
+    return value
+
+
 def _convert(value: Any, annotation: Any, where: str) -> Any:
-    """Coerce a JSON/YAML/CLI value to a field's annotated type, or raise naming the key."""
-    origin = typing.get_origin(annotation)
+    """Coerce a JSON/YAML/CLI value to a field's annotated type, or raise naming the key and what it takes."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if dataclasses.is_dataclass(annotation):
         return from_dict(annotation, value, prefix=f"{where}.")
     if origin is tuple:
-        return tuple(_convert(v, typing.get_args(annotation)[0], where) for v in value)
-    if origin in (dict, Mapping, typing.Mapping) or annotation in (dict, Mapping):
+        variable = len(args) == 2 and args[1] is Ellipsis
+        if isinstance(value, str) and variable and args[0] is str:
+            value = [value]  # a bare name where a list of names is expected: a list of one
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {where!r} takes {_type_name(annotation)}, got {value!r}")
+        if not variable and len(value) != len(args):
+            raise ValueError(
+                f"config key {where!r} takes {_type_name(annotation)}, got {len(value)} value(s): {list(value)!r}"
+            )
+        kinds = [args[0]] * len(value) if variable else list(args)
+        return tuple(_convert(v, kind, f"{where}[{i}]") for i, (v, kind) in enumerate(zip(value, kinds)))
+    if origin in (dict, collections.abc.Mapping) or annotation in (dict, Mapping):
         if not isinstance(value, Mapping):
-            raise ValueError(f"config key {where!r} must be a mapping, got {value!r}")
+            raise ValueError(f"config key {where!r} takes {_type_name(annotation)}, got {value!r}")
+        if len(args) == 2:
+            return {_convert(k, args[0], where): _convert(v, args[1], f"{where}.{k}") for k, v in value.items()}
         return dict(value)
-    try:
-        if annotation is bool and isinstance(value, str):
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
-        return annotation(value) if annotation in (int, float, str, bool) else value
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"config key {where!r}: cannot read {value!r} as {annotation.__name__}") from error
+    return _scalar(value, annotation, where)
+
+
+def config_differences(a: Any, b: Any) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, value in a, value in b)`` for every field where two configurations differ."""
+
+    def leaves(config: Any, prefix: str = "") -> dict[str, Any]:
+        flat: dict[str, Any] = {}
+        for item in dataclasses.fields(config):
+            value = getattr(config, item.name)
+            if dataclasses.is_dataclass(value):
+                flat.update(leaves(value, f"{prefix}{item.name}."))
+            else:
+                flat[prefix + item.name] = json.loads(json.dumps(value))  # tuples as lists, as stored
+        return flat
+
+    left, right = leaves(a), leaves(b)
+    return [(key, left[key], right[key]) for key in left if left[key] != right[key]]
 
 
 def from_dict(cls: type, values: Mapping[str, Any] | None, prefix: str = "") -> Any:
@@ -249,24 +328,34 @@ def from_dict(cls: type, values: Mapping[str, Any] | None, prefix: str = "") -> 
     return cls(**{k: _convert(v, hints[k], prefix + k) for k, v in values.items()})
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
-    """A ``RunConfig`` from a YAML or JSON file (or the defaults), then ``key.sub=value`` overrides."""
-    values: dict = {}
-    if path is not None:
-        path = Path(path)
-        text = path.read_text()
-        try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
+def read_config_file(path: str | Path) -> dict:
+    """The mapping a YAML or JSON config file holds (not yet checked against ``RunConfig``)."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
 
-                values = yaml.safe_load(text) or {}
-            else:
-                values = json.loads(text)
-        except Exception as error:  # yaml and json raise different types
-            raise ValueError(f"config file {path} cannot be parsed: {error}") from error
-        if not isinstance(values, dict):
-            raise ValueError(f"config file {path} must hold a mapping, got {type(values).__name__}")
-    return from_dict(RunConfig, _merge(values, _parse_overrides(overrides)))
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+    except Exception as error:  # yaml and json raise different types
+        raise ValueError(f"config file {path} cannot be parsed: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a mapping, got {type(values).__name__}")
+    return values
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[str] = (), base: RunConfig | None = None
+) -> RunConfig:
+    """A ``RunConfig`` from a YAML or JSON file (or the defaults), then ``key.sub=value`` overrides.
+
+    ``base`` (default: the defaults) is the configuration the file and the overrides change.
+    """
+    values = read_config_file(path) if path is not None else {}
+    start = to_dict(base) if base is not None else {}
+    return from_dict(RunConfig, _merge(_merge(start, values), _parse_overrides(overrides)))
 
 
 def _parse_overrides(overrides: Sequence[str]) -> dict:

@@ -25,6 +25,7 @@ from typing import Sequence, Union
 import numpy as np
 
 __all__ = [
+    "outside_extent",
     "VOXEL_CENTRE_OFFSET",
     "as_spacing_zyx",
     "angstrom_xyz_to_voxel_zyx",
@@ -107,3 +108,13 @@ def voxel_to_cell(centres_voxel_zyx: np.ndarray, stride: int) -> np.ndarray:
 def cell_of_voxel(centres_voxel_zyx: np.ndarray, stride: int) -> np.ndarray:
     """Integer cell (z, y, x) holding each voxel point: ``floor((p + 0.5) / s)``."""
     return np.floor((np.asarray(centres_voxel_zyx, dtype=np.float64) + 0.5) / stride).astype(np.int64)
+
+
+def outside_extent(centres_angstrom_xyz: np.ndarray, extent_angstrom_xyz: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bool: the points with a negative coordinate or, given the tomogram's extent (x, y, z, Angstrom),
+    one beyond it."""
+    points = _as_points(centres_angstrom_xyz, "centres_angstrom_xyz") if len(centres_angstrom_xyz) else np.zeros((0, 3))
+    bad = (points < 0).any(axis=1)
+    if extent_angstrom_xyz is not None:
+        bad |= (points > np.asarray(extent_angstrom_xyz, dtype=np.float64)).any(axis=1)
+    return bad

@@ -37,7 +37,7 @@ def test_json_file(tmp_path):
     [
         ("train:\n  lrr: 0.1\n", r"unknown config key\(s\) train.lrr; known keys of train: amp, "),
         ("trainer: {}\n", r"unknown config key\(s\) trainer"),
-        ("train:\n  epochs: many\n", r"config key 'train.epochs': cannot read 'many' as int"),
+        ("train:\n  epochs: many\n", r"config key 'train.epochs' takes an integer, got 'many'"),
         ("train: [1, 2]\n", r"config key 'train'"),
         ("- 1\n", r"must hold a mapping"),
         ("train: {epochs: 3\n", r"cannot be parsed"),
@@ -69,3 +69,38 @@ def test_model_presets_switch_the_coupled_fields():
 def test_configs_are_frozen():
     with pytest.raises(AttributeError):
         RunConfig().train.lr = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=2.7", r"'train.epochs' takes an integer, got 2.7"),
+        ("train.epochs=true", r"'train.epochs' takes an integer, got True"),
+        ("patch.size_zyx=[16,32]", r"'patch.size_zyx' takes a list of 3 integers, got 2 value\(s\)"),
+        ("postprocess.thresholds=0.5", r"'postprocess.thresholds' takes a mapping of strings to numbers, got 0.5"),
+        ("model.channels=16", r"'model.channels' takes a list of integers, got 16"),
+        ("train.lr=fast", r"'train.lr' takes a number, got 'fast'"),
+        ("train.amp=maybe", r"'train.amp' takes true or false, got 'maybe'"),
+        ("data.tomo_type=[denoised]", r"'data.tomo_type' takes a string"),
+    ],
+)
+def test_set_refuses_wrong_types_and_shapes_naming_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(RunConfig(), [override])
+
+
+def test_set_coerces_what_is_unambiguous():
+    config = apply_overrides(
+        RunConfig(), ["data.val_runs=TS_5_4", "train.epochs=3.0", "train.lr=1", "postprocess.thresholds={ribosome: 1}"]
+    )
+    assert config.data.val_runs == ("TS_5_4",)  # a bare name is a list of one, not its letters
+    assert config.train.epochs == 3 and isinstance(config.train.epochs, int)
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
+    assert config.postprocess.thresholds == {"ribosome": 1.0}
+
+
+def test_config_differences_name_the_changed_keys():
+    from cryokit.config import config_differences
+
+    changed = apply_overrides(RunConfig(), ["train.lr=0.01", "data.val_runs=[TS_1]"])
+    assert config_differences(RunConfig(), changed) == [("data.val_runs", [], ["TS_1"]), ("train.lr", 0.002, 0.01)]

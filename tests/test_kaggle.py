@@ -180,7 +180,8 @@ def run_offline(notebook: Path, work: Path, parameters: dict) -> tuple[dict, str
     executed = nbformat.read(work / "executed.ipynb", as_version=4) if (work / "executed.ipynb").is_file() else None
     text = "\n".join(o.get("text", "") for c in (executed.cells if executed else []) for o in c.get("outputs", []))
     assert done.returncode == 0, f"papermill failed:\n{done.stderr[-4000:]}\n{text[-4000:]}"
-    return json.loads((work / "report.json").read_text()), text
+    report = work / "report.json"
+    return (json.loads(report.read_text()) if report.is_file() else {}), text
 
 
 def sorted_picks(path: Path) -> pd.DataFrame:
@@ -364,3 +365,29 @@ def test_offline_notebook_survives_a_corrupt_tomogram_and_a_tight_budget(trained
     assert change["after_tomograms"] == 1
     assert change["from"].startswith("tta=flips") and change["to"].startswith("tta=none")
     assert report["final_plan"]["tta"] == "none" and not report["skipped_for_time"]
+
+
+def test_offline_notebook_survives_a_broken_wheel(trained, bundled, tmp_path):
+    dataset = tmp_path / "dataset"
+    shutil.copytree(bundled / "dataset", dataset)
+    (dataset / "aaa_broken-1.0-py3-none-any.whl").write_bytes(b"not a zip file")  # sorted first
+    report, text = run_offline(
+        bundled / "kernel" / "cryokit-test-inference.ipynb",
+        tmp_path / "work",
+        {"data_root": str(trained["root"]), "model_dir": str(dataset)},
+    )
+    assert "ERROR wheel aaa_broken-1.0-py3-none-any.whl skipped (BadZipFile" in text
+    assert "monai from monai-" in text and sorted(report["seconds"]) == list(TEST_RUNS)
+    assert len(read_submission(tmp_path / "work" / "submission.csv")) == sum(report["picks_per_run"].values())
+
+
+def test_offline_notebook_without_cryokit_still_writes_an_empty_csv(bundled, tmp_path):
+    notebook = nbformat.read(bundled / "kernel" / "cryokit-test-inference.ipynb", as_version=4)
+    cell = next(c for c in notebook.cells if EMBED_TAG in c.metadata.get("tags", []))
+    cell.source = cell.source.replace('"sha256": "', '"sha256": "0')  # the packed cryokit is damaged
+    damaged = tmp_path / "damaged.ipynb"
+    nbformat.write(notebook, damaged)
+    report, text = run_offline(damaged, tmp_path / "work", {"model_dir": str(bundled / "dataset")})
+    assert "ERROR setting up (RuntimeError: the packed cryokit is damaged" in text
+    assert "ERROR cryokit cannot be imported" in text
+    assert (tmp_path / "work" / "submission.csv").read_text().splitlines() == [",".join(SUBMISSION_COLUMNS)]

@@ -70,7 +70,7 @@ def test_checkpoint_describes_itself(blob_root, tmp_path):
     assert loaded.thresholds == result.thresholds
     assert not loaded.model.training
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="broken.pt cannot be read"):
+    with pytest.raises(ValueError, match="broken.pt is not a cryokit checkpoint: cannot be read"):
         load_model(tmp_path / "broken.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
         load_model(tmp_path / "missing.pt")

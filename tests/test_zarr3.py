@@ -69,3 +69,35 @@ def test_zarr3_writes_a_store_zarr2_reads(zarr3_site, tmp_path):
     expected = np.arange(5 * 9 * 7, dtype=np.float32).reshape(5, 9, 7)
     np.testing.assert_array_equal(open_tomogram(tmp_path / "w.zarr").read(), expected)
     assert (tmp_path / "w.zarr" / "0" / "1" / "1" / "1").is_file()  # nested keys, as copick expects
+
+
+@pytest.mark.parametrize("nest_under_ome", [False, True])
+def test_a_native_zarr3_store_reads_under_zarr2(zarr3_site, tmp_path, nest_under_ome):
+    """A store zarr 3 writes by default (zarr.json, no .zattrs, 'c/' chunk keys, zstd) reads here, exactly;
+    its missing chunk is named like a zarr 2 store's."""
+    path = tmp_path / "native.zarr"
+    _run_under_zarr3(
+        zarr3_site,
+        (
+            "import numpy as np, zarr\n"
+            f"g = zarr.open_group({str(path)!r}, mode='w')\n"
+            "v = np.arange(6 * 10 * 12, dtype=np.float32).reshape(6, 10, 12)\n"
+            "for level in range(2):\n"
+            "    a = g.create_array(str(level), shape=v.shape, chunks=(4, 4, 4), dtype='float32')\n"
+            "    a[...] = v\n"
+            "    v = v[::2, ::2, ::2].copy()\n"
+            "ms = [{'version': '0.5', 'axes': [{'name': n, 'type': 'space'} for n in 'zyx'], 'datasets': ["
+            "{'path': str(k), 'coordinateTransformations': [{'type': 'scale', 'scale': [10.0 * 2**k] * 3}]}"
+            " for k in range(2)]}]\n"
+            f"g.attrs.update({{'ome': {{'multiscales': ms}}}} if {nest_under_ome} else {{'multiscales': ms}})\n"
+        ),
+    )
+    assert (path / "zarr.json").is_file() and not (path / ".zattrs").exists()
+    volume = np.arange(6 * 10 * 12, dtype=np.float32).reshape(6, 10, 12)
+    tomogram = open_tomogram(path)
+    np.testing.assert_array_equal(tomogram.read(), volume)
+    np.testing.assert_array_equal(open_tomogram(path, level=1).read(), volume[::2, ::2, ::2])
+    assert open_tomogram(path, level=1).voxel_spacing_angstrom_zyx.tolist() == [20.0, 20.0, 20.0]
+    (path / "0" / "c" / "1" / "0" / "2").unlink()
+    with pytest.raises(ValueError, match=r"native.zarr level 0: chunk c/1/0/2 \(index \(1, 0, 2\)\) is missing"):
+        open_tomogram(path).read()

@@ -10,6 +10,7 @@ Each item reads only the context its drawn augmentation needs (``AugmentParams.m
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cryokit.coords import angstrom_xyz_to_voxel_zyx, as_spacing_zyx
+from cryokit.coords import angstrom_xyz_to_voxel_zyx, as_spacing_zyx, outside_extent
 from cryokit.data.augment import Augmenter, Sample, apply_augmentation
 from cryokit.data.normalise import IntensityStats, read_region, tomogram_intensity_stats
 from cryokit.data.sampling import (
@@ -34,6 +35,8 @@ from cryokit.io.tomogram import Tomogram
 from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 
 __all__ = ["split_runs", "PatchDataset", "collate"]
+
+log = logging.getLogger(__name__)
 
 
 def split_runs(all_runs: Sequence[str], val_runs: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -142,6 +145,20 @@ class PatchDataset(Dataset):
         if len(set(shapes.values())) > 1:
             raise ValueError(f"run {run}: the tomo types' shapes differ at level {self.level}: {shapes}")
         spacing = as_spacing_zyx(tomogram.voxel_spacing_angstrom_zyx)
+        outside = outside_extent(picks[["x", "y", "z"]].to_numpy(np.float64), tomogram.extent_angstrom_xyz)
+        if outside.any():
+            counts = picks["particle_type"][outside].value_counts().sort_index()
+            log.warning(
+                "%s run %s: %d of %d picks lie outside the tomogram (negative or beyond %s Angstrom x, y, z; "
+                "picks files %s) and are left out of training",
+                self.source.describe(),
+                run,
+                int(outside.sum()),
+                len(picks),
+                "x".join(f"{v:.0f}" for v in tomogram.extent_angstrom_xyz),
+                ", ".join(f"{name}.json: {n}" for name, n in counts.items()),
+            )
+            picks = picks[~outside]
         if picks.empty:
             centres, classes = np.zeros((0, 3)), np.zeros(0, np.int64)
         else:

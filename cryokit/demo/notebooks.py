@@ -134,7 +134,7 @@ def train_and_report(config: RunConfig, progress: bool = True) -> TrainingReport
     track = config.tracking
     with open_tracker(track.enabled, track.tracking_uri, track.experiment, out_dir, track.run_name) as tracker:
         tracker.log_metrics({"untrained_val_score": untrained_score}, step=0)
-        result = fit(config, tracker=tracker, progress=progress)
+        result = fit(config, tracker=tracker, progress=progress, overwrite=True)  # a re-run replaces its run
     val_picks, _ = predict_runs([str(result.best_checkpoint)], source, data.split, val_runs, progress=progress)
     solution = source.read_solution(val_runs)
     table = score_table(solution, val_picks, catalog=catalog)

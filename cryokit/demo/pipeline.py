@@ -200,7 +200,8 @@ def _train_each(config: DemoConfig, root: Path, train_runs, val_runs, out_dir: P
         log.info("step 3/5: training the %s on %s, validating on %s", label, train_runs, val_runs)
         track = training.tracking
         with open_tracker(track.enabled, track.tracking_uri, track.experiment, str(folder), f"demo-{model}") as tracker:
-            trained[model] = (label, fit(training, tracker=tracker).best_checkpoint, training)
+            # the demo owns its output folder: a re-run replaces its runs
+            trained[model] = (label, fit(training, tracker=tracker, overwrite=True).best_checkpoint, training)
     return trained
 
 

@@ -14,10 +14,23 @@ __all__ = ["resolve_device", "native_bf16", "autocast"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """ "auto" picks CUDA when present; otherwise the named device."""
+    """ "auto" picks CUDA when present; otherwise the named device, checked to exist here.
+
+    Raises ValueError (one line) for a name torch does not know, or a CUDA device this machine lacks.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {name!r} is not a device (use auto, cpu, cuda or cuda:N): {error}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            built = "built without CUDA" if torch.version.cuda is None else "sees no GPU"
+            raise ValueError(f"device {name!r}: no CUDA GPU here (torch {torch.__version__} {built}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False):

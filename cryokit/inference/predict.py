@@ -387,10 +387,14 @@ def predict_runs(
     match the checkpoints' (``check_catalogs``; ``map_by_name`` keeps the shared objects). ``tomo_type``
     reads another tomogram type than the checkpoints were trained on.
     """
+    from cryokit.io.layout import select_runs
     from cryokit.training.checkpoint import load_model
 
     if not checkpoints:
         raise ValueError("predict needs at least one checkpoint")
+    missing = [str(path) for path in checkpoints if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"checkpoint {', '.join(missing)} does not exist")
     torch_device, options = resolve_device(device), options or InferenceOptions()
     loaded = [load_model(path, torch_device) for path in checkpoints]
     for item in loaded:
@@ -404,7 +408,7 @@ def predict_runs(
             f"the ensemble file has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the "
             f"checkpoints make {len(groups)} group(s) ({'; '.join(group_names(groups))})"
         )
-    runs = list(runs) if runs is not None else source.list_runs()
+    runs = select_runs(source.list_runs(), runs, f"runs of {source.describe()}")  # checked before any inference
 
     def predict_one(run: str) -> pd.DataFrame:
         picks = predict_run(

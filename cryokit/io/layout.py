@@ -14,6 +14,7 @@ return exists and raise ``FileNotFoundError`` naming the missing path and what w
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 __all__ = [
     "SPLITS",
@@ -26,6 +27,7 @@ __all__ = [
     "overlay_picks_dir",
     "tomogram_path",
     "list_runs",
+    "select_runs",
 ]
 
 SPLITS = ("train", "test")
@@ -103,3 +105,24 @@ def list_runs(root: str | Path, split: str) -> list[str]:
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"{runs_dir} does not exist: no runs in split {split!r}")
     return sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def select_runs(available: Sequence[str], wanted: Sequence[str] | None, what: str = "--runs") -> list[str]:
+    """``wanted`` checked against ``available`` (every available run when ``wanted`` is None).
+
+    An empty list, a run that does not exist, or nothing available at all is an error naming the runs
+    that exist, never an empty or partial selection that would give a plausible empty result.
+    """
+    available = list(available)
+    listing = ", ".join(available) if available else "none"
+    if wanted is None:
+        if not available:
+            raise ValueError("there are no runs to select from")
+        return available
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    if not wanted:
+        raise ValueError(f"{what} names no runs (the runs are: {listing})")
+    unknown = [run for run in wanted if run not in set(available)]
+    if unknown:
+        raise ValueError(f"{what}: no run(s) {', '.join(unknown)} (the runs are: {listing})")
+    return wanted

@@ -3,7 +3,10 @@
 A store holds levels ``"0"``, ``"1"``, ``"2"`` (each half the size of the previous, rounded up) and
 ``.zattrs`` with OME-NGFF ``multiscales`` whose ``scale`` gives the voxel spacing in Angstrom, z, y, x
 (COMPETITION.md 2.1). Stores are written in zarr format 2 with nested chunk keys (``0/0/1/2``), which
-copick reads; reading follows each array's ``.zarray`` and works with zarr 2 and zarr 3.
+copick reads. Reading goes chunk by chunk through ``cryokit.io.chunks`` (zarr 2 ``.zarray`` and zarr 3
+``zarr.json`` stores alike, under either zarr): a missing or undecodable chunk raises naming the store,
+the level and the chunk, instead of reading as zeros. A zarr 3 store keeps its OME-NGFF metadata in the
+group's ``zarr.json`` ("attributes", with or without the 0.5 "ome" key).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import zarr
 
 from cryokit.coords import as_spacing_zyx
 from cryokit.io.atomic import atomic_path
+from cryokit.io.chunks import open_chunked_array
 from cryokit.io.layout import tomogram_path
 
 __all__ = [
@@ -41,7 +45,7 @@ class Tomogram:
     Attributes:
         path: the ``*.zarr`` store.
         level: the multiscale level (0 is full resolution).
-        array: the zarr array, indexed (z, y, x).
+        array: the array (``cryokit.io.chunks.ChunkedArray``), indexed (z, y, x).
         voxel_spacing_angstrom_zyx: (3,) spacing of this level from ``.zattrs``.
     """
 
@@ -69,14 +73,23 @@ class Tomogram:
 
 
 def read_multiscales(path: str | Path) -> dict:
-    """The ``multiscales[0]`` entry of a store's ``.zattrs``; raises naming the file if malformed."""
-    attrs_path = Path(path) / ".zattrs"
+    """The ``multiscales[0]`` entry of a store's ``.zattrs`` (zarr 2) or ``zarr.json`` attributes (zarr 3);
+    raises naming the file if it is missing or malformed."""
+    path = Path(path)
+    attrs_path = path / ".zattrs"
+    if not attrs_path.is_file() and (path / "zarr.json").is_file():
+        attrs_path = path / "zarr.json"
     if not attrs_path.is_file():
-        raise FileNotFoundError(f"{attrs_path} does not exist: {path} is not an OME-Zarr tomogram")
+        raise FileNotFoundError(
+            f"{path / '.zattrs'} does not exist (nor {path / 'zarr.json'}): {path} is not an OME-Zarr tomogram"
+        )
     try:
         attrs = json.loads(attrs_path.read_text())
+        if attrs_path.name == "zarr.json":
+            attrs = attrs.get("attributes", {})
+            attrs = attrs.get("ome", attrs)  # OME-NGFF 0.5 nests its metadata under "ome"
         return attrs["multiscales"][0]
-    except (json.JSONDecodeError, KeyError, IndexError, TypeError) as error:
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as error:
         raise ValueError(f"{attrs_path} has no readable OME-NGFF 'multiscales' entry ({error!r})") from error
 
 
@@ -89,7 +102,7 @@ def _level_spacing_zyx(multiscales: dict, level: int, path: Path) -> np.ndarray:
     for transform in datasets[str(level)].get("coordinateTransformations", []):
         if transform.get("type") == "scale":
             return as_spacing_zyx(transform["scale"][-3:])
-    raise ValueError(f"{path}/.zattrs: level {level} has no 'scale' coordinate transformation")
+    raise ValueError(f"{path}: the multiscales entry of level {level} has no 'scale' coordinate transformation")
 
 
 def open_tomogram(path: str | Path, level: int = 0) -> Tomogram:
@@ -100,7 +113,7 @@ def open_tomogram(path: str | Path, level: int = 0) -> Tomogram:
     spacing_zyx = _level_spacing_zyx(read_multiscales(path), level, path)
     if not (path / str(level)).is_dir():
         raise FileNotFoundError(f"tomogram {path}: .zattrs lists level {level} but {path / str(level)} is missing")
-    array = zarr.open_array(store=str(path / str(level)), mode="r")
+    array = open_chunked_array(path / str(level), f"tomogram {path} level {level}")
     if array.ndim != 3:
         raise ValueError(f"tomogram {path} level {level} has shape {array.shape}; expected 3 axes (z, y, x)")
     return Tomogram(path=path, level=level, array=array, voxel_spacing_angstrom_zyx=spacing_zyx)
@@ -152,6 +165,7 @@ def _create_level(group: Any, name: str, data: np.ndarray, chunks_zyx: Sequence[
             dtype="float32",
             chunks=chunks,
             chunk_key_encoding={"name": "v2", "separator": "/"},
+            config={"write_empty_chunks": True},  # every chunk on disk: a missing one means damage
         )
         array[...] = data
     else:

@@ -20,7 +20,7 @@ from cryokit.io.atomic import atomic_path, atomic_write_text
 from cryokit.kaggle.embedding import stage_wheels
 from cryokit.kaggle.notebook import build_notebook
 
-__all__ = ["COMPETITION", "kernel_metadata", "dataset_metadata", "Bundle", "bundle"]
+__all__ = ["COMPETITION", "kernel_metadata", "dataset_metadata", "Bundle", "bundle", "bundle_names"]
 
 COMPETITION = "czii-cryo-et-object-identification"
 _SLUG = re.compile(r"^[A-Za-z0-9_-]+/[a-z0-9][a-z0-9-]*$")
@@ -81,8 +81,26 @@ class Bundle:
     wheels: tuple[Path, ...]
 
 
+def bundle_names(paths: Sequence[Path]) -> list[str]:
+    """The file name of each checkpoint in the bundle's one folder: its own name, or, where names repeat
+    (``runs/a/best.pt runs/b/best.pt``), its folder's name first (``a-best.pt``, ``b-best.pt``)."""
+    if not all(p.name.endswith(".pt") for p in paths):
+        raise ValueError(f"checkpoint files must end in .pt, got {[p.name for p in paths]}")
+    names = [p.name for p in paths]
+    names = [f"{p.parent.name}-{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
+    if len(set(names)) != len(names):
+        names = [f"{i}-{name}" for i, name in enumerate(names)]
+    return names
+
+
 def _stage_dataset(
-    folder: Path, checkpoints: Sequence[Path], thresholds: Path, dataset_slug: str, wheels_dir, wheel_source: str
+    folder: Path,
+    checkpoints: Sequence[Path],
+    thresholds: Path,
+    dataset_slug: str,
+    wheels_dir,
+    wheel_source: str,
+    names: Sequence[str] | None = None,
 ) -> tuple[Path, ...]:
     """Copy the checkpoints and thresholds, write the manifest with each config, stage the wheels."""
     import cryokit
@@ -92,12 +110,12 @@ def _stage_dataset(
 
     folder.mkdir(parents=True)
     entries = []
-    for path in checkpoints:
+    for path, name in zip(checkpoints, names or [p.name for p in checkpoints]):
         state = load_checkpoint(path)
-        shutil.copy2(path, folder / path.name)
+        shutil.copy2(path, folder / name)
         entries.append(
             {
-                "file": path.name,
+                "file": name,
                 "config": state["config"],
                 "thresholds": state.get("thresholds") or {},
                 "voxel_spacing_angstrom_zyx": state.get("voxel_spacing_angstrom_zyx"),
@@ -143,15 +161,13 @@ def bundle(
     paths = [Path(c) for c in checkpoints]
     if not paths:
         raise ValueError("bundle needs at least one checkpoint")
-    names = [p.name for p in paths]
-    if len(set(names)) != len(names) or not all(n.endswith(".pt") for n in names):
-        raise ValueError(f"checkpoint file names must be distinct and end in .pt (they share one folder), got {names}")
+    names = bundle_names(paths)
     owner, dataset_name = _check_slug(dataset_slug, "dataset slug", 3)
     kernel_slug = kernel_slug or f"{owner}/cryokit-inference"
     code_file = f"{_check_slug(kernel_slug, 'kernel slug', 5)[1]}.ipynb"
     out = Path(out)
     with atomic_path(out / "dataset") as tmp:
-        wheels = _stage_dataset(tmp, paths, Path(thresholds), dataset_slug, wheels_dir, wheel_source)
+        wheels = _stage_dataset(tmp, paths, Path(thresholds), dataset_slug, wheels_dir, wheel_source, names)
     parameters = {
         "model_dir": f"/kaggle/input/{dataset_name}",
         "checkpoints": names,

@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 # What the Kaggle inference notebook imports from cryokit; everything it needs follows from these.
 ENTRY_MODULES: tuple[str, ...] = ("cryokit.kaggle.runtime",)
-# Third-party packages of Kaggle's standard image that the packed modules may import at module level.
-KAGGLE_IMAGE_MODULES = frozenset({"numpy", "pandas", "scipy", "torch", "tqdm", "yaml", "zarr"})
+# Third-party packages of Kaggle's standard image that the packed modules may import at module level
+# (numcodecs comes with zarr: the tomogram reader decodes chunks with it).
+KAGGLE_IMAGE_MODULES = frozenset({"numcodecs", "numpy", "pandas", "scipy", "torch", "tqdm", "yaml", "zarr"})
 # Pure-Python distributions shipped as wheels in the dataset (monai is not in the image; einops in
 # case it is not), as (distribution, top-level module).
 WHEEL_DISTRIBUTIONS: tuple[tuple[str, str], ...] = (("monai", "monai"), ("einops", "einops"))

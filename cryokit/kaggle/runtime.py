@@ -168,9 +168,23 @@ def _predict_all(
         )
 
     def after_run(run: str, picks: pd.DataFrame, seconds: float) -> None:
-        nonlocal level
         frames.append(picks)
         report.seconds[run], report.picks_per_run[run] = seconds, len(picks)
+        guarded(replan, run, seconds)
+
+    def guarded(step: Callable, *args):
+        """A failing time guard is reported once and then ignored: the runs are still predicted."""
+        try:
+            return step(*args)
+        except Exception as error:  # noqa: BLE001
+            message = f"time guard off ({type(error).__name__}: {error})"
+            if message not in report.errors:
+                report.errors.append(message)
+                log.error(message)
+            return False
+
+    def replan(run: str, seconds: float) -> None:
+        nonlocal level
         budget.record(ladder[level], seconds)
         done = started
         new_level = budget.affordable(ladder, level, done)
@@ -201,9 +215,33 @@ def _predict_all(
             return True
         return False
 
-    results = predict_each_run(runs, predict_one, on_error, progress=False, after_run=after_run, stop=out_of_time)
+    results = predict_each_run(
+        runs, predict_one, on_error, progress=False, after_run=after_run, stop=lambda: guarded(out_of_time)
+    )
     report.failed.update(results.failed)
     report.skipped_for_time = results.not_started
+
+
+def _valid_rows(picks: pd.DataFrame, report: SubmissionReport) -> pd.DataFrame:
+    """The rows a submission may hold; the others (non-finite or non-numeric coordinates, an unknown
+    particle type, no experiment) are dropped and reported per run, so one bad row never costs the CSV."""
+    import numpy as np
+
+    from cryokit.particles import PARTICLE_NAMES
+
+    xyz = np.stack(
+        [pd.to_numeric(picks[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) for c in "xyz"]
+    )
+    experiment = picks["experiment"]
+    good = np.isfinite(xyz).all(axis=0) & picks["particle_type"].isin(PARTICLE_NAMES).to_numpy()
+    good &= ~experiment.isna().to_numpy() & (experiment.astype(str).str.strip() != "").to_numpy()
+    if not good.all():
+        for run, count in experiment[~good].astype(str).value_counts(sort=False).items():
+            report.errors.append(
+                f"{run}: {count} pick(s) dropped (non-finite coordinates, unknown particle type or no experiment)"
+            )
+            log.error(report.errors[-1])
+    return picks[good].reset_index(drop=True)
 
 
 def _finish(
@@ -213,22 +251,37 @@ def _finish(
     out_csv: str | Path,
     report_json: str | Path | None,
 ) -> None:
-    """Fill in the projection, write the CSV (header only when there are no picks) and the report."""
+    """Write the CSV (valid rows only; header only when there are none), then the projection and the report.
+
+    Every step is guarded: whatever fails is recorded in ``report.errors`` and the CSV is still written.
+    """
     from cryokit.io.submission import write_submission
     from cryokit.postprocess import empty_scored_picks
 
-    picks = pd.concat(frames, ignore_index=True) if frames else empty_scored_picks()
-    write_submission(picks, out_csv)
+    picks = empty_scored_picks()
+    try:
+        picks = _valid_rows(pd.concat(frames, ignore_index=True), report) if frames else picks
+        write_submission(picks, out_csv)
+    except Exception as error:  # noqa: BLE001 -- the CSV must exist: fall back to a header-only one
+        report.errors.append(f"the picks could not be written ({type(error).__name__}: {error}): empty CSV written")
+        log.error(report.errors[-1])
+        picks = empty_scored_picks()
+        write_submission(picks, out_csv)
     report.n_picks = len(picks)
-    if not report.final_plan:
-        return _write_report(report, report_json)
-    plan = InferencePlan(report.final_plan["tta"], tuple(report.final_plan["members"]))
-    report.expected_tomograms = budget.expected_tomograms
-    report.seconds_per_tomogram = budget.seconds_per_tomogram(plan)
-    done = len(report.seconds) + len(report.failed)
-    projected = budget.projected_total(plan, done)
-    report.projected_hours = None if projected is None else projected / 3600
-    _write_report(report, report_json)
+    try:
+        if report.final_plan:
+            plan = InferencePlan(report.final_plan["tta"], tuple(report.final_plan["members"]))
+            report.expected_tomograms = budget.expected_tomograms
+            report.seconds_per_tomogram = budget.seconds_per_tomogram(plan)
+            projected = budget.projected_total(plan, len(report.seconds) + len(report.failed))
+            report.projected_hours = None if projected is None else projected / 3600
+    except Exception as error:  # noqa: BLE001 -- a projection is a nicety; the CSV is written already
+        report.errors.append(f"no projection ({type(error).__name__}: {error})")
+    try:
+        _write_report(report, report_json)
+    except Exception as error:  # noqa: BLE001
+        report.errors.append(f"report {report_json} not written ({type(error).__name__}: {error})")
+        log.error(report.errors[-1])
 
 
 def _write_report(report: SubmissionReport, report_json: str | Path | None) -> None:

@@ -1,18 +1,29 @@
 """Self-describing checkpoints, written atomically, and loading a trained model back.
 
 A checkpoint holds the model weights (and the EMA weights when used), optimiser, scheduler and
-scaler states, epoch, step, best score, the validation history, the RNG states and the full run
-configuration, so ``load_model`` rebuilds the network without any other file and ``--resume``
-continues exactly where a run stopped.
+scaler states, epoch, step, best score, the validation history, the tuned thresholds and the
+validation table they were tuned with, the RNG states and the full run configuration, so
+``load_model`` rebuilds the network without any other file and ``--resume`` continues exactly where
+a run stopped.
+
+Checkpoints are shared files (Kaggle datasets, colleagues), so they are data: everything in one is a
+tensor or a plain ``dict``/``list``/``tuple``/``str``/``int``/``float``/``bool``/``None``, and
+``load_checkpoint`` reads with ``torch.load(weights_only=True)``, which never runs code from the file.
+A file that needs more (a pickle that calls a function: a crafted file, or a checkpoint of an older
+cryokit that stored NumPy RNG states) is refused as "not a cryokit checkpoint". For a *trusted* legacy
+file there is one explicit opt-in: ``load_checkpoint(path, trusted_legacy=True)`` or the environment
+variable ``CRYOKIT_TRUSTED_LEGACY_CHECKPOINTS=1``; re-save it with ``save_checkpoint`` to drop the need.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,32 +42,88 @@ __all__ = [
     "LoadedModel",
     "init_from_checkpoint",
     "weight_mismatches",
+    "check_weights",
+    "TRUSTED_LEGACY_ENV",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: plain data only (loads with weights_only=True); 1: NumPy objects inside
+TRUSTED_LEGACY_ENV = "CRYOKIT_TRUSTED_LEGACY_CHECKPOINTS"
+
+
+def _plain(value: Any, where: str) -> Any:
+    """``value`` as tensors and plain containers (NumPy scalars and arrays converted); raise otherwise."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, dict):
+        return type(value)((key, _plain(item, f"{where}.{key}")) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item, f"{where}[{i}]") for i, item in enumerate(value))
+    raise TypeError(f"checkpoint entry {where} is a {type(value).__name__}: store tensors or plain values only")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """``torch.save`` under a temporary name, then rename: an interrupted save never corrupts ``path``."""
+    """``torch.save`` under a temporary name, then rename: an interrupted save never corrupts ``path``.
+
+    ``state`` may hold tensors and plain values (NumPy scalars and arrays are converted); anything else
+    raises, so that every checkpoint loads with ``weights_only=True``.
+    """
     buffer = io.BytesIO()
-    torch.save({"format_version": FORMAT_VERSION, **state}, buffer)
+    torch.save(_plain({**state, "format_version": FORMAT_VERSION}, "state"), buffer)
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
     return Path(path)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a cryokit checkpoint; raises naming the file if it is missing, unreadable or not ours."""
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", trusted_legacy: bool | None = None
+) -> dict[str, Any]:
+    """Read a cryokit checkpoint without running code from it (``torch.load(weights_only=True)``).
+
+    Args:
+        path: the ``.pt`` file.
+        map_location: where tensors go.
+        trusted_legacy: also unpickle arbitrary objects. Only for a file you trust (it can run code);
+            None reads the environment variable ``CRYOKIT_TRUSTED_LEGACY_CHECKPOINTS`` (``1`` = yes).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: ``"PATH is not a cryokit checkpoint: why"``.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if trusted_legacy is None:
+        trusted_legacy = os.environ.get(TRUSTED_LEGACY_ENV, "") == "1"
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise ValueError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error})") from error
+        state = torch.load(path, map_location=map_location, weights_only=not trusted_legacy)
+    except Exception as error:  # torch raises many types for a damaged or unsafe file
+        text = str(error)
+        if "GLOBAL " in text:  # a pickled reference to a function or class: code would run
+            raise ValueError(
+                f"{path} is not a cryokit checkpoint: it holds pickled objects beyond tensors and plain values "
+                f"({_unsupported(text)}), and loading it could run code. If it is a checkpoint of an older "
+                f"cryokit that you trust, load it once with {TRUSTED_LEGACY_ENV}=1 and re-save it"
+            ) from None
+        reason = _unsupported(text) if "Weights only load failed" in text else f"{type(error).__name__}: {error}"
+        raise ValueError(f"{path} is not a cryokit checkpoint: cannot be read ({reason})") from None
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
-        raise ValueError(f"{path} is not a cryokit checkpoint (no 'config' and 'model' entries)")
+        raise ValueError(f"{path} is not a cryokit checkpoint: no 'config' and 'model' entries")
+    if not isinstance(state["config"], dict):
+        raise ValueError(f"{path} is not a cryokit checkpoint: its 'config' is a {type(state['config']).__name__}")
     return state
+
+
+def _unsupported(text: str) -> str:
+    """The reason in torch's weights_only message, e.g. "unsupported GLOBAL posix.system", "Unsupported operand 110"."""
+    lines = [line.strip() for line in text.splitlines()]
+    for marker in ("GLOBAL ", "Unsupported"):
+        for line in lines:
+            if marker in line:
+                return line.rstrip(".")[:200]
+    return "unsupported object"
 
 
 def weight_mismatches(model: nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
@@ -129,6 +196,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bo
     catalog = checkpoint_catalog(state, path)
     model, task = build_model_and_task(config, spacing, catalog)
     weights = state.get("ema") if use_ema and state.get("ema") else state["model"]
+    check_weights(model, weights, path)
     model.load_state_dict(weights)
     model.to(device).eval()
     return LoadedModel(
@@ -155,3 +223,13 @@ def checkpoint_catalog(state: dict[str, Any], path: str | Path) -> ParticleCatal
     if not records:
         return COMPETITION_CATALOG
     return ParticleCatalog.from_records(records, str(state.get("catalog_source") or path))
+
+
+def check_weights(model: nn.Module, weights: dict[str, Any], path: str | Path) -> None:
+    """Raise naming ``path`` and the first tensor whose name or shape differs from ``model``'s."""
+    problems = weight_mismatches(model, weights)
+    if problems:
+        raise ValueError(
+            f"checkpoint {path}: its weights do not match its configuration: {problems[0]} "
+            f"({len(problems)} tensor(s) differ from the network its stored config builds)"
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from cryokit.config import RunConfig, to_dict
+from cryokit.config import RunConfig, config_differences, from_dict, to_dict
 from cryokit.data.dataset import PatchDataset, collate, split_runs
 from cryokit.data.normalise import normalise_tomogram
 from cryokit.inference.device import autocast, native_bf16, resolve_device
@@ -36,10 +37,22 @@ from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.postprocess import apply_thresholds
 from cryokit.tasks import Task
 from cryokit.thresholds import best_thresholds, save_thresholds
-from cryokit.training.checkpoint import init_from_checkpoint, load_checkpoint, save_checkpoint
+from cryokit.training.checkpoint import check_weights, init_from_checkpoint, load_checkpoint, save_checkpoint
 from cryokit.training.tracking import NullTracker
 
-__all__ = ["FitResult", "Evaluation", "resolve_device", "seed_everything", "lr_at", "evaluate", "fit"]
+__all__ = [
+    "FitResult",
+    "Evaluation",
+    "resolve_device",
+    "seed_everything",
+    "lr_at",
+    "evaluate",
+    "fit",
+    "check_resume_config",
+    "write_validation_files",
+    "RUN_FILES",
+    "RESUME_MAY_CHANGE",
+]
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +93,27 @@ def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> flo
 
 
 def _rng_states() -> dict:
+    """The RNG states as tensors and plain values, so a checkpoint loads with ``weights_only=True``."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": [version, list(internal), gauss],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos)}
+        | {"has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
 def _restore_rng(states: dict) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy = states["numpy"]
+    keys = numpy["keys"].cpu().numpy().astype(np.uint32)
+    np.random.set_state((numpy["kind"], keys, numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"]))
+    torch.set_rng_state(states["torch"].cpu())
     if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
 
 
 @torch.no_grad()
@@ -279,9 +299,9 @@ def _state(run: _Setup, config: RunConfig, epoch: int, step: int, best: tuple, h
     }
 
 
-def _resume(run: _Setup, path: Path) -> tuple[int, int, tuple, list, dict]:
-    """Load ``last.pt`` into the run; returns (epoch, step, best, history, thresholds)."""
-    state = load_checkpoint(path, run.device)
+def _resume(run: _Setup, path: Path, state: dict) -> tuple[int, int, tuple, list, dict]:
+    """Load ``last.pt`` (read as ``state``) into the run; returns (epoch, step, best, history, thresholds)."""
+    check_weights(run.model, state["model"], path)
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
@@ -346,6 +366,7 @@ def fit(
     tracker: NullTracker | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> FitResult:
     """Train ``config``; checkpoints ``last.pt`` every epoch and ``best.pt`` on a better validation F-beta.
 
@@ -355,18 +376,24 @@ def fit(
 
     Args:
         config: the run configuration (``config.train.out_dir`` receives checkpoints and plots).
-        resume: continue from ``out_dir/last.pt`` (weights, optimiser, scheduler, scaler, EMA, epoch, RNG).
+        resume: continue from ``out_dir/last.pt`` (weights, optimiser, scheduler, scaler, EMA, epoch, RNG);
+            it must exist, and ``config`` must equal the stored configuration but for ``RESUME_MAY_CHANGE``.
+        overwrite: replace a run already in ``out_dir``. Without ``resume`` or ``overwrite`` a folder that
+            holds ``best.pt`` or ``last.pt`` is refused, so that retraining never destroys a model.
         tracker: MLflow tracker (``cryokit.training.tracking``); None logs nothing. Used on rank 0 only.
         on_epoch_end: called on rank 0 with (epoch, metrics) after each epoch; Optuna uses it to prune.
     """
     cfg, out_dir = config, Path(config.train.out_dir)
+    stored = _check_run_folder(out_dir, cfg, resume, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = _setup(cfg)
     main = run.rank == 0
     tracker = tracker if (tracker is not None and main) else NullTracker()
     epoch, step, best, history, thresholds = 0, 0, (-1.0, -1), [], {}
-    if resume and (out_dir / "last.pt").is_file():
-        epoch, step, best, history, thresholds = _resume(run, out_dir / "last.pt")
+    if stored is not None:
+        epoch, step, best, history, thresholds = _resume(run, out_dir / "last.pt", stored)
+        if main:
+            write_validation_files(out_dir, run.catalog)  # a kill between best.pt and its files left them behind
     tracker.log_params(to_dict(cfg))
     stale = epoch - best[1] if best[1] >= 0 else 0  # epochs since the best validation score
     while epoch < cfg.train.epochs:
@@ -406,11 +433,10 @@ def fit(
             metrics.update(_epoch_metrics(evaluation))
             if evaluation.score > best[0]:
                 best, thresholds, stale = (evaluation.score, epoch), evaluation.thresholds, 0
-                save_checkpoint(
-                    out_dir / "best.pt", _state(run, cfg, epoch, step, best, history + [metrics], thresholds)
-                )
-                evaluation.table.to_csv(out_dir / "val_table.csv", index=False)
-                save_thresholds(out_dir / "thresholds.json", thresholds, run.catalog)
+                state = _state(run, cfg, epoch, step, best, history + [metrics], thresholds)
+                state["val_table"] = evaluation.table.to_dict(orient="list")
+                save_checkpoint(out_dir / "best.pt", state)
+                write_validation_files(out_dir, run.catalog)
             else:
                 stale += 1
         history.append({"epoch": epoch, **metrics})
@@ -430,6 +456,62 @@ def fit(
     if run.world > 1:
         torch.distributed.barrier()
     return FitResult(out_dir, best[0], best[1], history, thresholds, out_dir / "best.pt", out_dir / "last.pt")
+
+
+# Run-folder files: the checkpoints, and the files derived from best.pt that fit rewrites.
+RUN_FILES = ("best.pt", "last.pt", "thresholds.json", "val_table.csv", "history.json", "curves.png")
+# Keys a resumed run may change: where the data and outputs are, the hardware, and the tracking.
+RESUME_MAY_CHANGE = ("data.root", "train.out_dir", "train.device", "train.num_workers", "tracking.")
+
+
+def _check_run_folder(out_dir: Path, config: RunConfig, resume: bool, overwrite: bool) -> dict | None:
+    """The state of ``out_dir/last.pt`` to resume from (None for a fresh run), after the folder checks."""
+    held = [name for name in ("best.pt", "last.pt") if (out_dir / name).is_file()]
+    if resume:
+        if not (out_dir / "last.pt").is_file():
+            raise FileNotFoundError(f"cannot resume: {out_dir / 'last.pt'} does not exist (train without --resume)")
+        state = load_checkpoint(out_dir / "last.pt")
+        check_resume_config(from_dict(RunConfig, state["config"]), config, out_dir / "last.pt")
+        return state
+    if held and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds a run ({', '.join(held)}): pass --resume to continue it, --overwrite to "
+            "replace it, or choose another --out"
+        )
+    if held and int(os.environ.get("RANK", "0")) == 0:
+        for name in RUN_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+    return None
+
+
+def check_resume_config(stored: RunConfig, config: RunConfig, path: Path) -> None:
+    """Raise naming every key where ``config`` contradicts the configuration stored in ``path``."""
+    changed = [
+        (key, old, new)
+        for key, old, new in config_differences(stored, config)
+        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUME_MAY_CHANGE)
+    ]
+    if changed:
+        details = "; ".join(f"{key}: stored {old!r}, given {new!r}" for key, old, new in changed)
+        raise ValueError(
+            f"--resume continues the run of {path} with its stored configuration, which this one contradicts "
+            f"({details}); drop those settings, or train a new run in another folder"
+        )
+
+
+def write_validation_files(out_dir: Path, catalog: ParticleCatalog = COMPETITION_CATALOG) -> None:
+    """``thresholds.json`` and ``val_table.csv`` from ``out_dir/best.pt``, which holds both: the checkpoint
+    is the one source, so a kill between writes can only leave these files stale until the next call."""
+    best = out_dir / "best.pt"
+    if not best.is_file():
+        return
+    state = load_checkpoint(best)
+    save_thresholds(out_dir / "thresholds.json", state.get("thresholds") or {}, catalog)
+    if state.get("val_table") is not None:
+        from cryokit.io.atomic import atomic_path
+
+        with atomic_path(out_dir / "val_table.csv") as tmp:
+            pd.DataFrame(state["val_table"]).to_csv(tmp, index=False)
 
 
 def _log_artifacts(out_dir: Path, history: list[dict], tracker: NullTracker, catalog: ParticleCatalog) -> None:
