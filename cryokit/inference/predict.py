@@ -131,7 +131,8 @@ def predict_volume_picks(
         total, count = (maps if total is None else total + maps), count + 1
     if count == 0:
         raise ValueError("predict_volume_picks needs at least one model")
-    return task.decode((total / count).cpu().numpy(), voxel_spacing_angstrom_zyx, run)
+    # The maps stay where they are: the task decodes a GPU's maps on the GPU, only the picks come back.
+    return task.decode(total / count, voxel_spacing_angstrom_zyx, run)
 
 
 class Timer:
