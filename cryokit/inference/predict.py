@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
@@ -23,7 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cryokit.inference.device import autocast, resolve_device
+from cryokit.inference.device import autocast_precision, resolve_device, resolve_precision
 from cryokit.inference.sliding_window import SlidingWindow, pad_to_stride, sliding_window_maps
 from cryokit.inference.speed import InferenceOptions, prepare_for_inference
 from cryokit.inference.tta import tta_transforms
@@ -58,6 +59,7 @@ def predict_maps(
     device: torch.device | str = "cpu",
     amp: bool = True,
     options: InferenceOptions | None = None,
+    precision: str = "auto",
 ) -> torch.Tensor:
     """(K, ceil(Z/s), ceil(Y/s), ceil(X/s)) maps of one model over a normalised volume, TTA-averaged.
 
@@ -72,8 +74,11 @@ def predict_maps(
         tta: one of ``TTA_CHOICES``; "flips" costs 8 passes (network and stitching; measured 6-10x on
             a noisy machine), "flips+rot90" 16.
         options: speed switches (None: the defaults); windows go channels-last when the model is.
+        precision: "fp32", "bf16", "fp16" (autocast to it on any device), or "auto": ``amp`` and
+            ``options.cpu_bf16`` decide (``cryokit.inference.device.resolve_precision``).
     """
     device, options = torch.device(device), options or InferenceOptions()
+    precision = resolve_precision(precision, device, amp, options.cpu_bf16)
     if isinstance(volume_zyx, torch.Tensor):
         volume = volume_zyx.float()
     else:
@@ -86,7 +91,7 @@ def predict_maps(
         windows = windows.to(device)
         if options.channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last_3d)
-        with autocast(device, amp, options.cpu_bf16):
+        with autocast_precision(device, precision):
             return dense_maps(model(windows)).float()
 
     transforms = tta_transforms(tta)
@@ -112,6 +117,7 @@ def predict_volume_picks(
     device: torch.device | str = "cpu",
     amp: bool = True,
     options: InferenceOptions | None = None,
+    precision: str = "auto",
 ) -> pd.DataFrame:
     """Scored candidate picks of one volume from the average maps of ``models`` (one task)."""
     total, count = None, 0
@@ -127,6 +133,7 @@ def predict_volume_picks(
             device,
             amp,
             options,
+            precision,
         )
         total, count = (maps if total is None else total + maps), count + 1
     if count == 0:
@@ -175,6 +182,7 @@ def predict_run(
     amp: bool | None = None,
     keep_scores: bool = False,
     options: InferenceOptions | None = None,
+    precision: str = "auto",
 ) -> pd.DataFrame:
     """Picks of one run from ensemble ``groups`` (``ensemble_groups``).
 
@@ -186,6 +194,7 @@ def predict_run(
         amp: mixed precision on CUDA; None follows each checkpoint's training setting.
         keep_scores: return every candidate with its score instead of thresholding.
         options: speed switches; by default the tomogram is normalised on a GPU ``device`` and stays there.
+        precision: one of ``cryokit.inference.device.PRECISIONS``; "auto" follows ``amp``.
     """
     from cryokit.data.normalise import normalise_tomogram, normalise_tomogram_on
     from cryokit.io import open_run_tomogram
@@ -212,6 +221,7 @@ def predict_run(
                 device,
                 lead.amp if amp is None else amp,
                 options,
+                precision,
             )
         )
     picks = per_group[0] if len(per_group) == 1 else merge_picks(per_group, first.merge_radius_fraction)
@@ -286,6 +296,48 @@ def predict_each_run(
     return results
 
 
+def _predict_shard(
+    checkpoints: Sequence[str],
+    root: str,
+    split: str,
+    tta: str,
+    thresholds: dict[str, float] | None,
+    keep_scores: bool,
+    on_error: str,
+    options: InferenceOptions,
+    precision: str,
+    progress: bool,
+    runs: list[str],
+    device: torch.device,
+    threads: int | None = None,
+) -> RunResults:
+    """One worker of ``predict_runs``: load the checkpoints on ``device``, then ``predict_each_run``."""
+    from cryokit.training.checkpoint import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    loaded = [load_model(path, device) for path in checkpoints]
+    for item in loaded:
+        item.model = prepare_for_inference(item.model, options)
+    groups = ensemble_groups(loaded)
+
+    def predict_one(run: str) -> pd.DataFrame:
+        return predict_run(
+            groups,
+            root,
+            split,
+            run,
+            tta,
+            thresholds,
+            device,
+            keep_scores=keep_scores,
+            options=options,
+            precision=precision,
+        )
+
+    return predict_each_run(runs, predict_one, on_error, progress)
+
+
 def predict_runs(
     checkpoints: Sequence[str],
     root: str,
@@ -298,6 +350,8 @@ def predict_runs(
     keep_scores: bool = False,
     on_error: str = "raise",
     options: InferenceOptions | None = None,
+    precision: str = "auto",
+    workers: int | None = None,
 ) -> tuple[pd.DataFrame, list[float]]:
     """Picks of every run of a split from one or more checkpoints, and the seconds each run took.
 
@@ -308,25 +362,56 @@ def predict_runs(
 
     With ``on_error="skip"`` a run that fails to load or predict is logged and left out, the others go
     on, and ``picks.attrs["failed_runs"]`` maps each such run to its error; "raise" stops at the first.
-    ``options`` (``cryokit.inference.speed.InferenceOptions``) are applied to every model once, here.
+    ``options`` (``cryokit.inference.speed.InferenceOptions``) are applied to every model once per worker.
+
+    The runs are shared out over devices (``cryokit.inference.shard``): with ``device="auto"`` one worker
+    process per visible GPU (``workers`` CPU workers without one), each taking every n-th run; under
+    ``torchrun`` rank r of w first takes every w-th run (one device per rank: ``cuda:LOCAL_RANK``, or
+    the CPU) and every rank gets all the results back. The picks come back in run order either way.
     """
+    from functools import partial
+
+    from cryokit.inference.shard import (
+        distributed_rank_world,
+        gather_run_results,
+        inference_devices,
+        merge_run_results,
+        process_group,
+        run_sharded,
+        shard_runs,
+    )
     from cryokit.io import list_runs
-    from cryokit.training.checkpoint import load_model
 
     if not checkpoints:
         raise ValueError("predict needs at least one checkpoint")
-    torch_device, options = resolve_device(device), options or InferenceOptions()
-    loaded = [load_model(path, torch_device) for path in checkpoints]
-    for item in loaded:
-        item.model = prepare_for_inference(item.model, options)
-    groups = ensemble_groups(loaded)
+    resolve_precision(precision, "cpu")  # bad input fails here, not in a worker
+    missing = [str(path) for path in checkpoints if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(f"checkpoint {', '.join(missing)} does not exist")
+    options = options or InferenceOptions()
     runs = list(runs) if runs is not None else list_runs(root, split)
-
-    def predict_one(run: str) -> pd.DataFrame:
-        return predict_run(
-            groups, root, split, run, tta, thresholds, torch_device, keep_scores=keep_scores, options=options
-        )
-
-    results = predict_each_run(runs, predict_one, on_error, progress)
+    rank, world = distributed_rank_world()
+    if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        gpu = device in ("auto", "cuda") and torch.cuda.is_available()
+        devices = [torch.device("cuda", local % torch.cuda.device_count()) if gpu else resolve_device(device)]
+    else:
+        devices = inference_devices(device, workers)
+    worker = partial(
+        _predict_shard,
+        [str(c) for c in checkpoints],
+        root,
+        split,
+        tta,
+        thresholds,
+        keep_scores,
+        on_error,
+        options,
+        precision,
+        progress and len(devices) == 1,
+    )
+    with process_group():
+        results = gather_run_results(run_sharded(worker, shard_runs(runs, rank, world), devices), runs)
+    results = merge_run_results([results], runs)  # run order, whatever the path
     results.picks.attrs["failed_runs"] = results.failed
     return results.picks, [results.seconds[run] for run in runs if run in results.seconds]

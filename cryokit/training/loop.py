@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from cryokit.config import RunConfig, to_dict
 from cryokit.data.dataset import PatchDataset, collate, split_runs
 from cryokit.data.normalise import normalise_tomogram
-from cryokit.inference.device import autocast, native_bf16, resolve_device
+from cryokit.inference.device import autocast, native_bf16, resolve_device, resolve_precision
 from cryokit.inference.predict import predict_volume_picks
 from cryokit.inference.sliding_window import SlidingWindow
 from cryokit.io.source import DataSource
@@ -107,8 +107,11 @@ def evaluate(
     tomo_type: str = "denoised",
     level: int = 0,
     default_threshold: float = 0.2,
+    precision: str = "auto",
 ) -> Evaluation:
     """Predict every run whole, tune per-class thresholds on them, and score with the metric.
+
+    ``precision`` is the network's (``cryokit.inference.device.PRECISIONS``; "auto" follows ``amp``).
 
     Classes without references in ``runs`` keep no thresholds of their own (``default_threshold``).
     """
@@ -126,6 +129,7 @@ def evaluate(
                 window,
                 device=device,
                 amp=amp,
+                precision=precision,
             )
         )
     candidates = pd.concat(frames, ignore_index=True)
@@ -193,6 +197,7 @@ def _distributed(device_name: str) -> tuple[int, int, torch.device]:
 
 
 def _setup(cfg: RunConfig) -> _Setup:
+    resolve_precision(cfg.train.val_precision, "cpu")  # a bad train.val_precision fails before training
     rank, world, device = _distributed(cfg.train.device)
     seed_everything(cfg.train.seed)
     source = data_source(cfg.data)
@@ -390,6 +395,7 @@ def fit(
                 cfg.data.tomo_type,
                 cfg.data.level,
                 cfg.postprocess.default_threshold,
+                cfg.train.val_precision,
             )
             metrics.update(_epoch_metrics(evaluation))
             if evaluation.score > best[0]:
