@@ -521,7 +521,13 @@ def precision_quality(root: Path, out: Path, epochs: int) -> dict:
             table = score_table(solution, apply_thresholds(row["candidates"], thresholds, 1.0))
             row[f"f4_{which}"] = float(table.attrs["score"])
             row[f"table_{which}"] = table
-    return {"rows": rows, "runs": runs, "checkpoint": checkpoint, "training_seconds": training.seconds}
+    from cryokit.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    last = checkpoint.parent / "last.pt"
+    epochs = load_checkpoint(last)["epoch"] if last.is_file() else state["epoch"]
+    trained = {"epoch": epochs, "best_epoch": state.get("best_epoch"), "best_score": state.get("best_score")}
+    return {"rows": rows, "runs": runs, "checkpoint": checkpoint, "training_seconds": training.seconds, **trained}
 
 
 def precision_quality_report(command: str, result: dict) -> str:
@@ -535,7 +541,9 @@ def precision_quality_report(command: str, result: dict) -> str:
         f"- Date: {datetime.date.today().isoformat()}; U-Net trained in {result['training_seconds'] / 60:.0f} min "
         "(0 when reused)",
         "",
-        f"The U-Net of `benchmarks/quality.py` (demo configuration, level 1) on its data: thresholds tuned on the "
+        f"The U-Net of `benchmarks/quality.py` (demo configuration, level 1) on its data, its `best.pt` of "
+        f"{result['epoch']} epochs trained (best validation F4 {result['best_score']:.3f} at epoch "
+        f"{result['best_epoch']}; an existing `best.pt` in `--quality-out` is reused): thresholds tuned on the "
         f"validation run ({', '.join(runs['val'])}) in each precision, scored on the held-out runs "
         f"({', '.join(runs['heldout'])}) with the competition metric. `cryokit predict --precision` on the CPU.",
         "",
