@@ -557,8 +557,13 @@ def precision_quality_report(command: str, result: dict) -> str:
             f"| {precision} | " + " | ".join(f"{f4[n]:.3f}" for n in names) + f" | **{row['f4_own']:.4f}** | "
             f"{row['f4_fp32']:.4f} | {row['seconds']:.1f} |"
         )
-    verdict = f"bf16 loses {loss:+.4f} weighted F4 (tolerance {PRECISION_F4_TOLERANCE}): " + (
-        "within it, so bf16 may be the CPU default." if keep else "over it, so fp32 stays the CPU default."
+    from cryokit.inference.device import CPU_DEFAULT_PRECISION
+
+    verdict = (
+        f"bf16 loses {loss:+.4f} weighted F4 (tolerance {PRECISION_F4_TOLERANCE}) with this {result['epoch']}-epoch "
+        "U-Net: " + ("within it." if keep else "over it, so bf16 cannot be the CPU default.") + " The CPU default "
+        f"(`CPU_DEFAULT_PRECISION`, cryokit/inference/device.py) is {CPU_DEFAULT_PRECISION}: it changes only on "
+        "this comparison for the quality benchmark's fully trained U-Net (`--epochs 24`, a fresh `--quality-out`)."
     )
     return "\n".join([*lines, "", verdict])
 
