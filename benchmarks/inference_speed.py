@@ -45,11 +45,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 
-from cryokit.config import RunConfig, apply_overrides  # noqa: E402
+from cryokit.config import MODEL_PRESETS, RunConfig, apply_overrides  # noqa: E402
 from cryokit.coords import angstrom_xyz_to_voxel_zyx  # noqa: E402
 from cryokit.data.normalise import normalise_tomogram, normalise_tomogram_on  # noqa: E402
 from cryokit.data.targets import class_radii_voxels, gaussian_heatmaps  # noqa: E402
-from cryokit.inference.device import autocast
+from cryokit.inference.device import autocast, autocast_precision, native_bf16  # noqa: E402
 from cryokit.inference.predict import Timer, predict_maps  # noqa: E402
 from cryokit.inference.speed import InferenceOptions, count_windows, forward_flops, prepare_for_inference  # noqa: E402
 from cryokit.io import list_runs, open_run_tomogram, read_run_picks  # noqa: E402
@@ -466,13 +466,402 @@ def report(command, parts, per_window, compile_seconds, rounds, normalising, cos
     return "\n".join(lines)
 
 
+# --- bf16 against fp32 on the quality benchmark's held-out runs (section "Inference precision quality") ---
+
+PRECISION_QUALITY_TITLE = "Inference precision quality"
+# bf16 becomes the CPU default only if it loses no more than this much weighted F4 (issue 17).
+PRECISION_F4_TOLERANCE = 0.005
+
+
+def precision_quality(root: Path, out: Path, epochs: int) -> dict:
+    """Weighted F4 of one U-Net on the quality benchmark's held-out runs, predicted in fp32 and in bf16 on
+    the CPU; thresholds tuned on the validation run in the same precision, and fp32's applied to both.
+
+    ``root`` is a root written by ``benchmarks/quality.py`` (its ``runs.json`` names the train, validation
+    and held-out runs); the U-Net is trained as that benchmark trains it (``quality._train``) unless
+    ``out/U-Net/best.pt`` exists already.
+    """
+    import json
+
+    from quality import _train
+
+    from cryokit.inference.predict import predict_runs
+    from cryokit.io import read_solution
+    from cryokit.metric import score_table
+    from cryokit.postprocess import apply_thresholds
+    from cryokit.thresholds import best_thresholds
+
+    runs = json.loads((root / "runs.json").read_text())
+    checkpoint = out / "U-Net" / "best.pt"
+    with Timer() as training:
+        if not checkpoint.is_file():
+            checkpoint = _train("U-Net", "unet", root, runs["train"], runs["val"], out, epochs)
+    solution, val_solution = read_solution(root, "train", runs["heldout"]), read_solution(root, "train", runs["val"])
+    rows = {}
+    for precision in ("fp32", "bf16"):
+        scored = {}
+        for split_name in ("val", "heldout"):
+            with Timer() as timer:
+                picks, _ = predict_runs(
+                    [str(checkpoint)],
+                    str(root),
+                    "train",
+                    runs[split_name],
+                    keep_scores=True,
+                    device="cpu",
+                    progress=False,
+                    precision=precision,
+                )
+            scored[split_name] = (picks, timer.seconds / len(runs[split_name]))
+        rows[precision] = {"candidates": scored["heldout"][0], "seconds": scored["heldout"][1]}
+        rows[precision]["thresholds"] = best_thresholds(scored["val"][0], val_solution)
+    for row in rows.values():
+        for which in ("own", "fp32"):
+            thresholds = row["thresholds"] if which == "own" else rows["fp32"]["thresholds"]
+            table = score_table(solution, apply_thresholds(row["candidates"], thresholds, 1.0))
+            row[f"f4_{which}"] = float(table.attrs["score"])
+            row[f"table_{which}"] = table
+    from cryokit.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    last = checkpoint.parent / "last.pt"
+    epochs = load_checkpoint(last)["epoch"] if last.is_file() else state["epoch"]
+    trained = {"epoch": epochs, "best_epoch": state.get("best_epoch"), "best_score": state.get("best_score")}
+    return {"rows": rows, "runs": runs, "checkpoint": checkpoint, "training_seconds": training.seconds, **trained}
+
+
+def precision_quality_report(command: str, result: dict) -> str:
+    rows, runs = result["rows"], result["runs"]
+    loss = rows["fp32"]["f4_own"] - rows["bf16"]["f4_own"]
+    keep = loss <= PRECISION_F4_TOLERANCE
+    names = [n for n in rows["fp32"]["table_own"]["particle_type"] if n != "beta-amylase"]
+    lines = [
+        f"- Command: `{command}`",
+        f"- Machine: {machine_description()}",
+        f"- Date: {datetime.date.today().isoformat()}; U-Net trained in {result['training_seconds'] / 60:.0f} min "
+        "(0 when reused)",
+        "",
+        f"The U-Net of `benchmarks/quality.py` (demo configuration, level 1) on its data, its `best.pt` of "
+        f"{result['epoch']} epochs trained (best validation F4 {result['best_score']:.3f} at epoch "
+        f"{result['best_epoch']}; an existing `best.pt` in `--quality-out` is reused): thresholds tuned on the "
+        f"validation run ({', '.join(runs['val'])}) in each precision, scored on the held-out runs "
+        f"({', '.join(runs['heldout'])}) with the competition metric. `cryokit predict --precision` on the CPU.",
+        "",
+        "| precision | " + " | ".join(names) + " | weighted F4 (own thresholds) | weighted F4 (fp32's thresholds) "
+        "| s per held-out tomogram (level 1) |",
+        "|---|" + "---:|" * (len(names) + 3),
+    ]
+    for precision, row in rows.items():
+        f4 = row["table_own"].set_index("particle_type")["fbeta"]
+        lines.append(
+            f"| {precision} | " + " | ".join(f"{f4[n]:.3f}" for n in names) + f" | **{row['f4_own']:.4f}** | "
+            f"{row['f4_fp32']:.4f} | {row['seconds']:.1f} |"
+        )
+    from cryokit.inference.device import CPU_DEFAULT_PRECISION
+
+    verdict = (
+        f"bf16 loses {loss:+.4f} weighted F4 (tolerance {PRECISION_F4_TOLERANCE}) with this {result['epoch']}-epoch "
+        "U-Net: " + ("within it." if keep else "over it, so bf16 cannot be the CPU default.") + " The CPU default "
+        f"(`CPU_DEFAULT_PRECISION`, cryokit/inference/device.py) is {CPU_DEFAULT_PRECISION}: it changes only on "
+        "this comparison for the quality benchmark's fully trained U-Net (`--epochs 24`, a fresh `--quality-out`)."
+    )
+    return "\n".join([*lines, "", verdict])
+
+
+# --- stages per precision, decoders, the detector, bundle sizes (section "Inference stages") ---
+
+STAGES_TITLE = "Inference stages, precision and bundles"
+
+
+def measure_stages(root: Path, run: str, precision: str, decode: bool) -> dict:
+    """Stages of one level-0 tomogram on the CPU in ``precision`` (in a fresh process: its own peak RSS);
+    with ``decode`` also today's decoder (scipy, 6 maps) and the torch one (1 map, scaled by 6)."""
+    from cryokit.postprocess import find_peaks_maxpool_torch
+
+    tomogram = open_run_tomogram(root, "train", run, "denoised", 0)
+    with Timer() as read:
+        volume = normalise_tomogram(tomogram)
+    config = RunConfig()
+    model, task = build_model_and_task(config, tomogram.voxel_spacing_angstrom_zyx)
+    timed = TimedModel(model.eval())
+    with Timer() as total:
+        maps = predict_maps(
+            timed, task.dense_maps, volume, sliding_window(config.patch), task.output_stride, precision=precision
+        )
+    del maps
+    row = {
+        "precision": precision,
+        "read_normalise": read.seconds,
+        "network": timed.seconds,
+        "stitching": total.seconds - timed.seconds,
+        "windows": timed.windows,
+    }
+    if decode:
+        looking = trained_looking_maps(root, run, tomogram)
+        with Timer() as scipy_decode:
+            picks = task.decode(looking, tomogram.voxel_spacing_angstrom_zyx, run)
+        first = torch.from_numpy(looking[0])
+        radius = 0.5 * class_radii_voxels(tomogram.voxel_spacing_angstrom_zyx)[0]
+        with Timer() as torch_one:
+            find_peaks_maxpool_torch(first, radius, 0.05)
+        row.update(decoding=scipy_decode.seconds, torch_decoding=6 * torch_one.seconds, candidates=len(picks))
+    row["rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return row
+
+
+def per_window_network(spacing, rounds: int) -> dict[str, dict[str, float]]:
+    """Best seconds per 64 x 128 x 128 window of the default U-Net and the default detector, fp32 and bf16,
+    in interleaved rounds (batch 2), and each one's windows per level-0 tomogram."""
+    rows = {}
+    steps = {}
+    for name, preset in (("U-Net", "unet"), ("YOLO3D detector", "yolo3d")):
+        config = apply_overrides(RunConfig(), MODEL_PRESETS[preset])
+        model, task = build_model_and_task(config, spacing)
+        model.eval()
+        x = torch.randn(2, 1, *WINDOW)
+        rows[name] = {"windows": count_windows(FULL_SHAPE, WINDOW, config.patch.inference_overlap, task.output_stride)}
+        for precision in ("fp32", "bf16"):
+
+            def step(model=model, x=x, precision=precision):
+                with autocast_precision(torch.device("cpu"), precision):
+                    return model(x)
+
+            steps[(name, precision)] = step
+    best = interleaved_best(steps, rounds)
+    for (name, precision), seconds in best.items():
+        rows[name][precision] = seconds / 2
+    return rows
+
+
+def bundle_sizes(spacing, folder: Path) -> dict[str, dict[str, int]]:
+    """Bytes of a training checkpoint (weights, EMA weights, AdamW moments, as ``fit`` saves) of the default
+    U-Net and detector, and of its inference-only exports in fp32 and fp16."""
+    from cryokit.config import to_dict
+    from cryokit.training.checkpoint import export_inference_checkpoint, save_checkpoint
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = {}
+    for name, preset in (("U-Net", "unet"), ("YOLO3D detector", "yolo3d")):
+        config = apply_overrides(RunConfig(), {**MODEL_PRESETS[preset], "train.ema_decay": 0.99})
+        model, _ = build_model_and_task(config, spacing)
+        optimizer = torch.optim.AdamW(model.parameters())
+        for parameter in model.parameters():
+            parameter.grad = torch.zeros_like(parameter)
+        optimizer.step()  # AdamW's two moments per weight, as in every saved checkpoint
+        state = {
+            "model": model.state_dict(),
+            "ema": copy.deepcopy(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "config": to_dict(config),
+            "voxel_spacing_angstrom_zyx": list(map(float, spacing)),
+            "thresholds": {},
+        }
+        source = save_checkpoint(folder / f"{preset}_train.pt", state)
+        full = export_inference_checkpoint(source, folder / f"{preset}_fp32.pt")
+        half = export_inference_checkpoint(source, folder / f"{preset}_fp16.pt", half=True)
+        sizes[name] = {"training": full["source_bytes"], "fp32": full["bytes"], "fp16": half["bytes"]}
+    return sizes
+
+
+def measure_gpu_stages(root: Path, run: str) -> dict:
+    """On CUDA: the level-0 tomogram per precision with the volume on the device, decoded there (torch)
+    and, for the ratio, on the host (today's: maps to the host, scipy)."""
+    device = torch.device("cuda")
+    tomogram = open_run_tomogram(root, "train", run, "denoised", 0)
+    config = RunConfig()
+    model, task = build_model_and_task(config, tomogram.voxel_spacing_angstrom_zyx)
+    model = model.to(device).eval()
+    spacing = tomogram.voxel_spacing_angstrom_zyx
+    rows = {}
+    precisions = ("fp32", "bf16", "fp16") if native_bf16() else ("fp32", "fp16")
+    for precision in precisions:
+        warm_up = torch.zeros(64, 128, 256, device=device)
+        predict_maps(model, task.dense_maps, warm_up, sliding_window(config.patch), device=device, precision=precision)
+        timed = TimedModel(model)
+        torch.cuda.reset_peak_memory_stats(device)
+        with Timer() as read:
+            volume = normalise_tomogram_on(tomogram, device)
+            _sync(device)
+        with Timer() as total:
+            maps = predict_maps(
+                timed, task.dense_maps, volume, sliding_window(config.patch), device=device, precision=precision
+            )
+            _sync(device)
+        looking = torch.from_numpy(trained_looking_maps(root, run, tomogram)).to(device)
+        with Timer() as on_device:
+            task.decode(looking, spacing, run)
+            _sync(device)
+        with Timer() as on_host:
+            task.decode(looking.cpu().numpy(), spacing, run)
+        rows[precision] = {
+            "read_normalise": read.seconds,
+            "network": timed.seconds,
+            "stitching": total.seconds - timed.seconds,
+            "decoding": on_device.seconds,
+            "host_decoding": on_host.seconds,
+            "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+        }
+        del maps, volume, looking
+    return rows
+
+
+def stages_report(command, stages, networks, sizes, gpu, cpu_tflops, flops) -> str:
+    """The markdown body of the "Inference stages, precision and bundles" section."""
+    today = stages["fp32"]
+    decoding = today["decoding"]
+    lines = [
+        f"- Command: `{command}`",
+        f"- Machine: {machine_description()}",
+        f"- Date: {datetime.date.today().isoformat()}; load average at the end {os.getloadavg()[0]:.1f} "
+        "(2 cores shared with other jobs: absolute seconds carry tens of percent of noise)",
+        "",
+        "One simulated level-0 tomogram (184 x 630 x 630), default U-Net of `RunConfig()` untrained, windows "
+        "64 x 128 x 128, overlap 0.25, batch 2; each precision in a fresh process (peak RSS its own). Decoding "
+        'runs on trained-looking maps (see "Inference speed"). Today\'s path: fp32, maps to the host, scipy '
+        "decoding. The CPU default stays today's path (fp32, scipy: the faster decoder on a CPU); bf16 is "
+        '`--precision bf16` (see "Inference precision quality" for what it costs in F4).',
+        "",
+        "**CPU, seconds per level-0 tomogram by stage**",
+        "",
+        "| path | read + normalise | network | stitching | decoding | total | vs today | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    base_total = today["read_normalise"] + today["network"] + today["stitching"] + decoding
+    for precision, row in stages.items():
+        total = row["read_normalise"] + row["network"] + row["stitching"] + decoding
+        label = "today (fp32, scipy decoding) = the CPU default" if precision == "fp32" else f"{precision}, scipy"
+        lines.append(
+            f"| {label} | {row['read_normalise']:.1f} | {row['network']:.1f} | {row['stitching']:.1f} | "
+            f"{decoding:.1f} | **{total:.0f}** | {base_total / total:.2f}x | {row['rss_gib']:.1f} GiB |"
+        )
+    lines += [
+        "",
+        f"Decoding on the CPU ({today['candidates']} candidates): scipy `maximum_filter` {decoding:.1f} s; torch "
+        f"max-pool on the CPU {today['torch_decoding']:.1f} s (one map timed, times 6), "
+        f"{today['torch_decoding'] / decoding:.1f}x scipy's, so the CPU keeps scipy (`PeakDecoding.backend` "
+        "'auto'). Network share of the fp32 time: "
+        f"{today['network'] / base_total:.0%}; {flops / 1e9:.1f} GFLOP per window at "
+        f"{flops * today['windows'] / today['network'] / 1e9:.0f} GFLOP/s against a measured fp32 matmul rate of "
+        f"{cpu_tflops * 1e3:.0f} GFLOP/s.",
+        "",
+        "**Network per window and per level-0 tomogram, U-Net and detector** (fastest of interleaved rounds, "
+        "batch 2, scaled by each one's window count; untrained weights cost what trained ones do)",
+        "",
+        "| model | windows | fp32 s / window | bf16 s / window | fp32 network s / tomogram | bf16 network "
+        "s / tomogram | vs the U-Net (fp32) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    unet = networks["U-Net"]
+    for name, row in networks.items():
+        lines.append(
+            f"| {name} | {row['windows']} | {row['fp32']:.3f} | {row['bf16']:.3f} | "
+            f"{row['fp32'] * row['windows']:.0f} | {row['bf16'] * row['windows']:.0f} | "
+            f"{row['fp32'] * row['windows'] / (unet['fp32'] * unet['windows']):.2f}x |"
+        )
+    lines += [
+        "",
+        "**Checkpoint and bundle sizes** (default U-Net and detector; training checkpoint = weights + EMA "
+        "weights + AdamW moments, as `fit` saves; export = `cryokit export` / what `kaggle bundle` ships)",
+        "",
+        "| model | training checkpoint | inference-only fp32 | inference-only fp16 (`--half`) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, row in sizes.items():
+        lines.append(
+            f"| {name} | {row['training'] / 1e6:.1f} MB | {row['fp32'] / 1e6:.1f} MB | {row['fp16'] / 1e6:.1f} MB |"
+        )
+    total = {k: sum(row[k] for row in sizes.values()) for k in ("training", "fp32", "fp16")}
+    lines.append(
+        f"| **bundle: U-Net + detector** | {total['training'] / 1e6:.1f} MB | {total['fp32'] / 1e6:.1f} MB | "
+        f"{total['fp16'] / 1e6:.1f} MB |"
+    )
+    lines.append("")
+    if gpu is None:
+        lines += [
+            "**GPU**: no GPU on this machine. The script's CUDA branch (`measure_gpu_stages`: each precision with "
+            "the volume on the device, decoding on the device against maps to the host + scipy, the share of "
+            "decoding, peak GPU memory) did not run; the GPU targets (decoding <= 10 % of the time, a model "
+            "with flips TTA in <= 8 s on a T4) are unmeasured.",
+            "",
+            "| GPU path, level 0 | read + normalise | network | stitching | decoding | total | decoding share "
+            "| peak GPU memory |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| fp32 / bf16 / fp16 | no GPU on this machine | | | | | | |",
+        ]
+    else:
+        name = torch.cuda.get_device_name()
+        lines += [
+            f"**GPU: {name}** (volume on the device; decoding on the device, torch)",
+            "",
+            "| precision | read + normalise | network | stitching | decoding (device) | decoding (host, today) "
+            "| total | decoding share | peak GPU memory |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for precision, row in gpu.items():
+            total = row["read_normalise"] + row["network"] + row["stitching"] + row["decoding"]
+            lines.append(
+                f"| {precision} | {row['read_normalise']:.2f} | {row['network']:.2f} | {row['stitching']:.2f} | "
+                f"{row['decoding']:.2f} | {row['host_decoding']:.2f} | {total:.2f} | {row['decoding'] / total:.0%} | "
+                f"{row['peak_gib']:.1f} GiB |"
+            )
+    return "\n".join(lines)
+
+
+def run_stages(args, command: str) -> int:
+    torch.manual_seed(0)
+    run = ensure_data(args.data)
+    stages = {
+        precision: in_fresh_process(measure_stages, args.data, run, precision, precision == "fp32")
+        for precision in ("fp32", "bf16")
+    }
+    print(stages)
+    spacing = open_run_tomogram(args.data, "train", run, "denoised", 0).voxel_spacing_angstrom_zyx
+    networks = per_window_network(spacing, args.stage_rounds)
+    print(networks)
+    sizes = bundle_sizes(spacing, args.data / "bundle_sizes")
+    print(sizes)
+    model = build_model_and_task(RunConfig(), spacing)[0].eval()
+    flops = forward_flops(model, (1, 1, *WINDOW))
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    cpu_tflops = 2 * n**3 / interleaved_best({"mm": lambda: torch.matmul(a, b)}, 5)["mm"] / 1e12
+    gpu = measure_gpu_stages(args.data, run) if torch.cuda.is_available() else None
+    body = stages_report(command, stages, networks, sizes, gpu, cpu_tflops, flops)
+    print(body)
+    update_section(STAGES_TITLE, body)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/tmp/cryokit_bench_inference"))
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the per-window timings")
     parser.add_argument("--cost-rounds", type=int, default=2, help="interleaved rounds of the overlap/TTA timings")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (about a minute)")
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help=f"only the section {STAGES_TITLE!r}: stages per precision, decoders, detector, bundle sizes",
+    )
+    parser.add_argument("--stage-rounds", type=int, default=3, help="interleaved rounds of the per-window timings")
+    parser.add_argument(
+        "--precision-quality",
+        type=Path,
+        metavar="QUALITY_ROOT",
+        help=f"only the section {PRECISION_QUALITY_TITLE!r}, on a root written by benchmarks/quality.py",
+    )
+    parser.add_argument("--quality-out", type=Path, default=Path("/tmp/cryokit_precision_quality"))
+    parser.add_argument("--epochs", type=int, default=24, help="--precision-quality: U-Net training epochs")
     args = parser.parse_args(argv)
+    command = " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)])
+    if args.precision_quality:
+        result = precision_quality(args.precision_quality, args.quality_out, args.epochs)
+        body = precision_quality_report(command, result)
+        print(body)
+        update_section(PRECISION_QUALITY_TITLE, body)
+        return 0
+    if args.stages:
+        return run_stages(args, command)
     torch.manual_seed(0)
     run = ensure_data(args.data)
     parts = [in_fresh_process(measure_tomogram, args.data, run, level) for level in (0, 1)]

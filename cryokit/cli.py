@@ -86,6 +86,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="start from this checkpoint's weights (pretrain on simulated data, fine-tune on yours)",
     )
     p.add_argument(
+        "--precision",
+        choices=_precisions(),
+        help="precision of the validation passes (sets train.val_precision; auto: as train.amp on CUDA, fp32 on CPU)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -113,6 +118,7 @@ def _run_train(args: argparse.Namespace) -> int:
     edges = [f"data.root={args.data}"] if args.data else []
     edges += _copick_edges(args)
     edges += [f"train.out_dir={args.out}"] if args.out else []
+    edges += [f"train.val_precision={args.precision}"] if args.precision else []
     edges += [f"train.init_from={args.init_from}"] if args.init_from else []
     preset = [f"{key}={value}" for key, value in MODEL_PRESETS[args.model].items()] if args.model else []
     config = load_config(args.config, preset + edges + list(args.overrides))
@@ -163,7 +169,22 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="submission CSV to write (optional with --write-picks)")
     p.add_argument("--tta", default="none", choices=TTA_CHOICES, help="test-time augmentation")
     p.add_argument("--thresholds", type=Path, help="thresholds.json (default: the checkpoint's tuned thresholds)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (every visible GPU, one worker each; else the CPU), cuda (every GPU), cpu, cuda:1, ...",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes, runs shared out in turn (default: one per GPU, or one on the CPU)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=_precisions(),
+        help="network precision: auto (bf16 on GPUs that have it, fp16 on a T4, fp32 on the CPU), fp32, bf16, fp16",
+    )
     p.add_argument(
         "--ensemble",
         type=Path,
@@ -238,9 +259,14 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _precisions() -> tuple[str, ...]:
+    return ("auto", "fp32", "bf16", "fp16")  # cryokit.inference.device.PRECISIONS, without importing torch
+
+
 def _run_predict(args: argparse.Namespace) -> int:
     from cryokit.ensemble import load_ensemble
     from cryokit.inference.predict import predict_runs
+    from cryokit.inference.shard import distributed_rank_world
     from cryokit.io.source import KaggleSource
     from cryokit.io.submission import write_submission
     from cryokit.particles import COMPETITION_CATALOG
@@ -280,7 +306,11 @@ def _run_predict(args: argparse.Namespace) -> int:
         ensemble=ensemble,
         tomo_type=getattr(args, "tomo_type", None),
         map_by_name=args.map_objects,
+        precision=args.precision,
+        workers=args.workers,
     )
+    if distributed_rank_world()[0] != 0:
+        return 0  # under torchrun every rank holds all the picks; rank 0 writes the one CSV
     failed = dict(picks.attrs.get("failed_runs") or {})
     if session is not None:
         from cryokit.io.copick_picks import write_copick_picks
@@ -309,6 +339,32 @@ def _run_predict(args: argparse.Namespace) -> int:
             print(f"FAILED {run}: {error}", file=sys.stderr)
         print(f"{len(failed)} of {len(seconds)} run(s) failed and are not in {args.out}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write an inference-only checkpoint: weights (EMA if present), configuration, thresholds",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="a training checkpoint (best.pt, last.pt)")
+    p.add_argument("--out", required=True, type=Path, help="inference checkpoint to write (.pt)")
+    p.add_argument("--half", action="store_true", help="store the floating-point weights in fp16 (half the size)")
+    p.set_defaults(run=_run_export)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from cryokit.training.checkpoint import export_inference_checkpoint
+
+    sizes = export_inference_checkpoint(args.checkpoint, args.out, args.half)
+    print(
+        f"{args.checkpoint} ({_megabytes(sizes['source_bytes'])}) -> {args.out} ({_megabytes(sizes['bytes'])}; "
+        f"{sizes['weights']} weights in {sizes['dtype']}, configuration and thresholds)"
+    )
     return 0
 
 
@@ -416,6 +472,7 @@ def _add_kaggle(sub: argparse._SubParsersAction) -> None:
         help="without --wheels: pip download, repack the installed package, or download else repack",
     )
     pack.add_argument("--public", action="store_true", help="make the kernel public (default private)")
+    pack.add_argument("--half", action="store_true", help="ship the checkpoints' weights in fp16 (half the size)")
     pack.add_argument("--source", type=Path, help="jupytext source (default: kaggle/inference.py of the repository)")
     pack.set_defaults(run=_run_kaggle_bundle)
 
@@ -441,7 +498,14 @@ def _run_kaggle_bundle(args: argparse.Namespace) -> int:
         args.wheel_source,
         not args.public,
         args.source,
+        args.half,
     )
+    for entry in staged.checkpoints:
+        print(
+            f"{entry['file']}: {_megabytes(entry['source_bytes'])} -> {_megabytes(entry['bytes'])} "
+            f"(inference only: {entry['weights']} weights in {entry['dtype']}, configuration, thresholds)"
+        )
+    print(f"dataset total: {_megabytes(sum(e['bytes'] for e in staged.checkpoints))} of checkpoints")
     print(
         f"dataset: {staged.dataset} (wheels: {', '.join(w.name for w in staged.wheels)})\n"
         f"kernel: {staged.kernel} (notebook {staged.notebook.name})\n"
@@ -655,6 +719,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_predict,
     _add_ensemble,
+    _add_export,
     _add_score,
     _add_copick_config,
     _add_kaggle,

@@ -158,6 +158,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.0  # 0 switches EMA off
     amp: bool = True  # bf16/fp16 autocast on CUDA; ignored on CPU
+    val_precision: str = "auto"  # validation passes: auto (as amp on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0

@@ -30,7 +30,14 @@ from cryokit.data.targets import N_CLASSES
 from cryokit.losses import LossOutput
 from cryokit.models.detection_coder import DetectionLayout, decode_detections
 from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
-from cryokit.postprocess import PEAK_METHODS, empty_scored_picks, maps_to_picks, scored_picks, spherical_nms
+from cryokit.postprocess import (
+    PEAK_BACKENDS,
+    PEAK_METHODS,
+    empty_scored_picks,
+    maps_to_picks,
+    scored_picks,
+    spherical_nms,
+)
 
 __all__ = ["Task", "PeakDecoding", "SegmentationTask", "DetectionTask"]
 
@@ -50,7 +57,7 @@ class Task(Protocol):
 
     def dense_maps(self, outputs: Any) -> torch.Tensor: ...
 
-    def decode(self, maps: np.ndarray, voxel_spacing_angstrom_zyx, run: str) -> pd.DataFrame: ...
+    def decode(self, maps: np.ndarray | torch.Tensor, voxel_spacing_angstrom_zyx, run: str) -> pd.DataFrame: ...
 
 
 @dataclass(frozen=True)
@@ -63,16 +70,21 @@ class PeakDecoding:
         candidate_floor: candidates below this score are dropped (thresholds are tuned above it).
         min_voxels_fraction: "components": the smallest component kept, as a share of the volume of a ball
             of ``radius_fraction`` times the catalog radius.
+        backend: "maxpool" peaks in "scipy" (on the host) or "torch" (where the maps lie); "auto": torch
+            for maps on a GPU, scipy for maps on the CPU (the faster there). The same picks either way.
     """
 
     method: str = "maxpool"
     radius_fraction: float = 0.5
     candidate_floor: float = 0.05
     min_voxels_fraction: float = 0.1
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.method not in PEAK_METHODS:
             raise ValueError(f"peak method must be one of {PEAK_METHODS}, got {self.method!r}")
+        if self.backend not in PEAK_BACKENDS:
+            raise ValueError(f"peak backend must be one of {PEAK_BACKENDS}, got {self.backend!r}")
         if not (self.radius_fraction > 0 and 0 <= self.candidate_floor and self.min_voxels_fraction >= 0):
             raise ValueError(
                 f"need radius_fraction > 0, candidate_floor >= 0 and min_voxels_fraction >= 0, got "
@@ -126,8 +138,9 @@ class SegmentationTask:
             return outputs.float().softmax(dim=1)[:, 1:]
         return outputs.float().sigmoid()
 
-    def decode(self, maps_czyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str) -> pd.DataFrame:
-        """Scored candidate picks (every peak above the candidate floor) of one tomogram."""
+    def decode(self, maps_czyx: np.ndarray | torch.Tensor, voxel_spacing_angstrom_zyx, run: str) -> pd.DataFrame:
+        """Scored candidate picks (every peak above the candidate floor) of one tomogram; maps on a GPU
+        are decoded there (``PeakDecoding.backend``)."""
         d = self.decoding
         names = self.catalog.names
         min_voxels = {
@@ -144,6 +157,7 @@ class SegmentationTask:
             min_voxels=min_voxels,
             output_stride=self.output_stride,
             catalog=self.catalog,
+            backend=d.backend,
         )
 
 
@@ -173,7 +187,7 @@ class DetectionTask:
         """(B, A * (5 + 6), Gz, Gy, Gx): ``DetectionLayout.pack``."""
         return self.layout.pack(outputs)
 
-    def decode(self, maps_kzyx: np.ndarray, voxel_spacing_angstrom_zyx, run: str) -> pd.DataFrame:
+    def decode(self, maps_kzyx: np.ndarray | torch.Tensor, voxel_spacing_angstrom_zyx, run: str) -> pd.DataFrame:
         """Decode the stitched grid, then per-class spherical NMS at ``radius_fraction`` of the class radius."""
         named = self.layout.split(torch.as_tensor(maps_kzyx)[None])
         found = decode_detections(

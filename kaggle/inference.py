@@ -20,7 +20,9 @@
 #
 # A tomogram that fails is logged and skipped; the CSV is always written; a time-budget guard lowers
 # the TTA, then drops ensemble members, when the projected time for the hidden test set (~500
-# tomograms) would exceed the limit.
+# tomograms) would exceed the limit. Every visible GPU works: on Kaggle's 2 x T4 one worker process
+# per GPU takes every second tomogram (its guard counts both), and the picks are merged in run order
+# into the one CSV.
 
 # %%
 import time
@@ -37,8 +39,10 @@ thresholds_file = "thresholds.json"  # in model_dir; "" uses the first checkpoin
 output_csv = "/kaggle/working/submission.csv"
 report_json = "/kaggle/working/cryokit_report.json"  # what happened, as JSON; "" writes none
 tta = "flips"  # none | flips | flips+rot90 (the time-budget guard may lower it)
-device = "auto"  # auto: CUDA when present, else CPU
+device = "auto"  # auto: every visible GPU, one worker process each (Kaggle's 2 x T4: two); else the CPU
+workers = 0  # worker processes, each taking every n-th run; 0: one per device
 amp = True  # mixed precision on CUDA (bf16 where native, else fp16)
+precision = "auto"  # auto (as amp: fp16 on a T4, bf16 where native; fp32 on the CPU) | fp32 | bf16 | fp16
 on_error = "skip"  # skip: log a failing tomogram or checkpoint and go on; raise: stop
 time_budget_hours = 12.0  # Kaggle's limit for the whole notebook
 budget_safety = 0.9  # keep the projected total under this share of the budget
@@ -196,6 +200,8 @@ if predict_submission is not None:
         thresholds=thresholds,
         device=device,
         amp=amp,
+        precision=precision,
+        workers=workers or None,
         on_error=on_error,
         time_budget_hours=time_budget_hours,
         expected_tomograms=expected_tomograms,

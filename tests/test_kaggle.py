@@ -391,3 +391,16 @@ def test_offline_notebook_without_cryokit_still_writes_an_empty_csv(bundled, tmp
     assert "ERROR setting up (RuntimeError: the packed cryokit is damaged" in text
     assert "ERROR cryokit cannot be imported" in text
     assert (tmp_path / "work" / "submission.csv").read_text().splitlines() == [",".join(SUBMISSION_COLUMNS)]
+
+
+def test_offline_notebook_with_two_workers_writes_the_csv_of_one(trained, bundled, tmp_path):
+    """Kaggle's 2 x T4 path, on two CPU workers: spawned from the notebook's kernel, each importing the
+    packed cryokit, every second run each; one CSV, in run order, the same as one worker's."""
+    parameters = {"data_root": str(trained["root"]), "model_dir": str(bundled / "dataset")}
+    one, _ = run_offline(bundled / "kernel" / "cryokit-test-inference.ipynb", tmp_path / "one", parameters)
+    two, text = run_offline(
+        bundled / "kernel" / "cryokit-test-inference.ipynb", tmp_path / "two", {**parameters, "workers": 2}
+    )
+    assert two["device"] == "cpu, cpu" and list(two["seconds"]) == list(TEST_RUNS) and not two["errors"]
+    assert (tmp_path / "two" / "submission.csv").read_text() == (tmp_path / "one" / "submission.csv").read_text()
+    assert two["n_picks"] == one["n_picks"] > 0

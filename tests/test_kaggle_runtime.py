@@ -40,7 +40,7 @@ def fake(monkeypatch):
         fail_if("checkpoint")
         return SimpleNamespace(path=path)
 
-    def predict_run(groups, root, split, run, tta, thresholds, device, amp):
+    def predict_run(groups, root, split, run, tta, thresholds, device, amp, **options):
         fail_if("run " + run)
         return _picks(run, np.nan) if f"nan {run}" in broken else _picks(run)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cryokit.inference.device import autocast, resolve_device
+from cryokit.inference.device import autocast_precision, resolve_device, resolve_precision
 from cryokit.inference.sliding_window import SlidingWindow, pad_to_stride, sliding_window_maps
 from cryokit.inference.speed import InferenceOptions, prepare_for_inference
 from cryokit.inference.tta import tta_transforms
@@ -64,6 +65,7 @@ def predict_maps(
     device: torch.device | str = "cpu",
     amp: bool = True,
     options: InferenceOptions | None = None,
+    precision: str = "auto",
 ) -> torch.Tensor:
     """(K, ceil(Z/s), ceil(Y/s), ceil(X/s)) maps of one model over a normalised volume, TTA-averaged.
 
@@ -78,8 +80,11 @@ def predict_maps(
         tta: one of ``TTA_CHOICES``; "flips" costs 8 passes (network and stitching; measured 6-10x on
             a noisy machine), "flips+rot90" 16.
         options: speed switches (None: the defaults); windows go channels-last when the model is.
+        precision: "fp32", "bf16", "fp16" (autocast to it on any device), or "auto": ``amp`` and
+            ``options.cpu_bf16`` decide (``cryokit.inference.device.resolve_precision``).
     """
     device, options = torch.device(device), options or InferenceOptions()
+    precision = resolve_precision(precision, device, amp, options.cpu_bf16)
     if isinstance(volume_zyx, torch.Tensor):
         volume = volume_zyx.float()
     else:
@@ -92,7 +97,7 @@ def predict_maps(
         windows = windows.to(device)
         if options.channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last_3d)
-        with autocast(device, amp, options.cpu_bf16):
+        with autocast_precision(device, precision):
             return dense_maps(model(windows)).float()
 
     transforms = tta_transforms(tta)
@@ -118,6 +123,7 @@ def predict_volume_picks(
     device: torch.device | str = "cpu",
     amp: bool = True,
     options: InferenceOptions | None = None,
+    precision: str = "auto",
 ) -> pd.DataFrame:
     """Scored candidate picks of one volume from the average maps of ``models`` (one task)."""
     total, count = None, 0
@@ -133,11 +139,13 @@ def predict_volume_picks(
             device,
             amp,
             options,
+            precision,
         )
         total, count = (maps if total is None else total + maps), count + 1
     if count == 0:
         raise ValueError("predict_volume_picks needs at least one model")
-    return task.decode((total / count).cpu().numpy(), voxel_spacing_angstrom_zyx, run)
+    # The maps stay where they are: the task decodes a GPU's maps on the GPU, only the picks come back.
+    return task.decode(total / count, voxel_spacing_angstrom_zyx, run)
 
 
 class Timer:
@@ -205,6 +213,7 @@ def predict_run(
     options: InferenceOptions | None = None,
     ensemble: Ensemble | None = None,
     tomo_type: str | None = None,
+    precision: str = "auto",
 ) -> pd.DataFrame:
     """Picks of one run from ensemble ``groups`` (``ensemble_groups``).
 
@@ -220,6 +229,7 @@ def predict_run(
         tomo_type: read this tomogram type instead of the one each checkpoint was trained on.
         ensemble: how to merge the groups (``cryokit.ensemble``: calibrated scores, per-class weights and
             thresholds, which then replace the first checkpoint's); None averages the raw scores.
+        precision: one of ``cryokit.inference.device.PRECISIONS``; "auto" follows ``amp``.
     """
     from cryokit.data.normalise import normalise_tomogram, normalise_tomogram_on
     from cryokit.ensemble import ensemble_picks
@@ -246,6 +256,7 @@ def predict_run(
                 device,
                 lead.amp if amp is None else amp,
                 options,
+                precision,
             )
         )
     if ensemble is not None:
@@ -354,6 +365,54 @@ def check_catalogs(loaded: Sequence[LoadedModel], catalog: ParticleCatalog, map_
         log.warning("checkpoint %s: mapping by name (%s); keeping %s", item.path, differences, ", ".join(shared))
 
 
+def _predict_shard(
+    checkpoints: Sequence[str],
+    root: str | DataSource,
+    split: str,
+    tta: str,
+    thresholds: dict[str, float] | None,
+    keep_scores: bool,
+    on_error: str,
+    options: InferenceOptions,
+    precision: str,
+    progress: bool,
+    ensemble: Ensemble | None,
+    tomo_type: str | None,
+    names: tuple[str, ...],
+    runs: list[str],
+    device: torch.device,
+    threads: int | None = None,
+) -> RunResults:
+    """One worker of ``predict_runs``: load the checkpoints on ``device``, then ``predict_each_run``."""
+    from cryokit.training.checkpoint import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    loaded = [load_model(path, device) for path in checkpoints]
+    for item in loaded:
+        item.model = prepare_for_inference(item.model, options)
+    groups = ensemble_groups(loaded)
+
+    def predict_one(run: str) -> pd.DataFrame:
+        picks = predict_run(
+            groups,
+            root,
+            split,
+            run,
+            tta,
+            thresholds,
+            device,
+            keep_scores=keep_scores,
+            options=options,
+            precision=precision,
+            ensemble=ensemble,
+            tomo_type=tomo_type,
+        )
+        return picks[picks["particle_type"].isin(names)].reset_index(drop=True)
+
+    return predict_each_run(runs, predict_one, on_error, progress)
+
+
 def predict_runs(
     checkpoints: Sequence[str],
     root: str | DataSource,
@@ -369,6 +428,8 @@ def predict_runs(
     ensemble: Ensemble | None = None,
     tomo_type: str | None = None,
     map_by_name: bool = False,
+    precision: str = "auto",
+    workers: int | None = None,
 ) -> tuple[pd.DataFrame, list[float]]:
     """Picks of every run of a split from one or more checkpoints, and the seconds each run took.
 
@@ -379,28 +440,51 @@ def predict_runs(
 
     With ``on_error="skip"`` a run that fails to load or predict is logged and left out, the others go
     on, and ``picks.attrs["failed_runs"]`` maps each such run to its error; "raise" stops at the first.
-    ``options`` (``cryokit.inference.speed.InferenceOptions``) are applied to every model once, here.
+    ``options`` (``cryokit.inference.speed.InferenceOptions``) are applied to every model once per worker.
     ``ensemble`` (``cryokit.ensemble``, fitted by ``cryokit ensemble``) merges the groups on calibrated
     scores with its own thresholds; it must have one member per group.
 
     ``root`` is a Kaggle root (with ``split``) or any ``DataSource``; a copick source's catalog must
     match the checkpoints' (``check_catalogs``; ``map_by_name`` keeps the shared objects). ``tomo_type``
     reads another tomogram type than the checkpoints were trained on.
+
+    The runs are shared out over devices (``cryokit.inference.shard``): with ``device="auto"`` one worker
+    process per visible GPU (``workers`` CPU workers without one), each taking every n-th run; under
+    ``torchrun`` rank r of w first takes every w-th run (one device per rank: ``cuda:LOCAL_RANK``, or
+    the CPU) and every rank gets all the results back. The picks come back in run order either way.
     """
+    from functools import partial
+
+    from cryokit.inference.shard import (
+        distributed_rank_world,
+        gather_run_results,
+        inference_devices,
+        merge_run_results,
+        process_group,
+        run_sharded,
+        shard_runs,
+    )
     from cryokit.io.layout import select_runs
     from cryokit.training.checkpoint import load_model
 
     if not checkpoints:
         raise ValueError("predict needs at least one checkpoint")
-    missing = [str(path) for path in checkpoints if not Path(path).is_file()]
+    resolve_precision(precision, "cpu")  # bad input fails here, not in a worker
+    missing = [str(path) for path in checkpoints if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(f"checkpoint {', '.join(missing)} does not exist")
-    torch_device, options = resolve_device(device), options or InferenceOptions()
-    loaded = [load_model(path, torch_device) for path in checkpoints]
-    for item in loaded:
-        item.model = prepare_for_inference(item.model, options)
+    options = options or InferenceOptions()
+    rank, world = distributed_rank_world()
+    if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        gpu = device in ("auto", "cuda") and torch.cuda.is_available()
+        devices = [torch.device("cuda", local % torch.cuda.device_count()) if gpu else resolve_device(device)]
+    else:
+        devices = inference_devices(device, workers)
     source = _as_source(root, split)
     catalog = source.catalog()
+    # Checked here, before any inference (the workers load the checkpoints again on their devices).
+    loaded = [load_model(path, "cpu") for path in checkpoints]
     check_catalogs(loaded, catalog, map_by_name)
     groups = ensemble_groups(loaded)
     if ensemble is not None and len(ensemble.members) != len(groups):
@@ -408,25 +492,26 @@ def predict_runs(
             f"the ensemble file has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the "
             f"checkpoints make {len(groups)} group(s) ({'; '.join(group_names(groups))})"
         )
-    runs = select_runs(source.list_runs(), runs, f"runs of {source.describe()}")  # checked before any inference
-
-    def predict_one(run: str) -> pd.DataFrame:
-        picks = predict_run(
-            groups,
-            source,
-            split,
-            run,
-            tta,
-            thresholds,
-            torch_device,
-            keep_scores=keep_scores,
-            options=options,
-            ensemble=ensemble,
-            tomo_type=tomo_type,
-        )
-        return picks[picks["particle_type"].isin(catalog.names)].reset_index(drop=True)
-
-    results = predict_each_run(runs, predict_one, on_error, progress)
+    runs = select_runs(source.list_runs(), runs, f"runs of {source.describe()}")
+    worker = partial(
+        _predict_shard,
+        [str(c) for c in checkpoints],
+        source,
+        split,
+        tta,
+        thresholds,
+        keep_scores,
+        on_error,
+        options,
+        precision,
+        progress and len(devices) == 1,
+        ensemble,
+        tomo_type,
+        tuple(catalog.names),
+    )
+    with process_group():
+        results = gather_run_results(run_sharded(worker, shard_runs(runs, rank, world), devices), runs)
+    results = merge_run_results([results], runs)  # run order, whatever the path
     results.picks.attrs["failed_runs"] = results.failed
     # the objects predicted: the catalog's, or with map_by_name those every checkpoint shares with it
     results.picks.attrs["objects"] = [n for n in catalog.names if all(n in m.catalog.names for m in loaded)]

@@ -5,6 +5,11 @@ T4). ``TimeBudget`` measures the tomograms done so far and projects the rest; wh
 exceeds the budget, ``affordable`` steps down ``degradation_ladder``: TTA first (flips+rot90 -> flips ->
 none), then ensemble members from the last. Plans are costed by forward passes (TTA transforms x
 members), and every measurement under a new plan replaces the estimate.
+
+With several devices (Kaggle's 2 x T4: one worker per GPU, each taking every second run) each worker
+has a guard with ``devices=2``: it projects its own share of the hidden test set
+(``ceil(expected / devices)`` tomograms) at its own pace, so two GPUs afford twice the seconds per
+tomogram of one.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class TimeBudget:
         expected_tomograms: tomograms the projection assumes (the hidden test set, not the 3 public ones).
         started_at: ``clock()`` when the notebook started (time spent before predicting counts too).
         clock: seconds now; ``time.time`` (tests pass a fake).
+        devices: workers predicting side by side, one per device, each with its guard and an equal share
+            of the tomograms; this guard projects its own share (``tomograms_per_device``).
     """
 
     def __init__(
@@ -63,12 +70,15 @@ class TimeBudget:
         expected_tomograms: int,
         started_at: float | None = None,
         clock: Callable[[], float] = time.time,
+        devices: int = 1,
     ):
-        if budget_seconds <= 0 or expected_tomograms < 1:
+        if budget_seconds <= 0 or expected_tomograms < 1 or devices < 1:
             raise ValueError(
-                f"budget_seconds must be > 0 and expected_tomograms >= 1, got {budget_seconds} and {expected_tomograms}"
+                f"budget_seconds must be > 0, expected_tomograms >= 1 and devices >= 1, got {budget_seconds}, "
+                f"{expected_tomograms} and {devices}"
             )
         self.budget_seconds, self.expected_tomograms, self.clock = float(budget_seconds), int(expected_tomograms), clock
+        self.devices = int(devices)
         self.started_at = clock() if started_at is None else float(started_at)
         self.samples: list[tuple[int, float]] = []  # (plan passes, seconds) per predicted tomogram
 
@@ -88,10 +98,16 @@ class TimeBudget:
         recent = self.samples[-3:]
         return plan.passes * sum(s / p for p, s in recent) / len(recent)
 
-    def projected_total(self, plan: InferencePlan, done: int) -> float | None:
-        """Seconds from the start to the last expected tomogram if the remaining ones use ``plan``."""
+    @property
+    def tomograms_per_device(self) -> int:
+        """This worker's share of the expected tomograms: ``ceil(expected / devices)``."""
+        return -(-self.expected_tomograms // self.devices)
+
+    def projected_total(self, plan: InferencePlan, done: float) -> float | None:
+        """Seconds from the start to the last expected tomogram of this worker's share if its remaining
+        ones use ``plan``; ``done``: the tomograms this worker has done."""
         per = self.seconds_per_tomogram(plan)
-        return None if per is None else self.elapsed() + max(0, self.expected_tomograms - done) * per
+        return None if per is None else self.elapsed() + max(0, self.tomograms_per_device - done) * per
 
     def affordable(self, ladder: Sequence[InferencePlan], current: int, done: int) -> int:
         """Index of the first plan from ``current`` down the ladder whose projection fits (else the last)."""

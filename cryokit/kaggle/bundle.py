@@ -1,7 +1,10 @@
 """Stage what the Kaggle API uploads: a dataset folder with the models and a kernel folder with the notebook.
 
-``bundle`` stages a Kaggle dataset folder (checkpoints, ``thresholds.json``, ``cryokit_bundle.json``
-with each checkpoint's config, the wheels Kaggle lacks, ``dataset-metadata.json``) and a kernel folder
+``bundle`` stages a Kaggle dataset folder (inference-only checkpoints written by
+``cryokit.training.checkpoint.export_inference_checkpoint``: weights, EMA ones where trained with EMA,
+configuration and thresholds, no optimiser state, optionally fp16; ``thresholds.json``,
+``cryokit_bundle.json`` with each checkpoint's config and sizes, the wheels Kaggle lacks,
+``dataset-metadata.json``) and a kernel folder
 (the notebook of ``cryokit.kaggle.notebook`` and ``kernel-metadata.json``: GPU on, internet off, the
 dataset and competition attached), ready for ``kaggle datasets create -p DIR/dataset`` and
 ``kaggle kernels push -p DIR/kernel``.
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -79,6 +81,7 @@ class Bundle:
     kernel: Path
     notebook: Path
     wheels: tuple[Path, ...]
+    checkpoints: tuple[dict, ...] = ()
 
 
 def bundle_names(paths: Sequence[Path]) -> list[str]:
@@ -101,24 +104,27 @@ def _stage_dataset(
     wheels_dir,
     wheel_source: str,
     names: Sequence[str] | None = None,
-) -> tuple[Path, ...]:
-    """Copy the checkpoints and thresholds, write the manifest with each config, stage the wheels."""
+    half: bool = False,
+) -> tuple[tuple[Path, ...], list[dict]]:
+    """Export the checkpoints (inference only) and copy the thresholds, write the manifest with each
+    config and size, stage the wheels."""
     import cryokit
     from cryokit.kaggle.runtime import BUNDLE_MANIFEST
     from cryokit.thresholds import load_thresholds, save_thresholds
-    from cryokit.training.checkpoint import load_checkpoint
+    from cryokit.training.checkpoint import export_inference_checkpoint, load_checkpoint
 
     folder.mkdir(parents=True)
     entries = []
     for path, name in zip(checkpoints, names or [p.name for p in checkpoints]):
-        state = load_checkpoint(path)
-        shutil.copy2(path, folder / name)
+        sizes = export_inference_checkpoint(path, folder / name, half)
+        state = load_checkpoint(folder / name)
         entries.append(
             {
                 "file": name,
                 "config": state["config"],
                 "thresholds": state.get("thresholds") or {},
                 "voxel_spacing_angstrom_zyx": state.get("voxel_spacing_angstrom_zyx"),
+                **sizes,
             }
         )
     save_thresholds(folder / "thresholds.json", load_thresholds(thresholds))
@@ -131,7 +137,7 @@ def _stage_dataset(
     }
     atomic_write_text(folder / BUNDLE_MANIFEST, json.dumps(manifest, indent=2))
     atomic_write_text(folder / "dataset-metadata.json", json.dumps(dataset_metadata(dataset_slug), indent=2))
-    return tuple(Path(w.name) for w in wheels)
+    return tuple(Path(w.name) for w in wheels), entries
 
 
 def bundle(
@@ -145,6 +151,7 @@ def bundle(
     wheel_source: str = "auto",
     is_private: bool = True,
     source: str | Path | None = None,
+    half: bool = False,
 ) -> Bundle:
     """Stage ``out/dataset`` and ``out/kernel`` for the Kaggle API (each folder replaced atomically).
 
@@ -154,6 +161,10 @@ def bundle(
         dataset_slug, kernel_slug: "username/name"; the kernel defaults to "username/cryokit-inference".
         tta: the notebook's default TTA. wheels_dir, wheel_source: see ``cryokit.kaggle.embedding.stage_wheels``.
         is_private: the kernel's visibility.
+        half: the checkpoints' floating-point weights in fp16.
+
+    Returns:
+        The staged folders, and per checkpoint its manifest entry (file, sizes before and after export).
     """
     from cryokit.inference.tta import tta_transforms
 
@@ -167,7 +178,9 @@ def bundle(
     code_file = f"{_check_slug(kernel_slug, 'kernel slug', 5)[1]}.ipynb"
     out = Path(out)
     with atomic_path(out / "dataset") as tmp:
-        wheels = _stage_dataset(tmp, paths, Path(thresholds), dataset_slug, wheels_dir, wheel_source, names)
+        wheels, entries = _stage_dataset(
+            tmp, paths, Path(thresholds), dataset_slug, wheels_dir, wheel_source, names=names, half=half
+        )
     parameters = {
         "model_dir": f"/kaggle/input/{dataset_name}",
         "checkpoints": names,
@@ -180,5 +193,9 @@ def bundle(
         metadata = kernel_metadata(kernel_slug, code_file, dataset_slug, is_private)
         atomic_write_text(tmp / "kernel-metadata.json", json.dumps(metadata, indent=2))
     return Bundle(
-        out / "dataset", out / "kernel", out / "kernel" / code_file, tuple(out / "dataset" / w for w in wheels)
+        out / "dataset",
+        out / "kernel",
+        out / "kernel" / code_file,
+        tuple(out / "dataset" / w for w in wheels),
+        tuple({k: e[k] for k in ("file", "source_bytes", "bytes", "weights", "dtype")} for e in entries),
     )

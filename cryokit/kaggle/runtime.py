@@ -9,7 +9,10 @@ valid submission CSV, even an empty one:
   (``expected_tomograms``, about 500 at 86 s each in 12 h on Kaggle's T4) and, when the projection
   exceeds the budget, steps down a ladder of cheaper plans: TTA first (flips+rot90 -> flips -> none),
   then ensemble members from the last; if even the real time left runs out, the remaining runs are
-  left out so that the CSV is still written in time.
+  left out so that the CSV is still written in time;
+* every visible GPU works (Kaggle's 2 x T4): one worker process per device takes every n-th run
+  (``cryokit.inference.shard``) with its own guard counting the devices; the parent merges the picks
+  in run order and writes the one CSV.
 
 This module is packed into the notebook by ``cryokit kaggle build``; it imports nothing that Kaggle's
 image lacks apart from the wheels shipped with the checkpoints (monai, einops).
@@ -149,6 +152,7 @@ def _predict_all(
     thresholds,
     device,
     amp,
+    precision: str,
     on_error: str,
     budget: TimeBudget,
     report: SubmissionReport,
@@ -163,9 +167,8 @@ def _predict_all(
         nonlocal started
         started += 1
         plan = ladder[level]
-        return predict_run(
-            ensemble_groups([loaded[m] for m in plan.members]), str(root), split, run, plan.tta, thresholds, device, amp
-        )
+        groups = ensemble_groups([loaded[m] for m in plan.members])
+        return predict_run(groups, str(root), split, run, plan.tta, thresholds, device, amp, precision=precision)
 
     def after_run(run: str, picks: pd.DataFrame, seconds: float) -> None:
         frames.append(picks)
@@ -273,7 +276,8 @@ def _finish(
             plan = InferencePlan(report.final_plan["tta"], tuple(report.final_plan["members"]))
             report.expected_tomograms = budget.expected_tomograms
             report.seconds_per_tomogram = budget.seconds_per_tomogram(plan)
-            projected = budget.projected_total(plan, len(report.seconds) + len(report.failed))
+            done = len(report.seconds) + len(report.failed)
+            projected = budget.projected_total(plan, done / budget.devices)  # each device did about its share
             report.projected_hours = None if projected is None else projected / 3600
     except Exception as error:  # noqa: BLE001 -- a projection is a nicety; the CSV is written already
         report.errors.append(f"no projection ({type(error).__name__}: {error})")
@@ -289,6 +293,81 @@ def _write_report(report: SubmissionReport, report_json: str | Path | None) -> N
 
     if report_json:
         atomic_write_text(report_json, json.dumps(report.to_dict(), indent=2))
+
+
+def _predict_on_device(
+    checkpoints: Sequence[str | Path],
+    root,
+    split: str,
+    runs: list[str],
+    tta: str,
+    thresholds,
+    device,
+    amp,
+    precision: str,
+    on_error: str,
+    budget: TimeBudget,
+    report: SubmissionReport,
+    frames: list[pd.DataFrame],
+) -> None:
+    """Load the checkpoints on ``device`` and predict ``runs`` there under ``budget``'s guard."""
+    loaded = _load_checkpoints(checkpoints, device, on_error, report)
+    ladder = degradation_ladder(tta, len(loaded))
+    log.info("%d run(s) on %s; %d model(s); plan %s", len(runs), device, len(loaded), ladder[0].describe())
+    _predict_all(
+        loaded, root, split, runs, ladder, thresholds, device, amp, precision, on_error, budget, report, frames
+    )
+
+
+def _submission_worker(
+    checkpoints: Sequence[str | Path],
+    root,
+    split: str,
+    tta: str,
+    thresholds,
+    amp,
+    precision: str,
+    on_error: str,
+    budget_seconds: float,
+    expected_tomograms: int,
+    started_at: float,
+    devices: int,
+    runs: list[str],
+    device,
+    threads: int | None = None,
+) -> tuple[SubmissionReport, list[pd.DataFrame], list[tuple[int, float]]]:
+    """One device's worker of ``predict_submission`` (a spawned process): its report, picks and timings."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    budget = TimeBudget(budget_seconds, expected_tomograms, started_at, time.time, devices)
+    report, frames = SubmissionReport(csv_path="", device=str(device)), []
+    try:
+        _predict_on_device(
+            checkpoints, root, split, runs, tta, thresholds, device, amp, precision, on_error, budget, report, frames
+        )
+    except Exception as error:  # noqa: BLE001 -- the other devices' runs still make the CSV
+        if on_error == "raise":
+            raise
+        report.errors.append(f"{device}: {type(error).__name__}: {error}")
+        log.exception("prediction on %s stopped early", device)
+    return report, frames, budget.samples
+
+
+def _merge_reports(report: SubmissionReport, parts: Sequence[SubmissionReport], runs: Sequence[str]) -> None:
+    """The workers' reports into ``report``, run by run in ``runs``' order; the cheapest final plan."""
+    for name in ("seconds", "picks_per_run", "failed"):
+        merged = {k: v for part in parts for k, v in getattr(part, name).items()}
+        getattr(report, name).update({run: merged[run] for run in runs if run in merged})
+    skipped = {run for part in parts for run in part.skipped_for_time}
+    report.skipped_for_time = [run for run in runs if run in skipped]
+    report.plan_changes = [{**change, "device": part.device} for part in parts for change in part.plan_changes]
+    plans = [part.final_plan for part in parts if part.final_plan]
+    if plans:
+        report.final_plan = min(plans, key=lambda p: InferencePlan(p["tta"], tuple(p["members"])).passes)
+    report.checkpoints = parts[0].checkpoints if parts else []
+    report.errors += [error for part in parts for error in part.errors]
 
 
 def predict_submission(
@@ -308,6 +387,8 @@ def predict_submission(
     started_at: float | None = None,
     report_json: str | Path | None = None,
     clock: Callable[[], float] = time.time,
+    precision: str = "auto",
+    workers: int | None = None,
 ) -> SubmissionReport:
     """Predict every run of a split and write the submission CSV, whatever happens.
 
@@ -318,39 +399,77 @@ def predict_submission(
         runs: only these runs (default: every run of the split).
         tta: the TTA wanted (``TTA_CHOICES``); the guard may lower it.
         thresholds: per-class thresholds; None uses the first checkpoint's tuned thresholds.
-        device: "auto" (CUDA when present), "cpu", "cuda", ...; amp: mixed precision on CUDA (None: as trained).
+        device: "auto" (every visible GPU, one worker process each; else the CPU), "cuda" (every GPU),
+            "cpu", "cuda:1", ...; amp: mixed precision on CUDA (None: as trained).
         on_error: "skip" logs a failing run (or checkpoint) and goes on; "raise" stops (after writing the CSV).
         time_budget_hours, budget_safety: the guard keeps the projection under their product.
-        expected_tomograms: tomograms to project for (at least the number of runs found).
+        expected_tomograms: tomograms to project for (at least the number of runs found), over all devices.
         started_at: ``clock()`` when the notebook started; default now.
         report_json: where to write the report as JSON (optional).
+        clock: the guard's clock with one device (the workers of several use ``time.time``).
+        precision: the network's, one of ``cryokit.inference.device.PRECISIONS`` ("auto" follows ``amp``).
+        workers: worker processes (default one per device of ``device``); runs are shared out in turn.
     """
+    from cryokit.inference.device import resolve_precision
+
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    ladder = degradation_ladder(tta, max(1, len(checkpoints)))  # checks tta before anything runs
-    budget = TimeBudget(time_budget_hours * 3600 * budget_safety, expected_tomograms, started_at, clock)
+    degradation_ladder(tta, max(1, len(checkpoints)))  # checks tta before anything runs
+    resolve_precision(precision, "cpu")  # and the precision
+    budget_seconds = time_budget_hours * 3600 * budget_safety
+    budget = TimeBudget(budget_seconds, expected_tomograms, started_at, clock)
     report = SubmissionReport(csv_path=str(out_csv), budget_hours=time_budget_hours * budget_safety)
     frames: list[pd.DataFrame] = []
     try:
-        from cryokit.inference.device import resolve_device
+        from functools import partial
+
+        from cryokit.inference.shard import inference_devices, run_shards
         from cryokit.io import list_runs
 
-        torch_device = resolve_device(device)
-        report.device = str(torch_device)
-        loaded = _load_checkpoints(checkpoints, torch_device, on_error, report)
-        ladder = degradation_ladder(tta, len(loaded))
+        devices = inference_devices(device, workers)
+        report.device = ", ".join(map(str, devices))
         runs = list(runs) if runs else list_runs(root, split)
-        budget.expected_tomograms = max(budget.expected_tomograms, len(runs))
-        log.info(
-            "%d run(s) in %s/%s; %d model(s) on %s; plan %s",
-            len(runs),
-            root,
-            split,
-            len(loaded),
-            torch_device,
-            ladder[0].describe(),
-        )
-        _predict_all(loaded, root, split, runs, ladder, thresholds, torch_device, amp, on_error, budget, report, frames)
+        expected = max(budget.expected_tomograms, len(runs))
+        budget = TimeBudget(budget_seconds, expected, budget.started_at, clock, len(devices))
+        log.info("%d run(s) in %s/%s over %s", len(runs), root, split, report.device)
+        if len(devices) == 1:
+            _predict_on_device(
+                checkpoints,
+                root,
+                split,
+                runs,
+                tta,
+                thresholds,
+                devices[0],
+                amp,
+                precision,
+                on_error,
+                budget,
+                report,
+                frames,
+            )
+        else:
+            worker = partial(
+                _submission_worker,
+                [str(c) for c in checkpoints],
+                str(root),
+                split,
+                tta,
+                thresholds,
+                amp,
+                precision,
+                on_error,
+                budget_seconds,
+                expected,
+                budget.started_at,
+                len(devices),
+            )
+            parts = run_shards(worker, runs, devices)
+            _merge_reports(report, [part for part, _, _ in parts], runs)
+            budget.samples = [sample for _, _, samples in parts for sample in samples]
+            picks = [frame for _, part_frames, _ in parts for frame in part_frames]
+            order = {run: i for i, run in enumerate(runs)}
+            frames.extend(sorted(picks, key=lambda f: order.get(f["experiment"].iat[0], -1) if len(f) else -1))
     except Exception as error:  # noqa: BLE001 -- with "skip" an empty but valid CSV beats no CSV
         if on_error == "raise":
             raise

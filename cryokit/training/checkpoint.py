@@ -13,6 +13,9 @@ A file that needs more (a pickle that calls a function: a crafted file, or a che
 cryokit that stored NumPy RNG states) is refused as "not a cryokit checkpoint". For a *trusted* legacy
 file there is one explicit opt-in: ``load_checkpoint(path, trusted_legacy=True)`` or the environment
 variable ``CRYOKIT_TRUSTED_LEGACY_CHECKPOINTS=1``; re-save it with ``save_checkpoint`` to drop the need.
+
+``export_inference_checkpoint`` writes the inference-only copy (weights, configuration, thresholds;
+optionally fp16) that ``cryokit export`` and ``kaggle bundle`` ship.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
     "weight_mismatches",
     "check_weights",
     "TRUSTED_LEGACY_ENV",
+    "export_inference_checkpoint",
 ]
 
 FORMAT_VERSION = 2  # 2: plain data only (loads with weights_only=True); 1: NumPy objects inside
@@ -233,3 +237,66 @@ def check_weights(model: nn.Module, weights: dict[str, Any], path: str | Path) -
             f"checkpoint {path}: its weights do not match its configuration: {problems[0]} "
             f"({len(problems)} tensor(s) differ from the network its stored config builds)"
         )
+
+
+def _plain_record(value: Any, where: str) -> Any:
+    """``value`` as plain dict/list/str/int/float/bool/None (tuples become lists); anything else raises."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):  # numpy scalars too, through their Python types
+        return type(value)(value) if type(value) in (int, float) else value.item()
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _plain_record(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_record(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ValueError(f"{where} holds a {type(value).__name__}, which an inference checkpoint cannot carry")
+
+
+def export_inference_checkpoint(checkpoint: str | Path, out: str | Path, half: bool = False) -> dict[str, Any]:
+    """Write an inference-only copy of a training checkpoint: weights, configuration and thresholds.
+
+    The weights are the EMA weights when the checkpoint has them (what ``load_model`` uses), else the
+    model's; optimiser, scheduler, scaler, RNG states and history are left out. The file holds only
+    tensors and plain dict/list/str/int/float/bool/None, so it loads with
+    ``torch.load(weights_only=True)``; ``load_model`` reads it like any checkpoint.
+
+    Args:
+        checkpoint: a cryokit training checkpoint.
+        out: the file to write (atomically).
+        half: floating-point weights in fp16 (half the size; ``load_model`` casts them back to the
+            network's fp32 parameters, so the rounding is all that changes).
+
+    Returns:
+        ``{"source_bytes", "bytes", "weights" ("ema" or "model"), "dtype" ("float16" or "float32")}``.
+    """
+    state = load_checkpoint(checkpoint)
+    use_ema = bool(state.get("ema"))
+    weights = state["ema"] if use_ema else state["model"]
+    tensors = {}
+    for name, tensor in weights.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise ValueError(f"checkpoint {checkpoint}: weight {name!r} is a {type(tensor).__name__}, not a tensor")
+        tensor = tensor.detach().cpu()
+        tensors[str(name)] = (tensor.half() if half and tensor.is_floating_point() else tensor).clone()
+    exported = {
+        "inference_only": True,
+        "model": tensors,
+        "ema": None,
+        "weights": "ema" if use_ema else "model",
+        "config": _plain_record(state["config"], "config"),
+        "thresholds": {str(k): float(v) for k, v in (state.get("thresholds") or {}).items()},
+        "voxel_spacing_angstrom_zyx": [float(v) for v in state["voxel_spacing_angstrom_zyx"]],
+        "source": Path(checkpoint).name,
+    }
+    for key in ("catalog", "catalog_source"):  # the particles it was trained on (a copick project's)
+        if state.get(key):
+            exported[key] = _plain_record(state[key], key)
+    path = save_checkpoint(out, exported)
+    return {
+        "source_bytes": Path(checkpoint).stat().st_size,
+        "bytes": path.stat().st_size,
+        "weights": exported["weights"],
+        "dtype": "float16" if half else "float32",
+    }

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from cryokit.config import RunConfig, config_differences, from_dict, to_dict
 from cryokit.data.dataset import PatchDataset, collate, split_runs
 from cryokit.data.normalise import normalise_tomogram
-from cryokit.inference.device import autocast, native_bf16, resolve_device
+from cryokit.inference.device import autocast, native_bf16, resolve_device, resolve_precision
 from cryokit.inference.predict import predict_volume_picks
 from cryokit.inference.sliding_window import SlidingWindow
 from cryokit.io.source import DataSource
@@ -129,8 +129,11 @@ def evaluate(
     level: int = 0,
     default_threshold: float = 0.2,
     catalog: ParticleCatalog = COMPETITION_CATALOG,
+    precision: str = "auto",
 ) -> Evaluation:
     """Predict every run whole, tune per-class thresholds on them, and score with the metric.
+
+    ``precision`` is the network's (``cryokit.inference.device.PRECISIONS``; "auto" follows ``amp``).
 
     Classes without references in ``runs`` keep no thresholds of their own (``default_threshold``).
     """
@@ -148,6 +151,7 @@ def evaluate(
                 window,
                 device=device,
                 amp=amp,
+                precision=precision,
             )
         )
     candidates = pd.concat(frames, ignore_index=True)
@@ -216,6 +220,7 @@ def _distributed(device_name: str) -> tuple[int, int, torch.device]:
 
 
 def _setup(cfg: RunConfig) -> _Setup:
+    resolve_precision(cfg.train.val_precision, "cpu")  # a bad train.val_precision fails before training
     rank, world, device = _distributed(cfg.train.device)
     seed_everything(cfg.train.seed)
     source = data_source(cfg.data)
@@ -429,6 +434,7 @@ def fit(
                 cfg.data.level,
                 cfg.postprocess.default_threshold,
                 run.catalog,
+                cfg.train.val_precision,
             )
             metrics.update(_epoch_metrics(evaluation))
             if evaluation.score > best[0]:
