@@ -37,14 +37,18 @@ from cryokit.training.loop import fit  # noqa: E402
 COMMAND = ".venv/bin/python benchmarks/quality.py"
 
 
-def simulate_quality_data(out: Path, train_runs: int = 4, heldout_runs: int = 2) -> tuple[Path, dict[str, list[str]]]:
-    """The benchmark's runs under ``out/data`` (simulated once; ``out/data/runs.json`` names the split)."""
-    root, split_file = out / "data", out / "data" / "runs.json"
+def simulate_quality_data(
+    out: Path, train_runs: int = 4, heldout_runs: int = 2, domain: str = "fixed"
+) -> tuple[Path, dict[str, list[str]]]:
+    """The benchmark's runs under ``out/data`` (``out/data_randomized`` for that domain; simulated once,
+    ``runs.json`` there names the split)."""
+    root = out / ("data" if domain == "fixed" else f"data_{domain}")
+    split_file = root / "runs.json"
     if split_file.is_file():
         runs = json.loads(split_file.read_text())
         if len(runs["train"]) == train_runs and len(runs["heldout"]) == heldout_runs:
             return root, runs
-    demo = DemoConfig(out_dir=str(out), n_train_runs=train_runs, n_heldout_runs=heldout_runs)
+    demo = DemoConfig(out_dir=str(out), n_train_runs=train_runs, n_heldout_runs=heldout_runs, domain=domain)
     train, val, heldout = _simulate(demo, root)
     runs = {"train": train, "val": val, "heldout": heldout}
     atomic_write_text(split_file, json.dumps(runs))
@@ -84,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_quality"))
     parser.add_argument("--train-runs", type=int, default=4)
     parser.add_argument("--heldout-runs", type=int, default=2)
+    parser.add_argument("--domain", default="fixed", choices=["fixed", "randomized"], help="the simulator's domain")
     parser.add_argument("--unet", action="append", default=[], metavar="KEY=VALUE", help="U-Net override (repeat)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    root, runs = simulate_quality_data(args.out, args.train_runs, args.heldout_runs)
+    root, runs = simulate_quality_data(args.out, args.train_runs, args.heldout_runs, args.domain)
     train_runs, val_runs, heldout = runs["train"], runs["val"], runs["heldout"]
     solution, val_solution = read_solution(root, "train", heldout), read_solution(root, "train", val_runs)
     picks = {"DoG baseline": _baseline(root, train_runs, heldout, args.out)}
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = {name: score_table(solution, frame) for name, frame in picks.items()}
     body = _report(tables, args, time.perf_counter() - start, train_runs, val_runs, heldout)
     print(body)
-    update_section("Quality", body)
+    update_section("Quality" if args.domain == "fixed" else f"Quality ({args.domain} simulator)", body)
     return 0
 
 
@@ -127,7 +132,7 @@ def _report(tables, args, seconds, train_runs, val_runs, heldout) -> str:
         )
     return "\n".join(
         [
-            f"- Command: `{COMMAND} --epochs {args.epochs}`",
+            f"- Command: `{COMMAND} --epochs {args.epochs} --domain {args.domain}`",
             f"- Machine: {machine_description()}",
             f"- Date: {datetime.date.today().isoformat()}; {seconds / 60:.0f} minutes in all",
             "",

@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_quality"))
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
+    parser.add_argument("--report-only", action="store_true", help="write the table from the results there are")
     args = parser.parse_args(argv)
     if args.list:
         for name, (change, overrides) in VARIANTS.items():
@@ -151,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.names) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-    root, runs = simulate_quality_data(args.out)
+    root, runs = (None, None) if args.report_only else simulate_quality_data(args.out)
     done = {p.stem for p in (args.out / "experiments").glob("*.json")}
-    for name in args.names or [n for n in VARIANTS if n not in done]:
+    for name in [] if args.report_only else args.names or [n for n in VARIANTS if n not in done]:
         result = run_variant(name, args.out, root, runs, args.epochs)
         print(f"{name}: weighted F4 {result['score']:.3f} ({result['train_minutes']:.1f} min)", flush=True)
     paths = [args.out / "experiments" / f"{n}.json" for n in VARIANTS]
