@@ -1,22 +1,26 @@
 """Transfer: does detection hold up on tomograms unlike the training data? Leave one domain out, and few-shot.
 
 A *held-out family* of the randomized simulator (one reconstruction style, one defocus range and one
-structural variant per particle type: ``HELD_OUT``) is never seen in pre-training. Every model is scored on
-2 runs of that family with the competition metric, each with thresholds tuned on its own validation run:
+structural variant per particle type: ``HELD_OUT_FAMILY`` of benchmarks/quality.py) is never seen in
+pre-training. Every model is scored on 2 runs of that family with the competition metric, each with
+thresholds tuned on its own validation run:
 
-- **fixed domain**: the U-Net trained on today's fixed simulator (what cryokit trained before domains);
-- **leave-one-domain-out**: trained on randomized runs without the family;
+- **fixed domain**: trained on today's fixed simulator (what cryokit trained before domains; the fixed
+  quality benchmark's models, ``--skip-fixed`` leaves them out);
+- **leave-one-domain-out**: trained on randomized runs without the family; these are the randomized quality
+  benchmark's models (``benchmarks/quality.py --domain randomized``: same data, reused when it ran first),
+  and the U-Net once more with the intensity and imaging augmentations (``APPEARANCE``);
 - **few-shot, from scratch**: trained on 4 runs of the family, validated on a 5th (the Kaggle situation: a
   handful of labelled tomograms of a domain nobody tuned on);
 - **few-shot, fine-tuned**: the same 5 runs, starting from the leave-one-domain-out checkpoint
   (``cryokit train --init-from``);
 - the DoG baseline, calibrated on the 4 few-shot training runs, in the same table.
 
-A second table gives the fixed-domain figure (fixed-trained U-Net on fixed held-out runs) for comparison.
+A second table gives each model on its own domain's held-out runs (fixed and randomized) for comparison.
 Writes the "Transfer" section of docs/BENCHMARKS.md and docs/transfer.png (the first table as a heatmap).
 
 Run: ``.venv/bin/python benchmarks/transfer.py [--epochs 24] [--models unet yolo3d] [--out DIR]``
-(the U-Net alone: about half an hour on 2 CPU cores; each detector adds about an hour).
+(the U-Net alone: about an hour on 2 CPU cores, less when the quality benchmarks' models are there).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import matplotlib.pyplot as plt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
-from quality import scored, train_model  # noqa: E402
+from quality import HELD_OUT_FAMILY, scored, simulate_quality_data, train_model  # noqa: E402
 
 from cryokit.baseline import BaselineConfig, calibrate, predict  # noqa: E402
 from cryokit.demo.pipeline import MODEL_LABELS  # noqa: E402
@@ -40,15 +44,21 @@ from cryokit.io import read_solution  # noqa: E402
 from cryokit.io.atomic import atomic_write_text  # noqa: E402
 from cryokit.io.source import KaggleSource  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
-from cryokit.particles import PARTICLE_NAMES, SCORED_PARTICLE_NAMES  # noqa: E402
+from cryokit.particles import SCORED_PARTICLE_NAMES  # noqa: E402
 from cryokit.plots.training import plot_score_heatmap  # noqa: E402
 from cryokit.synth import DomainRanges, config_for_difficulty, simulate_dataset  # noqa: E402
 from cryokit.thresholds import best_thresholds  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/transfer.py"
 FIGURE = Path(__file__).resolve().parents[1] / "docs" / "transfer.png"
-# One reconstruction style, one defocus range and one structural variant per class, held out together.
-HELD_OUT = ("recon_style=median", "defocus_um=4:5", *(f"variant.{name}=2" for name in PARTICLE_NAMES))
+# The intensity and imaging augmentations of the recipe (cryokit.data.appearance), as the README gives them.
+APPEARANCE = (
+    "augment.gamma_p=0.5",
+    "augment.blur_p=0.3",
+    "augment.bias_p=0.3",
+    "augment.bandpass_p=0.3",
+    "augment.wedge_p=0.3",
+)
 SHAPE_ZYX = (184, 630, 630)
 
 
@@ -98,69 +108,101 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["unet"], choices=sorted(MODEL_LABELS))
     parser.add_argument("--finetune-lr", type=float, default=1e-3, help="learning rate of the fine-tuning runs")
     parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_transfer"))
+    parser.add_argument(
+        "--quality-out", type=Path, default=Path("/tmp/cryokit_quality"), help="the quality benchmarks' --out"
+    )
+    parser.add_argument("--skip-fixed", action="store_true", help="leave out the fixed-domain models")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    ranges = DomainRanges()
-    fixed = _simulate(args.out / "fixed", "fixed", ranges, 5, 2, 0)
-    pretrain = _simulate(args.out / "pretrain", "randomized", ranges.without(*HELD_OUT), 5, 0, 10)
-    family = _simulate(args.out / "family", "randomized", ranges.only(*HELD_OUT), 5, 2, 20)
-    roots = {k: args.out / k for k in ("fixed", "pretrain", "family")}
+    family_root = args.out / "family"
+    family = _simulate(family_root, "randomized", DomainRanges().only(*HELD_OUT_FAMILY), 5, 2, 20)
     on_family = {
         "DoG baseline (calibrated on the 4 few-shot runs)": _baseline(
-            roots["family"], family["train"], roots["family"], family["test"]
+            family_root, family["train"], family_root, family["test"]
         )
     }
-    on_fixed = {"DoG baseline": _baseline(roots["fixed"], fixed["train"], roots["fixed"], fixed["test"])}
+    in_domain = {}
+    domains = ("randomized",) if args.skip_fixed else ("fixed", "randomized")
+    data = {domain: simulate_quality_data(args.quality_out, 4, 2, domain) for domain in domains}
+    for domain, (root, runs) in data.items():
+        in_domain[f"DoG baseline ({domain} domain)"] = _baseline(root, runs["train"], root, runs["heldout"])
     models = args.out / "models"
     for model in args.models:
         label = MODEL_LABELS[model]
+        pretrained = {}
+        for domain, (root, runs) in data.items():  # the quality benchmarks' models (same names, reused)
+            pretrained[domain] = train_model(
+                f"{model}_{domain}", model, root, runs["train"], runs["val"], args.quality_out, args.epochs, reuse=True
+            )
+            in_domain[f"{label}, {domain} domain"] = _score_on(
+                pretrained[domain], root, runs["val"], root, runs["heldout"]
+            )
+        for domain, checkpoint in pretrained.items():
+            root, runs = data[domain]
+            name = "fixed domain" if domain == "fixed" else "leave-one-domain-out (randomized without the family)"
+            on_family[f"{label}, {name}"] = _score_on(checkpoint, root, runs["val"], family_root, family["test"])
+        root, runs = data["randomized"]
+        if model == "unet":
+            augmented = train_model(
+                f"{model}_randomized_appearance",
+                model,
+                root,
+                runs["train"],
+                runs["val"],
+                models,
+                args.epochs,
+                list(APPEARANCE),
+                reuse=True,
+            )
+            in_domain[f"{label} + appearance augmentation, randomized domain"] = _score_on(
+                augmented, root, runs["val"], root, runs["heldout"]
+            )
+            on_family[f"{label}, leave-one-domain-out + appearance augmentation"] = _score_on(
+                augmented, root, runs["val"], family_root, family["test"]
+            )
 
-        def train(name, root, runs, extra=None, model=model):
-            return train_model(f"{model}_{name}", model, root, runs["train"], runs["val"], models, args.epochs, extra)
+        def few_shot(name, extra=None, model=model):
+            checkpoint = train_model(
+                f"{model}_{name}",
+                model,
+                family_root,
+                family["train"],
+                family["val"],
+                models,
+                args.epochs,
+                extra,
+                reuse=True,
+            )
+            return _score_on(checkpoint, family_root, family["val"], family_root, family["test"])
 
-        fixed_ckpt = train("fixed", roots["fixed"], fixed)
-        on_fixed[f"{label}, trained on the fixed domain"] = _score_on(
-            fixed_ckpt, roots["fixed"], fixed["val"], roots["fixed"], fixed["test"]
-        )
-        on_family[f"{label}, trained on the fixed domain"] = _score_on(
-            fixed_ckpt, roots["fixed"], fixed["val"], roots["family"], family["test"]
-        )
-        lodo = train("lodo", roots["pretrain"], pretrain)
-        on_family[f"{label}, leave-one-domain-out (randomized without the family)"] = _score_on(
-            lodo, roots["pretrain"], pretrain["val"], roots["family"], family["test"]
-        )
-        scratch = train("fewshot_scratch", roots["family"], family)
-        on_family[f"{label}, few-shot from scratch (4 + 1 runs of the family)"] = _score_on(
-            scratch, roots["family"], family["val"], roots["family"], family["test"]
-        )
-        tuned = train(
-            "fewshot_finetuned", roots["family"], family, [f"train.init_from={lodo}", f"train.lr={args.finetune_lr}"]
-        )
-        on_family[f"{label}, few-shot fine-tuned from the leave-one-domain-out model"] = _score_on(
-            tuned, roots["family"], family["val"], roots["family"], family["test"]
+        on_family[f"{label}, few-shot from scratch (4 + 1 runs of the family)"] = few_shot("fewshot_scratch")
+        on_family[f"{label}, few-shot fine-tuned from the leave-one-domain-out model"] = few_shot(
+            "fewshot_finetuned", [f"train.init_from={pretrained['randomized']}", f"train.lr={args.finetune_lr}"]
         )
     plt.close(plot_score_heatmap(on_family, FIGURE, title="Held-out family of the randomized simulator: per-class F4"))
     body = "\n".join(
         [
-            f"- Command: `{COMMAND} --epochs {args.epochs} --models {' '.join(args.models)}`",
+            f"- Command: `{COMMAND} --epochs {args.epochs} --models {' '.join(args.models)}"
+            + (" --skip-fixed`" if args.skip_fixed else "`"),
             f"- Machine: {machine_description()}",
-            f"- Date: {datetime.date.today().isoformat()}; {(time.perf_counter() - start) / 60:.0f} minutes in all",
+            f"- Date: {datetime.date.today().isoformat()}; {(time.perf_counter() - start) / 60:.0f} minutes in all "
+            "(models the quality benchmarks had trained reused)",
             "",
-            f"Held-out family: `{', '.join(HELD_OUT)}` (`cryokit.synth.DomainRanges.only`); pre-training runs are "
-            "drawn from `DomainRanges().without(...)` of the same families, so they never share a draw with it. "
-            f"Default difficulty, {' x '.join(map(str, SHAPE_ZYX))} voxels, models at level 1 (20 A voxels), "
-            f"{args.epochs} epochs of the demo configuration; fine-tuning at lr {args.finetune_lr}. Each model's "
-            "thresholds are tuned on its own validation run. Scored on 2 runs of the held-out family "
-            f"({', '.join(family['test'])}):",
+            f"Held-out family: `{', '.join(HELD_OUT_FAMILY)}` (`cryokit.synth.DomainRanges.only`); pre-training runs "
+            "are the randomized quality benchmark's, drawn from `DomainRanges().without(...)` of the same families, "
+            f"so they never share a draw with it. Default difficulty, {' x '.join(map(str, SHAPE_ZYX))} voxels, "
+            f"models at level 1 (20 A voxels), {args.epochs} epochs of the demo configuration; fine-tuning at lr "
+            f"{args.finetune_lr}; appearance augmentation `{' '.join(APPEARANCE)}`. Each model's thresholds are "
+            f"tuned on its own validation run. Scored on 2 runs of the held-out family ({', '.join(family['test'])}):",
             "",
             *_markdown(on_family),
             "",
             "![transfer table](transfer.png)",
             "",
-            f"For comparison, the fixed domain (trained on {len(fixed['train'])} fixed-domain runs, scored on 2 "
-            "held-out fixed-domain runs):",
+            "For comparison, each model on 2 held-out runs of its own training domain (4 training runs, 1 validation "
+            "run; the quality benchmarks' data):",
             "",
-            *_markdown(on_fixed),
+            *_markdown(in_domain),
         ]
     )
     print(body)
