@@ -473,99 +473,122 @@ PRECISION_QUALITY_TITLE = "Inference precision quality"
 PRECISION_F4_TOLERANCE = 0.005
 
 
-def precision_quality(root: Path, out: Path, epochs: int) -> dict:
-    """Weighted F4 of one U-Net on the quality benchmark's held-out runs, predicted in fp32 and in bf16 on
-    the CPU; thresholds tuned on the validation run in the same precision, and fp32's applied to both.
+# Variants of one trained model compared on the held-out runs: (label, --precision, stored weights).
+PRECISION_VARIANTS = (("fp32", "fp32", "float32"), ("bf16", "bf16", "float32"), ("int8 weights", "fp32", "int8"))
+
+
+def precision_quality(root: Path, out: Path, epochs: int, checkpoints: list[Path]) -> dict:
+    """Weighted F4 of trained models on the quality benchmark's held-out runs, per variant of
+    ``PRECISION_VARIANTS``: predicted on the CPU in fp32 and in bf16, and from the int8 export
+    (``cryokit export --weights int8``) in fp32; thresholds tuned on the validation run per variant, and
+    fp32's applied to every variant.
 
     ``root`` is a root written by ``benchmarks/quality.py`` (its ``runs.json`` names the train, validation
-    and held-out runs); the U-Net is trained as that benchmark trains it (``quality._train``) unless
-    ``out/U-Net/best.pt`` exists already.
+    and held-out runs). ``checkpoints``: trained models (e.g. that benchmark's ``unet_fixed/best.pt`` and
+    ``yolo3d_fixed/best.pt``); none: a U-Net is trained as that benchmark trains it, into ``out``.
     """
     import json
 
-    from quality import _train
+    from quality import train_model
 
     from cryokit.inference.predict import predict_runs
     from cryokit.io import read_solution
     from cryokit.metric import score_table
     from cryokit.postprocess import apply_thresholds
     from cryokit.thresholds import best_thresholds
+    from cryokit.training.checkpoint import export_inference_checkpoint, load_checkpoint
 
     runs = json.loads((root / "runs.json").read_text())
-    checkpoint = out / "U-Net" / "best.pt"
     with Timer() as training:
-        if not checkpoint.is_file():
-            checkpoint = _train("U-Net", "unet", root, runs["train"], runs["val"], out, epochs)
+        if not checkpoints:
+            checkpoints = [train_model("unet", "unet", root, runs["train"], runs["val"], out, epochs, reuse=True)]
     solution, val_solution = read_solution(root, "train", runs["heldout"]), read_solution(root, "train", runs["val"])
-    rows = {}
-    for precision in ("fp32", "bf16"):
-        scored = {}
-        for split_name in ("val", "heldout"):
-            with Timer() as timer:
-                picks, _ = predict_runs(
-                    [str(checkpoint)],
-                    str(root),
-                    "train",
-                    runs[split_name],
-                    keep_scores=True,
-                    device="cpu",
-                    progress=False,
-                    precision=precision,
-                )
-            scored[split_name] = (picks, timer.seconds / len(runs[split_name]))
-        rows[precision] = {"candidates": scored["heldout"][0], "seconds": scored["heldout"][1]}
-        rows[precision]["thresholds"] = best_thresholds(scored["val"][0], val_solution)
-    for row in rows.values():
-        for which in ("own", "fp32"):
-            thresholds = row["thresholds"] if which == "own" else rows["fp32"]["thresholds"]
-            table = score_table(solution, apply_thresholds(row["candidates"], thresholds, 1.0))
-            row[f"f4_{which}"] = float(table.attrs["score"])
-            row[f"table_{which}"] = table
-    from cryokit.training.checkpoint import load_checkpoint
-
-    state = load_checkpoint(checkpoint)
-    last = checkpoint.parent / "last.pt"
-    epochs = load_checkpoint(last)["epoch"] if last.is_file() else state["epoch"]
-    trained = {"epoch": epochs, "best_epoch": state.get("best_epoch"), "best_score": state.get("best_score")}
-    return {"rows": rows, "runs": runs, "checkpoint": checkpoint, "training_seconds": training.seconds, **trained}
+    models = {}
+    for checkpoint in checkpoints:
+        state = load_checkpoint(checkpoint)
+        name = "YOLO3D detector" if state["config"]["model"]["name"] == "yolo3d" else "U-Net"
+        last = checkpoint.parent / "last.pt"
+        rows = {}
+        for label, precision, dtype in PRECISION_VARIANTS:
+            exported = out / f"{checkpoint.parent.name}_{dtype}.pt"
+            sizes = export_inference_checkpoint(checkpoint, exported, dtype)
+            scored = {}
+            for split_name in ("val", "heldout"):
+                with Timer() as timer:
+                    picks, _ = predict_runs(
+                        [str(exported)],
+                        str(root),
+                        "train",
+                        runs[split_name],
+                        keep_scores=True,
+                        device="cpu",
+                        progress=False,
+                        precision=precision,
+                    )
+                scored[split_name] = (picks, timer.seconds / len(runs[split_name]))
+            rows[label] = {"candidates": scored["heldout"][0], "seconds": scored["heldout"][1], "bytes": sizes["bytes"]}
+            rows[label]["thresholds"] = best_thresholds(scored["val"][0], val_solution)
+        for row in rows.values():
+            for which in ("own", "fp32"):
+                thresholds = row["thresholds"] if which == "own" else rows["fp32"]["thresholds"]
+                table = score_table(solution, apply_thresholds(row["candidates"], thresholds, 1.0))
+                row[f"f4_{which}"] = float(table.attrs["score"])
+                row[f"table_{which}"] = table
+        models[name] = {
+            "rows": rows,
+            "checkpoint": checkpoint,
+            "epoch": load_checkpoint(last)["epoch"] if last.is_file() else state["epoch"],
+            "best_epoch": state.get("best_epoch"),
+            "best_score": state.get("best_score"),
+        }
+    return {"models": models, "runs": runs, "training_seconds": training.seconds}
 
 
 def precision_quality_report(command: str, result: dict) -> str:
-    rows, runs = result["rows"], result["runs"]
-    loss = rows["fp32"]["f4_own"] - rows["bf16"]["f4_own"]
-    keep = loss <= PRECISION_F4_TOLERANCE
-    names = [n for n in rows["fp32"]["table_own"]["particle_type"] if n != "beta-amylase"]
+    runs = result["runs"]
+    first = next(iter(result["models"].values()))["rows"]["fp32"]
+    names = [n for n in first["table_own"]["particle_type"] if n != "beta-amylase"]
     lines = [
         f"- Command: `{command}`",
         f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}; U-Net trained in {result['training_seconds'] / 60:.0f} min "
-        "(0 when reused)",
+        f"- Date: {datetime.date.today().isoformat()}; models trained here in {result['training_seconds'] / 60:.0f} "
+        "min (0 when given)",
         "",
-        f"The U-Net of `benchmarks/quality.py` (demo configuration, level 1) on its data, its `best.pt` of "
-        f"{result['epoch']} epochs trained (best validation F4 {result['best_score']:.3f} at epoch "
-        f"{result['best_epoch']}; an existing `best.pt` in `--quality-out` is reused): thresholds tuned on the "
-        f"validation run ({', '.join(runs['val'])}) in each precision, scored on the held-out runs "
-        f"({', '.join(runs['heldout'])}) with the competition metric. `cryokit predict --precision` on the CPU.",
+        "Trained models of `benchmarks/quality.py` (demo configuration, level 1) on their data: thresholds tuned on "
+        f"the validation run ({', '.join(runs['val'])}) per variant, scored on the held-out runs "
+        f"({', '.join(runs['heldout'])}) with the competition metric, on the CPU. bf16: `cryokit predict "
+        "--precision bf16`; int8 weights: `cryokit export --weights int8` (kernels int8 with a scale per output "
+        "channel, the rest fp16), predicted in fp32.",
         "",
-        "| precision | " + " | ".join(names) + " | weighted F4 (own thresholds) | weighted F4 (fp32's thresholds) "
-        "| s per held-out tomogram (level 1) |",
-        "|---|" + "---:|" * (len(names) + 3),
+        "| model | variant | " + " | ".join(names) + " | weighted F4 (own thresholds) | weighted F4 (fp32's "
+        "thresholds) | file | s per held-out tomogram (level 1) |",
+        "|---|---|" + "---:|" * (len(names) + 4),
     ]
-    for precision, row in rows.items():
-        f4 = row["table_own"].set_index("particle_type")["fbeta"]
-        lines.append(
-            f"| {precision} | " + " | ".join(f"{f4[n]:.3f}" for n in names) + f" | **{row['f4_own']:.4f}** | "
-            f"{row['f4_fp32']:.4f} | {row['seconds']:.1f} |"
-        )
+    verdicts = []
+    for model, entry in result["models"].items():
+        rows = entry["rows"]
+        for label, row in rows.items():
+            f4 = row["table_own"].set_index("particle_type")["fbeta"]
+            lines.append(
+                f"| {model} ({entry['epoch']} epochs, best {entry['best_epoch']}) | {label} | "
+                + " | ".join(f"{f4[n]:.3f}" for n in names)
+                + f" | **{row['f4_own']:.4f}** | {row['f4_fp32']:.4f} | {row['bytes'] / 1e6:.1f} MB | "
+                f"{row['seconds']:.1f} |"
+            )
+        for label in rows:
+            if label != "fp32":
+                loss = rows["fp32"]["f4_own"] - rows[label]["f4_own"]
+                verdicts.append(
+                    f"{model}, {label}: {loss:+.4f} weighted F4 lost against fp32 ("
+                    + ("within" if loss <= PRECISION_F4_TOLERANCE else "over")
+                    + f" the tolerance {PRECISION_F4_TOLERANCE})."
+                )
     from cryokit.inference.device import CPU_DEFAULT_PRECISION
 
-    verdict = (
-        f"bf16 loses {loss:+.4f} weighted F4 (tolerance {PRECISION_F4_TOLERANCE}) with this {result['epoch']}-epoch "
-        "U-Net: " + ("within it." if keep else "over it, so bf16 cannot be the CPU default.") + " The CPU default "
-        f"(`CPU_DEFAULT_PRECISION`, cryokit/inference/device.py) is {CPU_DEFAULT_PRECISION}: it changes only on "
-        "this comparison for the quality benchmark's fully trained U-Net (`--epochs 24`, a fresh `--quality-out`)."
+    verdicts.append(
+        f"The CPU default (`CPU_DEFAULT_PRECISION`, cryokit/inference/device.py) is {CPU_DEFAULT_PRECISION}."
     )
-    return "\n".join([*lines, "", verdict])
+    return "\n".join([*lines, "", *(f"- {v}" for v in verdicts)])
 
 
 # --- stages per precision, decoders, the detector, bundle sizes (section "Inference stages") ---
@@ -658,8 +681,14 @@ def bundle_sizes(spacing, folder: Path) -> dict[str, dict[str, int]]:
         }
         source = save_checkpoint(folder / f"{preset}_train.pt", state)
         full = export_inference_checkpoint(source, folder / f"{preset}_fp32.pt")
-        half = export_inference_checkpoint(source, folder / f"{preset}_fp16.pt", half=True)
-        sizes[name] = {"training": full["source_bytes"], "fp32": full["bytes"], "fp16": half["bytes"]}
+        half = export_inference_checkpoint(source, folder / f"{preset}_fp16.pt", "float16")
+        int8 = export_inference_checkpoint(source, folder / f"{preset}_int8.pt", "int8")
+        sizes[name] = {
+            "training": full["source_bytes"],
+            "fp32": full["bytes"],
+            "fp16": half["bytes"],
+            "int8": int8["bytes"],
+        }
     return sizes
 
 
@@ -763,18 +792,15 @@ def stages_report(command, stages, networks, sizes, gpu, cpu_tflops, flops) -> s
         "**Checkpoint and bundle sizes** (default U-Net and detector; training checkpoint = weights + EMA "
         "weights + AdamW moments, as `fit` saves; export = `cryokit export` / what `kaggle bundle` ships)",
         "",
-        "| model | training checkpoint | inference-only fp32 | inference-only fp16 (`--half`) |",
-        "|---|---:|---:|---:|",
+        "| model | training checkpoint | inference-only fp32 | inference-only fp16 (`--weights float16`) "
+        "| inference-only int8 (`--weights int8`) |",
+        "|---|---:|---:|---:|---:|",
     ]
+    columns = ("training", "fp32", "fp16", "int8")
     for name, row in sizes.items():
-        lines.append(
-            f"| {name} | {row['training'] / 1e6:.1f} MB | {row['fp32'] / 1e6:.1f} MB | {row['fp16'] / 1e6:.1f} MB |"
-        )
-    total = {k: sum(row[k] for row in sizes.values()) for k in ("training", "fp32", "fp16")}
-    lines.append(
-        f"| **bundle: U-Net + detector** | {total['training'] / 1e6:.1f} MB | {total['fp32'] / 1e6:.1f} MB | "
-        f"{total['fp16'] / 1e6:.1f} MB |"
-    )
+        lines.append(f"| {name} | " + " | ".join(f"{row[k] / 1e6:.1f} MB" for k in columns) + " |")
+    total = {k: sum(row[k] for row in sizes.values()) for k in columns}
+    lines.append("| **bundle: U-Net + detector** | " + " | ".join(f"{total[k] / 1e6:.1f} MB" for k in columns) + " |")
     lines.append("")
     if gpu is None:
         lines += [
@@ -852,10 +878,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quality-out", type=Path, default=Path("/tmp/cryokit_precision_quality"))
     parser.add_argument("--epochs", type=int, default=24, help="--precision-quality: U-Net training epochs")
+    parser.add_argument(
+        "--checkpoint", type=Path, action="append", default=[], help="--precision-quality: a trained model (repeat)"
+    )
     args = parser.parse_args(argv)
     command = " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)])
     if args.precision_quality:
-        result = precision_quality(args.precision_quality, args.quality_out, args.epochs)
+        result = precision_quality(args.precision_quality, args.quality_out, args.epochs, args.checkpoint)
         body = precision_quality_report(command, result)
         print(body)
         update_section(PRECISION_QUALITY_TITLE, body)

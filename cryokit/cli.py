@@ -349,8 +349,22 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="a training checkpoint (best.pt, last.pt)")
     p.add_argument("--out", required=True, type=Path, help="inference checkpoint to write (.pt)")
-    p.add_argument("--half", action="store_true", help="store the floating-point weights in fp16 (half the size)")
+    _add_weight_dtype(p)
     p.set_defaults(run=_run_export)
+
+
+def _add_weight_dtype(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights",
+        dest="weights_dtype",
+        default="float32",
+        choices=["float32", "float16", "int8"],
+        help="how weights are stored: float16 halves the size; int8 (kernels with a scale per output channel) "
+        "quarters it",
+    )
+    p.add_argument(
+        "--half", dest="weights_dtype", action="store_const", const="float16", help="the same as --weights float16"
+    )
 
 
 def _megabytes(size: int) -> str:
@@ -360,7 +374,7 @@ def _megabytes(size: int) -> str:
 def _run_export(args: argparse.Namespace) -> int:
     from cryokit.training.checkpoint import export_inference_checkpoint
 
-    sizes = export_inference_checkpoint(args.checkpoint, args.out, args.half)
+    sizes = export_inference_checkpoint(args.checkpoint, args.out, args.weights_dtype)
     print(
         f"{args.checkpoint} ({_megabytes(sizes['source_bytes'])}) -> {args.out} ({_megabytes(sizes['bytes'])}; "
         f"{sizes['weights']} weights in {sizes['dtype']}, configuration and thresholds)"
@@ -472,7 +486,7 @@ def _add_kaggle(sub: argparse._SubParsersAction) -> None:
         help="without --wheels: pip download, repack the installed package, or download else repack",
     )
     pack.add_argument("--public", action="store_true", help="make the kernel public (default private)")
-    pack.add_argument("--half", action="store_true", help="ship the checkpoints' weights in fp16 (half the size)")
+    _add_weight_dtype(pack)
     pack.add_argument("--source", type=Path, help="jupytext source (default: kaggle/inference.py of the repository)")
     pack.set_defaults(run=_run_kaggle_bundle)
 
@@ -498,7 +512,7 @@ def _run_kaggle_bundle(args: argparse.Namespace) -> int:
         args.wheel_source,
         not args.public,
         args.source,
-        args.half,
+        args.weights_dtype,
     )
     for entry in staged.checkpoints:
         print(

@@ -1,5 +1,5 @@
 """Inference-only checkpoints: weights (EMA when present), configuration and thresholds, loadable with
-``torch.load(weights_only=True)``; optionally fp16; ``cryokit export`` and ``kaggle bundle`` write them."""
+``torch.load(weights_only=True)``; optionally fp16 or int8; ``cryokit export`` and ``kaggle bundle`` write them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from conftest import REAL_SPACING_ZYX
 from cryokit.cli import main
 from cryokit.config import ModelConfig, RunConfig, TrainConfig, to_dict
 from cryokit.models.build import build_model_and_task
-from cryokit.training.checkpoint import export_inference_checkpoint, load_model, save_checkpoint
+from cryokit.training.checkpoint import export_inference_checkpoint, load_model, save_checkpoint, stored_weights
 
 THRESHOLDS = {"apo-ferritin": 0.3, "ribosome": 0.25}
 PLAIN = (dict, list, str, int, float, bool, type(None))
@@ -76,7 +76,7 @@ def test_export_keeps_what_inference_needs_and_loads_with_weights_only(tmp_path,
 def test_half_export_is_half_the_size_and_close(tmp_path):
     source = training_checkpoint(tmp_path / "best.pt")
     full = export_inference_checkpoint(source, tmp_path / "fp32.pt")
-    half = export_inference_checkpoint(source, tmp_path / "fp16.pt", half=True)
+    half = export_inference_checkpoint(source, tmp_path / "fp16.pt", "float16")
     assert half["dtype"] == "float16" and half["bytes"] < full["bytes"]
     weights = torch.load(tmp_path / "fp16.pt", weights_only=True)["model"]
     reference = torch.load(tmp_path / "fp32.pt", weights_only=True)["model"]
@@ -88,6 +88,46 @@ def test_half_export_is_half_the_size_and_close(tmp_path):
     torch.testing.assert_close(outputs[1], outputs[0], rtol=0.05, atol=0.05)
 
 
+def test_int8_export_stores_kernels_in_int8_with_per_channel_scales_and_predicts_closely(tmp_path):
+    source = training_checkpoint(tmp_path / "best.pt")
+    full = export_inference_checkpoint(source, tmp_path / "fp32.pt")
+    int8 = export_inference_checkpoint(source, tmp_path / "int8.pt", "int8")
+    assert int8["dtype"] == "int8" and int8["bytes"] < full["bytes"]
+    state = torch.load(tmp_path / "int8.pt", weights_only=True)
+    reference = torch.load(tmp_path / "fp32.pt", weights_only=True)["model"]
+    quantised = {name for name, tensor in state["model"].items() if tensor.dtype == torch.int8}
+    assert quantised == set(state["int8_scales"])
+    # Every kernel of 256+ values is int8; what stays floating is small and fp16.
+    assert quantised == {n for n, t in reference.items() if t.is_floating_point() and t.ndim >= 2 and t.numel() >= 256}
+    assert {t.dtype for n, t in state["model"].items() if n not in quantised and t.is_floating_point()} == {
+        torch.float16
+    }
+    assert sum(t.nbytes for t in state["model"].values()) < 0.3 * sum(t.nbytes for t in reference.values())
+    restored = stored_weights(state, "int8.pt")
+    for name in quantised:  # rounding to the nearest of 255 levels per output channel: half a step at most
+        step = state["int8_scales"][name].reshape(-1, *([1] * (reference[name].ndim - 1)))
+        assert ((restored[name] - reference[name]).abs() <= step / 2 + 1e-7).all(), name
+        assert (state["model"][name].flatten(1).abs().amax(1) == 127).all()  # each channel uses the full range
+    probe = torch.randn(1, 1, 16, 32, 32)
+    with torch.no_grad():
+        outputs = [load_model(tmp_path / name).model(probe) for name in ("fp32.pt", "int8.pt")]
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0.05, atol=0.05)
+    assert not torch.equal(outputs[1], outputs[0])  # the weights really went through int8
+
+
+def test_int8_weight_without_its_scale_is_an_error_naming_it(tmp_path):
+    source = training_checkpoint(tmp_path / "best.pt")
+    export_inference_checkpoint(source, tmp_path / "int8.pt", "int8")
+    state = torch.load(tmp_path / "int8.pt", weights_only=True)
+    name = sorted(state["int8_scales"])[0]
+    del state["int8_scales"][name]
+    save_checkpoint(tmp_path / "broken.pt", state)
+    with pytest.raises(ValueError, match=rf"broken.pt: int8 weight '{name}'.*found none"):
+        load_model(tmp_path / "broken.pt")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        export_inference_checkpoint(source, tmp_path / "x.pt", "int4")
+
+
 def test_cli_export_prints_the_sizes(tmp_path, capsys):
     source = training_checkpoint(tmp_path / "best.pt")
     assert main(["export", "--checkpoint", str(source), "--out", str(tmp_path / "x.pt"), "--half"]) == 0
@@ -96,18 +136,25 @@ def test_cli_export_prints_the_sizes(tmp_path, capsys):
     assert torch.load(tmp_path / "x.pt", weights_only=True)["inference_only"] is True
     assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "y.pt")]) == 2
     assert "none.pt does not exist" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(source), "--out", str(tmp_path / "q.pt"), "--weights", "int8"]) == 0
+    assert "int8" in capsys.readouterr().out and torch.load(tmp_path / "q.pt", weights_only=True)["int8_scales"]
 
 
-def test_bundle_ships_inference_checkpoints(tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_bundle_ships_inference_checkpoints(tmp_path, dtype):
     from cryokit.kaggle.bundle import bundle
     from cryokit.thresholds import save_thresholds
 
     source = training_checkpoint(tmp_path / "best.pt")
     thresholds = save_thresholds(tmp_path / "thresholds.json", THRESHOLDS)
-    staged = bundle([source], thresholds, tmp_path / "out", "tester/cryokit-models", wheel_source="installed")
+    staged = bundle(
+        [source], thresholds, tmp_path / "out", "tester/cryokit-models", wheel_source="installed", dtype=dtype
+    )
     shipped = staged.dataset / "best.pt"
     state = torch.load(shipped, weights_only=True)
     assert state["inference_only"] and "optimizer" not in state
     assert staged.checkpoints[0]["bytes"] == shipped.stat().st_size < source.stat().st_size
     manifest = json.loads((staged.dataset / "cryokit_bundle.json").read_text())
     assert manifest["checkpoints"][0]["bytes"] == shipped.stat().st_size
+    assert manifest["checkpoints"][0]["dtype"] == dtype and bool(state.get("int8_scales")) == (dtype == "int8")
+    assert load_model(shipped).thresholds == THRESHOLDS

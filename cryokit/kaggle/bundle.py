@@ -104,7 +104,7 @@ def _stage_dataset(
     wheels_dir,
     wheel_source: str,
     names: Sequence[str] | None = None,
-    half: bool = False,
+    dtype: str = "float32",
 ) -> tuple[tuple[Path, ...], list[dict]]:
     """Export the checkpoints (inference only) and copy the thresholds, write the manifest with each
     config and size, stage the wheels."""
@@ -116,7 +116,7 @@ def _stage_dataset(
     folder.mkdir(parents=True)
     entries = []
     for path, name in zip(checkpoints, names or [p.name for p in checkpoints]):
-        sizes = export_inference_checkpoint(path, folder / name, half)
+        sizes = export_inference_checkpoint(path, folder / name, dtype)
         state = load_checkpoint(folder / name)
         entries.append(
             {
@@ -151,7 +151,7 @@ def bundle(
     wheel_source: str = "auto",
     is_private: bool = True,
     source: str | Path | None = None,
-    half: bool = False,
+    dtype: str = "float32",
 ) -> Bundle:
     """Stage ``out/dataset`` and ``out/kernel`` for the Kaggle API (each folder replaced atomically).
 
@@ -161,7 +161,8 @@ def bundle(
         dataset_slug, kernel_slug: "username/name"; the kernel defaults to "username/cryokit-inference".
         tta: the notebook's default TTA. wheels_dir, wheel_source: see ``cryokit.kaggle.embedding.stage_wheels``.
         is_private: the kernel's visibility.
-        half: the checkpoints' floating-point weights in fp16.
+        dtype: how the checkpoints' floating-point weights are stored: "float32", "float16" or "int8"
+            (``cryokit.training.checkpoint.export_inference_checkpoint``).
 
     Returns:
         The staged folders, and per checkpoint its manifest entry (file, sizes before and after export).
@@ -179,7 +180,7 @@ def bundle(
     out = Path(out)
     with atomic_path(out / "dataset") as tmp:
         wheels, entries = _stage_dataset(
-            tmp, paths, Path(thresholds), dataset_slug, wheels_dir, wheel_source, names=names, half=half
+            tmp, paths, Path(thresholds), dataset_slug, wheels_dir, wheel_source, names=names, dtype=dtype
         )
     parameters = {
         "model_dir": f"/kaggle/input/{dataset_name}",

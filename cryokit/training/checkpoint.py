@@ -15,7 +15,8 @@ file there is one explicit opt-in: ``load_checkpoint(path, trusted_legacy=True)`
 variable ``CRYOKIT_TRUSTED_LEGACY_CHECKPOINTS=1``; re-save it with ``save_checkpoint`` to drop the need.
 
 ``export_inference_checkpoint`` writes the inference-only copy (weights, configuration, thresholds;
-optionally fp16) that ``cryokit export`` and ``kaggle bundle`` ship.
+optionally fp16, or int8 convolution kernels with one fp32 scale per output channel) that ``cryokit
+export`` and ``kaggle bundle`` ship; ``stored_weights`` turns any of them back into fp32 weights.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ __all__ = [
     "check_weights",
     "TRUSTED_LEGACY_ENV",
     "export_inference_checkpoint",
+    "stored_weights",
+    "WEIGHT_DTYPES",
 ]
 
 FORMAT_VERSION = 2  # 2: plain data only (loads with weights_only=True); 1: NumPy objects inside
@@ -148,7 +151,7 @@ def init_from_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     pretrain-then-fine-tune recipe. Only the weights come over (no optimiser, epoch or thresholds), and
     every tensor must match by name and shape; otherwise a ValueError names the file and the tensors."""
     state = load_checkpoint(path)
-    weights = state.get("ema") or state["model"]
+    weights = stored_weights(state, path)
     problems = weight_mismatches(model, weights)
     if problems:
         shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
@@ -199,7 +202,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bo
     spacing = state["voxel_spacing_angstrom_zyx"]
     catalog = checkpoint_catalog(state, path)
     model, task = build_model_and_task(config, spacing, catalog)
-    weights = state.get("ema") if use_ema and state.get("ema") else state["model"]
+    weights = stored_weights(state, path, use_ema)
     check_weights(model, weights, path)
     model.load_state_dict(weights)
     model.to(device).eval()
@@ -254,7 +257,45 @@ def _plain_record(value: Any, where: str) -> Any:
     raise ValueError(f"{where} holds a {type(value).__name__}, which an inference checkpoint cannot carry")
 
 
-def export_inference_checkpoint(checkpoint: str | Path, out: str | Path, half: bool = False) -> dict[str, Any]:
+WEIGHT_DTYPES = ("float32", "float16", "int8")
+# int8 export: tensors of at least this many values and 2+ dimensions (convolution kernels) are quantised;
+# biases and batch-norm statistics (a few hundred values each) stay in fp16.
+_INT8_MIN_VALUES = 256
+
+
+def _quantise_int8(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 with one fp32 scale per slice of dim 0 (a kernel's output channel): w ~ q * scale."""
+    flat = tensor.float().reshape(tensor.shape[0], -1)
+    scale = flat.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127.0
+    quantised = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(tensor.shape)
+    return quantised, scale
+
+
+def stored_weights(state: dict[str, Any], path: str | Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The weights a loaded checkpoint holds (EMA ones when present and ``use_ema``), int8 tensors of an
+    int8 export dequantised to fp32 with their scales; fp16 tensors are cast when loaded into a model."""
+    weights = state.get("ema") if use_ema and state.get("ema") else state["model"]
+    scales = state.get("int8_scales") or {}
+    if not scales:
+        return weights
+    if not isinstance(scales, dict):
+        raise ValueError(f"checkpoint {path}: its 'int8_scales' is a {type(scales).__name__}, not a mapping")
+    weights = dict(weights)
+    for name, tensor in list(weights.items()):
+        if not isinstance(tensor, torch.Tensor) or tensor.dtype != torch.int8:
+            continue
+        scale = scales.get(name)
+        if not isinstance(scale, torch.Tensor) or scale.shape != (tensor.shape[0],):
+            found = "none" if scale is None else f"shape {tuple(getattr(scale, 'shape', ()))}"
+            raise ValueError(
+                f"checkpoint {path}: int8 weight {name!r} {tuple(tensor.shape)} needs a scale of shape "
+                f"({tensor.shape[0]},) in 'int8_scales', found {found}"
+            )
+        weights[name] = tensor.float() * scale.float().reshape(-1, *([1] * (tensor.ndim - 1)))
+    return weights
+
+
+def export_inference_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "float32") -> dict[str, Any]:
     """Write an inference-only copy of a training checkpoint: weights, configuration and thresholds.
 
     The weights are the EMA weights when the checkpoint has them (what ``load_model`` uses), else the
@@ -265,31 +306,43 @@ def export_inference_checkpoint(checkpoint: str | Path, out: str | Path, half: b
     Args:
         checkpoint: a cryokit training checkpoint.
         out: the file to write (atomically).
-        half: floating-point weights in fp16 (half the size; ``load_model`` casts them back to the
-            network's fp32 parameters, so the rounding is all that changes).
+        dtype: how floating-point weights are stored: ``"float32"``; ``"float16"`` (half the size;
+            ``load_model`` casts them back to the network's fp32 parameters, so the rounding is all that
+            changes); ``"int8"`` (about a quarter: convolution kernels as int8 with one fp32 scale per
+            output channel, the rest fp16; ``load_model`` dequantises them).
 
     Returns:
-        ``{"source_bytes", "bytes", "weights" ("ema" or "model"), "dtype" ("float16" or "float32")}``.
+        ``{"source_bytes", "bytes", "weights" ("ema" or "model"), "dtype"}``.
     """
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
     state = load_checkpoint(checkpoint)
     use_ema = bool(state.get("ema"))
-    weights = state["ema"] if use_ema else state["model"]
-    tensors = {}
+    weights = stored_weights(state, checkpoint)
+    tensors, scales = {}, {}
     for name, tensor in weights.items():
         if not isinstance(tensor, torch.Tensor):
             raise ValueError(f"checkpoint {checkpoint}: weight {name!r} is a {type(tensor).__name__}, not a tensor")
-        tensor = tensor.detach().cpu()
-        tensors[str(name)] = (tensor.half() if half and tensor.is_floating_point() else tensor).clone()
+        name, tensor = str(name), tensor.detach().cpu()
+        if not tensor.is_floating_point() or dtype == "float32":
+            tensors[name] = tensor.clone()
+        elif dtype == "int8" and tensor.ndim >= 2 and tensor.numel() >= _INT8_MIN_VALUES:
+            tensors[name], scales[name] = _quantise_int8(tensor)
+        else:
+            tensors[name] = tensor.half().clone()
     exported = {
         "inference_only": True,
         "model": tensors,
         "ema": None,
         "weights": "ema" if use_ema else "model",
+        "weights_dtype": dtype,
         "config": _plain_record(state["config"], "config"),
         "thresholds": {str(k): float(v) for k, v in (state.get("thresholds") or {}).items()},
         "voxel_spacing_angstrom_zyx": [float(v) for v in state["voxel_spacing_angstrom_zyx"]],
         "source": Path(checkpoint).name,
     }
+    if scales:
+        exported["int8_scales"] = scales
     for key in ("catalog", "catalog_source"):  # the particles it was trained on (a copick project's)
         if state.get(key):
             exported[key] = _plain_record(state[key], key)
@@ -298,5 +351,5 @@ def export_inference_checkpoint(checkpoint: str | Path, out: str | Path, half: b
         "source_bytes": Path(checkpoint).stat().st_size,
         "bytes": path.stat().st_size,
         "weights": exported["weights"],
-        "dtype": "float16" if half else "float32",
+        "dtype": dtype,
     }
