@@ -85,6 +85,16 @@ def test_two_cpu_workers_write_the_csv_of_one(untrained, tmp_path):
     assert two == one
 
 
+def test_one_device_reads_each_checkpoint_once(untrained, tmp_path, monkeypatch):
+    import cryokit.training.checkpoint as checkpoint_module
+
+    reads = []
+    real = checkpoint_module.load_checkpoint
+    monkeypatch.setattr(checkpoint_module, "load_checkpoint", lambda path, *a, **k: reads.append(path) or real(path))
+    predict_csv(untrained, tmp_path / "one.csv")
+    assert list(map(str, reads)) == [str(untrained["checkpoint"])]  # read for the checks, and predicted with
+
+
 def test_two_torchrun_ranks_write_the_csv_of_one(untrained, tmp_path):
     one = predict_csv(untrained, tmp_path / "one.csv")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

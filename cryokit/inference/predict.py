@@ -382,13 +382,21 @@ def _predict_shard(
     runs: list[str],
     device: torch.device,
     threads: int | None = None,
+    *,
+    preloaded: Sequence[LoadedModel] | None = None,
 ) -> RunResults:
-    """One worker of ``predict_runs``: load the checkpoints on ``device``, then ``predict_each_run``."""
+    """One worker of ``predict_runs``: load the checkpoints on ``device`` (or move ``preloaded``, the
+    models already loaded in this process, there), then ``predict_each_run``."""
     from cryokit.training.checkpoint import load_model
 
     if threads:
         torch.set_num_threads(threads)
-    loaded = [load_model(path, device) for path in checkpoints]
+    if preloaded is not None:
+        loaded = list(preloaded)
+        for item in loaded:
+            item.model = item.model.to(device)
+    else:
+        loaded = [load_model(path, device) for path in checkpoints]
     for item in loaded:
         item.model = prepare_for_inference(item.model, options)
     groups = ensemble_groups(loaded)
@@ -483,7 +491,8 @@ def predict_runs(
         devices = inference_devices(device, workers)
     source = _as_source(root, split)
     catalog = source.catalog()
-    # Checked here, before any inference (the workers load the checkpoints again on their devices).
+    # Checked here, before any inference. One device: its worker runs in this process and takes these
+    # models; several: each worker process loads the checkpoints again on its own device.
     loaded = [load_model(path, "cpu") for path in checkpoints]
     check_catalogs(loaded, catalog, map_by_name)
     groups = ensemble_groups(loaded)
@@ -508,6 +517,7 @@ def predict_runs(
         ensemble,
         tomo_type,
         tuple(catalog.names),
+        preloaded=loaded if len(devices) == 1 else None,
     )
     with process_group():
         results = gather_run_results(run_sharded(worker, shard_runs(runs, rank, world), devices), runs)
