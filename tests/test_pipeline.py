@@ -68,3 +68,16 @@ def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
     solution = read_solution(tmp_path / "demo" / "data", "train", ["TS_sim_1_0"])
     assert score(solution, read_submission(result.files["submission"])) == pytest.approx(result.scores["ensemble"])
     assert (tmp_path / "demo" / "train_yolo3d" / "best.pt").is_file() and result.files["ensemble"].is_file()
+    # Each model's score is that of its own picks, as `cryokit predict` writes them alone.
+    from cryokit.inference.predict import predict_runs
+
+    for label, folder in (("U-Net", "train"), ("YOLO3D detector", "train_yolo3d")):
+        alone, _ = predict_runs(
+            [str(tmp_path / "demo" / folder / "best.pt")],
+            str(tmp_path / "demo" / "data"),
+            "train",
+            ["TS_sim_1_0"],
+            progress=False,
+        )
+        assert score(solution, alone) == pytest.approx(result.scores[label], abs=1e-12), label
+    assert set(summary["seconds_per_tomogram"]) == {"U-Net", "YOLO3D detector"}

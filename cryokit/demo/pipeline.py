@@ -226,17 +226,24 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     trained = _train_each(config, root, train_runs, val_runs, out_dir)
     log.info("step 4/5: predicting %d held-out runs", len(heldout))
     seconds = {}
-    for label, checkpoint, _ in trained.values():
-        picks[label], seconds[label] = predict_runs([str(checkpoint)], str(root), "train", heldout)
     first_label, first_checkpoint, training = next(iter(trained.values()))
     submitted = first_label
     files = {"checkpoint": first_checkpoint, "curves_png": first_checkpoint.parent / "curves.png"}
-    if len(trained) > 1:
+    if len(trained) == 1:
+        picks[first_label], seconds[first_label] = predict_runs([str(first_checkpoint)], str(root), "train", heldout)
+    else:
+        # One pass per model over the held-out runs: its candidates give its own picks (its thresholds) and,
+        # calibrated, the ensemble's. The models are of different kinds, so each is its own group.
         checkpoints = [str(c) for _, c, _ in trained.values()]
         names, val_candidates = group_candidates(checkpoints, str(root), "train", val_runs)
         ensemble = fit_ensemble(val_candidates, read_solution(root, "train", val_runs), names)
         files["ensemble"] = save_ensemble(out_dir / "ensemble.json", ensemble)
         _, heldout_candidates = group_candidates(checkpoints, str(root), "train", heldout)
+        for (label, _, _), candidates in zip(trained.values(), heldout_candidates, strict=True):
+            picks[label] = apply_thresholds(
+                candidates, candidates.attrs["thresholds"], candidates.attrs["default_threshold"]
+            )
+            seconds[label] = candidates.attrs["seconds"]
         submitted = "ensemble"
         picks[submitted] = apply_thresholds(ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0)
     log.info("step 5/5: scoring and plotting")

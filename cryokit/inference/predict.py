@@ -185,18 +185,27 @@ def group_names(groups: Sequence[Sequence[LoadedModel]]) -> list[str]:
 def group_candidates(
     checkpoints: Sequence[str], root: str, split: str, runs: Sequence[str], tta: str = "none", device: str = "auto"
 ) -> tuple[list[str], list[pd.DataFrame]]:
-    """Every scored candidate of each ensemble group on ``runs`` (what ``cryokit.ensemble.fit_ensemble`` takes)."""
+    """Every scored candidate of each ensemble group on ``runs`` (what ``cryokit.ensemble.fit_ensemble`` takes).
+
+    Each group's frame has ``attrs["seconds"]`` (seconds per run, in ``runs`` order) and ``attrs["thresholds"]``
+    and ``attrs["default_threshold"]`` (its first checkpoint's, which ``predict_runs`` would apply alone).
+    """
     from cryokit.training.checkpoint import load_model
 
     torch_device = resolve_device(device)
     groups = ensemble_groups([load_model(path, torch_device) for path in checkpoints])
-    frames = [
-        pd.concat(
-            [predict_run([g], root, split, run, tta, device=torch_device, keep_scores=True) for run in runs],
-            ignore_index=True,
+    frames = []
+    for group in groups:
+        parts, seconds = [], []
+        for run in runs:
+            start = time.perf_counter()
+            parts.append(predict_run([group], root, split, run, tta, device=torch_device, keep_scores=True))
+            seconds.append(time.perf_counter() - start)
+        frame = pd.concat(parts, ignore_index=True)
+        frame.attrs.update(
+            seconds=seconds, thresholds=dict(group[0].thresholds), default_threshold=group[0].default_threshold
         )
-        for g in groups
-    ]
+        frames.append(frame)
     return group_names(groups), frames
 
 
