@@ -235,23 +235,31 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
         help="fit an ensemble of checkpoints of different kinds on validation runs (calibration, weights, thresholds)",
     )
     p.add_argument("--checkpoint", dest="checkpoints", action="append", required=True, type=Path, help="repeat")
-    p.add_argument("--data", required=True, type=Path, help="competition root with picks for the validation runs")
+    p.add_argument("--data", type=Path, help="competition root with picks for the validation runs (or --copick)")
     p.add_argument("--runs", nargs="+", required=True, help="validation runs (not trained on)")
     p.add_argument("--out", required=True, type=Path, help="ensemble JSON to write")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    _add_copick_source(p, tomo_type=False)
     p.set_defaults(run=_run_ensemble)
 
 
 def _run_ensemble(args: argparse.Namespace) -> int:
     from cryokit.ensemble import fit_ensemble, save_ensemble
     from cryokit.inference.predict import group_candidates
-    from cryokit.io import read_solution
+    from cryokit.io.layout import select_runs
+    from cryokit.io.source import KaggleSource
 
-    solution = read_solution(args.data, "train", args.runs)
+    if (args.data is None) == (args.copick is None):
+        raise ValueError("give --data ROOT (Kaggle layout) or --copick CONFIG.json")
+    source = _copick_source(args) if args.copick else KaggleSource(args.data, "train")
+    select_runs(source.list_runs(), args.runs, f"--runs (runs of {source.describe()})")
+    solution = source.read_solution(args.runs)
+    if solution.empty:
+        raise ValueError(f"{source.describe()} holds no picks on {', '.join(args.runs)}: nothing to fit on")
     names, candidates = group_candidates(
-        [str(c) for c in args.checkpoints], str(args.data), "train", args.runs, device=args.device
+        [str(c) for c in args.checkpoints], source, "train", args.runs, device=args.device
     )
-    ensemble = fit_ensemble(candidates, solution, names)
+    ensemble = fit_ensemble(candidates, solution, names, catalog=source.catalog())
     save_ensemble(args.out, ensemble)
     print(f"ensemble of {len(names)} member(s) in {args.out}; validation F4 per class:")
     for name, per_member in ensemble.val_fbeta.items():

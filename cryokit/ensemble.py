@@ -10,7 +10,8 @@ member's picks: calibrating one model changes none of its thresholded picks, onl
 Per class, members are weighted by their validation F4 (a member that finds nothing of a class adds
 nothing to it), and a class whose merged validation F4 falls below the best single member's keeps that
 member alone: on the validation runs, adding a member never lowers a class. Thresholds are then tuned on
-the merged validation scores. ``Ensemble`` is plain data (JSON), never code.
+the merged validation scores. ``Ensemble`` is plain data (JSON), never code; it records the particle
+catalog it was fitted on (the competition's six, or a copick project's objects).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from scipy.optimize import isotonic_regression
 from scipy.spatial import cKDTree
 
 from cryokit.io.atomic import atomic_write_text
-from cryokit.particles import PARTICLE_NAMES, particle
+from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.postprocess import PICK_SCORE_COLUMNS, empty_scored_picks, merge_picks
 from cryokit.thresholds import best_thresholds, threshold_curves
 
@@ -68,7 +69,12 @@ class ScoreCalibration:
         return out
 
 
-def candidate_hits(candidates: pd.DataFrame, solution: pd.DataFrame, distance_multiplier: float = 0.5) -> np.ndarray:
+def candidate_hits(
+    candidates: pd.DataFrame,
+    solution: pd.DataFrame,
+    distance_multiplier: float = 0.5,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
+) -> np.ndarray:
     """(N,) 1 for each candidate that is the best-scoring one within the match radius of some reference of its
     class (exactly the candidates that add a true positive as the threshold falls), else 0."""
     hits = np.zeros(len(candidates), dtype=np.float64)
@@ -81,7 +87,7 @@ def candidate_hits(candidates: pd.DataFrame, solution: pd.DataFrame, distance_mu
         rows = positions[mask]
         tree = cKDTree(candidates.loc[mask, ["x", "y", "z"]].to_numpy(np.float64))
         near = tree.query_ball_point(
-            refs[["x", "y", "z"]].to_numpy(np.float64), particle(name).radius_angstrom * distance_multiplier
+            refs[["x", "y", "z"]].to_numpy(np.float64), catalog.get(name).radius_angstrom * distance_multiplier
         )
         for found in near:
             if found:
@@ -90,12 +96,15 @@ def candidate_hits(candidates: pd.DataFrame, solution: pd.DataFrame, distance_mu
 
 
 def fit_calibration(
-    candidates: pd.DataFrame, solution: pd.DataFrame, distance_multiplier: float = 0.5
+    candidates: pd.DataFrame,
+    solution: pd.DataFrame,
+    distance_multiplier: float = 0.5,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> ScoreCalibration:
     """Isotonic calibration per class of ``solution`` from scored validation ``candidates``."""
-    hits = candidate_hits(candidates, solution, distance_multiplier)
+    hits = candidate_hits(candidates, solution, distance_multiplier, catalog)
     knots = {}
-    for name in PARTICLE_NAMES:
+    for name in catalog.names:
         rows = (candidates["particle_type"] == name).to_numpy()
         if name not in set(solution["particle_type"]) or not rows.any():
             continue
@@ -122,6 +131,7 @@ class Ensemble:
         thresholds: per class, on the merged (calibrated) scores.
         merge_radius_fraction: clustering radius as a share of the class radius.
         val_fbeta: per class, validation F4 of each member and of the ensemble (the record of the choice).
+        catalog: the particles it was fitted on (names, radii, weights).
     """
 
     members: tuple[str, ...]
@@ -130,9 +140,15 @@ class Ensemble:
     thresholds: Mapping[str, float]
     merge_radius_fraction: float = 0.5
     val_fbeta: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    catalog: ParticleCatalog = COMPETITION_CATALOG
 
 
-def _merge(calibrated: Sequence[pd.DataFrame], weights: Mapping[str, Sequence[float]], radius_fraction: float):
+def _merge(
+    calibrated: Sequence[pd.DataFrame],
+    weights: Mapping[str, Sequence[float]],
+    radius_fraction: float,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
+):
     """Per class: the one member with weight, as it is; else the weighted cluster merge."""
     frames = []
     for name, member_weights in weights.items():
@@ -141,7 +157,9 @@ def _merge(calibrated: Sequence[pd.DataFrame], weights: Mapping[str, Sequence[fl
         if len(used) == 1:
             frames.append(per_member[used[0]])
         else:
-            merged = merge_picks([per_member[i] for i in used], radius_fraction, [member_weights[i] for i in used])
+            merged = merge_picks(
+                [per_member[i] for i in used], radius_fraction, [member_weights[i] for i in used], catalog
+            )
             frames.append(merged)
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True)[PICK_SCORE_COLUMNS] if frames else empty_scored_picks()
@@ -152,6 +170,7 @@ def fit_ensemble(
     solution: pd.DataFrame,
     members: Sequence[str] | None = None,
     merge_radius_fraction: float = 0.5,
+    catalog: ParticleCatalog = COMPETITION_CATALOG,
 ) -> Ensemble:
     """Calibrate each member on the validation ``solution``, weigh members per class by validation F4,
     keep the best member alone where merging loses, and tune the thresholds of the merged scores.
@@ -160,36 +179,41 @@ def fit_ensemble(
         member_candidates: every scored candidate of each member on the validation runs (no thresholds).
         solution: the validation runs' reference picks.
         members: names for the record (default ``member 0``, ``member 1``, ...).
+        catalog: the particles of the candidates and the solution (radii for matching, weights).
     """
     if not member_candidates:
         raise ValueError("an ensemble needs at least one member")
     names = tuple(members) if members is not None else tuple(f"member {i}" for i in range(len(member_candidates)))
     if len(names) != len(member_candidates):
         raise ValueError(f"{len(names)} member names for {len(member_candidates)} members")
-    calibrations = tuple(fit_calibration(c, solution) for c in member_candidates)
+    calibrations = tuple(fit_calibration(c, solution, catalog=catalog) for c in member_candidates)
     calibrated = [cal(c) for cal, c in zip(calibrations, member_candidates)]
-    member_f4 = [{n: curve.best()[1] for n, curve in threshold_curves(c, solution).items()} for c in calibrated]
-    classes = [n for n in PARTICLE_NAMES if n in set(solution["particle_type"])]
+
+    def curves_of(picks):
+        return threshold_curves(picks, solution, catalog=catalog)
+
+    member_f4 = [{n: curve.best()[1] for n, curve in curves_of(c).items()} for c in calibrated]
+    classes = [n for n in catalog.names if n in set(solution["particle_type"])]
     weights = {}
     for name in classes:
         f4 = np.array([m.get(name, 0.0) for m in member_f4])
         weights[name] = tuple(map(float, f4 / f4.sum())) if f4.sum() > 0 else tuple([1.0 / len(f4)] * len(f4))
     merged_f4 = {
-        n: c.best()[1]
-        for n, c in threshold_curves(_merge(calibrated, weights, merge_radius_fraction), solution).items()
+        n: c.best()[1] for n, c in curves_of(_merge(calibrated, weights, merge_radius_fraction, catalog)).items()
     }
     for name in classes:
         f4 = [m.get(name, 0.0) for m in member_f4]
         best = int(np.argmax(f4))
         if merged_f4.get(name, 0.0) < f4[best]:  # merging loses on this class: its best member alone
             weights[name] = tuple(1.0 if i == best else 0.0 for i in range(len(f4)))
-    merged = _merge(calibrated, weights, merge_radius_fraction)
-    curves = threshold_curves(merged, solution)
+    merged = _merge(calibrated, weights, merge_radius_fraction, catalog)
+    curves = curves_of(merged)
     val_fbeta = {
         name: {**{member: m.get(name, 0.0) for member, m in zip(names, member_f4)}, "ensemble": curves[name].best()[1]}
         for name in classes
     }
-    return Ensemble(names, calibrations, weights, best_thresholds(merged, solution), merge_radius_fraction, val_fbeta)
+    thresholds = best_thresholds(merged, solution, catalog=catalog)
+    return Ensemble(names, calibrations, weights, thresholds, merge_radius_fraction, val_fbeta, catalog)
 
 
 def ensemble_picks(ensemble: Ensemble, member_picks: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -200,26 +224,29 @@ def ensemble_picks(ensemble: Ensemble, member_picks: Sequence[pd.DataFrame]) -> 
             f"got {len(member_picks)} pick tables"
         )
     calibrated = [cal(p) for cal, p in zip(ensemble.calibrations, member_picks)]
-    return _merge(calibrated, ensemble.weights, ensemble.merge_radius_fraction)
+    return _merge(calibrated, ensemble.weights, ensemble.merge_radius_fraction, ensemble.catalog)
 
 
 def save_ensemble(path: str | Path, ensemble: Ensemble) -> Path:
     """Write ``ensemble`` as JSON (atomically)."""
     data = {
         "format": "cryokit-ensemble",
-        "version": 1,
+        "version": 2,
         "members": list(ensemble.members),
         "calibrations": [{n: [list(x), list(y)] for n, (x, y) in c.knots.items()} for c in ensemble.calibrations],
         "weights": {n: list(w) for n, w in ensemble.weights.items()},
         "thresholds": dict(ensemble.thresholds),
         "merge_radius_fraction": ensemble.merge_radius_fraction,
         "val_fbeta": {n: dict(v) for n, v in ensemble.val_fbeta.items()},
+        "catalog": ensemble.catalog.to_records(),
     }
     return atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def load_ensemble(path: str | Path) -> Ensemble:
-    """Read an ensemble JSON written by ``save_ensemble``; raises naming the file if it is not one."""
+    """Read an ensemble JSON written by ``save_ensemble``; raises naming the file if it is not one.
+
+    Files of version 1 hold no catalog: they were fitted on the competition's six particles."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -238,14 +265,15 @@ def load_ensemble(path: str | Path) -> Ensemble:
         weights = {n: tuple(map(float, w)) for n, w in data["weights"].items()}
         thresholds = {n: float(t) for n, t in data["thresholds"].items()}
         radius = float(data["merge_radius_fraction"])
+        catalog = ParticleCatalog.from_records(data["catalog"], str(path)) if "catalog" in data else COMPETITION_CATALOG
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"ensemble file {path} is malformed: {type(error).__name__}: {error}") from error
     bad = [n for n, w in weights.items() if len(w) != len(members)] + [
-        n for n in (*weights, *thresholds) if n not in PARTICLE_NAMES
+        n for n in (*weights, *thresholds) if n not in catalog.names
     ]
     if len(calibrations) != len(members) or bad:
         raise ValueError(
             f"ensemble file {path} is inconsistent: {len(members)} members, {len(calibrations)} "
             f"calibrations, bad classes {sorted(set(bad))}"
         )
-    return Ensemble(members, calibrations, weights, thresholds, radius, data.get("val_fbeta", {}))
+    return Ensemble(members, calibrations, weights, thresholds, radius, data.get("val_fbeta", {}), catalog)

@@ -221,6 +221,18 @@ def test_config_to_train_to_copick_picks_to_star(project, tmp_path, capsys):
     assert "bright-blob" in scored and "ribosome" not in scored
     assert float(scored.strip().splitlines()[-1].split()[-1]) > 0.5
 
+    # an ensemble fitted on the project's validation picks keeps its catalog, and predicts with it
+    ensemble_file = tmp_path / "ensemble.json"
+    assert main(["ensemble", "--checkpoint", str(tmp_path / "run" / "best.pt"), *copick_args[:4], "--pick-user",
+                 "curator", "--pick-session", "0", "--runs", "TS_c", "--out", str(ensemble_file)]) == 0  # fmt: skip
+    assert "bright-blob" in capsys.readouterr().out
+    from cryokit.ensemble import load_ensemble
+
+    assert load_ensemble(ensemble_file).catalog.names == ("apo-ferritin", "bright-blob")
+    assert main([*predict, "--ensemble", str(ensemble_file), "--out", str(tmp_path / "ens.csv")]) == 0
+    assert set(pd.read_csv(tmp_path / "ens.csv")["particle_type"]) <= {"apo-ferritin", "bright-blob"}
+    capsys.readouterr()
+
     # the session exists now: refused unless asked, replaced when asked
     assert main([*predict, "--write-picks", "cryokit/1"]) == 2
     assert "picks session cryokit/1 already exists" in capsys.readouterr().err

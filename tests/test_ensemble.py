@@ -139,3 +139,31 @@ def test_a_bad_ensemble_file_is_named(tmp_path):
         load_ensemble(tmp_path / "f.json")
     with pytest.raises(FileNotFoundError, match="g.json does not exist"):
         load_ensemble(tmp_path / "g.json")
+
+
+def test_an_ensemble_on_a_project_catalog_matches_with_its_radii_and_keeps_it_in_its_file(tmp_path):
+    from cryokit.particles import ParticleCatalog
+
+    catalog = ParticleCatalog.from_records(
+        [
+            {"name": "small-blob", "radius_angstrom": 100.0, "weight": 1.0, "label": 1},
+            {"name": "large-blob", "radius_angstrom": 300.0, "weight": 2.0, "label": 2},
+        ],
+        "a copick project",
+    )
+    rows = [("TS_a", name, 1000.0 * i, 500.0, 500.0) for i in range(1, 9) for name in catalog.names]
+    solution = pd.DataFrame(rows, columns=["experiment", "particle_type", "x", "y", "z"])
+    # Every candidate lies 120 A from its reference: inside half the large blob's radius (150 A), outside
+    # half the small one's (50 A).
+    candidates = solution.assign(x=solution["x"] + 120.0, score=np.linspace(0.2, 0.9, len(solution)))
+    hits = candidate_hits(candidates, solution, catalog=catalog)
+    assert hits[(candidates["particle_type"] == "large-blob").to_numpy()].all()
+    assert not hits[(candidates["particle_type"] == "small-blob").to_numpy()].any()
+    with pytest.raises(ValueError, match="small-blob"):  # the competition's six do not name these objects
+        fit_ensemble([candidates], solution)
+    ensemble = fit_ensemble([candidates], solution, ["model"], catalog=catalog)
+    assert ensemble.val_fbeta["large-blob"]["ensemble"] == pytest.approx(1.0)
+    assert ensemble.val_fbeta["small-blob"]["ensemble"] == 0.0
+    loaded = load_ensemble(save_ensemble(tmp_path / "ensemble.json", ensemble))
+    assert loaded.catalog == catalog and loaded.thresholds == ensemble.thresholds
+    pd.testing.assert_frame_equal(ensemble_picks(loaded, [candidates]), ensemble_picks(ensemble, [candidates]))

@@ -183,17 +183,26 @@ def group_names(groups: Sequence[Sequence[LoadedModel]]) -> list[str]:
 
 
 def group_candidates(
-    checkpoints: Sequence[str], root: str, split: str, runs: Sequence[str], tta: str = "none", device: str = "auto"
+    checkpoints: Sequence[str],
+    root: str | DataSource,
+    split: str,
+    runs: Sequence[str],
+    tta: str = "none",
+    device: str = "auto",
 ) -> tuple[list[str], list[pd.DataFrame]]:
     """Every scored candidate of each ensemble group on ``runs`` (what ``cryokit.ensemble.fit_ensemble`` takes).
 
-    Each group's frame has ``attrs["seconds"]`` (seconds per run, in ``runs`` order) and ``attrs["thresholds"]``
-    and ``attrs["default_threshold"]`` (its first checkpoint's, which ``predict_runs`` would apply alone).
+    ``root`` is a Kaggle root (with ``split``) or any ``DataSource``, whose catalog the checkpoints' must
+    match. Each group's frame has ``attrs["seconds"]`` (seconds per run, in ``runs`` order) and
+    ``attrs["thresholds"]`` and ``attrs["default_threshold"]`` (its first checkpoint's, which
+    ``predict_runs`` would apply alone).
     """
     from cryokit.training.checkpoint import load_model
 
     torch_device = resolve_device(device)
-    groups = ensemble_groups([load_model(path, torch_device) for path in checkpoints])
+    loaded = [load_model(path, torch_device) for path in checkpoints]
+    check_catalogs(loaded, _as_source(root, split).catalog())
+    groups = ensemble_groups(loaded)
     frames = []
     for group in groups:
         parts, seconds = [], []
@@ -505,6 +514,11 @@ def predict_runs(
     loaded = [load_model(path, "cpu") for path in checkpoints]
     check_catalogs(loaded, catalog, map_by_name)
     groups = ensemble_groups(loaded)
+    if ensemble is not None and ensemble.catalog.differences(loaded[0].catalog):
+        raise ValueError(
+            f"the ensemble was fitted on other particles than checkpoint {loaded[0].path} predicts: "
+            f"{ensemble.catalog.differences(loaded[0].catalog)}"
+        )
     if ensemble is not None and len(ensemble.members) != len(groups):
         raise ValueError(
             f"the ensemble file has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the "
