@@ -139,6 +139,53 @@ def refine_centres(score_zyx: np.ndarray, peaks_zyx: np.ndarray) -> np.ndarray:
     return centres
 
 
+# The sparse max-filter of ``_local_maxima`` finds where to work in tiles of this many voxels per side, and
+# runs on the whole map instead when more than this share of the tiles reach the threshold (each piece is
+# filtered with a halo, so a dense map costs less in one piece).
+_PEAK_TILE = 32
+_DENSE_TILE_SHARE = 0.3
+
+
+def _tile_maxima(score_zyx: np.ndarray, tile: int) -> np.ndarray:
+    """Maximum of each ``tile``-voxel cube of the map (the last ones along an axis may be smaller)."""
+    out = score_zyx
+    for axis in range(3):
+        out = np.maximum.reduceat(out, np.arange(0, score_zyx.shape[axis], tile), axis=axis)
+    return out
+
+
+def _local_maxima(score_zyx: np.ndarray, half: int, threshold: float) -> np.ndarray:
+    """(N, 3) voxels (z, y, x; in C order, as ``np.argwhere``) that equal the maximum of their
+    ``(2 * half + 1)^3`` cube (-inf beyond the map, max_pool3d's padding) and reach ``threshold``.
+
+    Exactly the dense filter's answer, computed where it can be non-empty: such a voxel lies in a tile whose
+    maximum reaches the threshold, inside the box around that tile's voxels above it, and its cube inside
+    that box grown by ``half``; so the filter runs on those grown boxes alone. A cube max-filter is
+    separable; scipy's runs in time independent of the kernel (about 2 s for a 184 x 630 x 630 map in one
+    piece on 2 cores, against 13 s for torch's separable max_pool3d).
+    """
+    size = 2 * half + 1
+    occupied = np.argwhere(_tile_maxima(score_zyx, _PEAK_TILE) >= threshold)
+    if len(occupied) > _DENSE_TILE_SHARE * np.prod(-(-np.asarray(score_zyx.shape) // _PEAK_TILE)):
+        pooled = scipy.ndimage.maximum_filter(score_zyx, size=size, mode="constant", cval=-np.inf)
+        return np.argwhere((score_zyx == pooled) & (score_zyx >= threshold))
+    shape = np.asarray(score_zyx.shape)
+    found = []
+    for tile in occupied:
+        lo = tile * _PEAK_TILE
+        hi = np.minimum(lo + _PEAK_TILE, shape)
+        above = np.argwhere(score_zyx[tuple(slice(a, b) for a, b in zip(lo, hi))] >= threshold)
+        box_lo, box_hi = lo + above.min(axis=0), lo + above.max(axis=0) + 1
+        grown_lo, grown_hi = np.maximum(box_lo - half, 0), np.minimum(box_hi + half, shape)
+        crop = score_zyx[tuple(slice(a, b) for a, b in zip(grown_lo, grown_hi))]
+        pooled = scipy.ndimage.maximum_filter(crop, size=size, mode="constant", cval=-np.inf)
+        inner = tuple(slice(a, b) for a, b in zip(box_lo - grown_lo, box_hi - grown_lo))
+        values = crop[inner]
+        found.append(np.argwhere((values == pooled[inner]) & (values >= threshold)) + box_lo)
+    peaks = np.concatenate(found) if found else np.empty((0, 3), dtype=np.int64)
+    return peaks[np.lexsort(peaks.T[::-1])]  # C order: ties in the NMS break as the dense filter's do
+
+
 def find_peaks_maxpool(
     score_zyx: np.ndarray, radius_voxels: float, threshold: float, refine: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -155,15 +202,10 @@ def find_peaks_maxpool(
     """
     score_zyx = _check_map(score_zyx)
     half = _check_radius(radius_voxels)
-    # A cube max-filter is separable; scipy's runs in time independent of the kernel (2 s for a
-    # 184 x 630 x 630 map on 2 cores, against 13 s for torch's separable max_pool3d and 200 s for a
-    # 15^3 max_pool3d). Padding with -inf is max_pool3d's padding.
-    pooled = scipy.ndimage.maximum_filter(score_zyx, size=2 * half + 1, mode="constant", cval=-np.inf)
-    keep = (score_zyx == pooled) & (score_zyx >= threshold)
-    peaks = np.argwhere(keep)
+    peaks = _local_maxima(score_zyx, half, threshold)
     if len(peaks) == 0:
         return _empty_peaks()
-    scores = score_zyx[keep].astype(np.float64)  # argwhere and boolean indexing share C order
+    scores = score_zyx[tuple(peaks.T)].astype(np.float64)
     kept = spherical_nms(peaks.astype(np.float64), scores, radius_voxels)
     peaks, scores = peaks[kept], scores[kept]
     centres = refine_centres(score_zyx, peaks) if refine else peaks.astype(np.float64)

@@ -109,3 +109,29 @@ def test_bad_arguments_raise():
         maps_to_picks(np.zeros((2, 4, 4, 4)), ["ribosome"], SPACING_ZYX, "TS_x", 0.5)
     with pytest.raises(ValueError, match="method"):
         maps_to_picks(np.zeros((1, 4, 4, 4)), ["ribosome"], SPACING_ZYX, "TS_x", 0.5, method="watershed")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sparse_local_maxima_equal_the_dense_filter(monkeypatch, seed):
+    import scipy.ndimage
+
+    import cryokit.postprocess as postprocess
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(40, 150, size=3))
+    score = rng.random(shape).astype(np.float32) * 0.04  # below the threshold everywhere ...
+    for centre in rng.integers(0, shape, size=(12, 3)):  # ... but near a few blobs, some on tile edges
+        zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
+        score += np.exp(-((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2) / 18.0)
+    score[tuple(rng.integers(0, shape))] = score.max()  # a tie with the highest peak
+    score = np.round(score, 2)  # plateaus: equal neighbours are all maxima, as in max_pool3d
+    half, threshold = int(rng.integers(1, 9)), 0.05
+    pooled = scipy.ndimage.maximum_filter(score, size=2 * half + 1, mode="constant", cval=-np.inf)
+    dense = np.argwhere((score == pooled) & (score >= threshold))
+    monkeypatch.setattr(postprocess, "_DENSE_TILE_SHARE", 1.0)  # always by tiles
+    monkeypatch.setattr(postprocess, "_PEAK_TILE", int(rng.choice([8, 16, 32])))  # many tiles, many edges
+    tiled = postprocess._local_maxima(score, half, threshold)
+    assert len(tiled) > 0 and np.array_equal(tiled, dense)  # the same voxels, in the same (C) order
+    monkeypatch.setattr(postprocess, "_DENSE_TILE_SHARE", 0.0)  # always in one piece
+    assert np.array_equal(postprocess._local_maxima(score, half, threshold), dense)
+    assert len(postprocess._local_maxima(score, half, 2.0)) == 0  # nothing reaches it
