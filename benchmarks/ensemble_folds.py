@@ -1,0 +1,93 @@
+"""Does the calibrated ensemble hold up when fitted on another run? Rotate the fitting run.
+
+The quality benchmark fits thresholds and the ensemble on one validation run and scores two held-out runs;
+on the randomized simulator every run is its own imaging domain, so one run decides a lot. Here each of
+the three runs the models never trained on (the validation run and the two held-out runs) serves in turn
+as the fitting run, and the other two are scored: each model alone (thresholds tuned on the fitting run),
+the raw-score merge, and the calibrated ensemble (``cryokit.ensemble.fit_ensemble``). Reuses the models
+and data of ``benchmarks/quality.py --domain DOMAIN`` (run that first). Writes the section
+"Ensemble across fitting runs (DOMAIN simulator)" of docs/BENCHMARKS.md.
+
+Run: ``.venv/bin/python benchmarks/ensemble_folds.py [--domain randomized] [--quality-out DIR]`` (minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine_description, update_section  # noqa: E402
+
+from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
+from cryokit.inference.predict import group_candidates  # noqa: E402
+from cryokit.io import read_solution  # noqa: E402
+from cryokit.metric import score_table  # noqa: E402
+from cryokit.postprocess import apply_thresholds, merge_picks  # noqa: E402
+from cryokit.thresholds import best_thresholds  # noqa: E402
+
+COMMAND = ".venv/bin/python benchmarks/ensemble_folds.py"
+METHODS = ("U-Net", "YOLO3D detector", "raw scores averaged", "calibrated ensemble")
+
+
+def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, pd.DataFrame], fit_run: str) -> dict:
+    """Weighted F4 on every run but ``fit_run`` of each method fitted on ``fit_run``."""
+    test = [r for r in candidates if r != fit_run]
+    solution = pd.concat([solutions[r] for r in test], ignore_index=True)
+    members = [pd.concat([candidates[r][i] for r in test], ignore_index=True) for i in range(2)]
+    fit_members, fit_solution = candidates[fit_run], solutions[fit_run]
+
+    def scored(picks):
+        return float(score_table(solution, picks).attrs["score"])
+
+    row = {}
+    for i, method in enumerate(METHODS[:2]):
+        row[method] = scored(apply_thresholds(members[i], best_thresholds(fit_members[i], fit_solution), 1.0))
+    raw = best_thresholds(merge_picks(fit_members, 0.5), fit_solution)
+    row[METHODS[2]] = scored(apply_thresholds(merge_picks(members, 0.5), raw, 1.0))
+    ensemble = fit_ensemble(fit_members, fit_solution, ["U-Net", "YOLO3D detector"])
+    row[METHODS[3]] = scored(apply_thresholds(ensemble_picks(ensemble, members), ensemble.thresholds, 1.0))
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domain", default="randomized", choices=["fixed", "randomized"])
+    parser.add_argument("--quality-out", type=Path, default=Path("/tmp/cryokit_quality"))
+    args = parser.parse_args(argv)
+    root = args.quality_out / ("data" if args.domain == "fixed" else f"data_{args.domain}")
+    split = json.loads((root / "runs.json").read_text())
+    checkpoints = [str(args.quality_out / f"{m}_{args.domain}" / "best.pt") for m in ("unet", "yolo3d")]
+    runs = split["val"] + split["heldout"]
+    candidates = {run: group_candidates(checkpoints, str(root), "train", [run])[1] for run in runs}
+    solutions = {run: read_solution(root, "train", [run]) for run in runs}
+    rows = {run: fold_scores(candidates, solutions, run) for run in runs}
+    lines = [
+        f"- Command: `{COMMAND} --domain {args.domain}`",
+        f"- Machine: {machine_description()}",
+        f"- Date: {datetime.date.today().isoformat()}",
+        "",
+        f"The models of `benchmarks/quality.py --domain {args.domain}`; each of the runs they never trained on "
+        f"({', '.join(runs)}) fits the thresholds (and the ensemble) in turn, the other two are scored. "
+        "Weighted F4:",
+        "",
+        "| fitted on | " + " | ".join(METHODS) + " |",
+        "|---|" + "---:|" * len(METHODS),
+    ]
+    for run, row in rows.items():
+        lines.append(f"| {run} | " + " | ".join(f"{row[m]:.3f}" for m in METHODS) + " |")
+    mean = {m: sum(r[m] for r in rows.values()) / len(rows) for m in METHODS}
+    lines.append("| **mean** | " + " | ".join(f"**{mean[m]:.3f}**" for m in METHODS) + " |")
+    body = "\n".join(lines)
+    print(body)
+    update_section(f"Ensemble across fitting runs ({args.domain} simulator)", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
