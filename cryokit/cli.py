@@ -697,7 +697,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a ~3-minute smoke run (small volumes, tiny network)")
     p.add_argument("--difficulty", default="default", choices=["easy", "default", "hard"], help="simulated data")
     p.add_argument(
-        "--domain", default="fixed", choices=["fixed", "randomized"], help="simulated data: one domain or a family"
+        "--domain",
+        choices=["fixed", "randomized"],
+        help="simulated data: one domain or a family (default randomized; fixed with --quick)",
     )
     p.add_argument("--epochs", type=int, help="training epochs (default 24, 8 with --quick)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
@@ -726,7 +728,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         out_dir=str(args.out),
         data_root=str(args.data or ""),
         difficulty=args.difficulty,
-        domain=args.domain,
+        domain=args.domain or config.domain,
         training=training,
         models=tuple(args.models),
     )

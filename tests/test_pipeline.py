@@ -81,3 +81,11 @@ def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
         )
         assert score(solution, alone) == pytest.approx(result.scores[label], abs=1e-12), label
     assert set(summary["seconds_per_tomogram"]) == {"U-Net", "YOLO3D detector"}
+
+
+def test_the_demo_simulates_the_randomized_family_and_the_quick_demo_the_fixed_domain():
+    from cryokit.cli import build_parser
+
+    assert DemoConfig().domain == "randomized" and DemoConfig.quick_defaults().domain == "fixed"
+    assert DemoConfig().training.augment.gamma_p > 0 and DemoConfig().training.augment.wedge_p > 0
+    assert build_parser().parse_args(["demo"]).domain is None  # None: the configuration's own default
