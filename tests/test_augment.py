@@ -14,7 +14,20 @@ from cryokit.data.augment import Augmenter, Sample, apply_augmentation, augment_
 from cryokit.data.targets import ball_label_map
 
 OFF = Augmenter.from_config(
-    AugmentConfig(flip_p=0, rot90_p=0, rotate_degrees=0, scale_fraction=0, elastic_p=0, intensity_p=0, noise_p=0)
+    AugmentConfig(
+        flip_p=0,
+        rot90_p=0,
+        rotate_degrees=0,
+        scale_fraction=0,
+        elastic_p=0,
+        intensity_p=0,
+        noise_p=0,
+        gamma_p=0,
+        blur_p=0,
+        bias_p=0,
+        bandpass_p=0,
+        wedge_p=0,
+    )  # fmt: skip
 )
 FAMILIES = {
     "flip": replace(OFF, flip_p=0.7),
@@ -34,6 +47,12 @@ FAMILIES = {
             intensity_p=1.0,
             noise_p=1.0,
             noise_std=0.05,
+            # geometry and the linear intensity families: the appearance ones have their own entries below
+            gamma_p=0,
+            blur_p=0,
+            bias_p=0,
+            bandpass_p=0,
+            wedge_p=0,
         )
     ),
 }
