@@ -43,6 +43,7 @@ epochs = 24
 patches_per_epoch = 64
 batch_size = 4
 lr = 0.002
+appearance = True  # intensity and imaging augmentations (gamma, blur, bias field, band-pass, missing wedge)
 track = True
 mlflow_uri = ""  # empty: sqlite:///<out_dir>/mlflow.db
 sim_runs = 4
@@ -76,6 +77,7 @@ config = notebook_training_config(
     seed=seed,
     track=track,
     mlflow_uri=mlflow_uri,
+    appearance=appearance,
     overrides={
         "model.backbone_weights": backbone_weights,
         "model.neck_channels": neck_channels,

@@ -47,6 +47,7 @@ def notebook_training_config(
     seed: int = 0,
     track: bool = True,
     mlflow_uri: str = "",
+    appearance: bool = True,
     overrides: Mapping[str, Any] | None = None,
 ) -> RunConfig:
     """The demo's CPU-friendly training configuration for a training notebook's parameters.
@@ -57,6 +58,8 @@ def notebook_training_config(
         copick: instead of ``data_root``, a copick project: ``{"config": path, "voxel_spacing": A,
             "tomo_type": ..., "pick_user": ..., "pick_session": ...}`` (``cryokit.config.DataConfig`` names).
         out_dir: the run folder; MLflow's experiment is ``cryokit-train-{model}``.
+        appearance: the intensity and imaging augmentations (``cryokit.data.appearance``; on by default);
+            False switches the five off.
         overrides: further ``{"section.key": value}`` overrides (the notebook's own parameters).
     """
     from cryokit.config import MODEL_PRESETS, apply_overrides
@@ -72,6 +75,8 @@ def notebook_training_config(
             )
         data = {"data.root": "", "data.copick": str(copick["config"])}
         data.update({f"data.{k}": v for k, v in copick.items() if k != "config"})
+    if not appearance:
+        data.update({f"augment.{name}_p": 0.0 for name in ("gamma", "blur", "bias", "bandpass", "wedge")})
     base = apply_overrides(demo_training_config(), data)
     runs = data_source(base.data).list_runs()
     val_runs = list(val_runs) if val_runs else runs[-1:]
