@@ -183,7 +183,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--precision",
         default="auto",
         choices=_precisions(),
-        help="network precision: auto (bf16 on GPUs that have it, fp16 on a T4, fp32 on the CPU), fp32, bf16, fp16",
+        help="network precision: auto (bf16 on GPUs and CPUs that have it, fp16 on a T4, else fp32), fp32, bf16, fp16",
     )
     p.add_argument(
         "--ensemble",

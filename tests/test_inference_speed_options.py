@@ -77,15 +77,20 @@ def test_compile_gives_the_default_maps():
     torch.testing.assert_close(predict_maps(compiled, _softmax, _volume(), PATCH), plain, atol=1e-5, rtol=1e-5)
 
 
-def test_cpu_bf16_is_opt_in_and_close():
+def test_cpu_bf16_is_the_inference_default_where_native_and_close(monkeypatch):
+    from cryokit.inference import device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_native_bf16", lambda: True)
     net, volume = _net(), _volume()
     with autocast(torch.device("cpu"), True):
         assert net(torch.zeros(1, 1, 16, 32, 32)).dtype == torch.float32
     with autocast(torch.device("cpu"), True, cpu_bf16=True):
         assert net(torch.zeros(1, 1, 16, 32, 32)).dtype == torch.bfloat16
-    plain = predict_maps(net, _softmax, volume, PATCH)
-    fast = predict_maps(net, _softmax, volume, PATCH, options=InferenceOptions(cpu_bf16=True))
+    plain = predict_maps(net, _softmax, volume, PATCH, options=InferenceOptions(cpu_bf16=False))
+    fast = predict_maps(net, _softmax, volume, PATCH)  # the default options
     assert 0 < (fast - plain).abs().max() < 0.05
+    monkeypatch.setattr(device_module, "cpu_native_bf16", lambda: False)
+    torch.testing.assert_close(predict_maps(net, _softmax, volume, PATCH), plain)  # no native bf16: fp32
 
 
 @pytest.mark.parametrize("k, c_in, c_out, stride, shape_zyx", [(3, 2, 5, 1, (6, 7, 8)), (2, 1, 4, 2, (8, 8, 6))])

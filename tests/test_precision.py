@@ -1,5 +1,6 @@
 """--precision {fp32,bf16,fp16}: resolved once, applied to the network of predict, train validation and
-the Kaggle notebook; fp32 stays the CPU default."""
+the Kaggle notebook; "auto" on the CPU is bf16 for inference where the CPU has bf16 instructions, fp32
+elsewhere and for training's validation."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from cryokit.cli import build_parser, main
-from cryokit.inference.device import CPU_DEFAULT_PRECISION, autocast_precision, resolve_precision
+from cryokit.inference import device as device_module
+from cryokit.inference.device import autocast_precision, cpu_default_precision, resolve_precision
 from cryokit.inference.predict import predict_maps
 from cryokit.inference.sliding_window import SlidingWindow
 from cryokit.models.unet import segmentation_unet
@@ -25,9 +27,13 @@ def _softmax(outputs: torch.Tensor) -> torch.Tensor:
     return outputs.float().softmax(dim=1)[:, 1:]
 
 
-def test_auto_resolves_per_device_and_bad_names_raise():
-    assert CPU_DEFAULT_PRECISION == "fp32" and resolve_precision("auto", "cpu") == "fp32"
-    assert resolve_precision("auto", "cpu", cpu_bf16=True) == "bf16"
+def test_auto_resolves_per_device_and_bad_names_raise(monkeypatch):
+    monkeypatch.setattr(device_module, "cpu_native_bf16", lambda: True)
+    assert cpu_default_precision() == "bf16" and resolve_precision("auto", "cpu", cpu_bf16=True) == "bf16"
+    assert resolve_precision("auto", "cpu") == "fp32"  # training and validation: fp32 on every CPU
+    assert resolve_precision("auto", "cpu", amp=False, cpu_bf16=True) == "fp32"
+    monkeypatch.setattr(device_module, "cpu_native_bf16", lambda: False)  # emulated bf16 is slower than fp32
+    assert cpu_default_precision() == "fp32" and resolve_precision("auto", "cpu", cpu_bf16=True) == "fp32"
     assert resolve_precision("fp16", "cpu") == "fp16" and resolve_precision("auto", "cuda", amp=False) == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp8", "cpu")
@@ -73,3 +79,14 @@ def test_a_bad_validation_precision_fails_before_training(tmp_path):
     config = apply_overrides(load_config(None), [f"data.root={tmp_path}", "train.val_precision=fp8"])
     with pytest.raises(ValueError, match="precision must be one of"):
         fit(config, progress=False)
+
+
+@pytest.mark.parametrize(
+    "flags, native",
+    [("fpu avx2 avx512f avx512_bf16 sse", True), ("fpu avx2 amx_bf16 amx_tile", True), ("fpu avx2 avx512f", False)],
+)
+def test_cpu_native_bf16_reads_the_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: {flags}\n")
+    assert device_module.cpu_native_bf16(str(cpuinfo)) is native
+    assert device_module.cpu_native_bf16(str(tmp_path / "missing")) is False  # no /proc: not native

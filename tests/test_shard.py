@@ -141,3 +141,19 @@ def test_time_guard_counts_devices():
     assert two.tomograms_per_device == 5 and two.projected_total(plan, 1) == pytest.approx(500.0)
     with pytest.raises(ValueError, match="devices"):
         TimeBudget(1000.0, 10, devices=0)
+
+
+def test_predict_run_decodes_only_what_passes_the_thresholds_and_gets_the_same_picks(untrained):
+    """With known thresholds (one model, no ensemble) the decoder's floors are the thresholds: same picks."""
+    from cryokit.inference.predict import ensemble_groups, predict_run
+    from cryokit.postprocess import apply_thresholds
+    from cryokit.training.checkpoint import load_model
+
+    groups = ensemble_groups([load_model(untrained["checkpoint"], torch.device("cpu"))])
+    every = predict_run(groups, str(untrained["root"]), "test", RUNS[0], keep_scores=True)
+    # a threshold per class at the median of its candidates: half of them pass
+    thresholds = every.groupby("particle_type")["score"].median().to_dict()
+    picks = predict_run(groups, str(untrained["root"]), "test", RUNS[0], thresholds=thresholds)
+    wanted = apply_thresholds(every, thresholds, 1.0)
+    assert 0 < len(picks) < len(every)
+    pd.testing.assert_frame_equal(picks.reset_index(drop=True), wanted.reset_index(drop=True))

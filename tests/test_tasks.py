@@ -101,3 +101,48 @@ def test_components_decoding_drops_components_smaller_than_the_share_of_the_ball
     assert strict.decoding.min_voxels("ribosome", SPACING, 1) == 177
     picks = strict.decode(maps, SPACING, "r")
     assert len(picks) == 1 and picks["x"].iloc[0] == pytest.approx(50.0)
+
+
+def _smooth_random_maps(channels: int, shape_zyx, seed: int) -> np.ndarray:
+    """Maps with many local maxima over a wide range of scores, as a trained network's noisy output."""
+    import scipy.ndimage
+
+    noise = np.random.default_rng(seed).random((channels, *shape_zyx)).astype(np.float32)
+    maps = np.stack([scipy.ndimage.gaussian_filter(c, 1.5) for c in noise])
+    return (maps - maps.min()) / (maps.max() - maps.min())
+
+
+THRESHOLDS = {"apo-ferritin": 0.55, "beta-amylase": None, "beta-galactosidase": 0.7, "ribosome": 0.02}
+
+
+@pytest.mark.parametrize("backend", ["scipy", "torch"])
+def test_segmentation_floors_give_the_picks_that_pass_the_thresholds(backend):
+    task = SegmentationTask("balls", None, decoding=PeakDecoding(candidate_floor=0.05, backend=backend))
+    maps = _smooth_random_maps(6, (30, 40, 40), seed=1)
+    every = task.decode(maps, SPACING, "r")
+    floored = task.decode(maps, SPACING, "r", THRESHOLDS)
+    wanted = apply_thresholds(every, {k: (2.0 if v is None else v) for k, v in THRESHOLDS.items()}, 0.05)
+    assert 0 < len(floored) < len(every)  # the floors did drop candidates, and left some
+    assert set(floored["particle_type"]) >= {"apo-ferritin", "ribosome"}
+    assert "beta-amylase" not in set(floored["particle_type"])  # None skips the class
+    # a threshold under the candidate floor keeps the floor: ribosome is decoded as before
+    pd.testing.assert_frame_equal(floored.reset_index(drop=True), wanted.reset_index(drop=True))
+
+
+def test_components_decoding_ignores_floors():
+    """Components depend on the floor (their centroids move), so ``floors`` must not change them."""
+    task = SegmentationTask("balls", None, decoding=PeakDecoding(method="components", candidate_floor=0.3))
+    maps = _smooth_random_maps(6, (20, 30, 30), seed=2)
+    pd.testing.assert_frame_equal(task.decode(maps, SPACING, "r", THRESHOLDS), task.decode(maps, SPACING, "r"))
+
+
+def test_detection_floors_give_the_picks_that_pass_the_thresholds():
+    task = DetectionTask(CompositeDetectionLoss(), anchor_radii_voxels(SPACING), stride=4)
+    rng = np.random.default_rng(3)
+    maps = rng.random((3 * 11, 8, 10, 10)).astype(np.float32)
+    maps[[a * 11 + 1 + c for a in range(3) for c in range(6)]] **= 3  # class probabilities: one clearly best
+    every = task.decode(maps, SPACING, "r")
+    floored = task.decode(maps, SPACING, "r", THRESHOLDS)
+    wanted = apply_thresholds(every, {k: (2.0 if v is None else v) for k, v in THRESHOLDS.items()}, 0.05)
+    assert 0 < len(floored) < len(every)
+    pd.testing.assert_frame_equal(floored.reset_index(drop=True), wanted.reset_index(drop=True))

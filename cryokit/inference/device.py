@@ -2,9 +2,11 @@
 
 A precision is one of ``PRECISIONS``: "fp32" (no autocast), "bf16" or "fp16" (autocast to that type),
 or "auto": on CUDA bf16 where the hardware has it and fp16 elsewhere (a T4), fp32 when mixed precision
-is off; on the CPU ``CPU_DEFAULT_PRECISION``. bf16 on this project's CPU runs the network 1.7-2.6x
-faster with probabilities within about 0.02, but stays opt-in until the quality benchmark shows it
-costs no more than 0.005 weighted F4 on held-out runs (docs/BENCHMARKS.md, "Inference stages").
+is off; on the CPU ``cpu_default_precision()`` for inference: bf16 where the CPU has bf16 instructions
+(AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 is slower than fp32). On this project's Zen 4 CPU
+bf16 runs the default U-Net 2.3x faster and cost at most 0.0004 weighted F4 on the quality benchmark's
+held-out runs, with the checkpoints' own thresholds (docs/BENCHMARKS.md, "Inference precision quality").
+Training and its validation passes stay fp32 on the CPU, so thresholds are tuned on exact maps.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import torch
 
 __all__ = [
     "PRECISIONS",
-    "CPU_DEFAULT_PRECISION",
+    "cpu_native_bf16",
+    "cpu_default_precision",
     "resolve_device",
     "native_bf16",
     "resolve_precision",
@@ -24,7 +27,6 @@ __all__ = [
 ]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-CPU_DEFAULT_PRECISION = "fp32"
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -48,6 +50,28 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def cpu_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX-BF16), read from the Linux CPU flags.
+
+    oneDNN runs bf16 convolutions on other AVX-512 CPUs too, by emulation and slower than fp32, so only
+    these flags count; elsewhere (macOS, Windows, Arm) the answer is False and the CPU default stays fp32.
+    """
+    try:
+        with open(cpuinfo) as lines:
+            for line in lines:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def cpu_default_precision() -> str:
+    """What "auto" means for inference on this CPU: "bf16" where it is native (``cpu_native_bf16``), else "fp32"."""
+    return "bf16" if cpu_native_bf16() else "fp32"
+
+
 def resolve_precision(precision: str, device: torch.device | str, amp: bool = True, cpu_bf16: bool = False) -> str:
     """ "fp32", "bf16" or "fp16": ``precision`` itself, or what "auto" means on ``device``.
 
@@ -55,7 +79,8 @@ def resolve_precision(precision: str, device: torch.device | str, amp: bool = Tr
         precision: one of ``PRECISIONS``.
         device: where the network runs.
         amp: "auto": mixed precision at all (on CUDA bf16 where native, else fp16), else fp32.
-        cpu_bf16: "auto" on the CPU with ``amp``: bf16 instead of ``CPU_DEFAULT_PRECISION``.
+        cpu_bf16: "auto" on the CPU with ``amp``: ``cpu_default_precision()`` (bf16 where native), instead of
+            fp32. Inference passes it (``InferenceOptions.cpu_bf16``); training and validation do not.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -63,7 +88,7 @@ def resolve_precision(precision: str, device: torch.device | str, amp: bool = Tr
         return precision
     if torch.device(device).type == "cuda":
         return ("bf16" if native_bf16() else "fp16") if amp else "fp32"
-    return "bf16" if cpu_bf16 and amp else CPU_DEFAULT_PRECISION
+    return cpu_default_precision() if cpu_bf16 and amp else "fp32"
 
 
 def autocast_precision(device: torch.device | str, precision: str):
@@ -76,7 +101,7 @@ def autocast_precision(device: torch.device | str, precision: str):
 
 
 def autocast(device: torch.device, enabled: bool = True, cpu_bf16: bool = False):
-    """bf16 autocast on CUDA when supported (else fp16); on CPU nothing, or bf16 with ``cpu_bf16``."""
+    """bf16 autocast on CUDA when supported (else fp16); on CPU nothing, or bf16 with ``cpu_bf16`` where native."""
     return autocast_precision(device, resolve_precision("auto", device, enabled, cpu_bf16))
 
 

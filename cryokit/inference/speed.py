@@ -28,9 +28,10 @@ class InferenceOptions:
 
     Speed-ups per window on the CPU over five runs of the benchmark, each timing the options side by
     side (docs/BENCHMARKS.md, "Inference speed", holds the quietest run); on CUDA the benchmark's GPU
-    branch times them. ``channels_last``, ``compile`` and ``cpu_bf16`` stay off until a measurement
-    says otherwise; ``volume_on_device`` is on, because the host-side stitching it removes costs far
-    more than a GPU's network time (FLOP floor 0.03 s on a T4).
+    branch times them. ``channels_last`` and ``compile`` stay off until a measurement says otherwise;
+    ``cpu_bf16`` is on (bf16 where the CPU has it natively, fp32 elsewhere); ``volume_on_device`` is
+    on, because the host-side stitching it removes costs far more than a GPU's network time (FLOP floor
+    0.03 s on a T4).
 
     Attributes:
         channels_last: run the windows and the network in ``torch.channels_last_3d`` memory format
@@ -39,9 +40,11 @@ class InferenceOptions:
         compile: ``torch.compile`` each model once (``prepare_for_inference``; same maps within 1e-5).
             CPU: 0.8-1.4x per window (1.2x in the quietest run), for 5 s (warm inductor cache) to 60 s
             (cold) of compiling and a recompile per new batch shape, so off.
-        cpu_bf16: bf16 autocast on the CPU as well. 1.7-2.6x per window on this Zen 4 CPU with
-            AVX512-BF16 (2.3x in the quietest run; 1.1x once, under heavy load); emulated, and slower,
-            on CPUs without it. Class probabilities move by up to about 0.02, so opt-in.
+        cpu_bf16: precision "auto" on the CPU means bf16 where the CPU has bf16 instructions
+            (``cryokit.inference.device.cpu_native_bf16``: AVX512-BF16 or AMX), fp32 elsewhere. 2.3x per
+            window on this Zen 4 CPU with AVX512-BF16; class probabilities move by up to about 0.02,
+            which cost the quality benchmark's trained U-Net 0.0004 weighted F4 and changed the
+            detector's by +0.002 (their own thresholds). False: fp32 on every CPU (training's validation).
         volume_on_device: on a GPU, normalise the tomogram there once, then cut windows and stitch
             maps there (``cryokit.data.normalise.normalise_tomogram_on``): no host-device copy per window
             batch and no stitching on the host, which takes 6-23 s of a level-0 tomogram on 2 CPU
@@ -50,7 +53,7 @@ class InferenceOptions:
 
     channels_last: bool = False
     compile: bool = False
-    cpu_bf16: bool = False
+    cpu_bf16: bool = True
     volume_on_device: bool = True
 
 

@@ -30,6 +30,7 @@ from cryokit.data.normalise import normalise_tomogram
 from cryokit.inference.device import autocast, native_bf16, resolve_device, resolve_precision
 from cryokit.inference.predict import predict_volume_picks
 from cryokit.inference.sliding_window import SlidingWindow
+from cryokit.inference.speed import InferenceOptions
 from cryokit.io.source import DataSource
 from cryokit.metric import score_table
 from cryokit.models.build import build_dataset, build_model_and_task, data_source, sliding_window
@@ -133,7 +134,8 @@ def evaluate(
 ) -> Evaluation:
     """Predict every run whole, tune per-class thresholds on them, and score with the metric.
 
-    ``precision`` is the network's (``cryokit.inference.device.PRECISIONS``; "auto" follows ``amp``).
+    ``precision`` is the network's (``cryokit.inference.device.PRECISIONS``; "auto" follows ``amp`` on
+    CUDA and is fp32 on the CPU, so thresholds are tuned on exact maps there).
 
     Classes without references in ``runs`` keep no thresholds of their own (``default_threshold``).
     """
@@ -151,6 +153,7 @@ def evaluate(
                 window,
                 device=device,
                 amp=amp,
+                options=InferenceOptions(cpu_bf16=False),
                 precision=precision,
             )
         )
