@@ -361,14 +361,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_export)
 
 
-def _add_weight_dtype(p: argparse.ArgumentParser) -> None:
+def _add_weight_dtype(p: argparse.ArgumentParser, default: str = "float32") -> None:
     p.add_argument(
         "--weights",
         dest="weights_dtype",
-        default="float32",
-        choices=["float32", "float16", "int8"],
+        default=default,
+        choices=["float32", "float16", "int8", "auto"],
         help="how weights are stored: float16 halves the size; int8 (kernels with a scale per output channel) "
-        "quarters it",
+        f"quarters it; auto: int8 for networks of 10 M parameters or more, else float16 (default: {default})",
     )
     p.add_argument(
         "--half", dest="weights_dtype", action="store_const", const="float16", help="the same as --weights float16"
@@ -494,7 +494,7 @@ def _add_kaggle(sub: argparse._SubParsersAction) -> None:
         help="without --wheels: pip download, repack the installed package, or download else repack",
     )
     pack.add_argument("--public", action="store_true", help="make the kernel public (default private)")
-    _add_weight_dtype(pack)
+    _add_weight_dtype(pack, default="auto")
     pack.add_argument("--source", type=Path, help="jupytext source (default: kaggle/inference.py of the repository)")
     pack.set_defaults(run=_run_kaggle_bundle)
 

@@ -158,3 +158,35 @@ def test_bundle_ships_inference_checkpoints(tmp_path, dtype):
     assert manifest["checkpoints"][0]["bytes"] == shipped.stat().st_size
     assert manifest["checkpoints"][0]["dtype"] == dtype and bool(state.get("int8_scales")) == (dtype == "int8")
     assert load_model(shipped).thresholds == THRESHOLDS
+
+
+def test_auto_weights_are_int8_for_large_networks_and_float16_for_small_ones(tmp_path, monkeypatch):
+    import cryokit.training.checkpoint as checkpoint_module
+
+    source = training_checkpoint(tmp_path / "best.pt")
+    parameters = sum(t.numel() for t in stored_weights(torch.load(source, weights_only=True), source).values())
+    monkeypatch.setattr(checkpoint_module, "AUTO_INT8_MIN_PARAMETERS", parameters + 1)
+    small = export_inference_checkpoint(source, tmp_path / "small.pt", "auto")
+    monkeypatch.setattr(checkpoint_module, "AUTO_INT8_MIN_PARAMETERS", parameters)
+    large = export_inference_checkpoint(source, tmp_path / "large.pt", "auto")
+    assert small["dtype"] == "float16" and large["dtype"] == "int8" and large["bytes"] < small["bytes"]
+    assert torch.load(tmp_path / "small.pt", weights_only=True)["weights_dtype"] == "float16"
+    assert torch.load(tmp_path / "large.pt", weights_only=True)["int8_scales"]
+    # the default U-Net ships in float16 and the default detector in int8
+    from cryokit.config import MODEL_PRESETS, apply_overrides
+
+    counts = {}
+    for preset in ("unet", "yolo3d"):
+        model, _ = build_model_and_task(apply_overrides(RunConfig(), MODEL_PRESETS[preset]), REAL_SPACING_ZYX)
+        counts[preset] = sum(p.numel() for p in model.parameters())
+    monkeypatch.undo()
+    assert counts["unet"] < checkpoint_module.AUTO_INT8_MIN_PARAMETERS <= counts["yolo3d"]
+
+
+def test_kaggle_bundle_stores_weights_by_auto_unless_told(tmp_path):
+    from cryokit.cli import build_parser
+
+    base = ["kaggle", "bundle", "--checkpoints", "a.pt", "--thresholds", "t.json", "--out", "o"]
+    assert build_parser().parse_args(base).weights_dtype == "auto"
+    assert build_parser().parse_args([*base, "--weights", "int8"]).weights_dtype == "int8"
+    assert build_parser().parse_args(["export", "--checkpoint", "a.pt", "--out", "b.pt"]).weights_dtype == "float32"

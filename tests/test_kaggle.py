@@ -132,6 +132,9 @@ def bundled(trained):
                 "none",
                 "--wheel-source",
                 "installed",
+                # exact weights: the notebook's picks are compared with cryokit predict's on the checkpoint
+                "--weights",
+                "float32",
             ]
         )
         == 0

@@ -151,7 +151,7 @@ def bundle(
     wheel_source: str = "auto",
     is_private: bool = True,
     source: str | Path | None = None,
-    dtype: str = "float32",
+    dtype: str = "auto",
 ) -> Bundle:
     """Stage ``out/dataset`` and ``out/kernel`` for the Kaggle API (each folder replaced atomically).
 
@@ -161,8 +161,9 @@ def bundle(
         dataset_slug, kernel_slug: "username/name"; the kernel defaults to "username/cryokit-inference".
         tta: the notebook's default TTA. wheels_dir, wheel_source: see ``cryokit.kaggle.embedding.stage_wheels``.
         is_private: the kernel's visibility.
-        dtype: how the checkpoints' floating-point weights are stored: "float32", "float16" or "int8"
-            (``cryokit.training.checkpoint.export_inference_checkpoint``).
+        dtype: how the checkpoints' floating-point weights are stored: "float32", "float16", "int8", or
+            "auto" (int8 for networks of 10 M parameters or more, float16 below; see
+            ``cryokit.training.checkpoint.export_inference_checkpoint``).
 
     Returns:
         The staged folders, and per checkpoint its manifest entry (file, sizes before and after export).

@@ -257,7 +257,11 @@ def _plain_record(value: Any, where: str) -> Any:
     raise ValueError(f"{where} holds a {type(value).__name__}, which an inference checkpoint cannot carry")
 
 
-WEIGHT_DTYPES = ("float32", "float16", "int8")
+WEIGHT_DTYPES = ("float32", "float16", "int8", "auto")
+# "auto": int8 for networks of at least this many parameters (the 33.5 M-parameter detector: 134 -> 34 MB
+# for -0.001 weighted F4), float16 below (the 0.6 M-parameter U-Net: 1.2 MB, where int8 cost 0.005);
+# docs/BENCHMARKS.md, "Inference precision quality".
+AUTO_INT8_MIN_PARAMETERS = 10_000_000
 # int8 export: tensors of at least this many values and 2+ dimensions (convolution kernels) are quantised;
 # biases and batch-norm statistics (a few hundred values each) stay in fp16.
 _INT8_MIN_VALUES = 256
@@ -309,16 +313,20 @@ def export_inference_checkpoint(checkpoint: str | Path, out: str | Path, dtype: 
         dtype: how floating-point weights are stored: ``"float32"``; ``"float16"`` (half the size;
             ``load_model`` casts them back to the network's fp32 parameters, so the rounding is all that
             changes); ``"int8"`` (about a quarter: convolution kernels as int8 with one fp32 scale per
-            output channel, the rest fp16; ``load_model`` dequantises them).
+            output channel, the rest fp16; ``load_model`` dequantises them); ``"auto"``: int8 for a network
+            of at least ``AUTO_INT8_MIN_PARAMETERS`` parameters, float16 for a smaller one.
 
     Returns:
-        ``{"source_bytes", "bytes", "weights" ("ema" or "model"), "dtype"}``.
+        ``{"source_bytes", "bytes", "weights" ("ema" or "model"), "dtype"}`` (``dtype`` as stored: never "auto").
     """
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"dtype must be one of {WEIGHT_DTYPES}, got {dtype!r}")
     state = load_checkpoint(checkpoint)
     use_ema = bool(state.get("ema"))
     weights = stored_weights(state, checkpoint)
+    if dtype == "auto":
+        parameters = sum(t.numel() for t in weights.values() if isinstance(t, torch.Tensor) and t.is_floating_point())
+        dtype = "int8" if parameters >= AUTO_INT8_MIN_PARAMETERS else "float16"
     tensors, scales = {}, {}
     for name, tensor in weights.items():
         if not isinstance(tensor, torch.Tensor):
