@@ -54,3 +54,38 @@ def test_tta_of_an_equivariant_net_changes_nothing(stride, shape_zyx):
 def test_unknown_tta_is_refused():
     with pytest.raises(ValueError, match="tta must be one of"):
         tta_transforms("rot45")
+
+
+def test_maps_of_several_models_are_their_mean():
+    """Maps are summed in place and divided once: two models average, a model with itself is itself."""
+    from cryokit.inference.predict import predict_volume_picks
+
+    class _Scaled(torch.nn.Module):
+        def __init__(self, factor: float):
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x):
+            return torch.sigmoid(self.factor * x).repeat(1, 2, 1, 1, 1)
+
+    class _Recorder:
+        output_stride, vector_channels = 1, ()
+
+        def dense_maps(self, outputs):
+            return outputs
+
+        def decode(self, maps, spacing, run, floors=None):
+            self.maps = maps.clone()
+            return maps
+
+    volume = np.random.default_rng(2).normal(size=(12, 20, 20)).astype(np.float32)
+    patch = SlidingWindow(size_zyx=(8, 16, 16), overlap=0.5, batch_size=2)
+    one, other = _Scaled(1.0), _Scaled(3.0)
+    alone = {m: predict_maps(m, lambda out: out, volume, patch) for m in (one, other)}
+    task = _Recorder()
+    predict_volume_picks([one, other], task, volume, (10.0,) * 3, "r", patch)
+    torch.testing.assert_close(task.maps, (alone[one] + alone[other]) / 2)
+    predict_volume_picks([one, one], task, volume, (10.0,) * 3, "r", patch)
+    torch.testing.assert_close(task.maps, alone[one])
+    predict_volume_picks([one], task, volume, (10.0,) * 3, "r", patch)
+    assert torch.equal(task.maps, alone[one])  # one model: the maps untouched (no division by 1)

@@ -107,9 +107,11 @@ def predict_maps(
             run_windows, transform.apply(volume), window, output_stride, sw_device=device, device=volume.device
         )
         maps = transform.undo(maps, vector_channels)
-        total = maps if total is None else total + maps
+        total = maps if total is None else total.add_(maps)  # in place: a level-0 map is 1.75 GB
     cells = tuple(math.ceil(n / output_stride) for n in shape)
-    return (total / len(transforms))[(slice(None), *(slice(0, c) for c in cells))]
+    if len(transforms) > 1:
+        total /= len(transforms)
+    return total[(slice(None), *(slice(0, c) for c in cells))]
 
 
 def predict_volume_picks(
@@ -146,11 +148,13 @@ def predict_volume_picks(
             options,
             precision,
         )
-        total, count = (maps if total is None else total + maps), count + 1
+        total, count = (maps if total is None else total.add_(maps)), count + 1
     if count == 0:
         raise ValueError("predict_volume_picks needs at least one model")
+    if count > 1:
+        total /= count  # in place, and not at all for one model: each copy of level-0 maps costs about 1 s
     # The maps stay where they are: the task decodes a GPU's maps on the GPU, only the picks come back.
-    return task.decode(total / count, voxel_spacing_angstrom_zyx, run, floors)
+    return task.decode(total, voxel_spacing_angstrom_zyx, run, floors)
 
 
 class Timer:
