@@ -130,7 +130,8 @@ def report(results: list[dict], epochs: int, domain: str) -> str:
     for r in results:
         per_class = " | ".join(f"{r['per_class'][n]:.3f}" for n in names)
         lines.append(
-            f"| `{r['name']}` | {r['change']} | {per_class} | **{r['score']:.3f}** | {r['train_minutes']:.1f} |"
+            f"| `{r['name']}` | {r['change']} | {per_class} | **{r['score']:.3f}** | "
+            + (f"{r['train_minutes']:.1f} |" if r["train_minutes"] >= 0.05 else "reused |")
         )
     return "\n".join(
         [
