@@ -4,8 +4,10 @@ A precision is one of ``PRECISIONS``: "fp32" (no autocast), "bf16" or "fp16" (au
 or "auto": on CUDA bf16 where the hardware has it and fp16 elsewhere (a T4), fp32 when mixed precision
 is off; on the CPU ``cpu_default_precision()`` for inference: bf16 where the CPU has bf16 instructions
 (AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 is slower than fp32). On this project's Zen 4 CPU
-bf16 runs the default U-Net 2.3x faster and cost at most 0.0004 weighted F4 on the quality benchmark's
-held-out runs, with the checkpoints' own thresholds (docs/BENCHMARKS.md, "Inference precision quality").
+bf16 runs the default U-Net 2.5x faster (a level-0 tomogram in 29.7 s against 66.1 s) and cost the
+quality benchmark's trained U-Net 0.004 weighted F4 and its detector nothing (0.0005 gained) on the
+held-out runs, with the thresholds training tuned (docs/BENCHMARKS.md, "Inference precision quality"
+and "CPU inference per level-0 tomogram").
 Training and its validation passes stay fp32 on the CPU, so thresholds are tuned on exact maps.
 """
 

@@ -43,8 +43,8 @@ class InferenceOptions:
         cpu_bf16: precision "auto" on the CPU means bf16 where the CPU has bf16 instructions
             (``cryokit.inference.device.cpu_native_bf16``: AVX512-BF16 or AMX), fp32 elsewhere. 2.3x per
             window on this Zen 4 CPU with AVX512-BF16; class probabilities move by up to about 0.02,
-            which cost the quality benchmark's trained U-Net 0.0004 weighted F4 and changed the
-            detector's by +0.002 (their own thresholds). False: fp32 on every CPU (training's validation).
+            which cost the quality benchmark's trained U-Net 0.004 weighted F4 and its detector nothing
+            (with the thresholds training tuned). False: fp32 on every CPU (training's validation).
         volume_on_device: on a GPU, normalise the tomogram there once, then cut windows and stitch
             maps there (``cryokit.data.normalise.normalise_tomogram_on``): no host-device copy per window
             batch and no stitching on the host, which takes 6-23 s of a level-0 tomogram on 2 CPU
