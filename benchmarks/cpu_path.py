@@ -89,14 +89,14 @@ def measure(root: Path, run: str, preset: str, path: str, checkpoint: Path | Non
         "windows": timed.windows,
     }
     spacing = tomogram.voxel_spacing_angstrom_zyx
+    floors = {n: config.postprocess.default_threshold for n in task.catalog.names} if at_thresholds else None
     if preset == "yolo3d":
         with Timer() as decode:
-            task.decode(maps, spacing, run, {n: config.postprocess.default_threshold for n in task.catalog.names})
+            task.decode(maps, spacing, run, floors)
         row["decoding"] = decode.seconds
     else:
         del maps
         looking = trained_looking_maps(root, run, tomogram)
-        floors = {n: config.postprocess.default_threshold for n in task.catalog.names} if at_thresholds else None
         with Timer() as decode:
             row["looking_picks"] = len(task.decode(looking, spacing, run, floors))
         row["looking_decoding"] = decode.seconds

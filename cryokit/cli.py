@@ -366,7 +366,7 @@ def _add_weight_dtype(p: argparse.ArgumentParser, default: str = "float32") -> N
         "--weights",
         dest="weights_dtype",
         default=default,
-        choices=["float32", "float16", "int8", "auto"],
+        choices=["float32", "float16", "int8", "auto"],  # checkpoint.WEIGHT_DTYPES, without importing torch
         help="how weights are stored: float16 halves the size; int8 (kernels with a scale per output channel) "
         f"quarters it; auto: int8 for networks of 10 M parameters or more, else float16 (default: {default})",
     )

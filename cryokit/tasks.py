@@ -230,10 +230,9 @@ class DetectionTask:
         )
         frames = []
         for class_index, name in enumerate(self.catalog.names):
-            mine = found.class_indices == class_index
             if raised[name] is None:
                 continue
-            mine &= found.scores >= raised[name]
+            mine = (found.class_indices == class_index) & (found.scores >= raised[name])
             if not mine.any():
                 continue
             radius_voxels = self.decoding.radius_fraction * radius_angstrom_to_voxels(
