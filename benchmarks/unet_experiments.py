@@ -2,13 +2,15 @@
 
 Every variant trains the U-Net preset of the demo configuration (level 1, 20 A voxels, 4 training runs,
 validation on 1 run, best epoch by validation F4) with some overrides, tunes per-class thresholds on the
-validation run, and scores the 2 held-out runs (seed 1) with the competition metric. Each variant's
-result is kept in ``OUT/experiments/NAME.json`` as soon as it is done, so an interrupted run resumes
-where it stopped and variants can run one at a time; the table is made from every result present and
-written to the "U-Net experiments" section of docs/BENCHMARKS.md.
+validation run, and scores the 2 held-out runs (seed 1) with the competition metric. The runs are the
+randomized simulator's unless ``--domain fixed``. Each variant's result is kept in
+``OUT/experiments_randomized/NAME.json`` (``OUT/experiments`` for the fixed domain) as soon as it is done,
+so an interrupted run resumes where it stopped and variants can run one at a time; the table is made from
+every result present and written to the "U-Net experiments (randomized simulator)" section of
+docs/BENCHMARKS.md ("U-Net experiments" for the fixed domain).
 
-Run: ``.venv/bin/python benchmarks/unet_experiments.py [NAME ...] [--out DIR]`` (no names: every variant;
-``--list`` prints them). Training minutes are wall time on this shared 2-core machine: compare them
+Run: ``.venv/bin/python benchmarks/unet_experiments.py [NAME ...] [--domain fixed] [--out DIR]`` (no names:
+every variant; ``--list`` prints them). Training minutes are wall time on this shared 2-core machine: compare them
 within one table only.
 """
 
@@ -149,7 +151,7 @@ def report(results: list[dict], epochs: int, domain: str) -> str:
         )
     return "\n".join(
         [
-            f"- Command: `{COMMAND}{'' if domain == 'fixed' else f' --domain {domain}'}` (one variant: `... NAME`)",
+            f"- Command: `{COMMAND}{' --domain fixed' if domain == 'fixed' else ''}` (one variant: `... NAME`)",
             f"- Machine: {machine_description()} (shared with other jobs while this ran: minutes are noisy)",
             f"- Date: {max(r['date'] for r in results)}",
             "",
@@ -172,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="variants to run (default: all not yet done)")
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_quality"))
-    parser.add_argument("--domain", default="fixed", choices=["fixed", "randomized"], help="the simulator's domain")
+    parser.add_argument(
+        "--domain",
+        default="randomized",
+        choices=["fixed", "randomized"],
+        help="the simulator's domain (randomized: the default for training data)",
+    )
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
     parser.add_argument("--report-only", action="store_true", help="write the table from the results there are")
     args = parser.parse_args(argv)
