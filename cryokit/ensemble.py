@@ -8,9 +8,12 @@ scale: the probability that a pick is a true positive, fitted on validation runs
 member's picks: calibrating one model changes none of its thresholded picks, only the numbers.
 
 Per class, members are weighted by their validation F4 (a member that finds nothing of a class adds
-nothing to it), and a class whose merged validation F4 falls below the best single member's keeps that
-member alone: on the validation runs, adding a member never lowers a class. Thresholds are then tuned on
-the merged validation scores. ``Ensemble`` is plain data (JSON), never code; it records the particle
+nothing to it). The *lead* member is the one of the best weighted validation F4; each class keeps the lead
+alone unless the merge, or another member alone, beats it on validation by more than ``min_gain``: one
+validation run's per-class F4 is noisy (tens of particles), and a weak member that wins a class there by
+chance loses it on other runs. So on the validation runs adding a member never lowers the lead's score on
+any class, and held out a weak member costs little. Thresholds are then tuned on the merged validation
+scores. ``Ensemble`` is plain data (JSON), never code; it records the particle
 catalog it was fitted on (the competition's six, or a copick project's objects).
 """
 
@@ -32,6 +35,7 @@ from cryokit.postprocess import PICK_SCORE_COLUMNS, empty_scored_picks, merge_pi
 from cryokit.thresholds import best_thresholds, threshold_curves
 
 __all__ = [
+    "DEFAULT_MIN_GAIN",
     "ScoreCalibration",
     "Ensemble",
     "candidate_hits",
@@ -45,6 +49,8 @@ __all__ = [
 # Added per unit of raw score so the calibrated score is strictly increasing (isotonic fits are flat
 # in places); far below any difference that matters for a threshold.
 _TIE_BREAK = 1e-6
+# The validation F4 by which a class leaves the lead member (see the module docstring).
+DEFAULT_MIN_GAIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -171,16 +177,22 @@ def fit_ensemble(
     members: Sequence[str] | None = None,
     merge_radius_fraction: float = 0.5,
     catalog: ParticleCatalog = COMPETITION_CATALOG,
+    min_gain: float = DEFAULT_MIN_GAIN,
 ) -> Ensemble:
     """Calibrate each member on the validation ``solution``, weigh members per class by validation F4,
-    keep the best member alone where merging loses, and tune the thresholds of the merged scores.
+    keep the lead member alone on a class unless another choice beats it by ``min_gain``, and tune the
+    thresholds of the merged scores.
 
     Args:
         member_candidates: every scored candidate of each member on the validation runs (no thresholds).
         solution: the validation runs' reference picks.
         members: names for the record (default ``member 0``, ``member 1``, ...).
         catalog: the particles of the candidates and the solution (radii for matching, weights).
+        min_gain: validation F4 by which the merge (or another member alone) must beat the lead member on
+            a class to replace it there (0: whatever scores higher on validation).
     """
+    if not min_gain >= 0:
+        raise ValueError(f"min_gain must be >= 0, got {min_gain}")
     if not member_candidates:
         raise ValueError("an ensemble needs at least one member")
     names = tuple(members) if members is not None else tuple(f"member {i}" for i in range(len(member_candidates)))
@@ -201,11 +213,18 @@ def fit_ensemble(
     merged_f4 = {
         n: c.best()[1] for n, c in curves_of(_merge(calibrated, weights, merge_radius_fraction, catalog)).items()
     }
+    total = [sum(catalog.get(n).weight * m.get(n, 0.0) for n in classes) for m in member_f4]
+    lead = int(np.argmax(total))  # the first of equals: a model with itself is that model
+
+    def alone(index):
+        return tuple(1.0 if i == index else 0.0 for i in range(len(member_f4)))
+
     for name in classes:
         f4 = [m.get(name, 0.0) for m in member_f4]
-        best = int(np.argmax(f4))
-        if merged_f4.get(name, 0.0) < f4[best]:  # merging loses on this class: its best member alone
-            weights[name] = tuple(1.0 if i == best else 0.0 for i in range(len(f4)))
+        choices = [(f4[lead], alone(lead)), *((f4[i], alone(i)) for i in range(len(f4)) if i != lead)]
+        choices.append((merged_f4.get(name, 0.0), weights[name]))
+        best_f4, best_weights = max(choices, key=lambda choice: choice[0])  # the first of equals
+        weights[name] = best_weights if best_f4 > f4[lead] + min_gain else alone(lead)
     merged = _merge(calibrated, weights, merge_radius_fraction, catalog)
     curves = curves_of(merged)
     val_fbeta = {
