@@ -5,8 +5,8 @@ on the randomized simulator every run is its own imaging domain, so one run deci
 the three runs the models never trained on (the validation run and the two held-out runs) serves in turn
 as the fitting run, and the other two are scored: each model alone (thresholds tuned on the fitting run),
 the raw-score merge, and the calibrated ensemble (``cryokit.ensemble.fit_ensemble``) with its default
-``min_gain`` and with 0 (a class follows whichever choice scores higher on the fitting run). Reuses the models
-and data of ``benchmarks/quality.py --domain DOMAIN`` (run that first). Writes the section
+``min_gain_references`` and with 0 (a class follows whichever choice scores higher on the fitting run).
+Reuses the models and data of ``benchmarks/quality.py --domain DOMAIN`` (run that first). Writes the section
 "Ensemble across fitting runs (DOMAIN simulator)" of docs/BENCHMARKS.md.
 
 Run: ``.venv/bin/python benchmarks/ensemble_folds.py [--domain randomized] [--quality-out DIR]`` (minutes).
@@ -25,7 +25,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 
-from cryokit.ensemble import DEFAULT_MIN_GAIN, ensemble_picks, fit_ensemble  # noqa: E402
+from cryokit.ensemble import DEFAULT_MIN_GAIN_REFERENCES, ensemble_picks, fit_ensemble  # noqa: E402
 from cryokit.inference.predict import group_candidates  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
@@ -37,8 +37,8 @@ METHODS = (
     "U-Net",
     "YOLO3D detector",
     "raw scores averaged",
-    "calibrated, min_gain 0",
-    f"calibrated ensemble (min_gain {DEFAULT_MIN_GAIN})",
+    "calibrated, any validation gain",
+    f"calibrated ensemble (gain > {DEFAULT_MIN_GAIN_REFERENCES:g} references)",
 )
 
 
@@ -57,8 +57,9 @@ def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, 
         row[method] = scored(apply_thresholds(members[i], best_thresholds(fit_members[i], fit_solution), 1.0))
     raw = best_thresholds(merge_picks(fit_members, 0.5), fit_solution)
     row[METHODS[2]] = scored(apply_thresholds(merge_picks(members, 0.5), raw, 1.0))
-    for method, min_gain in zip(METHODS[3:], (0.0, DEFAULT_MIN_GAIN)):
-        ensemble = fit_ensemble(fit_members, fit_solution, ["U-Net", "YOLO3D detector"], min_gain=min_gain)
+    for method, references in zip(METHODS[3:], (0.0, DEFAULT_MIN_GAIN_REFERENCES)):
+        names = ["U-Net", "YOLO3D detector"]
+        ensemble = fit_ensemble(fit_members, fit_solution, names, min_gain_references=references)
         row[method] = scored(apply_thresholds(ensemble_picks(ensemble, members), ensemble.thresholds, 1.0))
     return row
 

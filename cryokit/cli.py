@@ -240,10 +240,11 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="ensemble JSON to write")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument(
-        "--min-gain",
+        "--min-gain-references",
         type=float,
-        default=0.02,  # cryokit.ensemble.DEFAULT_MIN_GAIN, without importing it here
-        help="validation F4 by which a class must gain to leave the best member (default 0.02)",
+        default=2.0,  # cryokit.ensemble.DEFAULT_MIN_GAIN_REFERENCES, without importing it here
+        help="a class leaves the best member only if merging gains more validation F4 than finding this many "
+        "more of its references would (default 2; 0: any gain)",
     )
     _add_copick_source(p, tomo_type=False)
     p.set_defaults(run=_run_ensemble)
@@ -265,7 +266,9 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     names, candidates = group_candidates(
         [str(c) for c in args.checkpoints], source, "train", args.runs, device=args.device
     )
-    ensemble = fit_ensemble(candidates, solution, names, catalog=source.catalog(), min_gain=args.min_gain)
+    ensemble = fit_ensemble(
+        candidates, solution, names, catalog=source.catalog(), min_gain_references=args.min_gain_references
+    )
     save_ensemble(args.out, ensemble)
     print(f"ensemble of {len(names)} member(s) in {args.out}; validation F4 per class:")
     for name, per_member in ensemble.val_fbeta.items():

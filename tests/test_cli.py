@@ -142,10 +142,10 @@ def test_ensemble_of_two_kinds_is_fitted_saved_and_used(tmp_path, capsys):
     assert status == 2 and "the ensemble file has 2 member(s)" in error and "1 group(s)" in error
 
 
-def test_ensemble_min_gain_defaults_to_the_library_value_and_is_passed_on():
+def test_ensemble_min_gain_references_defaults_to_the_library_value_and_is_passed_on():
     from cryokit.cli import build_parser
-    from cryokit.ensemble import DEFAULT_MIN_GAIN
+    from cryokit.ensemble import DEFAULT_MIN_GAIN_REFERENCES
 
     base = ["ensemble", "--checkpoint", "a.pt", "--data", "d", "--runs", "TS_a", "--out", "e.json"]
-    assert build_parser().parse_args(base).min_gain == DEFAULT_MIN_GAIN
-    assert build_parser().parse_args([*base, "--min-gain", "0"]).min_gain == 0.0
+    assert build_parser().parse_args(base).min_gain_references == DEFAULT_MIN_GAIN_REFERENCES
+    assert build_parser().parse_args([*base, "--min-gain-references", "0"]).min_gain_references == 0.0

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from cryokit.ensemble import (
-    DEFAULT_MIN_GAIN,
+    DEFAULT_MIN_GAIN_REFERENCES,
     candidate_hits,
     ensemble_picks,
     fit_calibration,
@@ -126,40 +126,47 @@ def test_two_different_members_beat_each_and_a_weak_member_does_not_hurt():
     noise_test["score"] = np.random.default_rng(17).random(len(noise_test))
     with_noise = fit_ensemble([a_val, b_val, noise_val], val)
     for name, per_member in with_noise.val_fbeta.items():
-        # Never below the lead member on validation, nor more than min_gain below the best of the two.
+        # Never below the lead member on validation, nor below the best of the two by more than the margin.
         lead = max(("member 0", "member 1"), key=lambda m: sum(with_noise.val_fbeta[n][m] for n in CLASSES))
         assert per_member["ensemble"] >= per_member[lead] - 1e-12, name
         best = max(per_member["member 0"], per_member["member 1"])
-        assert per_member["ensemble"] >= best - DEFAULT_MIN_GAIN - 1e-12, name
+        margin = DEFAULT_MIN_GAIN_REFERENCES / (val["particle_type"] == name).sum()
+        assert per_member["ensemble"] >= best - margin - 1e-12, name
     noisy = _f4(ensemble_picks(with_noise, [a_test, b_test, noise_test]), test, with_noise.thresholds)
     assert noisy >= score - 0.02
 
 
-def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_min_gain():
+def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_the_margin():
     val, test = _solution(18), _solution(19)
     # The lead (better overall) and a weaker member that is better on thyroglobulin alone.
     lead_val = _member(val, 20, {"apo-ferritin": 0.9, "ribosome": 0.9, "thyroglobulin": 0.3})
     weak_val = _member(val, 21, {"apo-ferritin": 0.1, "ribosome": 0.1, "thyroglobulin": 0.9}, scale=0.2)
-    free = fit_ensemble([lead_val, weak_val], val, members=["lead", "weak"], min_gain=0.0)
+    free = fit_ensemble([lead_val, weak_val], val, members=["lead", "weak"], min_gain_references=0.0)
     gain = free.val_fbeta["thyroglobulin"]["ensemble"] - free.val_fbeta["thyroglobulin"]["lead"]
     assert gain > 0.05 and free.weights["thyroglobulin"] != (1.0, 0.0)  # it takes thyroglobulin over
     for name in ("apo-ferritin", "ribosome"):  # where it is worse it is left out
         assert free.weights[name] == (1.0, 0.0) or free.val_fbeta[name]["ensemble"] > free.val_fbeta[name]["lead"]
-    # Asked for more than that gain, the class stays with the lead; asked for a little less, it moves.
-    strict = fit_ensemble([lead_val, weak_val], val, members=["lead", "weak"], min_gain=gain + 1e-6)
+    # Asked for more than that gain (in references of the class: F4 of one found is 1 / n), the class stays
+    # with the lead; asked for a little less, it moves.
+    n_thyroglobulin = int((val["particle_type"] == "thyroglobulin").sum())
+    strict = fit_ensemble(
+        [lead_val, weak_val], val, members=["lead", "weak"], min_gain_references=(gain + 1e-6) * n_thyroglobulin
+    )
     assert strict.weights["thyroglobulin"] == (1.0, 0.0)
     assert strict.val_fbeta["thyroglobulin"]["ensemble"] == pytest.approx(strict.val_fbeta["thyroglobulin"]["lead"])
-    loose = fit_ensemble([lead_val, weak_val], val, members=["lead", "weak"], min_gain=gain - 1e-6)
+    loose = fit_ensemble(
+        [lead_val, weak_val], val, members=["lead", "weak"], min_gain_references=(gain - 1e-6) * n_thyroglobulin
+    )
     assert loose.weights["thyroglobulin"] == free.weights["thyroglobulin"]
     # A min_gain no class reaches gives the lead member's picks, held out as on validation.
     lead_test = _member(test, 22, {"apo-ferritin": 0.9, "ribosome": 0.9, "thyroglobulin": 0.3})
     weak_test = _member(test, 23, {"apo-ferritin": 0.1, "ribosome": 0.1, "thyroglobulin": 0.9}, scale=0.2)
-    only_lead = fit_ensemble([lead_val, weak_val], val, min_gain=1.0)
+    only_lead = fit_ensemble([lead_val, weak_val], val, min_gain_references=1e6)
     assert all(w == (1.0, 0.0) for w in only_lead.weights.values())
     merged = _f4(ensemble_picks(only_lead, [lead_test, weak_test]), test, only_lead.thresholds)
     assert merged == pytest.approx(_f4(lead_test, test, best_thresholds(lead_val, val)), abs=1e-12)
-    with pytest.raises(ValueError, match="min_gain must be >= 0"):
-        fit_ensemble([lead_val, weak_val], val, min_gain=-0.1)
+    with pytest.raises(ValueError, match="min_gain_references must be >= 0"):
+        fit_ensemble([lead_val, weak_val], val, min_gain_references=-0.1)
 
 
 def test_a_bad_ensemble_file_is_named(tmp_path):
