@@ -26,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 
-from cryokit.config import MODEL_PRESETS, apply_overrides, replace  # noqa: E402
+from cryokit.config import apply_overrides  # noqa: E402
 from cryokit.demo.pipeline import DemoConfig, _baseline, demo_training_config  # noqa: E402
 from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
 from cryokit.inference.predict import group_candidates, predict_runs  # noqa: E402
@@ -81,9 +81,8 @@ def train_model(
     if reuse and (out / name / "best.pt").is_file() and (out / name / "history.json").is_file():
         return out / name / "best.pt"
     config = apply_overrides(
-        demo_training_config(),
+        demo_training_config(model=preset),
         {
-            **MODEL_PRESETS[preset],
             "data.root": str(root),
             "data.train_runs": list(train_runs),
             "data.val_runs": list(val_runs),
@@ -92,8 +91,6 @@ def train_model(
             "tracking.enabled": False,
         },
     )
-    if preset == "yolo3d":  # the backbone's stride is 8: patches of whole cells
-        config = replace(config, patch=replace(config.patch, size_zyx=(32, 96, 96)))
     config = apply_overrides(config, overrides or {})
     return fit(config, overwrite=True).best_checkpoint  # a benchmark re-run retrains from scratch
 

@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         "--quality-out", type=Path, default=Path("/tmp/cryokit_quality"), help="the quality benchmarks' --out"
     )
     parser.add_argument("--skip-fixed", action="store_true", help="leave out the fixed-domain models")
+    parser.add_argument(
+        "--skip-contrast", action="store_true", help="leave out the U-Net without appearance augmentation"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     family_root = args.out / "family"
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             name = "fixed domain" if domain == "fixed" else "leave-one-domain-out (randomized without the family)"
             on_family[f"{label}, {name}"] = _score_on(checkpoint, root, runs["val"], family_root, family["test"])
         root, runs = data["randomized"]
-        if model == "unet":
+        if model == "unet" and not args.skip_contrast:
             plain = train_model(
                 f"{model}_randomized_no_appearance",
                 model,
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join(
         [
             f"- Command: `{COMMAND} --epochs {args.epochs} --models {' '.join(args.models)}"
-            + (" --skip-fixed`" if args.skip_fixed else "`"),
+            + (" --skip-fixed" if args.skip_fixed else "")
+            + (" --skip-contrast`" if args.skip_contrast else "`"),
             f"- Machine: {machine_description()}",
             f"- Date: {datetime.date.today().isoformat()}; {(time.perf_counter() - start) / 60:.0f} minutes in all "
             "(models the quality benchmarks had trained reused)",
@@ -187,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
             "are the randomized quality benchmark's, drawn from `DomainRanges().without(...)` of the same families, "
             f"so they never share a draw with it. Default difficulty, {' x '.join(map(str, SHAPE_ZYX))} voxels, "
             f"models at level 1 (20 A voxels), {args.epochs} epochs of the demo configuration; fine-tuning at lr "
-            f"{args.finetune_lr}; the contrast without appearance augmentation is `{' '.join(NO_APPEARANCE)}`. "
+            f"{args.finetune_lr}"
+            + (
+                ""
+                if args.skip_contrast
+                else f"; the contrast without appearance augmentation is `{' '.join(NO_APPEARANCE)}`"
+            )
+            + ". "
             "Each model's thresholds are "
             f"tuned on its own validation run. Scored on 2 runs of the held-out family ({', '.join(family['test'])}):",
             "",

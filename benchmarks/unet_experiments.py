@@ -35,7 +35,11 @@ from cryokit.thresholds import best_thresholds  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/unet_experiments.py"
 
-_S2 = {"target.stride": 2}
+# The rows below "default" were measured against the default of before 2026-12-06 (output stride 1, 64 patches
+# per epoch), which they pin so that they keep their meaning.
+_P64 = {"patch.patches_per_epoch": 64}
+_S1 = {"target.stride": 1, **_P64}
+_S2 = {"target.stride": 2, **_P64}
 _S2_EMA = {**_S2, "train.ema_decay": 0.99}
 _S2_EMA_PW8 = {**_S2_EMA, "loss.particle_weight": 8.0}
 # Intensity and imaging augmentation (cryokit.data.appearance), each family half the time.
@@ -48,13 +52,17 @@ APPEARANCE = {
 }
 # name -> (what changes, overrides on the U-Net preset of the demo configuration)
 VARIANTS: dict[str, tuple[str, dict]] = {
-    "default": ("today's default: stride 1, balls 0.5 r, CE particle weight 32, no EMA", {}),
+    "default": (
+        "today's default: stride 2, 192 patches per epoch, balls 0.5 r, CE particle weight 32, no EMA",
+        {},
+    ),
+    "stride1": ("the default before 2026-12-06: output stride 1, 64 patches per epoch", _S1),
     "ema_pw8": (
         "EMA of the weights (decay 0.99) + CE particle weight 8 (from 32)",
-        {"train.ema_decay": 0.99, "loss.particle_weight": 8.0},
+        {**_S1, "train.ema_decay": 0.99, "loss.particle_weight": 8.0},
     ),
-    "ema": ("EMA of the weights (decay 0.99)", {"train.ema_decay": 0.99}),
-    "pw8": ("CE particle weight 8 (from 32)", {"loss.particle_weight": 8.0}),
+    "ema": ("EMA of the weights (decay 0.99)", {**_S1, "train.ema_decay": 0.99}),
+    "pw8": ("CE particle weight 8 (from 32)", {**_S1, "loss.particle_weight": 8.0}),
     "stride2": ("output stride 2 (targets and maps at 40 A)", _S2),
     "stride2_ema": ("stride 2 + EMA of the weights (decay 0.99)", _S2_EMA),
     "stride2_ema_pw8": ("stride 2 + EMA + CE particle weight 8 (from 32)", _S2_EMA_PW8),
@@ -89,8 +97,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     ),
     # The same CPU time spent differently: stride 2 trains about 3x faster per patch, so 3x the patches.
     "stride2_p192": (
-        "output stride 2, 192 patches per epoch (from 64): about the default's CPU time",
-        {**_S2, "patch.patches_per_epoch": 192},
+        "output stride 2, 192 patches per epoch (from 64): about stride 1's CPU time (the default since 2026-12-06)",
+        {"target.stride": 2, "patch.patches_per_epoch": 192},
     ),
     # The target the 4th place (and the 1st place's first baseline) used: a Gaussian per particle, sigmoid focal loss.
     "gaussian_s2": (
@@ -99,13 +107,16 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     ),
     "gaussian_s2_p192": (
         "Gaussian heatmaps at stride 2, 192 patches per epoch: about the default's CPU time",
-        {**_S2, "target.kind": "gaussian", "patch.patches_per_epoch": 192},
+        {"target.stride": 2, "target.kind": "gaussian", "patch.patches_per_epoch": 192},
     ),
     # Capacity: the detector that beats the U-Net has a 33.5 M-parameter ResNet-18 encoder, the U-Net 0.6 M.
-    "wide": ("channels 32-64-128-256 (2.4 M parameters, from 0.6 M)", {"model.channels": [32, 64, 128, 256]}),
+    "wide": (
+        "channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
+        {**_S1, "model.channels": [32, 64, 128, 256]},
+    ),
     "flexibleunet": (
         "MONAI FlexibleUNet with a ResNet-18 encoder (36 M parameters; the 1st place's family)",
-        {"model.name": "flexibleunet"},
+        {**_S1, "model.name": "flexibleunet"},
     ),
 }
 
@@ -137,7 +148,22 @@ def run_variant(name: str, out: Path, root: Path, runs: dict, epochs: int, folde
     return result
 
 
-def report(results: list[dict], epochs: int, domain: str) -> str:
+def time_variants(names: list[str], out: Path, root: Path, runs: dict, epochs: int = 2, repeats: int = 2) -> dict:
+    """Seconds per epoch (training and its validation pass) of each variant, median of ``repeats`` short fits.
+
+    The variants take turns (A, B, A, B, ...), so a machine shared with other jobs slows them alike and
+    their ratio holds where the absolute seconds do not.
+    """
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            start = time.perf_counter()
+            train_model(f"timing_{name}", "unet", root, runs["train"], runs["val"], out, epochs, VARIANTS[name][1])
+            seconds[name].append((time.perf_counter() - start) / epochs)
+    return {name: sorted(values)[len(values) // 2] for name, values in seconds.items()}
+
+
+def report(results: list[dict], epochs: int, domain: str, timing: dict | None = None) -> str:
     names = list(SCORED_PARTICLE_NAMES)
     lines = [
         "| variant | change | " + " | ".join(names) + " | weighted F4 | training minutes |",
@@ -165,6 +191,16 @@ def report(results: list[dict], epochs: int, domain: str) -> str:
             + "One row per variant, each a change against the row it names:",
             "",
             *lines,
+            *(
+                [
+                    "",
+                    f"CPU time per epoch (training and its validation pass, median of {timing['repeats']} fits of "
+                    f"{timing['epochs']} epochs taking turns; `{COMMAND} --time {' '.join(timing['seconds'])}`, "
+                    f"{timing['date']}): " + ", ".join(f"`{n}` {t:.1f} s" for n, t in timing["seconds"].items()) + ".",
+                ]
+                if timing
+                else []
+            ),
         ]
     )
 
@@ -182,23 +218,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
     parser.add_argument("--report-only", action="store_true", help="write the table from the results there are")
+    parser.add_argument("--time", nargs="+", metavar="NAME", help="time an epoch of these variants side by side")
     args = parser.parse_args(argv)
     if args.list:
         for name, (change, overrides) in VARIANTS.items():
             print(f"{name}: {change} {overrides}")
         return 0
-    unknown = sorted(set(args.names) - set(VARIANTS))
+    unknown = sorted(set(args.names + (args.time or [])) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     folder = "experiments" if args.domain == "fixed" else f"experiments_{args.domain}"
     root, runs = (None, None) if args.report_only else simulate_quality_data(args.out, domain=args.domain)
+    timing_file = args.out / folder / "timing.json"
+    if args.time:
+        epochs, repeats = 2, 2
+        seconds = time_variants(args.time, args.out / folder, root, runs, epochs, repeats)
+        timing = {"seconds": seconds, "epochs": epochs, "repeats": repeats, "date": datetime.date.today().isoformat()}
+        atomic_write_text(timing_file, json.dumps(timing, indent=1))
     done = {p.stem for p in (args.out / folder).glob("*.json")}
-    for name in [] if args.report_only else args.names or [n for n in VARIANTS if n not in done]:
+    for name in [] if args.report_only or args.time else args.names or [n for n in VARIANTS if n not in done]:
         result = run_variant(name, args.out, root, runs, args.epochs, folder)
         print(f"{name}: weighted F4 {result['score']:.3f} ({result['train_minutes']:.1f} min)", flush=True)
     paths = [args.out / folder / f"{n}.json" for n in VARIANTS]
     results = [json.loads(p.read_text()) for p in paths if p.is_file()]
-    body = report(results, args.epochs, args.domain)
+    timing = json.loads(timing_file.read_text()) if timing_file.is_file() else None
+    body = report(results, args.epochs, args.domain, timing)
     print(body)
     update_section("U-Net experiments" + ("" if args.domain == "fixed" else f" ({args.domain} simulator)"), body)
     return 0

@@ -104,3 +104,21 @@ def test_config_differences_name_the_changed_keys():
 
     changed = apply_overrides(RunConfig(), ["train.lr=0.01", "data.val_runs=[TS_1]"])
     assert config_differences(RunConfig(), changed) == [("data.val_runs", [], ["TS_1"]), ("train.lr", 0.002, 0.01)]
+
+
+def test_the_demo_recipe_gives_each_family_its_stride_and_patch_budget():
+    from cryokit.demo.pipeline import DEMO_PATCHES_PER_EPOCH, demo_training_config
+
+    unet, detector = demo_training_config(), demo_training_config(model="yolo3d")
+    assert (unet.model.name, unet.target.stride, unet.patch.patches_per_epoch) == ("unet", 2, 192)
+    assert (detector.model.name, detector.target.kind, detector.target.stride) == ("yolo3d", "detection", 4)
+    assert detector.patch.patches_per_epoch == DEMO_PATCHES_PER_EPOCH["yolo3d"] == 64
+    # Everything else is the one recipe: the same data level, patch size, epochs and augmentations.
+    assert (unet.data, unet.patch.size_zyx, unet.train, unet.augment) == (
+        detector.data,
+        detector.patch.size_zyx,
+        detector.train,
+        detector.augment,
+    )
+    with pytest.raises(ValueError, match="model 'resnet': must be one of"):
+        demo_training_config(model="resnet")

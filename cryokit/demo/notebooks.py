@@ -41,7 +41,7 @@ def notebook_training_config(
     level: int = 1,
     patch_size_zyx=(32, 96, 96),
     batch_size: int = 4,
-    patches_per_epoch: int = 64,
+    patches_per_epoch: int | None = None,
     epochs: int = 24,
     lr: float = 2e-3,
     seed: int = 0,
@@ -54,6 +54,8 @@ def notebook_training_config(
 
     Args:
         model: a ``MODEL_PRESETS`` name (sets model, target and loss together).
+        patches_per_epoch: None: the demo recipe's for the family (``DEMO_PATCHES_PER_EPOCH``: 192 for the
+            U-Net at output stride 2, 64 for the detector).
         data_root: a Kaggle-layout root; its last run validates unless ``val_runs`` names others.
         copick: instead of ``data_root``, a copick project: ``{"config": path, "voxel_spacing": A,
             "tomo_type": ..., "pick_user": ..., "pick_session": ...}`` (``cryokit.config.DataConfig`` names).
@@ -77,7 +79,7 @@ def notebook_training_config(
         data.update({f"data.{k}": v for k, v in copick.items() if k != "config"})
     if not appearance:
         data.update({f"augment.{name}_p": 0.0 for name in ("gamma", "blur", "bias", "bandpass", "wedge")})
-    base = apply_overrides(demo_training_config(), data)
+    base = apply_overrides(demo_training_config(model=model), data)
     runs = data_source(base.data).list_runs()
     val_runs = list(val_runs) if val_runs else runs[-1:]
     return apply_overrides(
@@ -89,7 +91,7 @@ def notebook_training_config(
             "data.level": level,
             "patch.size_zyx": list(patch_size_zyx),
             "patch.batch_size": batch_size,
-            "patch.patches_per_epoch": patches_per_epoch,
+            "patch.patches_per_epoch": patches_per_epoch or base.patch.patches_per_epoch,
             "train.epochs": epochs,
             "train.lr": lr,
             "train.seed": seed,
