@@ -83,7 +83,8 @@ class TargetConfig:
     kind: str = "balls"  # "balls" (label map), "gaussian" (heatmaps) or "detection"
     radius_fraction: float = 0.5  # ball / Gaussian sigma radius as a share of the class radius
     # Stride of the target grid, which is the network's output stride: 1 (full resolution) or 2 for
-    # U-Nets, 4 (or 2, 8) for the detector.
+    # U-Nets, 4 (or 2, 8) for the detector. The U-Net preset (``MODEL_PRESETS["unet"]``, ``--model unet``,
+    # the demo and the notebooks) trains at 2.
     stride: int = 1
 
 
