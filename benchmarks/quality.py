@@ -165,7 +165,8 @@ def _report(tables, args, seconds, train_runs, val_runs, heldout) -> str:
             f"Simulated default difficulty, 184 x 630 x 630 voxels: trained on {len(train_runs)} runs, thresholds "
             f"tuned on {len(val_runs)} validation run, scored on {len(heldout)} held-out runs ({', '.join(heldout)}) "
             f"with the competition metric. Both networks at level 1 (20 A voxels), {args.epochs} epochs of the demo "
-            "configuration on CPU."
+            "configuration on CPU (`demo_training_config(model=...)`: the U-Net at output stride 2 with 192 "
+            "patches per epoch, the detector at stride 4 with 64)."
             + (
                 " Every run draws its own imaging, clutter and particle variants from `DomainRanges().without("
                 "HELD_OUT_FAMILY)` (benchmarks/quality.py), the transfer benchmark's held-out family left out."

@@ -65,7 +65,7 @@ def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
     assert summary["submission"] == "ensemble"
     assert summary["training_configs"]["yolo3d"]["model"]["name"] == "yolo3d"
     assert summary["training_configs"]["yolo3d"]["target"]["kind"] == "detection"
-    # The detector gets the U-Net's CPU time per epoch: a third of its patches (cryokit.demo DEMO_PATCHES_PER_EPOCH).
+    # The detector gets its share of the recipe's patches: a third of the U-Net's (DEMO_PATCHES_PER_EPOCH).
     unet_patches = summary["training_configs"]["unet"]["patch"]["patches_per_epoch"]
     assert summary["training_configs"]["yolo3d"]["patch"]["patches_per_epoch"] == round(unet_patches * 64 / 192)
     solution = read_solution(tmp_path / "demo" / "data", "train", ["TS_sim_1_0"])
