@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--models", nargs="+", default=["unet"], choices=sorted(MODEL_LABELS))
     parser.add_argument("--finetune-lr", type=float, default=1e-3, help="learning rate of the fine-tuning runs")
+    parser.add_argument("--finetune-epochs", type=int, default=0, help="epochs of the fine-tuning runs (0: --epochs)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_transfer"))
     parser.add_argument(
         "--quality-out", type=Path, default=Path("/tmp/cryokit_quality"), help="the quality benchmarks' --out"
@@ -159,28 +160,27 @@ def main(argv: list[str] | None = None) -> int:
                 plain, root, runs["val"], family_root, family["test"]
             )
 
-        def few_shot(name, extra=None, model=model):
+        def few_shot(name, epochs, extra=None, model=model):
+            """Held-out table and epochs trained (from the run's history: a reused run keeps its own)."""
             checkpoint = train_model(
-                f"{model}_{name}",
-                model,
-                family_root,
-                family["train"],
-                family["val"],
-                models,
-                args.epochs,
-                extra,
-                reuse=True,
+                f"{model}_{name}", model, family_root, family["train"], family["val"], models, epochs, extra, reuse=True
             )
-            return _score_on(checkpoint, family_root, family["val"], family_root, family["test"])
+            trained = len(json.loads((checkpoint.parent / "history.json").read_text()))
+            return _score_on(checkpoint, family_root, family["val"], family_root, family["test"]), trained
 
-        on_family[f"{label}, few-shot from scratch (4 + 1 runs of the family)"] = few_shot("fewshot_scratch")
-        on_family[f"{label}, few-shot fine-tuned from the leave-one-domain-out model"] = few_shot(
-            "fewshot_finetuned", [f"train.init_from={pretrained['randomized']}", f"train.lr={args.finetune_lr}"]
+        table, epochs = few_shot("fewshot_scratch", args.epochs)
+        on_family[f"{label}, few-shot from scratch (4 + 1 runs of the family, {epochs} epochs)"] = table
+        table, epochs = few_shot(
+            "fewshot_finetuned",
+            args.finetune_epochs or args.epochs,
+            [f"train.init_from={pretrained['randomized']}", f"train.lr={args.finetune_lr}"],
         )
+        on_family[f"{label}, few-shot fine-tuned from the leave-one-domain-out model ({epochs} epochs)"] = table
     plt.close(plot_score_heatmap(on_family, FIGURE, title="Held-out family of the randomized simulator: per-class F4"))
     body = "\n".join(
         [
             f"- Command: `{COMMAND} --epochs {args.epochs} --models {' '.join(args.models)}"
+            + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs else "")
             + (" --skip-fixed" if args.skip_fixed else "")
             + (" --skip-contrast`" if args.skip_contrast else "`"),
             f"- Machine: {machine_description()}",
@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Held-out family: `{', '.join(HELD_OUT_FAMILY)}` (`cryokit.synth.DomainRanges.only`); pre-training runs "
             "are the randomized quality benchmark's, drawn from `DomainRanges().without(...)` of the same families, "
             f"so they never share a draw with it. Default difficulty, {' x '.join(map(str, SHAPE_ZYX))} voxels, "
-            f"models at level 1 (20 A voxels), {args.epochs} epochs of the demo configuration; fine-tuning at lr "
+            f"models at level 1 (20 A voxels), {args.epochs} epochs of the demo configuration (a few-shot row names "
+            "its own); fine-tuning at lr "
             f"{args.finetune_lr}"
             + (
                 ""
