@@ -95,6 +95,10 @@ def plot_score_comparison(
     return finish(fig, path)
 
 
+def _wrap(name: str, width: int = 12) -> str:
+    return name.replace("-", "-\n", 1) if len(name) > width and "-" in name else name
+
+
 def plot_score_heatmap(
     tables: Mapping[str, pd.DataFrame],
     path: str | Path | None = None,
@@ -110,9 +114,11 @@ def plot_score_heatmap(
             method: [*table.set_index("particle_type")["fbeta"].reindex(names).fillna(0.0), table.attrs["score"]]
             for method, table in tables.items()
         },
-        index=[*(f"{n}\n(w {catalog.get(n).weight:g})" for n in names), "weighted F4"],
+        # Long names break after their first hyphen so that neighbouring column labels do not run together.
+        index=[*(f"{_wrap(n)}\n(w {catalog.get(n).weight:g})" for n in names), "weighted F4"],
     ).T
-    fig, ax = plt.subplots(figsize=(12, 0.55 * len(grid) + 1.8))
+    width = 2.5 + 0.075 * max(len(method) for method in tables) + 1.3 * grid.shape[1]  # row labels + columns
+    fig, ax = plt.subplots(figsize=(max(12.0, width), 0.55 * len(grid) + 1.8))
     sns.heatmap(grid, annot=True, fmt=".3f", vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "F4"}, ax=ax)
     ax.axvline(len(names), color="white", lw=3)  # the weighted score apart from the classes
     ax.set(xlabel="", ylabel="", title=title)
