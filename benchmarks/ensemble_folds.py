@@ -57,8 +57,8 @@ def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, 
         row[method] = scored(apply_thresholds(members[i], best_thresholds(fit_members[i], fit_solution), 1.0))
     raw = best_thresholds(merge_picks(fit_members, 0.5), fit_solution)
     row[METHODS[2]] = scored(apply_thresholds(merge_picks(members, 0.5), raw, 1.0))
+    names = list(METHODS[:2])  # the members, in the order of the candidates
     for method, references in zip(METHODS[3:], (0.0, DEFAULT_MIN_GAIN_REFERENCES)):
-        names = ["U-Net", "YOLO3D detector"]
         ensemble = fit_ensemble(fit_members, fit_solution, names, min_gain_references=references)
         row[method] = scored(apply_thresholds(ensemble_picks(ensemble, members), ensemble.thresholds, 1.0))
     return row
