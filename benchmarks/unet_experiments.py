@@ -100,6 +100,21 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "output stride 2, 192 patches per epoch (from 64): about stride 1's CPU time (the default since 2026-12-06)",
         {"target.stride": 2, "patch.patches_per_epoch": 192},
     ),
+    # One change each against today's default (stride 2, 192 patches per epoch): the same CPU time.
+    "p192_ema": ("default + EMA of the weights (decay 0.99)", {"train.ema_decay": 0.99}),
+    "p192_pos04": (
+        "default + 40 % particle-centred patches (from 70 %): more background seen",
+        {"patch.positive_share": 0.4},
+    ),
+    "p192_pw8": ("default + CE particle weight 8 (from 32)", {"loss.particle_weight": 8.0}),
+    "p192_volume": (
+        "default + particle classes' CE weights in proportion to radius^-3 (mean 32): each particle counts alike",
+        {"loss.particle_weighting": "volume"},
+    ),
+    "p192_wide": (
+        "default + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
+        {"model.channels": [32, 64, 128, 256]},
+    ),
     # The target the 4th place (and the 1st place's first baseline) used: a Gaussian per particle, sigmoid focal loss.
     "gaussian_s2": (
         "Gaussian heatmaps (sigma 0.5 r) with a sigmoid focal loss, output stride 2",

@@ -141,7 +141,11 @@ class LossConfig:
     dice_weight: float = 0.0
     ce_weight: float = 1.0
     background_weight: float = 1.0  # cross-entropy class weight of background
-    particle_weight: float = 32.0  # cross-entropy class weight of every particle class
+    particle_weight: float = 32.0  # cross-entropy class weight of the particle classes (their mean)
+    # How the particle classes share it: "uniform" (each weighs particle_weight) or "volume" (each in
+    # proportion to radius^-3, mean particle_weight): a ball target's voxels grow as the radius cubed, so with
+    # uniform weights the large classes outvote the small ones wherever the network is unsure.
+    particle_weighting: str = "uniform"
     focal_gamma: float = 2.0
     focal_alpha: float = 0.25
     lambda_focal: float = 1.0

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cryokit.config import LossConfig
+from cryokit.config import LossConfig, ModelConfig, PostprocessConfig, TargetConfig
 from cryokit.losses import (
     CompositeDetectionLoss,
     DiceCELoss,
@@ -19,7 +19,8 @@ from cryokit.losses import (
     soft_fbeta_loss,
     softmax_focal_loss,
 )
-from cryokit.models.build import build_loss
+from cryokit.models.build import build_loss, build_task, segmentation_class_weights
+from cryokit.particles import COMPETITION_CATALOG
 
 LN2 = math.log(2.0)
 
@@ -305,3 +306,26 @@ def test_build_detection_loss_and_errors():
         build_loss(LossConfig(name="hinge"), n_classes=6)
     with pytest.raises(ValueError, match="class_weights"):
         build_loss(LossConfig(), n_classes=7, class_weights=[1.0, 2.0])
+
+
+def test_volume_weighting_gives_every_particle_the_same_weight_whatever_its_size():
+    loss_config = LossConfig(particle_weighting="volume", particle_weight=32.0, background_weight=0.5)
+    weights = segmentation_class_weights(loss_config)
+    radii = [p.radius_angstrom for p in COMPETITION_CATALOG]
+    assert weights[0] == 0.5 and len(weights) == len(radii) + 1
+    # weight x ball volume is one constant: a particle's voxels together weigh the same for every class
+    per_particle = [w * r**3 for w, r in zip(weights[1:], radii)]
+    assert max(per_particle) == pytest.approx(min(per_particle), rel=1e-9)
+    assert sum(weights[1:]) / len(radii) == pytest.approx(32.0)
+    assert weights[1] > weights[3] > weights[4]  # apo-ferritin (60 A) > beta-galactosidase (90) > ribosome (150)
+    assert segmentation_class_weights(LossConfig(particle_weight=8.0)) == [1.0] + [8.0] * len(radii)
+
+
+def test_build_task_gives_the_ball_loss_the_configured_weighting_and_refuses_it_elsewhere():
+    volume, spacing = LossConfig(particle_weighting="volume"), (10.0, 10.0, 10.0)
+    task = build_task(ModelConfig(), TargetConfig(), volume, PostprocessConfig(), spacing)
+    assert task.loss_fn.voxel.weight.tolist() == pytest.approx(segmentation_class_weights(volume))
+    with pytest.raises(ValueError, match="particle_weighting.*'uniform', 'volume'"):
+        build_task(ModelConfig(), TargetConfig(), LossConfig(particle_weighting="count"), PostprocessConfig(), spacing)
+    with pytest.raises(ValueError, match="target.kind='gaussian' needs 'uniform'"):
+        build_task(ModelConfig(), TargetConfig(kind="gaussian"), volume, PostprocessConfig(), spacing)

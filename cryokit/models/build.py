@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 from torch import nn
 
 from cryokit.config import (
@@ -37,10 +38,12 @@ from cryokit.tasks import DetectionTask, PeakDecoding, SegmentationTask, Task
 __all__ = [
     "MODEL_NAMES",
     "LOSS_NAMES",
+    "PARTICLE_WEIGHTINGS",
     "TARGET_KINDS",
     "build_model",
     "build_target",
     "build_loss",
+    "segmentation_class_weights",
     "build_task",
     "build_model_and_task",
     "sliding_window",
@@ -49,6 +52,7 @@ __all__ = [
 
 MODEL_NAMES = UNET_ARCHITECTURES + ("yolo3d",)
 LOSS_NAMES = ("dice_ce", "dice_focal", "focal", "tversky_ce", "detection")
+PARTICLE_WEIGHTINGS = ("uniform", "volume")
 TARGET_KINDS = ("balls", "gaussian", "detection")
 
 
@@ -60,6 +64,11 @@ def _check_pairing(model: ModelConfig, target: TargetConfig, loss: LossConfig) -
         raise ValueError(
             f"model.name={model.name!r}, target.kind={target.kind!r} and loss.name={loss.name!r} do not fit: "
             "yolo3d trains on target.kind='detection' with loss.name='detection'; U-Nets on 'balls' or 'gaussian'"
+        )
+    if loss.particle_weighting != "uniform" and target.kind != "balls":
+        raise ValueError(
+            f"loss.particle_weighting={loss.particle_weighting!r} weighs ball targets' classes; "
+            f"target.kind={target.kind!r} needs 'uniform'"
         )
 
 
@@ -141,6 +150,23 @@ def build_loss(loss: LossConfig, n_classes: int, class_weights: Sequence[float] 
     )
 
 
+def segmentation_class_weights(loss: LossConfig, catalog: ParticleCatalog = COMPETITION_CATALOG) -> list[float]:
+    """Cross-entropy weights of (background, *catalog classes) for ball targets (``loss.particle_weighting``).
+
+    "volume" weighs each class in proportion to ``radius ** -3`` with mean ``particle_weight``: a class's
+    ball voxels per particle grow as its radius cubed, so these weights give every particle the same
+    weight whatever its size.
+    """
+    if loss.particle_weighting not in PARTICLE_WEIGHTINGS:
+        raise ValueError(
+            f"loss.particle_weighting must be one of {PARTICLE_WEIGHTINGS}, got {loss.particle_weighting!r}"
+        )
+    if loss.particle_weighting == "uniform":
+        return [loss.background_weight] + [loss.particle_weight] * len(catalog)
+    inverse_volume = np.array([p.radius_angstrom for p in catalog], dtype=float) ** -3
+    return [loss.background_weight, *(loss.particle_weight * inverse_volume / inverse_volume.mean()).tolist()]
+
+
 def build_target(target: TargetConfig, catalog: ParticleCatalog = COMPETITION_CATALOG) -> TargetRenderer:
     """What the training dataset renders for each patch."""
     if target.kind == "balls":
@@ -220,7 +246,8 @@ def build_task(
         return SegmentationTask(
             "gaussian", HeatmapFocalLoss(loss.focal_gamma, loss.particle_weight), target.stride, decoding, catalog
         )
-    return SegmentationTask("balls", build_loss(loss, n_classes + 1), target.stride, decoding, catalog)
+    weights = segmentation_class_weights(loss, catalog)
+    return SegmentationTask("balls", build_loss(loss, n_classes + 1, weights), target.stride, decoding, catalog)
 
 
 def build_model_and_task(
