@@ -111,6 +111,22 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "default + particle classes' CE weights in proportion to radius^-3 (mean 32): each particle counts alike",
         {"loss.particle_weighting": "volume"},
     ),
+    "p192_volume_ball07": (
+        "volume weighting + balls of 0.7 r (from 0.5; apo-ferritin's ball is about one 40 A cell at 0.5)",
+        {"loss.particle_weighting": "volume", "target.radius_fraction": 0.7},
+    ),
+    "p192_volume_wide": (
+        "volume weighting + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
+        {"loss.particle_weighting": "volume", "model.channels": [32, 64, 128, 256]},
+    ),
+    "p192_smooth40": (
+        "default + maps blurred by a Gaussian of sigma 40 A (one output cell) before peaks are found",
+        {"postprocess.smooth_sigma_angstrom": 40.0},
+    ),
+    "p192_volume_smooth40": (
+        "volume weighting + maps blurred by a Gaussian of sigma 40 A before peaks are found",
+        {"loss.particle_weighting": "volume", "postprocess.smooth_sigma_angstrom": 40.0},
+    ),
     "p192_wide": (
         "default + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
         {"model.channels": [32, 64, 128, 256]},

@@ -182,6 +182,9 @@ class PostprocessConfig:
     thresholds: Mapping[str, float] = field(default_factory=dict)  # per class; missing: default_threshold
     default_threshold: float = 0.2
     candidate_floor: float = 0.05  # candidates below this score are never kept (thresholds tune above it)
+    # U-Net maps are blurred by a Gaussian of this sigma before peaks are found (0: not at all): a peak then
+    # scores the evidence around it, not one cell (benchmarks/unet_experiments.py, 'smooth' rows)
+    smooth_sigma_angstrom: float = 0.0
     min_voxels_fraction: float = 0.1  # components: smallest component as a share of the ball volume
 
 

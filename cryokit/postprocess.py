@@ -42,6 +42,7 @@ __all__ = [
     "find_peaks_components",
     "refine_centres",
     "maps_to_picks",
+    "smooth_maps",
     "spherical_nms",
     "merge_picks",
 ]
@@ -316,6 +317,24 @@ def _threshold_for(thresholds: float | Mapping[str, float | None], name: str) ->
             raise ValueError(f"thresholds has no entry for {name!r} (give None to skip a class)")
         return thresholds[name]
     return float(thresholds)
+
+
+def smooth_maps(maps_czyx: np.ndarray | torch.Tensor, sigma_angstrom: float, cell_angstrom_zyx) -> torch.Tensor:
+    """Each channel of (C, Z, Y, X) maps blurred by a Gaussian of ``sigma_angstrom`` (MONAI's separable
+    ``GaussianFilter``), where the maps lie; ``cell_angstrom_zyx`` is the maps' cell size (z, y, x).
+
+    A peak then scores the evidence around a centre rather than one cell's value: a particle's blob of
+    high scores keeps its height, a lone bright cell (noise, a small density) loses most of its own.
+    """
+    import torch
+    from monai.networks.layers import GaussianFilter
+
+    maps = torch.as_tensor(maps_czyx, dtype=torch.float32)
+    sigma_cells = [float(sigma_angstrom) / float(c) for c in cell_angstrom_zyx]
+    if len(sigma_cells) != 3 or min(sigma_cells) <= 0:
+        raise ValueError(f"need sigma_angstrom > 0 and three cell sizes, got {sigma_angstrom}, {cell_angstrom_zyx}")
+    with torch.no_grad():
+        return GaussianFilter(3, sigma_cells).to(maps.device)(maps[None])[0]
 
 
 def maps_to_picks(

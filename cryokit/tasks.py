@@ -40,6 +40,7 @@ from cryokit.postprocess import (
     empty_scored_picks,
     maps_to_picks,
     scored_picks,
+    smooth_maps,
     spherical_nms,
 )
 
@@ -82,6 +83,8 @@ class PeakDecoding:
             of ``radius_fraction`` times the catalog radius.
         backend: "maxpool" peaks in "scipy" (on the host) or "torch" (where the maps lie); "auto": torch
             for maps on a GPU, scipy for maps on the CPU (the faster there). The same picks either way.
+        smooth_sigma_angstrom: segmentation maps are blurred by a Gaussian of this sigma before decoding
+            (``cryokit.postprocess.smooth_maps``); 0 leaves them as they are.
     """
 
     method: str = "maxpool"
@@ -89,16 +92,23 @@ class PeakDecoding:
     candidate_floor: float = 0.05
     min_voxels_fraction: float = 0.1
     backend: str = "auto"
+    smooth_sigma_angstrom: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in PEAK_METHODS:
             raise ValueError(f"peak method must be one of {PEAK_METHODS}, got {self.method!r}")
         if self.backend not in PEAK_BACKENDS:
             raise ValueError(f"peak backend must be one of {PEAK_BACKENDS}, got {self.backend!r}")
-        if not (self.radius_fraction > 0 and 0 <= self.candidate_floor and self.min_voxels_fraction >= 0):
+        if not (
+            self.radius_fraction > 0
+            and 0 <= self.candidate_floor
+            and self.min_voxels_fraction >= 0
+            and self.smooth_sigma_angstrom >= 0
+        ):
             raise ValueError(
-                f"need radius_fraction > 0, candidate_floor >= 0 and min_voxels_fraction >= 0, got "
-                f"{self.radius_fraction}, {self.candidate_floor}, {self.min_voxels_fraction}"
+                f"need radius_fraction > 0, candidate_floor >= 0, min_voxels_fraction >= 0 and "
+                f"smooth_sigma_angstrom >= 0, got {self.radius_fraction}, {self.candidate_floor}, "
+                f"{self.min_voxels_fraction}, {self.smooth_sigma_angstrom}"
             )
 
     def min_voxels(
@@ -164,6 +174,9 @@ class SegmentationTask:
         """
         d = self.decoding
         names = self.catalog.names
+        if d.smooth_sigma_angstrom > 0:
+            cell_angstrom_zyx = [float(v) * self.output_stride for v in voxel_spacing_angstrom_zyx]
+            maps_czyx = smooth_maps(maps_czyx, d.smooth_sigma_angstrom, cell_angstrom_zyx)
         min_voxels = {
             name: d.min_voxels(name, voxel_spacing_angstrom_zyx, self.output_stride, self.catalog) for name in names
         }

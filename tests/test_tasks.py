@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
+from cryokit.config import MODEL_PRESETS, RunConfig, apply_overrides
 from cryokit.losses import CompositeDetectionLoss
 from cryokit.models.anchors import anchor_radii_voxels, class_anchor_indices
+from cryokit.models.build import build_task
 from cryokit.models.detection_coder import encode_detection_targets
 from cryokit.particles import PARTICLE_NAMES
-from cryokit.postprocess import apply_thresholds, merge_picks
+from cryokit.postprocess import apply_thresholds, merge_picks, smooth_maps
 from cryokit.tasks import DetectionTask, PeakDecoding, SegmentationTask
 
 SPACING = (10.0, 10.0, 10.0)
@@ -146,3 +148,33 @@ def test_detection_floors_give_the_picks_that_pass_the_thresholds():
     wanted = apply_thresholds(every, {k: (2.0 if v is None else v) for k, v in THRESHOLDS.items()}, 0.05)
     assert 0 < len(floored) < len(every)
     pd.testing.assert_frame_equal(floored.reset_index(drop=True), wanted.reset_index(drop=True))
+
+
+def test_smoothing_ranks_a_particle_blob_above_a_lone_bright_cell():
+    """A blob of 0.6 (what a particle leaves) against one cell of 0.9 (noise): smoothing turns the order round."""
+    maps = np.zeros((6, 16, 24, 24), np.float32)
+    thyroglobulin = PARTICLE_NAMES.index("thyroglobulin")
+    maps[thyroglobulin, 2:6, 2:6, 2:6] = 0.6  # centre voxel (3.5, 3.5, 3.5)
+    maps[thyroglobulin, 10, 16, 16] = 0.9
+    spacing = (20.0, 20.0, 20.0)
+    for sigma, first in ((0.0, (16, 16, 10)), (40.0, (3.5, 3.5, 3.5))):
+        task = SegmentationTask("balls", None, decoding=PeakDecoding(smooth_sigma_angstrom=sigma))
+        picks = task.decode(maps, spacing, "r").sort_values("score", ascending=False)
+        best = picks.iloc[0]
+        assert best["particle_type"] == "thyroglobulin"
+        assert (best["x"], best["y"], best["z"]) == pytest.approx([20.0 * v for v in first], abs=20.0)
+    # sigma is in Angstrom: 40 A on 40 A cells blurs as 20 A on 20 A cells, and anisotropic cells blur each
+    # axis by its own cell count
+    spike = np.zeros((1, 9, 9, 9), np.float32)
+    spike[0, 4, 4, 4] = 1.0
+    assert torch.allclose(smooth_maps(spike, 40.0, (40.0,) * 3), smooth_maps(spike, 20.0, (20.0,) * 3))
+    blurred = smooth_maps(spike, 40.0, (80.0, 40.0, 40.0))[0]
+    assert blurred[3, 4, 4] < blurred[4, 3, 4] and float(blurred.sum()) == pytest.approx(1.0, rel=1e-3)
+    with pytest.raises(ValueError, match="smooth_sigma_angstrom >= 0"):
+        PeakDecoding(smooth_sigma_angstrom=-1.0)
+
+
+def test_the_detector_refuses_map_smoothing():
+    config = apply_overrides(RunConfig(), {**MODEL_PRESETS["yolo3d"], "postprocess.smooth_sigma_angstrom": 40.0})
+    with pytest.raises(ValueError, match="smooth_sigma_angstrom=40.0 blurs U-Net maps"):
+        build_task(config.model, config.target, config.loss, config.postprocess, SPACING)

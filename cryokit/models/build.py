@@ -217,7 +217,13 @@ def build_dataset(
 
 def peak_decoding(post: PostprocessConfig) -> PeakDecoding:
     """How the task turns maps into candidates."""
-    return PeakDecoding(post.method, post.radius_fraction, post.candidate_floor, post.min_voxels_fraction)
+    return PeakDecoding(
+        post.method,
+        post.radius_fraction,
+        post.candidate_floor,
+        post.min_voxels_fraction,
+        smooth_sigma_angstrom=post.smooth_sigma_angstrom,
+    )
 
 
 def sliding_window(patch: PatchConfig) -> SlidingWindow:
@@ -236,6 +242,11 @@ def build_task(
     """The task (loss, dense maps, decoder) that goes with the configured model and catalog."""
     _check_pairing(model, target, loss)
     _check_detector_catalog(model, catalog)
+    if model.name == "yolo3d" and post.smooth_sigma_angstrom:
+        raise ValueError(
+            f"postprocess.smooth_sigma_angstrom={post.smooth_sigma_angstrom} blurs U-Net maps; the detector "
+            "(model.name='yolo3d') places its peaks by offsets: set it to 0"
+        )
     n_classes = len(catalog)
     decoding = peak_decoding(post)
     if model.name == "yolo3d":
