@@ -35,9 +35,12 @@ from cryokit.thresholds import best_thresholds  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/unet_experiments.py"
 
-# The rows below "default" were measured against the default of before 2026-12-06 (output stride 1, 64 patches
-# per epoch), which they pin so that they keep their meaning.
-_P64 = {"patch.patches_per_epoch": 64}
+# Rows pin the defaults they were measured against so that they keep their meaning: before 2026-12-06 output
+# stride 1 with 64 patches per epoch, then stride 2 with 192 (`stride2_p192`), both with every particle class
+# weighted alike and unsmoothed maps (the default since 2026-12-06's second change is `p192_volume_smooth40`).
+_UNIFORM_RAW = {"loss.particle_weighting": "uniform", "postprocess.smooth_sigma_angstrom": 0.0}
+_P64 = {"patch.patches_per_epoch": 64, **_UNIFORM_RAW}
+_P192 = {"target.stride": 2, "patch.patches_per_epoch": 192, **_UNIFORM_RAW}
 _S1 = {"target.stride": 1, **_P64}
 _S2 = {"target.stride": 2, **_P64}
 _S2_EMA = {**_S2, "train.ema_decay": 0.99}
@@ -53,7 +56,8 @@ APPEARANCE = {
 # name -> (what changes, overrides on the U-Net preset of the demo configuration)
 VARIANTS: dict[str, tuple[str, dict]] = {
     "default": (
-        "today's default: stride 2, 192 patches per epoch, balls 0.5 r, CE particle weight 32, no EMA",
+        "today's default: stride 2, 192 patches per epoch, balls 0.5 r, CE weights by volume (mean 32), "
+        "maps smoothed by 40 A, no EMA",
         {},
     ),
     "stride1": ("the default before 2026-12-06: output stride 1, 64 patches per epoch", _S1),
@@ -97,39 +101,42 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     ),
     # The same CPU time spent differently: stride 2 trains about 3x faster per patch, so 3x the patches.
     "stride2_p192": (
-        "output stride 2, 192 patches per epoch (from 64): about stride 1's CPU time (the default since 2026-12-06)",
-        {"target.stride": 2, "patch.patches_per_epoch": 192},
+        "output stride 2, 192 patches per epoch (from 64): about stride 1's CPU time (the default of the morning "
+        "of 2026-12-06)",
+        _P192,
     ),
-    # One change each against today's default (stride 2, 192 patches per epoch): the same CPU time.
-    "p192_ema": ("default + EMA of the weights (decay 0.99)", {"train.ema_decay": 0.99}),
+    # One change each against `stride2_p192` (the default of the morning of 2026-12-06): the same CPU time.
+    "p192_ema": ("`stride2_p192` + EMA of the weights (decay 0.99)", {**_P192, "train.ema_decay": 0.99}),
     "p192_pos04": (
-        "default + 40 % particle-centred patches (from 70 %): more background seen",
-        {"patch.positive_share": 0.4},
+        "`stride2_p192` + 40 % particle-centred patches (from 70 %): more background seen",
+        {**_P192, "patch.positive_share": 0.4},
     ),
-    "p192_pw8": ("default + CE particle weight 8 (from 32)", {"loss.particle_weight": 8.0}),
+    "p192_pw8": ("`stride2_p192` + CE particle weight 8 (from 32)", {**_P192, "loss.particle_weight": 8.0}),
     "p192_volume": (
-        "default + particle classes' CE weights in proportion to radius^-3 (mean 32): each particle counts alike",
-        {"loss.particle_weighting": "volume"},
+        "`stride2_p192` + particle classes' CE weights in proportion to radius^-3 (mean 32): each particle "
+        "counts alike",
+        {**_P192, "loss.particle_weighting": "volume"},
     ),
     "p192_volume_ball07": (
-        "volume weighting + balls of 0.7 r (from 0.5; apo-ferritin's ball is about one 40 A cell at 0.5)",
-        {"loss.particle_weighting": "volume", "target.radius_fraction": 0.7},
+        "`p192_volume` + balls of 0.7 r (from 0.5; apo-ferritin's ball is about one 40 A cell at 0.5)",
+        {**_P192, "loss.particle_weighting": "volume", "target.radius_fraction": 0.7},
     ),
     "p192_volume_wide": (
-        "volume weighting + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
-        {"loss.particle_weighting": "volume", "model.channels": [32, 64, 128, 256]},
+        "`p192_volume` + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
+        {**_P192, "loss.particle_weighting": "volume", "model.channels": [32, 64, 128, 256]},
     ),
     "p192_smooth40": (
-        "default + maps blurred by a Gaussian of sigma 40 A (one output cell) before peaks are found",
-        {"postprocess.smooth_sigma_angstrom": 40.0},
+        "`stride2_p192` + maps blurred by a Gaussian of sigma 40 A (one output cell) before peaks are found",
+        {**_P192, "postprocess.smooth_sigma_angstrom": 40.0},
     ),
     "p192_volume_smooth40": (
-        "volume weighting + maps blurred by a Gaussian of sigma 40 A before peaks are found",
-        {"loss.particle_weighting": "volume", "postprocess.smooth_sigma_angstrom": 40.0},
+        "`p192_volume` + maps blurred by a Gaussian of sigma 40 A (one output cell) before peaks are found "
+        "(the default since 2026-12-06, second change)",
+        {**_P192, "loss.particle_weighting": "volume", "postprocess.smooth_sigma_angstrom": 40.0},
     ),
     "p192_wide": (
-        "default + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
-        {"model.channels": [32, 64, 128, 256]},
+        "`stride2_p192` + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
+        {**_P192, "model.channels": [32, 64, 128, 256]},
     ),
     # The target the 4th place (and the 1st place's first baseline) used: a Gaussian per particle, sigmoid focal loss.
     "gaussian_s2": (
@@ -138,7 +145,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     ),
     "gaussian_s2_p192": (
         "Gaussian heatmaps at stride 2, 192 patches per epoch: about the default's CPU time",
-        {"target.stride": 2, "target.kind": "gaussian", "patch.patches_per_epoch": 192},
+        {**_P192, "target.kind": "gaussian"},
     ),
     # Capacity: the detector that beats the U-Net has a 33.5 M-parameter ResNet-18 encoder, the U-Net 0.6 M.
     "wide": (
