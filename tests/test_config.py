@@ -120,5 +120,11 @@ def test_the_demo_recipe_gives_each_family_its_stride_and_patch_budget():
         detector.train,
         detector.augment,
     )
+    # The U-Net weighs its particle classes by volume and smooths its maps; the detector does neither, and
+    # the quick recipe's tiny U-Net keeps the weighting but not the smoothing (its maps are too faint).
+    assert (unet.loss.particle_weighting, unet.postprocess.smooth_sigma_angstrom) == ("volume", 40.0)
+    assert (detector.loss.particle_weighting, detector.postprocess.smooth_sigma_angstrom) == ("uniform", 0.0)
+    quick = demo_training_config(quick=True)
+    assert (quick.loss.particle_weighting, quick.postprocess.smooth_sigma_angstrom) == ("volume", 0.0)
     with pytest.raises(ValueError, match="model 'resnet': must be one of"):
         demo_training_config(model="resnet")
