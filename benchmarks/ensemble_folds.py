@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,8 +30,9 @@ from cryokit.ensemble import DEFAULT_MIN_GAIN_REFERENCES, ensemble_picks, fit_en
 from cryokit.inference.predict import group_candidates  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
+from cryokit.particles import COMPETITION_CATALOG  # noqa: E402
 from cryokit.postprocess import apply_thresholds, merge_picks  # noqa: E402
-from cryokit.thresholds import best_thresholds  # noqa: E402
+from cryokit.thresholds import best_thresholds, threshold_curves  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/ensemble_folds.py"
 METHODS = (
@@ -39,7 +41,28 @@ METHODS = (
     "raw scores averaged",
     "calibrated, any validation gain",
     f"calibrated ensemble (gain > {DEFAULT_MIN_GAIN_REFERENCES:g} references)",
+    "raw merge where it ties or beats the lead (per class)",
 )
+
+
+def merge_where_no_worse(fit_members, fit_solution, members):
+    """Per class, the raw-score merge where its F4 on the fitting run is at least the lead member's, else the
+    lead alone (the lead: best weighted F4 on the fitting run); thresholds tuned on the fitting run."""
+    curves = [threshold_curves(m, fit_solution) for m in fit_members]
+    merged_curves = threshold_curves(merge_picks(fit_members, 0.5), fit_solution)
+    classes = list(merged_curves)
+    totals = [sum(COMPETITION_CATALOG.get(n).weight * c[n].best()[1] for n in classes if n in c) for c in curves]
+    lead = int(np.argmax(totals))
+
+    def picks(frames):
+        merged, chosen = merge_picks(frames, 0.5), []
+        for name in classes:
+            use_merge = merged_curves[name].best()[1] >= curves[lead][name].best()[1] if name in curves[lead] else True
+            source = merged if use_merge else frames[lead]
+            chosen.append(source[source["particle_type"] == name])
+        return pd.concat(chosen, ignore_index=True)
+
+    return picks(members), best_thresholds(picks(fit_members), fit_solution)
 
 
 def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, pd.DataFrame], fit_run: str) -> dict:
@@ -61,6 +84,8 @@ def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, 
     for method, references in zip(METHODS[3:], (0.0, DEFAULT_MIN_GAIN_REFERENCES)):
         ensemble = fit_ensemble(fit_members, fit_solution, names, min_gain_references=references)
         row[method] = scored(apply_thresholds(ensemble_picks(ensemble, members), ensemble.thresholds, 1.0))
+    picks, thresholds = merge_where_no_worse(fit_members, fit_solution, members)
+    row[METHODS[5]] = scored(apply_thresholds(picks, thresholds, 1.0))
     return row
 
 
