@@ -4,8 +4,9 @@ The quality benchmark fits thresholds and the ensemble on one validation run and
 on the randomized simulator every run is its own imaging domain, so one run decides a lot. Here each of
 the three runs the models never trained on (the validation run and the two held-out runs) serves in turn
 as the fitting run, and the other two are scored: each model alone (thresholds tuned on the fitting run),
-the raw-score merge, and the calibrated ensemble (``cryokit.ensemble.fit_ensemble``) with its default
-``min_gain_references`` and with 0 (a class follows whichever choice scores higher on the fitting run).
+the raw-score merge, the ensemble of ``cryokit.ensemble.fit_ensemble`` (its defaults: the threshold-scaled
+start, isotonic calibration, ``min_gain_references`` 2) and the same with 0 (a class follows whichever choice
+scores higher on the fitting run), and the raw merge where it ties or beats the lead on the fitting run.
 Reuses the models and data of ``benchmarks/quality.py --domain DOMAIN`` (run that first). Writes the section
 "Ensemble across fitting runs (DOMAIN simulator)" of docs/BENCHMARKS.md.
 

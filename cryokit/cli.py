@@ -246,6 +246,13 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
         help="a class leaves the best member only if merging gains more validation F4 than finding this many "
         "more of its references would (default 2; 0: any gain)",
     )
+    p.add_argument(
+        "--no-scaled-merge",
+        dest="scaled_merge",
+        action="store_false",
+        help="start every class from the best member alone, not from the members merged on threshold-scaled "
+        "scores where that scores at least as well on validation",
+    )
     _add_copick_source(p, tomo_type=False)
     p.set_defaults(run=_run_ensemble)
 
@@ -267,7 +274,12 @@ def _run_ensemble(args: argparse.Namespace) -> int:
         [str(c) for c in args.checkpoints], source, "train", args.runs, device=args.device
     )
     ensemble = fit_ensemble(
-        candidates, solution, names, catalog=source.catalog(), min_gain_references=args.min_gain_references
+        candidates,
+        solution,
+        names,
+        catalog=source.catalog(),
+        min_gain_references=args.min_gain_references,
+        scaled_merge=args.scaled_merge,
     )
     save_ensemble(args.out, ensemble)
     print(f"ensemble of {len(names)} member(s) in {args.out}; validation F4 per class:")

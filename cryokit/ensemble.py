@@ -8,8 +8,11 @@ scale: the probability that a pick is a true positive, fitted on validation runs
 member's picks: calibrating one model changes none of its thresholded picks, only the numbers.
 
 Per class, members are weighted by their validation F4 (a member that finds nothing of a class adds
-nothing to it). The *lead* member is the one of the best weighted validation F4; each class keeps the lead
-alone unless the merge, or another member alone, beats it on validation by more than finding
+nothing to it). The *lead* member is the one of the best weighted validation F4. Each class starts from the
+members merged with equal weights on *threshold-scaled* scores (each member's scores divided by its own
+tuned validation threshold: one number per class, not a fitted curve) where that scores at least as well on
+validation as the lead alone, else from the lead alone; it keeps its start unless the calibrated merge, or
+another member alone, beats it on validation by more than finding
 ``min_gain_references`` more of that class's validation references would (2 by default: 2 / 18 = 0.11 F4
 for the 18 beta-galactosidases of a simulated run, 2 / 54 = 0.04 for its ribosomes). One validation run
 holds tens of particles per class, so its per-class F4 moves by a particle or two from run to run (the
@@ -17,7 +20,10 @@ binomial spread of 18 references found at a rate of 0.9 is 1.3 of them); a weak 
 there by less than that loses it on other runs. On simulated runs, a U-Net merged into a stronger
 detector where it had won by 0.05 F4 on the fitting run cost the held-out score (docs/BENCHMARKS.md,
 "Ensemble across fitting runs"). So on the validation runs adding a member never lowers the lead's score
-on any class, and held out a weak member costs little. Thresholds are then tuned on the merged validation
+on any class, and held out a weak member costs little. The threshold-scaled start is there because the
+isotonic curves, fitted to one run's tens of references, proved coarse: with a U-Net and the detector of
+close quality, merges on them scored below the detector held out, the threshold-scaled start above it on
+every fold. Thresholds are then tuned on the merged validation
 scores. ``Ensemble`` is plain data (JSON), never code; it records the particle
 catalog it was fitted on (the competition's six, or a copick project's objects).
 """
@@ -176,6 +182,17 @@ def _merge(
     return pd.concat(frames, ignore_index=True)[PICK_SCORE_COLUMNS] if frames else empty_scored_picks()
 
 
+def _threshold_scaling(
+    candidates: pd.DataFrame, solution: pd.DataFrame, catalog: ParticleCatalog = COMPETITION_CATALOG
+) -> ScoreCalibration:
+    """Per class, scores divided by the member's best validation threshold (knots (0, 1) -> (0, 1 / t)):
+    scores are probabilities in [0, 1], so the line covers them all and keeps their order."""
+    thresholds = best_thresholds(candidates, solution, catalog=catalog)
+    return ScoreCalibration(
+        {name: ((0.0, 1.0), (0.0, 1.0 / max(float(t), 1e-6))) for name, t in thresholds.items() if t is not None}
+    )
+
+
 def fit_ensemble(
     member_candidates: Sequence[pd.DataFrame],
     solution: pd.DataFrame,
@@ -183,11 +200,13 @@ def fit_ensemble(
     merge_radius_fraction: float = 0.5,
     catalog: ParticleCatalog = COMPETITION_CATALOG,
     min_gain_references: float = DEFAULT_MIN_GAIN_REFERENCES,
+    scaled_merge: bool = True,
 ) -> Ensemble:
     """Calibrate each member on the validation ``solution``, weigh members per class by validation F4,
-    keep the lead member alone on a class unless another choice beats it by more than
-    ``min_gain_references`` validation references of the class are worth, and tune the thresholds of the
-    merged scores.
+    start each class from the lead member alone or, where it scores at least as well on validation, the
+    members merged with equal weights on scores divided by each member's tuned threshold; replace that by
+    another choice only if it beats it by more than ``min_gain_references`` validation references of the
+    class are worth; tune the thresholds of the merged scores.
 
     Args:
         member_candidates: every scored candidate of each member on the validation runs (no thresholds).
@@ -197,6 +216,13 @@ def fit_ensemble(
         min_gain_references: the merge (or another member alone) replaces the lead member on a class only
             if its validation F4 is higher by more than ``min_gain_references / n``, ``n`` the class's
             validation references (0: whatever scores higher on validation).
+        scaled_merge: consider the equal-weight merge of threshold-scaled scores (each member's scores of a
+            class divided by its tuned validation threshold) as the starting choice. On simulated runs,
+            started from it where it tied or beat the lead on the fitting run, the ensemble of the U-Net and
+            the detector was at or above the detector on each of 3 folds with two different U-Nets (mean
+            0.772 and 0.769 against 0.757), where the isotonic-calibrated merges scored 0.752-0.754:
+            curves fitted to one run's tens of references are coarse (docs/BENCHMARKS.md, "Ensemble across
+            fitting runs"). The classes it takes keep the linear scaling as their calibration.
     """
     if not min_gain_references >= 0:
         raise ValueError(f"min_gain_references must be >= 0, got {min_gain_references}")
@@ -226,14 +252,41 @@ def fit_ensemble(
     def alone(index):
         return tuple(1.0 if i == index else 0.0 for i in range(len(member_f4)))
 
+    equal = tuple([1.0 / len(member_f4)] * len(member_f4))
+    # Each member's scores of a class divided by its own tuned validation threshold: one scale for all
+    # members (1 = "this member would keep it") from one number per class, not a fitted curve.
+    scalings = [_threshold_scaling(c, solution, catalog) for c in member_candidates]
+    scaled_f4 = {}
+    if scaled_merge and len(member_f4) > 1:
+        scaled = [scaling(c) for scaling, c in zip(scalings, member_candidates)]
+        scaled_f4 = {
+            n: c.best()[1]
+            for n, c in curves_of(_merge(scaled, {n: equal for n in classes}, merge_radius_fraction, catalog)).items()
+        }
+    scaled_classes = set()
     references = solution["particle_type"].value_counts()
     for name in classes:
         min_gain = min_gain_references / references[name]  # F4 of that many more references found
         f4 = [m.get(name, 0.0) for m in member_f4]
-        choices = [(f4[lead], alone(lead)), *((f4[i], alone(i)) for i in range(len(f4)) if i != lead)]
+        start_f4, start = f4[lead], alone(lead)
+        if name in scaled_f4 and scaled_f4[name] >= f4[lead]:  # ties too: agreement adds recall held out
+            start_f4, start = scaled_f4[name], equal
+        choices = [(f4[i], alone(i)) for i in range(len(f4)) if i != lead]
         choices.append((merged_f4.get(name, 0.0), weights[name]))
         best_f4, best_weights = max(choices, key=lambda choice: choice[0])  # the first of equals
-        weights[name] = best_weights if best_f4 > f4[lead] + min_gain else alone(lead)
+        weights[name] = best_weights if best_f4 > start_f4 + min_gain else start
+        if weights[name] is equal:
+            scaled_classes.add(name)
+    calibrations = tuple(
+        ScoreCalibration(
+            {
+                **{n: k for n, k in cal.knots.items() if n not in scaled_classes},
+                **{n: k for n, k in scaling.knots.items() if n in scaled_classes},
+            }
+        )
+        for cal, scaling in zip(calibrations, scalings)
+    )
+    calibrated = [cal(c) for cal, c in zip(calibrations, member_candidates)]
     merged = _merge(calibrated, weights, merge_radius_fraction, catalog)
     curves = curves_of(merged)
     val_fbeta = {

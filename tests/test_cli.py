@@ -149,3 +149,5 @@ def test_ensemble_min_gain_references_defaults_to_the_library_value_and_is_passe
     base = ["ensemble", "--checkpoint", "a.pt", "--data", "d", "--runs", "TS_a", "--out", "e.json"]
     assert build_parser().parse_args(base).min_gain_references == DEFAULT_MIN_GAIN_REFERENCES
     assert build_parser().parse_args([*base, "--min-gain-references", "0"]).min_gain_references == 0.0
+    assert build_parser().parse_args(base).scaled_merge is True
+    assert build_parser().parse_args([*base, "--no-scaled-merge"]).scaled_merge is False

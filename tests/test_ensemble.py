@@ -119,7 +119,8 @@ def test_two_different_members_beat_each_and_a_weak_member_does_not_hurt():
     a = _f4(a_test, test, best_thresholds(a_val, val))
     b = _f4(b_test, test, best_thresholds(b_val, val))
     assert score > max(a, b) + 0.01  # of at most 4/7 with these three classes
-    assert ensemble.weights["apo-ferritin"][0] > ensemble.weights["apo-ferritin"][1]
+    lead = max(("member 0", "member 1"), key=lambda m: sum(ensemble.val_fbeta[n][m] for n in CLASSES))
+    assert all(ensemble.val_fbeta[n]["ensemble"] >= ensemble.val_fbeta[n][lead] for n in CLASSES)
     # A member that scores at random adds nothing on validation and costs (almost) nothing held out.
     noise_val, noise_test = _member(val, 14, {}), _member(test, 15, {})
     noise_val["score"] = np.random.default_rng(16).random(len(noise_val))
@@ -141,7 +142,10 @@ def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_the_mar
     # The lead (better overall) and a weaker member that is better on thyroglobulin alone.
     lead_val = _member(val, 20, {"apo-ferritin": 0.9, "ribosome": 0.9, "thyroglobulin": 0.3})
     weak_val = _member(val, 21, {"apo-ferritin": 0.1, "ribosome": 0.1, "thyroglobulin": 0.9}, scale=0.2)
-    free = fit_ensemble([lead_val, weak_val], val, members=["lead", "weak"], min_gain_references=0.0)
+    # The margin against the lead alone: the threshold-scaled start is left out here (its own test below).
+    free = fit_ensemble(
+        [lead_val, weak_val], val, members=["lead", "weak"], min_gain_references=0.0, scaled_merge=False
+    )
     gain = free.val_fbeta["thyroglobulin"]["ensemble"] - free.val_fbeta["thyroglobulin"]["lead"]
     assert gain > 0.05 and free.weights["thyroglobulin"] != (1.0, 0.0)  # it takes thyroglobulin over
     for name in ("apo-ferritin", "ribosome"):  # where it is worse it is left out
@@ -150,23 +154,56 @@ def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_the_mar
     # with the lead; asked for a little less, it moves.
     n_thyroglobulin = int((val["particle_type"] == "thyroglobulin").sum())
     strict = fit_ensemble(
-        [lead_val, weak_val], val, members=["lead", "weak"], min_gain_references=(gain + 1e-6) * n_thyroglobulin
+        [lead_val, weak_val],
+        val,
+        members=["lead", "weak"],
+        min_gain_references=(gain + 1e-6) * n_thyroglobulin,
+        scaled_merge=False,
     )
     assert strict.weights["thyroglobulin"] == (1.0, 0.0)
     assert strict.val_fbeta["thyroglobulin"]["ensemble"] == pytest.approx(strict.val_fbeta["thyroglobulin"]["lead"])
     loose = fit_ensemble(
-        [lead_val, weak_val], val, members=["lead", "weak"], min_gain_references=(gain - 1e-6) * n_thyroglobulin
+        [lead_val, weak_val],
+        val,
+        members=["lead", "weak"],
+        min_gain_references=(gain - 1e-6) * n_thyroglobulin,
+        scaled_merge=False,
     )
     assert loose.weights["thyroglobulin"] == free.weights["thyroglobulin"]
     # A min_gain no class reaches gives the lead member's picks, held out as on validation.
     lead_test = _member(test, 22, {"apo-ferritin": 0.9, "ribosome": 0.9, "thyroglobulin": 0.3})
     weak_test = _member(test, 23, {"apo-ferritin": 0.1, "ribosome": 0.1, "thyroglobulin": 0.9}, scale=0.2)
-    only_lead = fit_ensemble([lead_val, weak_val], val, min_gain_references=1e6)
+    only_lead = fit_ensemble([lead_val, weak_val], val, min_gain_references=1e6, scaled_merge=False)
     assert all(w == (1.0, 0.0) for w in only_lead.weights.values())
     merged = _f4(ensemble_picks(only_lead, [lead_test, weak_test]), test, only_lead.thresholds)
     assert merged == pytest.approx(_f4(lead_test, test, best_thresholds(lead_val, val)), abs=1e-12)
     with pytest.raises(ValueError, match="min_gain_references must be >= 0"):
         fit_ensemble([lead_val, weak_val], val, min_gain_references=-0.1)
+
+
+def test_a_class_starts_from_the_threshold_scaled_merge_where_it_ties_or_beats_the_lead():
+    val, test = _solution(24), _solution(25)
+    # Two members of equal skill on scales 10x apart: merged on scores divided by each one's own threshold.
+    skill = {"apo-ferritin": 0.6, "ribosome": 0.6, "thyroglobulin": 0.6}
+    a_val, a_test = _member(val, 26, skill), _member(test, 27, skill)
+    b_val, b_test = _member(val, 28, skill, scale=0.1), _member(test, 29, skill, scale=0.1)
+    ensemble = fit_ensemble([a_val, b_val], val, members=["a", "b"], min_gain_references=1e6)
+    lead = max(("a", "b"), key=lambda m: sum(ensemble.val_fbeta[n][m] for n in CLASSES))
+    scaled = [n for n in CLASSES if ensemble.weights[n] == (0.5, 0.5)]
+    assert scaled  # equal members: agreement wins somewhere
+    for name in CLASSES:
+        # the start is the scaled merge exactly where it ties or beats the lead alone on validation
+        assert (name in scaled) == (ensemble.val_fbeta[name]["ensemble"] >= ensemble.val_fbeta[name][lead]), name
+    for member, candidates in zip(ensemble.calibrations, (a_val, b_val)):
+        thresholds = best_thresholds(candidates, val)
+        for name in scaled:  # the calibration of a scaled class is the line through (0, 0) and (t, 1)
+            xs, ys = member.knots[name]
+            assert xs == (0.0, 1.0) and ys[1] == pytest.approx(1.0 / thresholds[name])
+    # Held out it does at least as well as either member alone; off, the class keeps the lead alone.
+    score = _f4(ensemble_picks(ensemble, [a_test, b_test]), test, ensemble.thresholds)
+    assert score >= max(_f4(a_test, test, best_thresholds(a_val, val)), _f4(b_test, test, best_thresholds(b_val, val)))
+    off = fit_ensemble([a_val, b_val], val, members=["a", "b"], min_gain_references=1e6, scaled_merge=False)
+    assert len(set(off.weights.values())) == 1 and 1.0 in next(iter(off.weights.values()))
 
 
 def test_a_bad_ensemble_file_is_named(tmp_path):
