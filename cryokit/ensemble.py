@@ -253,11 +253,11 @@ def fit_ensemble(
         return tuple(1.0 if i == index else 0.0 for i in range(len(member_f4)))
 
     equal = tuple([1.0 / len(member_f4)] * len(member_f4))
-    # Each member's scores of a class divided by its own tuned validation threshold: one scale for all
-    # members (1 = "this member would keep it") from one number per class, not a fitted curve.
-    scalings = [_threshold_scaling(c, solution, catalog) for c in member_candidates]
     scaled_f4 = {}
     if scaled_merge and len(member_f4) > 1:
+        # Each member's scores of a class divided by its own tuned validation threshold: one scale for all
+        # members (1 = "this member would keep it") from one number per class, not a fitted curve.
+        scalings = [_threshold_scaling(c, solution, catalog) for c in member_candidates]
         scaled = [scaling(c) for scaling, c in zip(scalings, member_candidates)]
         scaled_f4 = {
             n: c.best()[1]
@@ -268,25 +268,28 @@ def fit_ensemble(
     for name in classes:
         min_gain = min_gain_references / references[name]  # F4 of that many more references found
         f4 = [m.get(name, 0.0) for m in member_f4]
-        start_f4, start = f4[lead], alone(lead)
-        if name in scaled_f4 and scaled_f4[name] >= f4[lead]:  # ties too: agreement adds recall held out
-            start_f4, start = scaled_f4[name], equal
+        starts_scaled = name in scaled_f4 and scaled_f4[name] >= f4[lead]  # ties too: agreement adds recall
+        start_f4, start = (scaled_f4[name], equal) if starts_scaled else (f4[lead], alone(lead))
         choices = [(f4[i], alone(i)) for i in range(len(f4)) if i != lead]
         choices.append((merged_f4.get(name, 0.0), weights[name]))
         best_f4, best_weights = max(choices, key=lambda choice: choice[0])  # the first of equals
-        weights[name] = best_weights if best_f4 > start_f4 + min_gain else start
-        if weights[name] is equal:
-            scaled_classes.add(name)
-    calibrations = tuple(
-        ScoreCalibration(
-            {
-                **{n: k for n, k in cal.knots.items() if n not in scaled_classes},
-                **{n: k for n, k in scaling.knots.items() if n in scaled_classes},
-            }
+        if best_f4 > start_f4 + min_gain:
+            weights[name] = best_weights
+        else:
+            weights[name] = start
+            if starts_scaled:
+                scaled_classes.add(name)
+    if scaled_classes:  # those classes merge on the threshold scaling, not on the isotonic curves
+        calibrations = tuple(
+            ScoreCalibration(
+                {
+                    **{n: k for n, k in cal.knots.items() if n not in scaled_classes},
+                    **{n: k for n, k in scaling.knots.items() if n in scaled_classes},
+                }
+            )
+            for cal, scaling in zip(calibrations, scalings)
         )
-        for cal, scaling in zip(calibrations, scalings)
-    )
-    calibrated = [cal(c) for cal, c in zip(calibrations, member_candidates)]
+        calibrated = [cal(c) for cal, c in zip(calibrations, member_candidates)]
     merged = _merge(calibrated, weights, merge_radius_fraction, catalog)
     curves = curves_of(merged)
     val_fbeta = {
