@@ -6,7 +6,8 @@ the three runs the models never trained on (the validation run and the two held-
 as the fitting run, and the other two are scored: each model alone (thresholds tuned on the fitting run),
 the raw-score merge, the ensemble of ``cryokit.ensemble.fit_ensemble`` (its defaults: the threshold-scaled
 start, isotonic calibration, ``min_gain_references`` 2) and the same with 0 (a class follows whichever choice
-scores higher on the fitting run), and the raw merge where it ties or beats the lead on the fitting run.
+scores higher on the fitting run), and the raw merge where it ties or beats the lead on the fitting run; then
+the U-Net predicted with flips TTA (the demo's), alone and in the default ensemble with the detector.
 Reuses the models and data of ``benchmarks/quality.py --domain DOMAIN`` (run that first). Writes the section
 "Ensemble across fitting runs (DOMAIN simulator)" of docs/BENCHMARKS.md.
 
@@ -44,6 +45,8 @@ METHODS = (
     f"calibrated ensemble (gain > {DEFAULT_MIN_GAIN_REFERENCES:g} references)",
     "raw merge where it ties or beats the lead (per class)",
 )
+# The U-Net predicted with the demo's TTA (cryokit.demo.pipeline.DEMO_TTA), alone and in the default ensemble.
+TTA_METHODS = ("U-Net, flips TTA", "cryokit ensemble, U-Net with flips TTA")
 
 
 def merge_where_no_worse(fit_members, fit_solution, members):
@@ -90,6 +93,18 @@ def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, 
     return row
 
 
+def tta_fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions, fit_run: str) -> dict:
+    """``TTA_METHODS`` on every run but ``fit_run``: candidates per run are [U-Net with TTA, detector]."""
+    test = [r for r in candidates if r != fit_run]
+    solution = pd.concat([solutions[r] for r in test], ignore_index=True)
+    members = [pd.concat([candidates[r][i] for r in test], ignore_index=True) for i in range(2)]
+    fit_members, fit_solution = candidates[fit_run], solutions[fit_run]
+    unet = apply_thresholds(members[0], best_thresholds(fit_members[0], fit_solution), 1.0)
+    ensemble = fit_ensemble(fit_members, fit_solution, list(METHODS[:2]))
+    merged = apply_thresholds(ensemble_picks(ensemble, members), ensemble.thresholds, 1.0)
+    return {method: float(score_table(solution, p).attrs["score"]) for method, p in zip(TTA_METHODS, (unet, merged))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domain", default="randomized", choices=["fixed", "randomized"])
@@ -101,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     runs = split["val"] + split["heldout"]
     candidates = {run: group_candidates(checkpoints, str(root), "train", [run])[1] for run in runs}
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
-    rows = {run: fold_scores(candidates, solutions, run) for run in runs}
+    tta = ["flips", "none"]
+    tta_candidates = {run: group_candidates(checkpoints, str(root), "train", [run], tta)[1] for run in runs}
+    rows = {
+        run: {**fold_scores(candidates, solutions, run), **tta_fold_scores(tta_candidates, solutions, run)}
+        for run in runs
+    }
+    columns = METHODS + TTA_METHODS
     lines = [
         f"- Command: `{COMMAND} --domain {args.domain}`",
         f"- Machine: {machine_description()}",
@@ -109,15 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"The models of `benchmarks/quality.py --domain {args.domain}`; each of the runs they never trained on "
         f"({', '.join(runs)}) fits the thresholds (and the ensemble) in turn, the other two are scored. "
-        "Weighted F4:",
+        "Weighted F4 (no TTA unless a column names it):",
         "",
-        "| fitted on | " + " | ".join(METHODS) + " |",
-        "|---|" + "---:|" * len(METHODS),
+        "| fitted on | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
     ]
     for run, row in rows.items():
-        lines.append(f"| {run} | " + " | ".join(f"{row[m]:.3f}" for m in METHODS) + " |")
-    mean = {m: sum(r[m] for r in rows.values()) / len(rows) for m in METHODS}
-    lines.append("| **mean** | " + " | ".join(f"**{mean[m]:.3f}**" for m in METHODS) + " |")
+        lines.append(f"| {run} | " + " | ".join(f"{row[m]:.3f}" for m in columns) + " |")
+    mean = {m: sum(r[m] for r in rows.values()) / len(rows) for m in columns}
+    lines.append("| **mean** | " + " | ".join(f"**{mean[m]:.3f}**" for m in columns) + " |")
     body = "\n".join(lines)
     print(body)
     update_section(f"Ensemble across fitting runs ({args.domain} simulator)", body)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 
 from cryokit.config import apply_overrides  # noqa: E402
-from cryokit.demo.pipeline import DemoConfig, _baseline, demo_training_config  # noqa: E402
+from cryokit.demo.pipeline import DEMO_TTA, DemoConfig, _baseline, demo_training_config  # noqa: E402
 from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
 from cryokit.inference.predict import group_candidates, predict_runs  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
@@ -95,8 +95,8 @@ def train_model(
     return fit(config, overwrite=True).best_checkpoint  # a benchmark re-run retrains from scratch
 
 
-def scored(checkpoints: list[Path], root: Path, runs, thresholds=None) -> pd.DataFrame:
-    picks, _ = predict_runs([str(c) for c in checkpoints], str(root), "train", list(runs), keep_scores=True)
+def scored(checkpoints: list[Path], root: Path, runs, thresholds=None, tta: str = "none") -> pd.DataFrame:
+    picks, _ = predict_runs([str(c) for c in checkpoints], str(root), "train", list(runs), tta, keep_scores=True)
     return picks if thresholds is None else apply_thresholds(picks, thresholds, 1.0)
 
 
@@ -130,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, checkpoint in checkpoints.items():
         thresholds = best_thresholds(scored([checkpoint], root, val_runs), val_solution)
         picks[name] = scored([checkpoint], root, heldout, thresholds)
+    # The demo's TTA per family (cryokit.demo.pipeline.DEMO_TTA): flips for the U-Net, thresholds tuned with it.
+    unet_tta = DEMO_TTA["unet"]
+    thresholds = best_thresholds(scored([checkpoints["U-Net"]], root, val_runs, tta=unet_tta), val_solution)
+    picks[f"U-Net, {unet_tta} TTA"] = scored([checkpoints["U-Net"]], root, heldout, thresholds, unet_tta)
     both = [str(c) for c in checkpoints.values()]  # different tasks: merged pick by pick
     picks["ensemble, raw scores averaged"] = scored(
         both, root, heldout, best_thresholds(scored(both, root, val_runs), val_solution)
@@ -139,6 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     ensemble = fit_ensemble(val_candidates, val_solution, names)
     _, heldout_candidates = group_candidates(both, str(root), "train", heldout)
     picks["ensemble, calibrated (cryokit ensemble)"] = apply_thresholds(
+        ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0
+    )
+    # The same with each member's demo TTA (`cryokit ensemble --tta flips none`).
+    ttas = [DEMO_TTA["unet"], DEMO_TTA["yolo3d"]]
+    names, val_candidates = group_candidates(both, str(root), "train", val_runs, ttas)
+    ensemble = fit_ensemble(val_candidates, val_solution, names)
+    _, heldout_candidates = group_candidates(both, str(root), "train", heldout, ttas)
+    picks[f"cryokit ensemble, U-Net with {unet_tta} TTA"] = apply_thresholds(
         ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0
     )
     tables = {name: score_table(solution, frame) for name, frame in picks.items()}
@@ -164,7 +176,8 @@ def _report(tables, args, seconds, train_runs, val_runs, heldout) -> str:
             "",
             f"Simulated default difficulty, 184 x 630 x 630 voxels: trained on {len(train_runs)} runs, thresholds "
             f"tuned on {len(val_runs)} validation run, scored on {len(heldout)} held-out runs ({', '.join(heldout)}) "
-            f"with the competition metric. Both networks at level 1 (20 A voxels), {args.epochs} epochs of the demo "
+            "with the competition metric (no TTA unless a row names it; thresholds tuned with the row's TTA). "
+            f"Both networks at level 1 (20 A voxels), {args.epochs} epochs of the demo "
             "configuration on CPU (`demo_training_config(model=...)`: the U-Net at output stride 2 with 192 "
             "patches per epoch, the detector at stride 4 with 64)."
             + (

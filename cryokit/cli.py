@@ -167,7 +167,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--runs", nargs="*", help="only these runs (default: all runs of the split)")
     p.add_argument("--out", type=Path, help="submission CSV to write (optional with --write-picks)")
-    p.add_argument("--tta", default="none", choices=TTA_CHOICES, help="test-time augmentation")
+    p.add_argument(
+        "--tta",
+        nargs="+",
+        choices=TTA_CHOICES,
+        help="test-time augmentation: one for every checkpoint group, or one per group in order (default: the "
+        "--ensemble's, else none)",
+    )
     p.add_argument("--thresholds", type=Path, help="thresholds.json (default: the checkpoint's tuned thresholds)")
     p.add_argument(
         "--device",
@@ -230,6 +236,8 @@ def _check_output_file(path: Path, flag: str = "--out") -> None:
 
 
 def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    from cryokit.inference.tta import TTA_CHOICES
+
     p = sub.add_parser(
         "ensemble",
         help="fit an ensemble of checkpoints of different kinds on validation runs (calibration, weights, thresholds)",
@@ -239,6 +247,14 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", nargs="+", required=True, help="validation runs (not trained on)")
     p.add_argument("--out", required=True, type=Path, help="ensemble JSON to write")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--tta",
+        nargs="+",
+        default=["none"],
+        choices=TTA_CHOICES,
+        help="test-time augmentation the members are predicted with: one for all, or one per checkpoint group "
+        "in order (recorded in the ensemble; e.g. flips none for a U-Net and a detector)",
+    )
     p.add_argument(
         "--min-gain-references",
         type=float,
@@ -271,7 +287,7 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     if solution.empty:
         raise ValueError(f"{source.describe()} holds no picks on {', '.join(args.runs)}: nothing to fit on")
     names, candidates = group_candidates(
-        [str(c) for c in args.checkpoints], source, "train", args.runs, device=args.device
+        [str(c) for c in args.checkpoints], source, "train", args.runs, _one_or_each(args.tta), args.device
     )
     ensemble = fit_ensemble(
         candidates,
@@ -286,6 +302,11 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     for name, per_member in ensemble.val_fbeta.items():
         print(f"  {name:>20}: " + ", ".join(f"{k.rsplit('/', 1)[-1]} {v:.3f}" for k, v in per_member.items()))
     return 0
+
+
+def _one_or_each(values: list[str]) -> str | list[str]:
+    """A repeatable option's one value (for every group) or its list (one per group)."""
+    return values[0] if len(values) == 1 else values
 
 
 def _precisions() -> tuple[str, ...]:
@@ -327,7 +348,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         source,
         args.split,
         args.runs,
-        args.tta,
+        None if args.tta is None else _one_or_each(args.tta),
         thresholds,
         args.device,
         keep_scores=args.keep_scores,

@@ -149,6 +149,8 @@ class Ensemble:
         merge_radius_fraction: clustering radius as a share of the class radius.
         val_fbeta: per class, validation F4 of each member and of the ensemble (the record of the choice).
         catalog: the particles it was fitted on (names, radii, weights).
+        tta: per member, the test-time augmentation its candidates were predicted with (the calibration
+            holds for that one; empty: "none" for each, as in files before version 3).
     """
 
     members: tuple[str, ...]
@@ -158,6 +160,12 @@ class Ensemble:
     merge_radius_fraction: float = 0.5
     val_fbeta: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     catalog: ParticleCatalog = COMPETITION_CATALOG
+    tta: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        from cryokit.inference.tta import group_ttas  # here: reading and merging picks needs no torch
+
+        object.__setattr__(self, "tta", group_ttas(self.tta or "none", len(self.members)))
 
 
 def _merge(
@@ -209,7 +217,8 @@ def fit_ensemble(
     class are worth; tune the thresholds of the merged scores.
 
     Args:
-        member_candidates: every scored candidate of each member on the validation runs (no thresholds).
+        member_candidates: every scored candidate of each member on the validation runs (no thresholds);
+            ``attrs["tta"]`` (``group_candidates`` sets it) is recorded as the member's TTA.
         solution: the validation runs' reference picks.
         members: names for the record (default ``member 0``, ``member 1``, ...).
         catalog: the particles of the candidates and the solution (radii for matching, weights).
@@ -297,7 +306,8 @@ def fit_ensemble(
         for name in classes
     }
     thresholds = best_thresholds(merged, solution, catalog=catalog)
-    return Ensemble(names, calibrations, weights, thresholds, merge_radius_fraction, val_fbeta, catalog)
+    tta = tuple(c.attrs.get("tta", "none") for c in member_candidates)
+    return Ensemble(names, calibrations, weights, thresholds, merge_radius_fraction, val_fbeta, catalog, tta)
 
 
 def ensemble_picks(ensemble: Ensemble, member_picks: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -315,7 +325,7 @@ def save_ensemble(path: str | Path, ensemble: Ensemble) -> Path:
     """Write ``ensemble`` as JSON (atomically)."""
     data = {
         "format": "cryokit-ensemble",
-        "version": 2,
+        "version": 3,
         "members": list(ensemble.members),
         "calibrations": [{n: [list(x), list(y)] for n, (x, y) in c.knots.items()} for c in ensemble.calibrations],
         "weights": {n: list(w) for n, w in ensemble.weights.items()},
@@ -323,6 +333,7 @@ def save_ensemble(path: str | Path, ensemble: Ensemble) -> Path:
         "merge_radius_fraction": ensemble.merge_radius_fraction,
         "val_fbeta": {n: dict(v) for n, v in ensemble.val_fbeta.items()},
         "catalog": ensemble.catalog.to_records(),
+        "tta": list(ensemble.tta),
     }
     return atomic_write_text(path, json.dumps(data, indent=1))
 
@@ -330,7 +341,8 @@ def save_ensemble(path: str | Path, ensemble: Ensemble) -> Path:
 def load_ensemble(path: str | Path) -> Ensemble:
     """Read an ensemble JSON written by ``save_ensemble``; raises naming the file if it is not one.
 
-    Files of version 1 hold no catalog: they were fitted on the competition's six particles."""
+    Files of version 1 hold no catalog: they were fitted on the competition's six particles; files before
+    version 3 hold no TTA: their members were predicted without."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -350,6 +362,8 @@ def load_ensemble(path: str | Path) -> Ensemble:
         thresholds = {n: float(t) for n, t in data["thresholds"].items()}
         radius = float(data["merge_radius_fraction"])
         catalog = ParticleCatalog.from_records(data["catalog"], str(path)) if "catalog" in data else COMPETITION_CATALOG
+        tta = data.get("tta", ())  # checked by Ensemble
+        tta = tuple(tta) if isinstance(tta, list) else tta
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"ensemble file {path} is malformed: {type(error).__name__}: {error}") from error
     bad = [n for n, w in weights.items() if len(w) != len(members)] + [
@@ -360,4 +374,7 @@ def load_ensemble(path: str | Path) -> Ensemble:
             f"ensemble file {path} is inconsistent: {len(members)} members, {len(calibrations)} "
             f"calibrations, bad classes {sorted(set(bad))}"
         )
-    return Ensemble(members, calibrations, weights, thresholds, radius, data.get("val_fbeta", {}), catalog)
+    try:
+        return Ensemble(members, calibrations, weights, thresholds, radius, data.get("val_fbeta", {}), catalog, tta)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"ensemble file {path}: {error}") from error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from conftest import make_blob_layout
 
@@ -140,6 +141,29 @@ def test_ensemble_of_two_kinds_is_fitted_saved_and_used(tmp_path, capsys):
     )
     error = capsys.readouterr().err
     assert status == 2 and "the ensemble file has 2 member(s)" in error and "1 group(s)" in error
+
+    # A TTA per member: each group's candidates are its own with its TTA, and the ensemble records them.
+    from cryokit.ensemble import load_ensemble
+    from cryokit.inference.predict import group_candidates
+
+    paths = [str(tmp_path / "s1" / "best.pt"), str(tmp_path / "s2" / "best.pt")]
+    _, per_group = group_candidates(paths, str(tmp_path / "data"), "train", ["TS_c"], ["flips", "none"])
+    _, [flipped] = group_candidates(paths[:1], str(tmp_path / "data"), "train", ["TS_c"], "flips")
+    _, [plain] = group_candidates(paths[:1], str(tmp_path / "data"), "train", ["TS_c"], "none")
+    assert [f.attrs["tta"] for f in per_group] == ["flips", "none"]
+    pd.testing.assert_frame_equal(per_group[0], flipped)
+    assert not flipped["score"].equals(plain["score"])  # the flips did change the first member's maps
+    fitted = tmp_path / "e_tta.json"
+    argv = ["ensemble", *checkpoints, *data, "--runs", "TS_c", "--out", str(fitted), "--tta", "flips", "none"]
+    assert main(argv) == 0 and load_ensemble(fitted).tta == ("flips", "none")
+    capsys.readouterr()
+    with_its_tta = score(*checkpoints, "--ensemble", str(fitted))  # no --tta: the ensemble's own
+    assert with_its_tta == score(*checkpoints, "--ensemble", str(fitted), "--tta", "flips", "none")
+    predict = ["predict", *checkpoints, *data, "--split", "train", "--runs", "TS_c", "--out", str(tmp_path / "y.csv")]
+    status = main([*predict, "--ensemble", str(fitted), "--tta", "none"])
+    error = capsys.readouterr().err
+    assert status == 2 and "fitted on candidates predicted with TTA flips, none" in error
+    assert not (tmp_path / "y.csv").exists()
 
 
 def test_ensemble_min_gain_references_defaults_to_the_library_value_and_is_passed_on():

@@ -243,3 +243,24 @@ def test_an_ensemble_on_a_project_catalog_matches_with_its_radii_and_keeps_it_in
     loaded = load_ensemble(save_ensemble(tmp_path / "ensemble.json", ensemble))
     assert loaded.catalog == catalog and loaded.thresholds == ensemble.thresholds
     pd.testing.assert_frame_equal(ensemble_picks(loaded, [candidates]), ensemble_picks(ensemble, [candidates]))
+
+
+def test_an_ensemble_records_each_members_tta_and_older_or_bad_files_are_handled(tmp_path):
+    import json
+
+    solution = _solution(0)
+    a = _member(solution, 1, {n: 0.8 for n in solution["particle_type"].unique()})
+    b = _member(solution, 2, {n: 0.6 for n in solution["particle_type"].unique()})
+    a.attrs["tta"] = "flips"  # what group_candidates records
+    ensemble = fit_ensemble([a, b], solution, ["unet", "detector"])
+    assert ensemble.tta == ("flips", "none")  # b has no record: predicted without
+    path = save_ensemble(tmp_path / "ensemble.json", ensemble)
+    assert load_ensemble(path).tta == ("flips", "none")
+    data = json.loads(path.read_text())
+    del data["tta"]  # a file of version 2
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert load_ensemble(tmp_path / "old.json").tta == ("none", "none")
+    for bad, message in ((["flips"], "1 TTA choices"), (["flips", "mirror"], "got 'mirror'"), (3, "got 3")):
+        (tmp_path / "bad.json").write_text(json.dumps({**data, "tta": bad}))
+        with pytest.raises(ValueError, match=f"bad.json.*{message}"):
+            load_ensemble(tmp_path / "bad.json")

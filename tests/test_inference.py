@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from cryokit.inference.predict import predict_maps
 from cryokit.inference.sliding_window import SlidingWindow
-from cryokit.inference.tta import tta_transforms
+from cryokit.inference.tta import group_ttas, tta_transforms
 
 
 def _gradient_field(volume: torch.Tensor) -> torch.Tensor:
@@ -54,6 +54,17 @@ def test_tta_of_an_equivariant_net_changes_nothing(stride, shape_zyx):
 def test_unknown_tta_is_refused():
     with pytest.raises(ValueError, match="tta must be one of"):
         tta_transforms("rot45")
+
+
+def test_each_ensemble_group_gets_one_tta_and_a_wrong_count_or_choice_is_refused():
+    assert group_ttas("flips", 2) == ("flips", "flips")  # one choice: every group
+    assert group_ttas(["flips", "none"], 2) == ("flips", "none")  # one per group, in order
+    with pytest.raises(ValueError, match="3 TTA choices .* for 2 group"):
+        group_ttas(["flips", "none", "none"], 2)
+    with pytest.raises(ValueError, match="tta must be one of .* got 'mirror'"):
+        group_ttas(["flips", "mirror"], 2)
+    with pytest.raises(ValueError, match="a list of them, got 8"):
+        group_ttas(8, 1)
 
 
 def test_maps_of_several_models_are_their_mean():

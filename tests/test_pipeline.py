@@ -11,6 +11,7 @@ import pytest
 
 from cryokit.config import replace
 from cryokit.demo.pipeline import DemoConfig, run_demo
+from cryokit.ensemble import load_ensemble
 from cryokit.io import read_solution
 from cryokit.io.submission import read_submission
 from cryokit.metric import score
@@ -49,6 +50,7 @@ def test_demo_writes_submission_scores_and_plots(tmp_path):
     summary = json.loads(result.files["summary"].read_text())
     assert summary["heldout_runs"] == ["TS_sim_1_0"] and summary["val_runs"] == ["TS_sim_0_2"]
     assert summary["training_config"]["data"]["train_runs"] == ["TS_sim_0_0", "TS_sim_0_1"]
+    assert summary["tta"] == {"unet": "flips"} and result.files["thresholds_unet"].is_file()
     record = tmp_path / "demo" / "data" / "train" / "static" / "ExperimentRuns" / "TS_sim_1_0" / "simulation.json"
     assert json.loads(record.read_text())["domain"] == "fixed"  # DemoConfig.domain reaches the simulator
     for key in ("scores_png", "predictions_png", "curves_png"):
@@ -71,15 +73,21 @@ def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
     solution = read_solution(tmp_path / "demo" / "data", "train", ["TS_sim_1_0"])
     assert score(solution, read_submission(result.files["submission"])) == pytest.approx(result.scores["ensemble"])
     assert (tmp_path / "demo" / "train_yolo3d" / "best.pt").is_file() and result.files["ensemble"].is_file()
-    # Each model's score is that of its own picks, as `cryokit predict` writes them alone.
+    # Each model's score is that of its own picks, as `cryokit predict` writes them alone with the demo's TTA
+    # for its family and the thresholds the demo tuned on the validation run with it.
     from cryokit.inference.predict import predict_runs
+    from cryokit.thresholds import load_thresholds
 
-    for label, folder in (("U-Net", "train"), ("YOLO3D detector", "train_yolo3d")):
+    assert summary["tta"] == {"unet": "flips", "yolo3d": "none"}  # DEMO_TTA
+    assert load_ensemble(result.files["ensemble"]).tta == ("flips", "none")
+    for model, label, folder in (("unet", "U-Net", "train"), ("yolo3d", "YOLO3D detector", "train_yolo3d")):
         alone, _ = predict_runs(
             [str(tmp_path / "demo" / folder / "best.pt")],
             str(tmp_path / "demo" / "data"),
             "train",
             ["TS_sim_1_0"],
+            summary["tta"][model],
+            load_thresholds(result.files[f"thresholds_{model}"]),
             progress=False,
         )
         assert score(solution, alone) == pytest.approx(result.scores[label], abs=1e-12), label

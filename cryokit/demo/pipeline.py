@@ -4,8 +4,8 @@
 simulates a dataset in the Kaggle layout: training runs and one validation run with one seed,
 held-out runs with another. With ``data_root`` (the real competition data, or any Kaggle-layout
 root) it takes the last runs of the train split as held-out runs and the one before as validation.
-The held-out runs are predicted by the baseline and by the trained U-Net and scored with the
-competition metric; everything lands in one folder.
+The held-out runs are predicted by the baseline and by the trained U-Net (with flip TTA, thresholds tuned on
+the validation run with it) and scored with the competition metric; everything lands in one folder.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -37,7 +38,7 @@ from cryokit.io.atomic import atomic_write_text
 from cryokit.io.source import KaggleSource
 from cryokit.io.submission import write_submission
 
-__all__ = ["DEMO_PATCHES_PER_EPOCH", "DemoConfig", "DemoResult", "demo_training_config", "run_demo"]
+__all__ = ["DEMO_PATCHES_PER_EPOCH", "DEMO_TTA", "DemoConfig", "DemoResult", "demo_training_config", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ log = logging.getLogger(__name__)
 # epoch measured side by side; 0.614 -> 0.718 weighted F4 on held-out randomized runs). The detector keeps
 # 64 and takes about twice the U-Net's time (25 against 11 minutes for 24 epochs on 2 cores).
 DEMO_PATCHES_PER_EPOCH = {"unet": 192, "yolo3d": 64}
+
+# Test-time augmentation of each family when the demo predicts (thresholds tuned on the validation runs with
+# it). Flips lifted every U-Net tried on held-out randomized runs and lowered the detector (docs/BENCHMARKS.md,
+# "Test-time augmentation").
+DEMO_TTA = {"unet": "flips", "yolo3d": "none"}
 
 
 def demo_training_config(quick: bool = False, model: str = "unet") -> RunConfig:
@@ -109,6 +115,8 @@ class DemoConfig:
     # with more than one, their calibrated ensemble (``cryokit.ensemble``) is fitted on the validation
     # runs, scored too, and writes the submission.
     models: tuple[str, ...] = ("unet",)
+    # Test-time augmentation per family (``cryokit.inference.tta``; a family not named: "none").
+    tta: Mapping[str, str] = field(default_factory=lambda: dict(DEMO_TTA))
 
     @classmethod
     def quick_defaults(cls, **changes) -> DemoConfig:
@@ -238,9 +246,10 @@ def _train_each(config: DemoConfig, root: Path, train_runs, val_runs, out_dir: P
 def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     """Run every step; returns the scores and the paths of what was written (all under ``out_dir``)."""
     from cryokit.ensemble import ensemble_picks, fit_ensemble, save_ensemble
-    from cryokit.inference.predict import group_candidates, predict_runs
+    from cryokit.inference.predict import group_candidates
     from cryokit.metric import score_table
     from cryokit.postprocess import apply_thresholds
+    from cryokit.thresholds import best_thresholds, save_thresholds
 
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -256,21 +265,23 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     first_label, first_checkpoint, training = next(iter(trained.values()))
     submitted = first_label
     files = {"checkpoint": first_checkpoint, "curves_png": first_checkpoint.parent / "curves.png"}
-    if len(trained) == 1:
-        picks[first_label], seconds[first_label] = predict_runs([str(first_checkpoint)], str(root), "train", heldout)
-    else:
-        # One pass per model over the held-out runs: its candidates give its own picks (its thresholds) and,
-        # calibrated, the ensemble's. The models are of different kinds, so each is its own group.
-        checkpoints = [str(c) for _, c, _ in trained.values()]
-        names, val_candidates = group_candidates(checkpoints, str(root), "train", val_runs)
-        ensemble = fit_ensemble(val_candidates, read_solution(root, "train", val_runs), names)
+    # One pass per model over the validation and the held-out runs, each with its family's TTA: its validation
+    # candidates tune its thresholds for that TTA (written beside it), its held-out candidates give its own
+    # picks and, calibrated, the ensemble's. Models of different kinds are each their own group.
+    checkpoints = [str(c) for _, c, _ in trained.values()]
+    ttas = [config.tta.get(model, "none") for model in trained]
+    val_solution = read_solution(root, "train", val_runs)
+    names, val_candidates = group_candidates(checkpoints, str(root), "train", val_runs, ttas)
+    _, heldout_candidates = group_candidates(checkpoints, str(root), "train", heldout, ttas)
+    for model, (label, _, _), val, held in zip(trained, trained.values(), val_candidates, heldout_candidates):
+        # classes the validation runs lack keep the checkpoint's thresholds
+        thresholds = {**val.attrs["thresholds"], **best_thresholds(val, val_solution)}
+        files[f"thresholds_{model}"] = save_thresholds(out_dir / f"thresholds_{model}.json", thresholds)
+        picks[label] = apply_thresholds(held, thresholds, held.attrs["default_threshold"])
+        seconds[label] = held.attrs["seconds"]
+    if len(trained) > 1:
+        ensemble = fit_ensemble(val_candidates, val_solution, names)
         files["ensemble"] = save_ensemble(out_dir / "ensemble.json", ensemble)
-        _, heldout_candidates = group_candidates(checkpoints, str(root), "train", heldout)
-        for (label, _, _), candidates in zip(trained.values(), heldout_candidates, strict=True):
-            picks[label] = apply_thresholds(
-                candidates, candidates.attrs["thresholds"], candidates.attrs["default_threshold"]
-            )
-            seconds[label] = candidates.attrs["seconds"]
         submitted = "ensemble"
         picks[submitted] = apply_thresholds(ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0)
     log.info("step 5/5: scoring and plotting")
@@ -284,6 +295,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     summary = {
         "scores": scores,
         "submission": submitted,
+        "tta": dict(zip(trained, ttas)),
         "seconds_per_tomogram": seconds[first_label] if len(seconds) == 1 else seconds,
         "train_runs": train_runs,
         "val_runs": val_runs,

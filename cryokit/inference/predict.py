@@ -28,7 +28,7 @@ from torch import nn
 from cryokit.inference.device import autocast_precision, resolve_device, resolve_precision
 from cryokit.inference.sliding_window import SlidingWindow, pad_to_stride, sliding_window_maps
 from cryokit.inference.speed import InferenceOptions, prepare_for_inference
-from cryokit.inference.tta import tta_transforms
+from cryokit.inference.tta import group_ttas, tta_transforms
 
 if TYPE_CHECKING:
     from cryokit.ensemble import Ensemble
@@ -196,7 +196,7 @@ def group_candidates(
     root: str | DataSource,
     split: str,
     runs: Sequence[str],
-    tta: str = "none",
+    tta: str | Sequence[str] = "none",
     device: str = "auto",
 ) -> tuple[list[str], list[pd.DataFrame]]:
     """Every scored candidate of each ensemble group on ``runs`` (what ``cryokit.ensemble.fit_ensemble`` takes).
@@ -204,7 +204,7 @@ def group_candidates(
     ``root`` is a Kaggle root (with ``split``) or any ``DataSource``, whose catalog the checkpoints' must
     match. Each group's frame has ``attrs["seconds"]`` (seconds per run, in ``runs`` order) and
     ``attrs["thresholds"]`` and ``attrs["default_threshold"]`` (its first checkpoint's, which
-    ``predict_runs`` would apply alone).
+    ``predict_runs`` would apply alone) and ``attrs["tta"]`` (``tta``: one choice, or one per group).
     """
     from cryokit.training.checkpoint import load_model
 
@@ -213,15 +213,18 @@ def group_candidates(
     check_catalogs(loaded, _as_source(root, split).catalog())
     groups = ensemble_groups(loaded)
     frames = []
-    for group in groups:
+    for group, group_tta in zip(groups, group_ttas(tta, len(groups))):
         parts, seconds = [], []
         for run in runs:
             start = time.perf_counter()
-            parts.append(predict_run([group], root, split, run, tta, device=torch_device, keep_scores=True))
+            parts.append(predict_run([group], root, split, run, group_tta, device=torch_device, keep_scores=True))
             seconds.append(time.perf_counter() - start)
         frame = pd.concat(parts, ignore_index=True)
         frame.attrs.update(
-            seconds=seconds, thresholds=dict(group[0].thresholds), default_threshold=group[0].default_threshold
+            seconds=seconds,
+            thresholds=dict(group[0].thresholds),
+            default_threshold=group[0].default_threshold,
+            tta=group_tta,
         )
         frames.append(frame)
     return group_names(groups), frames
@@ -232,7 +235,7 @@ def predict_run(
     root: str | DataSource,
     split: str,
     run: str,
-    tta: str = "none",
+    tta: str | Sequence[str] = "none",
     thresholds: dict[str, float] | None = None,
     device: torch.device | str = "cpu",
     amp: bool | None = None,
@@ -247,7 +250,7 @@ def predict_run(
     Args:
         groups: lists of loaded checkpoints; the first member of the first group sets thresholds defaults.
         root: a Kaggle root (with ``split``) or any ``DataSource`` (a copick project; ``split`` unused).
-        tta: one of ``TTA_CHOICES``.
+        tta: one of ``TTA_CHOICES`` for every group, or one per group (``group_ttas``).
         thresholds: per-class thresholds; None uses the first checkpoint's tuned thresholds, and classes
             missing from either use its ``default_threshold``.
         amp: mixed precision on CUDA; None follows each checkpoint's training setting.
@@ -277,7 +280,7 @@ def predict_run(
         else {name: thresholds.get(name, first.default_threshold) for name in first.catalog.names}
     )
     per_group = []
-    for members in groups:
+    for members, group_tta in zip(groups, group_ttas(tta, len(groups))):
         lead = members[0]
         tomogram = _as_source(root, split).open_tomogram(run, tomo_type or lead.tomo_type, lead.level)
         volume = normalise_tomogram_on(tomogram, device) if on_device else normalise_tomogram(tomogram)
@@ -289,7 +292,7 @@ def predict_run(
                 tomogram.voxel_spacing_angstrom_zyx,
                 run,
                 lead.window,
-                tta,
+                group_tta,
                 device,
                 lead.amp if amp is None else amp,
                 options,
@@ -401,11 +404,25 @@ def check_catalogs(loaded: Sequence[LoadedModel], catalog: ParticleCatalog, map_
         log.warning("checkpoint %s: mapping by name (%s); keeping %s", item.path, differences, ", ".join(shared))
 
 
+def _resolve_tta(tta: str | Sequence[str] | None, ensemble: Ensemble | None, n_groups: int) -> tuple[str, ...]:
+    """Each group's TTA: ``tta``, or the ensemble's when None; refused where it differs from the ensemble's."""
+    if tta is None:
+        return ensemble.tta if ensemble is not None else group_ttas("none", n_groups)
+    ttas = group_ttas(tta, n_groups)
+    if ensemble is not None and ttas != ensemble.tta:
+        raise ValueError(
+            f"the ensemble was fitted on candidates predicted with TTA {', '.join(ensemble.tta)} (one per member); "
+            f"its calibration and thresholds do not hold for {', '.join(ttas)}: predict with the ensemble's TTA "
+            "(leave tta out) or fit it again with this one"
+        )
+    return ttas
+
+
 def _predict_shard(
     checkpoints: Sequence[str],
     root: str | DataSource,
     split: str,
-    tta: str,
+    tta: str | Sequence[str],
     thresholds: dict[str, float] | None,
     keep_scores: bool,
     on_error: str,
@@ -462,7 +479,7 @@ def predict_runs(
     root: str | DataSource,
     split: str = "test",
     runs: Sequence[str] | None = None,
-    tta: str = "none",
+    tta: str | Sequence[str] | None = None,
     thresholds: dict[str, float] | None = None,
     device: str = "auto",
     progress: bool = True,
@@ -487,6 +504,10 @@ def predict_runs(
     ``options`` (``cryokit.inference.speed.InferenceOptions``) are applied to every model once per worker.
     ``ensemble`` (``cryokit.ensemble``, fitted by ``cryokit ensemble``) merges the groups on calibrated
     scores with its own thresholds; it must have one member per group.
+
+    ``tta``: one of ``TTA_CHOICES`` for every group or one per group (``group_ttas``); None: the TTA the
+    ``ensemble`` was fitted with, else "none". An ensemble's calibration holds for the TTA it was fitted
+    with, so another is refused.
 
     ``root`` is a Kaggle root (with ``split``) or any ``DataSource``; a copick source's catalog must
     match the checkpoints' (``check_catalogs``; ``map_by_name`` keeps the shared objects). ``tomo_type``
@@ -542,6 +563,7 @@ def predict_runs(
             f"the ensemble file has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the "
             f"checkpoints make {len(groups)} group(s) ({'; '.join(group_names(groups))})"
         )
+    tta = _resolve_tta(tta, ensemble, len(groups))
     runs = select_runs(source.list_runs(), runs, f"runs of {source.describe()}")
     worker = partial(
         _predict_shard,

@@ -2,6 +2,9 @@
 
 Each transform is undone on the maps, and on a task's vector channels (the detector's offsets) as well,
 so every transform's maps line up with the tomogram before they are averaged.
+
+The choice can differ between the groups of an ensemble (``group_ttas``): on held-out simulated runs flips
+lifted every U-Net tried and lowered the detector (docs/BENCHMARKS.md, "Test-time augmentation").
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["TTA_CHOICES", "GridTransform", "tta_transforms"]
+__all__ = ["TTA_CHOICES", "GridTransform", "group_ttas", "tta_transforms"]
 
 TTA_CHOICES = ("none", "flips", "flips+rot90")
 
@@ -57,3 +60,20 @@ def tta_transforms(tta: str) -> list[GridTransform]:
     flips = [tuple(a for a in range(3) if mask >> a & 1) for mask in range(8)]
     turns = (0, 1) if tta == "flips+rot90" else (0,)
     return [GridTransform(f, k) for k in turns for f in flips]
+
+
+def group_ttas(tta: str | Sequence[str], n_groups: int) -> tuple[str, ...]:
+    """One TTA choice per ensemble group: a single choice for every group, or a sequence, one per group in
+    order (``ensemble_groups`` order: first-seen kind first)."""
+    if not isinstance(tta, str) and not (isinstance(tta, Sequence) and all(isinstance(t, str) for t in tta)):
+        raise ValueError(f"tta must be a choice of {TTA_CHOICES} or a list of them, got {tta!r}")
+    ttas = (tta,) * n_groups if isinstance(tta, str) else tuple(tta)
+    unknown = [t for t in ttas if t not in TTA_CHOICES]
+    if unknown:
+        raise ValueError(f"tta must be one of {TTA_CHOICES}, got {unknown[0]!r}")
+    if len(ttas) != n_groups:
+        raise ValueError(
+            f"{len(ttas)} TTA choices ({', '.join(ttas)}) for {n_groups} group(s) of checkpoints: give one "
+            "for all or one per group"
+        )
+    return ttas
