@@ -134,6 +134,16 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "(the default since 2026-12-06, second change)",
         {**_P192, "loss.particle_weighting": "volume", "postprocess.smooth_sigma_angstrom": 40.0},
     ),
+    # One change each against today's default (`p192_volume_smooth40`).
+    "default_ball07": (
+        "today's default + balls of 0.7 r (from 0.5): more cells per particle, apo-ferritin's ball about 3 cells "
+        "across at 40 A",
+        {"target.radius_fraction": 0.7},
+    ),
+    "default_wide": (
+        "today's default + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
+        {"model.channels": [32, 64, 128, 256]},
+    ),
     "p192_wide": (
         "`stride2_p192` + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
         {**_P192, "model.channels": [32, 64, 128, 256]},
