@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cryokit.config import replace
-from cryokit.demo.pipeline import DemoConfig, run_demo
+from cryokit.demo.pipeline import DEMO_TTA, DemoConfig, run_demo
 from cryokit.ensemble import load_ensemble
 from cryokit.io import read_solution
 from cryokit.io.submission import read_submission
@@ -50,7 +50,7 @@ def test_demo_writes_submission_scores_and_plots(tmp_path):
     summary = json.loads(result.files["summary"].read_text())
     assert summary["heldout_runs"] == ["TS_sim_1_0"] and summary["val_runs"] == ["TS_sim_0_2"]
     assert summary["training_config"]["data"]["train_runs"] == ["TS_sim_0_0", "TS_sim_0_1"]
-    assert summary["tta"] == {"unet": "flips"} and result.files["thresholds_unet"].is_file()
+    assert summary["tta"] == {"unet": "none"} and result.files["thresholds_unet"].is_file()  # quick: no TTA
     record = tmp_path / "demo" / "data" / "train" / "static" / "ExperimentRuns" / "TS_sim_1_0" / "simulation.json"
     assert json.loads(record.read_text())["domain"] == "fixed"  # DemoConfig.domain reaches the simulator
     for key in ("scores_png", "predictions_png", "curves_png"):
@@ -61,7 +61,8 @@ def test_demo_writes_submission_scores_and_plots(tmp_path):
 
 
 def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
-    result = run_demo(_quick_demo(tmp_path, epochs=1, models=("unet", "yolo3d")))
+    # With the full demo's TTA per family: the U-Net flipped, the detector not.
+    result = run_demo(_quick_demo(tmp_path, epochs=1, models=("unet", "yolo3d"), tta=dict(DEMO_TTA)))
     assert set(result.scores) == {"DoG baseline", "U-Net", "YOLO3D detector", "ensemble"}
     summary = json.loads(result.files["summary"].read_text())
     assert summary["submission"] == "ensemble"
@@ -98,5 +99,6 @@ def test_the_demo_simulates_the_randomized_family_and_the_quick_demo_the_fixed_d
     from cryokit.cli import build_parser
 
     assert DemoConfig().domain == "randomized" and DemoConfig.quick_defaults().domain == "fixed"
+    assert DemoConfig().tta == DEMO_TTA == {"unet": "flips", "yolo3d": "none"} and DemoConfig.quick_defaults().tta == {}
     assert DemoConfig().training.augment.gamma_p > 0 and DemoConfig().training.augment.wedge_p > 0
     assert build_parser().parse_args(["demo"]).domain is None  # None: the configuration's own default
