@@ -198,14 +198,18 @@ def group_candidates(
     runs: Sequence[str],
     tta: str | Sequence[str] = "none",
     device: str = "auto",
+    progress: bool = True,
 ) -> tuple[list[str], list[pd.DataFrame]]:
     """Every scored candidate of each ensemble group on ``runs`` (what ``cryokit.ensemble.fit_ensemble`` takes).
 
     ``root`` is a Kaggle root (with ``split``) or any ``DataSource``, whose catalog the checkpoints' must
     match. Each group's frame has ``attrs["seconds"]`` (seconds per run, in ``runs`` order) and
     ``attrs["thresholds"]`` and ``attrs["default_threshold"]`` (its first checkpoint's, which
-    ``predict_runs`` would apply alone) and ``attrs["tta"]`` (``tta``: one choice, or one per group).
+    ``predict_runs`` would apply alone) and ``attrs["tta"]`` (the group's TTA: ``tta`` is one choice for
+    every group or one per group). ``progress``: a tqdm bar per group.
     """
+    from tqdm.auto import tqdm
+
     from cryokit.training.checkpoint import load_model
 
     torch_device = resolve_device(device)
@@ -215,7 +219,7 @@ def group_candidates(
     frames = []
     for group, group_tta in zip(groups, group_ttas(tta, len(groups))):
         parts, seconds = [], []
-        for run in runs:
+        for run in tqdm(runs, desc=f"candidates (tta {group_tta})", unit="run", disable=not progress):
             start = time.perf_counter()
             parts.append(predict_run([group], root, split, run, group_tta, device=torch_device, keep_scores=True))
             seconds.append(time.perf_counter() - start)
