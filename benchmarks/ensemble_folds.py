@@ -69,12 +69,18 @@ def merge_where_no_worse(fit_members, fit_solution, members):
     return picks(members), best_thresholds(picks(fit_members), fit_solution)
 
 
-def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, pd.DataFrame], fit_run: str) -> dict:
-    """Weighted F4 on every run but ``fit_run`` of each method fitted on ``fit_run``."""
+def fold(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, pd.DataFrame], fit_run: str):
+    """(each member's candidates on every run but ``fit_run``, their solution, each member's candidates on
+    ``fit_run``, its solution)."""
     test = [r for r in candidates if r != fit_run]
     solution = pd.concat([solutions[r] for r in test], ignore_index=True)
     members = [pd.concat([candidates[r][i] for r in test], ignore_index=True) for i in range(2)]
-    fit_members, fit_solution = candidates[fit_run], solutions[fit_run]
+    return members, solution, candidates[fit_run], solutions[fit_run]
+
+
+def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, pd.DataFrame], fit_run: str) -> dict:
+    """Weighted F4 on every run but ``fit_run`` of each method fitted on ``fit_run``."""
+    members, solution, fit_members, fit_solution = fold(candidates, solutions, fit_run)
 
     def scored(picks):
         return float(score_table(solution, picks).attrs["score"])
@@ -95,10 +101,7 @@ def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, 
 
 def tta_fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions, fit_run: str) -> dict:
     """``TTA_METHODS`` on every run but ``fit_run``: candidates per run are [U-Net with TTA, detector]."""
-    test = [r for r in candidates if r != fit_run]
-    solution = pd.concat([solutions[r] for r in test], ignore_index=True)
-    members = [pd.concat([candidates[r][i] for r in test], ignore_index=True) for i in range(2)]
-    fit_members, fit_solution = candidates[fit_run], solutions[fit_run]
+    members, solution, fit_members, fit_solution = fold(candidates, solutions, fit_run)
     unet = apply_thresholds(members[0], best_thresholds(fit_members[0], fit_solution), 1.0)
     ensemble = fit_ensemble(fit_members, fit_solution, list(METHODS[:2]))
     merged = apply_thresholds(ensemble_picks(ensemble, members), ensemble.thresholds, 1.0)
@@ -116,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = split["val"] + split["heldout"]
     candidates = {run: group_candidates(checkpoints, str(root), "train", [run])[1] for run in runs}
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
-    tta = ["flips", "none"]
-    tta_candidates = {run: group_candidates(checkpoints, str(root), "train", [run], tta)[1] for run in runs}
+    # The U-Net flipped (the demo's TTA), the detector's candidates as above (no TTA, the demo's too).
+    tta_candidates = {
+        run: [group_candidates(checkpoints[:1], str(root), "train", [run], "flips")[1][0], candidates[run][1]]
+        for run in runs
+    }
     rows = {
         run: {**fold_scores(candidates, solutions, run), **tta_fold_scores(tta_candidates, solutions, run)}
         for run in runs

@@ -130,10 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, checkpoint in checkpoints.items():
         thresholds = best_thresholds(scored([checkpoint], root, val_runs), val_solution)
         picks[name] = scored([checkpoint], root, heldout, thresholds)
-    # The demo's TTA per family (cryokit.demo.pipeline.DEMO_TTA): flips for the U-Net, thresholds tuned with it.
-    unet_tta = DEMO_TTA["unet"]
-    thresholds = best_thresholds(scored([checkpoints["U-Net"]], root, val_runs, tta=unet_tta), val_solution)
-    picks[f"U-Net, {unet_tta} TTA"] = scored([checkpoints["U-Net"]], root, heldout, thresholds, unet_tta)
     both = [str(c) for c in checkpoints.values()]  # different tasks: merged pick by pick
     picks["ensemble, raw scores averaged"] = scored(
         both, root, heldout, best_thresholds(scored(both, root, val_runs), val_solution)
@@ -145,11 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     picks["ensemble, calibrated (cryokit ensemble)"] = apply_thresholds(
         ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0
     )
-    # The same with each member's demo TTA (`cryokit ensemble --tta flips none`).
-    ttas = [DEMO_TTA["unet"], DEMO_TTA["yolo3d"]]
+    # The same with each member's demo TTA (`cryokit ensemble --tta flips none`); its U-Net candidates give the
+    # U-Net's own row with that TTA, thresholds tuned with it.
+    unet_tta, ttas = DEMO_TTA["unet"], [DEMO_TTA["unet"], DEMO_TTA["yolo3d"]]
     names, val_candidates = group_candidates(both, str(root), "train", val_runs, ttas)
-    ensemble = fit_ensemble(val_candidates, val_solution, names)
     _, heldout_candidates = group_candidates(both, str(root), "train", heldout, ttas)
+    picks[f"U-Net, {unet_tta} TTA"] = apply_thresholds(
+        heldout_candidates[0], best_thresholds(val_candidates[0], val_solution), 1.0
+    )
+    ensemble = fit_ensemble(val_candidates, val_solution, names)
     picks[f"cryokit ensemble, U-Net with {unet_tta} TTA"] = apply_thresholds(
         ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0
     )

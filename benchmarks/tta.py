@@ -20,13 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
-from quality import simulate_quality_data  # noqa: E402
+from quality import scored, simulate_quality_data  # noqa: E402
 
-from cryokit.inference.predict import predict_runs  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
 from cryokit.particles import SCORED_PARTICLE_NAMES  # noqa: E402
-from cryokit.postprocess import apply_thresholds  # noqa: E402
 from cryokit.thresholds import best_thresholds  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/tta.py"
@@ -51,12 +49,12 @@ def models_present(out: Path, experiments=EXPERIMENTS) -> dict[str, Path]:
 
 def heldout_table(checkpoint: Path, root: Path, runs: dict, tta: str):
     """Held-out score table of one model with ``tta``, thresholds tuned on the validation run with it."""
-    val, _ = predict_runs([str(checkpoint)], str(root), "train", runs["val"], tta, keep_scores=True, progress=False)
-    heldout, _ = predict_runs(
-        [str(checkpoint)], str(root), "train", runs["heldout"], tta, keep_scores=True, progress=False
+    thresholds = best_thresholds(
+        scored([checkpoint], root, runs["val"], tta=tta), read_solution(root, "train", runs["val"])
     )
-    thresholds = best_thresholds(val, read_solution(root, "train", runs["val"]))
-    return score_table(read_solution(root, "train", runs["heldout"]), apply_thresholds(heldout, thresholds, 1.0))
+    return score_table(
+        read_solution(root, "train", runs["heldout"]), scored([checkpoint], root, runs["heldout"], thresholds, tta)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

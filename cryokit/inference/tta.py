@@ -51,10 +51,14 @@ class GridTransform:
         return maps
 
 
-def tta_transforms(tta: str) -> list[GridTransform]:
-    """The transforms of a TTA choice: "none" (1), "flips" (8 axis-flip combinations), "flips+rot90" (16)."""
+def _check_choice(tta: str) -> None:
     if tta not in TTA_CHOICES:
         raise ValueError(f"tta must be one of {TTA_CHOICES}, got {tta!r}")
+
+
+def tta_transforms(tta: str) -> list[GridTransform]:
+    """The transforms of a TTA choice: "none" (1), "flips" (8 axis-flip combinations), "flips+rot90" (16)."""
+    _check_choice(tta)
     if tta == "none":
         return [GridTransform()]
     flips = [tuple(a for a in range(3) if mask >> a & 1) for mask in range(8)]
@@ -68,9 +72,8 @@ def group_ttas(tta: str | Sequence[str], n_groups: int) -> tuple[str, ...]:
     if not isinstance(tta, str) and not (isinstance(tta, Sequence) and all(isinstance(t, str) for t in tta)):
         raise ValueError(f"tta must be a choice of {TTA_CHOICES} or a list of them, got {tta!r}")
     ttas = (tta,) * n_groups if isinstance(tta, str) else tuple(tta)
-    unknown = [t for t in ttas if t not in TTA_CHOICES]
-    if unknown:
-        raise ValueError(f"tta must be one of {TTA_CHOICES}, got {unknown[0]!r}")
+    for choice in ttas:
+        _check_choice(choice)
     if len(ttas) != n_groups:
         raise ValueError(
             f"{len(ttas)} TTA choices ({', '.join(ttas)}) for {n_groups} group(s) of checkpoints: give one "
