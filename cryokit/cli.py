@@ -527,7 +527,14 @@ def _add_kaggle(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("--out", required=True, type=Path, help="folder to hold dataset/ and kernel/")
     pack.add_argument("--dataset-slug", default="INSERT_USERNAME/cryokit-models", help="username/dataset-name")
     pack.add_argument("--kernel-slug", help="username/kernel-name (default: username/cryokit-inference)")
-    pack.add_argument("--tta", default="flips", choices=TTA_CHOICES, help="the notebook's default TTA")
+    pack.add_argument(
+        "--tta",
+        choices=TTA_CHOICES,
+        help="the notebook's default TTA (default flips; with --ensemble each member's fitted one)",
+    )
+    pack.add_argument(
+        "--ensemble", type=Path, help="a fitted ensemble (cryokit ensemble) over --checkpoints, in their order"
+    )
     pack.add_argument("--wheels", type=Path, help="folder of wheels to ship instead of fetching monai and einops")
     pack.add_argument(
         "--wheel-source",
@@ -563,6 +570,7 @@ def _run_kaggle_bundle(args: argparse.Namespace) -> int:
         not args.public,
         args.source,
         args.weights_dtype,
+        args.ensemble,
     )
     for entry in staged.checkpoints:
         print(

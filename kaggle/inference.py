@@ -22,7 +22,8 @@
 # the TTA, then drops ensemble members, when the projected time for the hidden test set (~500
 # tomograms) would exceed the limit. Every visible GPU works: on Kaggle's 2 x T4 one worker process
 # per GPU takes every second tomogram (its guard counts both), and the picks are merged in run order
-# into the one CSV.
+# into the one CSV. A bundle with a fitted ensemble (`cryokit kaggle bundle --ensemble`) merges its
+# members on calibrated scores, each with the TTA it was fitted with.
 
 # %%
 import time
@@ -36,9 +37,10 @@ runs = []  # only these runs; empty: every run of the split
 model_dir = "/kaggle/input/cryokit-models"  # attached dataset: checkpoints, thresholds.json, wheels
 checkpoints = []  # checkpoint files in model_dir, most important first; empty: the bundle's list
 thresholds_file = "thresholds.json"  # in model_dir; "" uses the first checkpoint's tuned thresholds
+ensemble_file = ""  # in model_dir: a fitted ensemble (cryokit ensemble; its own thresholds); "": none
 output_csv = "/kaggle/working/submission.csv"
 report_json = "/kaggle/working/cryokit_report.json"  # what happened, as JSON; "" writes none
-tta = "flips"  # none | flips | flips+rot90 (the time-budget guard may lower it)
+tta = "flips"  # none | flips | flips+rot90, the guard may lower it (an ensemble: its TTAs up to this)
 device = "auto"  # auto: every visible GPU, one worker process each (Kaggle's 2 x T4: two); else the CPU
 workers = 0  # worker processes, each taking every n-th run; 0: one per device
 amp = True  # mixed precision on CUDA (bf16 where native, else fp16)
@@ -203,6 +205,7 @@ if predict_submission is not None:
         precision=precision,
         workers=workers or None,
         on_error=on_error,
+        ensemble=os.path.join(model_dir, ensemble_file) if ensemble_file else None,
         time_budget_hours=time_budget_hours,
         expected_tomograms=expected_tomograms,
         budget_safety=budget_safety,

@@ -35,7 +35,7 @@ from cryokit.config import (
 )
 from cryokit.inference.predict import predict_runs
 from cryokit.io.submission import SUBMISSION_COLUMNS, read_submission
-from cryokit.kaggle.budget import TimeBudget, degradation_ladder
+from cryokit.kaggle.budget import InferencePlan, TimeBudget, degradation_ladder
 from cryokit.kaggle.bundle import COMPETITION
 from cryokit.kaggle.embedding import (
     ENTRY_MODULES,
@@ -407,3 +407,123 @@ def test_offline_notebook_with_two_workers_writes_the_csv_of_one(trained, bundle
     assert two["device"] == "cpu, cpu" and list(two["seconds"]) == list(TEST_RUNS) and not two["errors"]
     assert (tmp_path / "two" / "submission.csv").read_text() == (tmp_path / "one" / "submission.csv").read_text()
     assert two["n_picks"] == one["n_picks"] > 0
+
+
+def test_members_with_their_own_tta_are_capped_step_by_step():
+    ladder = degradation_ladder("flips+rot90", 2, ("flips", "none"))  # a fitted ensemble: U-Net flips, detector none
+    assert [(p.describe(), p.passes) for p in ladder] == [
+        ("tta=flips, none, 2 model(s)", 9),  # starts at the most expensive member's TTA, not the cap above it
+        ("tta=none, none, 2 model(s)", 2),
+        ("tta=none, 1 model(s)", 1),
+    ]
+    capped = degradation_ladder("none", 2, ("flips", "none"))  # the notebook's tta caps every member
+    assert [p.passes for p in capped] == [2, 1] and capped[0].tta_of(0) == "none"
+    assert InferencePlan.from_dict(ladder[0].to_dict()) == ladder[0]
+    with pytest.raises(ValueError, match="1 TTA choices"):
+        degradation_ladder("flips", 2, ("flips",))
+    with pytest.raises(ValueError, match="tta must be one of"):
+        degradation_ladder("flips", 1, ("mirror",))
+
+
+@pytest.fixture(scope="module")
+def fitted_ensemble(trained):
+    """A second checkpoint of another kind (output stride 2) and an ensemble of both, fitted with the U-Net
+    flipped and the other not; thresholds at the candidate floor, so that the picks are many."""
+    import dataclasses
+
+    from cryokit.config import TargetConfig
+    from cryokit.ensemble import fit_ensemble, save_ensemble
+    from cryokit.inference.predict import group_candidates
+    from cryokit.io import read_solution
+
+    base, root = trained["base"], trained["root"]
+    config = RunConfig(
+        data=DataConfig(root=str(root)),
+        patch=PatchConfig(size_zyx=(16, 32, 32), batch_size=2, patches_per_epoch=2, inference_batch_size=4),
+        target=TargetConfig(stride=2),
+        model=ModelConfig(channels=(4, 8), strides=(2,), num_res_units=0),
+        augment=AugmentConfig(rotate_degrees=0, scale_fraction=0, elastic_p=0, noise_p=0, intensity_p=0),
+        train=TrainConfig(epochs=1, out_dir=str(base / "run_s2")),
+        tracking=TrackingConfig(enabled=False),
+    )
+    checkpoints = [str(trained["checkpoint"]), str(fit(config, progress=False).best_checkpoint)]
+    names, candidates = group_candidates(checkpoints, str(root), "train", ["TS_a"], ["flips", "none"], "cpu", False)
+    ensemble = fit_ensemble(candidates, read_solution(root, "train", ["TS_a"]), names)
+    ensemble = dataclasses.replace(ensemble, thresholds={name: 0.0 for name in PARTICLE_NAMES})
+    return {"checkpoints": checkpoints, "path": save_ensemble(base / "ensemble.json", ensemble), "ensemble": ensemble}
+
+
+def test_the_submission_applies_a_fitted_ensemble_with_each_members_tta(trained, fitted_ensemble, tmp_path):
+    checkpoints, path = fitted_ensemble["checkpoints"], fitted_ensemble["path"]
+    expected, _ = predict_runs(
+        checkpoints, str(trained["root"]), "test", ensemble=fitted_ensemble["ensemble"], device="cpu", progress=False
+    )
+    report = predict_submission(
+        checkpoints, trained["root"], tmp_path / "sub.csv", tta="flips+rot90", ensemble=path, device="cpu"
+    )
+    assert report.ensemble == "2 members, TTA flips, none" and not report.errors
+    assert report.final_plan["describe"] == "tta=flips, none, 2 model(s)"  # the ensemble's own TTA, not the cap
+    got = sorted_picks(tmp_path / "sub.csv")
+    assert len(got) == len(expected) > 0
+    want = expected.sort_values(["experiment", "particle_type", "x", "y", "z"]).reset_index(drop=True)
+    np.testing.assert_allclose(got[["x", "y", "z"]].to_numpy(), want[["x", "y", "z"]].to_numpy(), atol=1e-3)
+    raw, _ = predict_runs(checkpoints, str(trained["root"]), "test", tta="none", thresholds=THRESHOLDS, device="cpu")
+    assert len(raw) != len(got)  # the ensemble's merge and thresholds, not the raw one
+
+    # Short of time the guard drops the TTA, then the detector: the U-Net alone, with the thresholds given.
+    tight = predict_submission(
+        checkpoints,
+        trained["root"],
+        tmp_path / "tight.csv",
+        ensemble=path,
+        thresholds=THRESHOLDS,
+        device="cpu",
+        time_budget_hours=0.05,
+        expected_tomograms=100000,
+    )
+    assert tight.plan_changes[0]["to"] == "tta=none, 1 model(s)" and not tight.skipped_for_time
+    later = read_submission(tmp_path / "tight.csv").query("experiment != 'TS_t1'")
+    alone, _ = predict_runs(checkpoints[:1], str(trained["root"]), "test", ["TS_t2", "TS_t3"], "none", THRESHOLDS)
+    assert len(later) == len(alone) > 0
+
+    # An ensemble that does not fit the checkpoints, or a damaged file: reported, the members merged raw.
+    alone = predict_submission(checkpoints[:1], trained["root"], tmp_path / "alone.csv", ensemble=path, device="cpu")
+    assert alone.ensemble == "" and "ensemble not used: it has 2 member(s)" in alone.errors[0]
+    assert "1 group(s)" in alone.errors[0] and alone.n_picks > 0
+    (tmp_path / "bad.json").write_text("{ not json")
+    damaged = predict_submission(
+        checkpoints, trained["root"], tmp_path / "bad.csv", ensemble=tmp_path / "bad.json", device="cpu"
+    )
+    assert (
+        damaged.errors[0].startswith("ensemble not used (ValueError: ensemble file") and "bad.json" in damaged.errors[0]
+    )
+    assert damaged.n_picks == len(read_submission(tmp_path / "bad.csv")) > 0
+    with pytest.raises(ValueError, match="the ensemble does not fit"):
+        predict_submission(
+            checkpoints[:1], trained["root"], tmp_path / "r.csv", ensemble=path, device="cpu", on_error="raise"
+        )
+
+
+def test_bundle_ships_the_ensemble_and_the_offline_notebook_applies_it(trained, fitted_ensemble, tmp_path, capsys):
+    checkpoints, path = fitted_ensemble["checkpoints"], fitted_ensemble["path"]
+    common = ["kaggle", "bundle", "--thresholds", str(trained["thresholds"]), "--wheel-source", "installed"]
+    common += ["--dataset-slug", DATASET_SLUG, "--kernel-slug", KERNEL_SLUG, "--weights", "float32"]
+    status = main([*common, "--checkpoints", checkpoints[0], "--ensemble", str(path), "--out", str(tmp_path / "x")])
+    error = capsys.readouterr().err
+    assert status == 2 and f"ensemble file {path} has 2 member(s)" in error and not (tmp_path / "x").exists()
+    assert main([*common, "--checkpoints", *checkpoints, "--ensemble", str(path), "--out", str(tmp_path / "b")]) == 0
+    dataset = tmp_path / "b" / "dataset"
+    assert json.loads((dataset / "cryokit_bundle.json").read_text())["ensemble_file"] == "ensemble.json"
+    notebook = tmp_path / "b" / "kernel" / "cryokit-test-inference.ipynb"
+    params = next(c for c in nbformat.read(notebook, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    assert 'ensemble_file = "ensemble.json"' in params.source.replace("'", '"')
+    assert 'tta = "flips"' in params.source.replace("'", '"')  # the most any member was fitted with
+    report, text = run_offline(
+        notebook, tmp_path / "work", {"data_root": str(trained["root"])} | {"model_dir": str(dataset)}
+    )
+    assert report["ensemble"] == "2 members, TTA flips, none" and not report["errors"], text[-2000:]
+    expected, _ = predict_runs(
+        checkpoints, str(trained["root"]), "test", ensemble=fitted_ensemble["ensemble"], device="cpu", progress=False
+    )
+    got = sorted_picks(tmp_path / "work" / "submission.csv")
+    assert len(got) == len(expected) > 0

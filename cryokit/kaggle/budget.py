@@ -3,8 +3,10 @@
 Kaggle gives the notebook 12 h for the hidden test set (about 500 tomograms, so about 86 s each on a
 T4). ``TimeBudget`` measures the tomograms done so far and projects the rest; when the projection
 exceeds the budget, ``affordable`` steps down ``degradation_ladder``: TTA first (flips+rot90 -> flips ->
-none), then ensemble members from the last. Plans are costed by forward passes (TTA transforms x
-members), and every measurement under a new plan replaces the estimate.
+none), then ensemble members from the last. Members may want different TTAs (a fitted ensemble's U-Net
+with flips, its detector without): each step caps them, so no member predicts with more than the step's
+TTA. Plans are costed by forward passes (each member's TTA transforms, summed), and every measurement
+under a new plan replaces the estimate.
 
 With several devices (Kaggle's 2 x T4: one worker per GPU, each taking every second run) each worker
 has a guard with ``devices=2``: it projects its own share of the hidden test set
@@ -25,30 +27,63 @@ __all__ = ["InferencePlan", "degradation_ladder", "TimeBudget"]
 
 @dataclass(frozen=True)
 class InferencePlan:
-    """One way to predict a tomogram: a TTA choice and the ensemble members used (indices, in order)."""
+    """One way to predict a tomogram: a TTA cap and the ensemble members used (indices, in order).
+
+    ``member_tta``: each member's wanted TTA, indexed like the checkpoints (all of them, not only
+    ``members``); empty: every member wants ``tta``. A member predicts with the lesser of its wanted TTA
+    and ``tta`` (``TTA_CHOICES`` order).
+    """
 
     tta: str
     members: tuple[int, ...]
+    member_tta: tuple[str, ...] = ()
+
+    def tta_of(self, member: int) -> str:
+        """The TTA ``member`` predicts with under this plan."""
+        wanted = self.member_tta[member] if self.member_tta else self.tta
+        return min(wanted, self.tta, key=TTA_CHOICES.index)
 
     @property
     def passes(self) -> int:
-        """Forward passes over the tomogram: TTA transforms x members (the cost model of the guard)."""
-        return len(tta_transforms(self.tta)) * len(self.members)
+        """Forward passes over the tomogram: each member's TTA transforms, summed (the guard's cost model)."""
+        return sum(len(tta_transforms(self.tta_of(m))) for m in self.members)
 
     def describe(self) -> str:
-        return f"tta={self.tta}, {len(self.members)} model(s)"
+        if not self.member_tta:
+            return f"tta={self.tta}, {len(self.members)} model(s)"
+        return f"tta={', '.join(self.tta_of(m) for m in self.members)}, {len(self.members)} model(s)"
 
     def to_dict(self) -> dict:
-        return {"tta": self.tta, "members": list(self.members), "describe": self.describe()}
+        return {
+            "tta": self.tta,
+            "members": list(self.members),
+            "member_tta": list(self.member_tta),
+            "describe": self.describe(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> InferencePlan:
+        return cls(data["tta"], tuple(data["members"]), tuple(data.get("member_tta", ())))
 
 
-def degradation_ladder(tta: str, n_members: int) -> list[InferencePlan]:
-    """Plans from the configured one down to the cheapest: TTA steps first, then members from the last."""
+def degradation_ladder(tta: str, n_members: int, member_tta: Sequence[str] = ()) -> list[InferencePlan]:
+    """Plans from the configured one down to the cheapest: TTA steps first, then members from the last.
+
+    ``member_tta``: each member's own TTA (a fitted ensemble's, one per checkpoint), which ``tta`` and
+    every step cap; empty: every member predicts with ``tta``."""
     if n_members < 1:
         raise ValueError(f"the ensemble needs at least one member, got {n_members}")
+    for choice in (tta, *member_tta):
+        tta_transforms(choice)  # checks the choice
+    member_tta = tuple(member_tta)
+    if member_tta and len(member_tta) != n_members:
+        raise ValueError(f"{len(member_tta)} TTA choices ({', '.join(member_tta)}) for {n_members} member(s)")
+    # with member TTAs, steps above the most expensive of them cost the same as it: start there
+    top = min(tta, max(member_tta, key=TTA_CHOICES.index), key=TTA_CHOICES.index) if member_tta else tta
     all_members = tuple(range(n_members))
-    ladder = [InferencePlan(t, all_members) for t in reversed(TTA_CHOICES[: TTA_CHOICES.index(tta) + 1])]
-    ladder += [InferencePlan("none", all_members[:n]) for n in range(n_members - 1, 0, -1)]
+    steps = reversed(TTA_CHOICES[: TTA_CHOICES.index(top) + 1])
+    ladder = [InferencePlan(t, all_members, member_tta) for t in steps]
+    ladder += [InferencePlan("none", all_members[:n], member_tta) for n in range(n_members - 1, 0, -1)]
     return ladder
 
 

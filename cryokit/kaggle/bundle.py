@@ -2,9 +2,9 @@
 
 ``bundle`` stages a Kaggle dataset folder (inference-only checkpoints written by
 ``cryokit.training.checkpoint.export_inference_checkpoint``: weights, EMA ones where trained with EMA,
-configuration and thresholds, no optimiser state, optionally fp16; ``thresholds.json``,
-``cryokit_bundle.json`` with each checkpoint's config and sizes, the wheels Kaggle lacks,
-``dataset-metadata.json``) and a kernel folder
+configuration and thresholds, no optimiser state, optionally fp16; ``thresholds.json``, optionally a
+fitted ensemble's ``ensemble.json``, ``cryokit_bundle.json`` with each checkpoint's config and sizes, the
+wheels Kaggle lacks, ``dataset-metadata.json``) and a kernel folder
 (the notebook of ``cryokit.kaggle.notebook`` and ``kernel-metadata.json``: GPU on, internet off, the
 dataset and competition attached), ready for ``kaggle datasets create -p DIR/dataset`` and
 ``kaggle kernels push -p DIR/kernel``.
@@ -25,6 +25,7 @@ from cryokit.kaggle.notebook import build_notebook
 __all__ = ["COMPETITION", "kernel_metadata", "dataset_metadata", "Bundle", "bundle", "bundle_names"]
 
 COMPETITION = "czii-cryo-et-object-identification"
+ENSEMBLE_FILE = "ensemble.json"  # a fitted ensemble's name in the dataset
 _SLUG = re.compile(r"^[A-Za-z0-9_-]+/[a-z0-9][a-z0-9-]*$")
 
 
@@ -96,6 +97,24 @@ def bundle_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
+def _check_ensemble(ensemble, checkpoints: Sequence[Path], path: Path) -> None:
+    """Refuse an ensemble that does not fit the checkpoints: one member per group, the same particles."""
+    from cryokit.inference.predict import ensemble_groups, group_names
+    from cryokit.training.checkpoint import load_model
+
+    loaded = [load_model(c, "cpu") for c in checkpoints]
+    groups = ensemble_groups(loaded)
+    differences = ensemble.catalog.differences(loaded[0].catalog)
+    if differences:
+        raise ValueError(f"ensemble file {path} was fitted on other particles than {checkpoints[0]}: {differences}")
+    if len(groups) != len(ensemble.members):
+        raise ValueError(
+            f"ensemble file {path} has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the "
+            f"checkpoints make {len(groups)} group(s) ({'; '.join(group_names(groups))}): give the checkpoints it "
+            "was fitted on, in the same order"
+        )
+
+
 def _stage_dataset(
     folder: Path,
     checkpoints: Sequence[Path],
@@ -105,10 +124,12 @@ def _stage_dataset(
     wheel_source: str,
     names: Sequence[str] | None = None,
     dtype: str = "float32",
+    ensemble=None,
 ) -> tuple[tuple[Path, ...], list[dict]]:
-    """Export the checkpoints (inference only) and copy the thresholds, write the manifest with each
-    config and size, stage the wheels."""
+    """Export the checkpoints (inference only) and copy the thresholds (and ``ensemble``, a fitted
+    ``cryokit.ensemble.Ensemble``), write the manifest with each config and size, stage the wheels."""
     import cryokit
+    from cryokit.ensemble import save_ensemble
     from cryokit.kaggle.runtime import BUNDLE_MANIFEST
     from cryokit.thresholds import load_thresholds, save_thresholds
     from cryokit.training.checkpoint import export_inference_checkpoint, load_checkpoint
@@ -128,11 +149,14 @@ def _stage_dataset(
             }
         )
     save_thresholds(folder / "thresholds.json", load_thresholds(thresholds))
+    if ensemble is not None:
+        save_ensemble(folder / ENSEMBLE_FILE, ensemble)
     wheels = stage_wheels(folder, wheels_dir, wheel_source)
     manifest = {
         "cryokit_version": cryokit.__version__,
         "checkpoints": entries,
         "thresholds_file": "thresholds.json",
+        "ensemble_file": ENSEMBLE_FILE if ensemble is not None else "",
         "wheels": [w.name for w in wheels],
     }
     atomic_write_text(folder / BUNDLE_MANIFEST, json.dumps(manifest, indent=2))
@@ -146,12 +170,13 @@ def bundle(
     out: str | Path,
     dataset_slug: str = "INSERT_USERNAME/cryokit-models",
     kernel_slug: str | None = None,
-    tta: str = "flips",
+    tta: str | None = None,
     wheels_dir: str | Path | None = None,
     wheel_source: str = "auto",
     is_private: bool = True,
     source: str | Path | None = None,
     dtype: str = "auto",
+    ensemble: str | Path | None = None,
 ) -> Bundle:
     """Stage ``out/dataset`` and ``out/kernel`` for the Kaggle API (each folder replaced atomically).
 
@@ -159,21 +184,32 @@ def bundle(
         checkpoints: trained checkpoints, most important first (the time guard drops the last first).
         thresholds: a ``thresholds.json`` (``cryokit.thresholds.save_thresholds``), copied after validation.
         dataset_slug, kernel_slug: "username/name"; the kernel defaults to "username/cryokit-inference".
-        tta: the notebook's default TTA. wheels_dir, wheel_source: see ``cryokit.kaggle.embedding.stage_wheels``.
+        tta: the notebook's default TTA (None: "flips", or with an ensemble the most any of its members
+            was fitted with: each member then predicts with its own). wheels_dir, wheel_source: see
+            ``cryokit.kaggle.embedding.stage_wheels``.
         is_private: the kernel's visibility.
         dtype: how the checkpoints' floating-point weights are stored: "float32", "float16", "int8", or
             "auto" (int8 for networks of 10 M parameters or more, float16 below; see
             ``cryokit.training.checkpoint.export_inference_checkpoint``).
+        ensemble: a fitted ensemble's JSON file (``cryokit ensemble``) over these checkpoints, in the order
+            it was fitted on; the notebook then merges them with it (``cryokit.kaggle.runtime``).
 
     Returns:
         The staged folders, and per checkpoint its manifest entry (file, sizes before and after export).
     """
-    from cryokit.inference.tta import tta_transforms
+    from cryokit.ensemble import load_ensemble
+    from cryokit.inference.tta import TTA_CHOICES, tta_transforms
 
-    tta_transforms(tta)
     paths = [Path(c) for c in checkpoints]
     if not paths:
         raise ValueError("bundle needs at least one checkpoint")
+    fitted = None
+    if ensemble is not None:
+        fitted = load_ensemble(ensemble)  # raises naming the file
+        _check_ensemble(fitted, paths, Path(ensemble))
+    if tta is None:
+        tta = max(fitted.tta, key=TTA_CHOICES.index) if fitted is not None else "flips"
+    tta_transforms(tta)
     names = bundle_names(paths)
     owner, dataset_name = _check_slug(dataset_slug, "dataset slug", 3)
     kernel_slug = kernel_slug or f"{owner}/cryokit-inference"
@@ -181,12 +217,21 @@ def bundle(
     out = Path(out)
     with atomic_path(out / "dataset") as tmp:
         wheels, entries = _stage_dataset(
-            tmp, paths, Path(thresholds), dataset_slug, wheels_dir, wheel_source, names=names, dtype=dtype
+            tmp,
+            paths,
+            Path(thresholds),
+            dataset_slug,
+            wheels_dir,
+            wheel_source,
+            names=names,
+            dtype=dtype,
+            ensemble=fitted,
         )
     parameters = {
         "model_dir": f"/kaggle/input/{dataset_name}",
         "checkpoints": names,
         "thresholds_file": "thresholds.json",
+        "ensemble_file": ENSEMBLE_FILE if fitted is not None else "",
         "tta": tta,
     }
     with atomic_path(out / "kernel") as tmp:

@@ -10,6 +10,10 @@ valid submission CSV, even an empty one:
   exceeds the budget, steps down a ladder of cheaper plans: TTA first (flips+rot90 -> flips -> none),
   then ensemble members from the last; if even the real time left runs out, the remaining runs are
   left out so that the CSV is still written in time;
+* a fitted ensemble (``cryokit ensemble``'s JSON file) merges the members on calibrated scores with its
+  own thresholds, each member predicting with the TTA the ensemble was fitted with (the guard may lower
+  it); once the guard drops a member, the rest are merged as without one (``thresholds`` or the first
+  checkpoint's), since the ensemble's weights and thresholds hold for all its members together;
 * every visible GPU works (Kaggle's 2 x T4): one worker process per device takes every n-th run
   (``cryokit.inference.shard``) with its own guard counting the devices; the parent merges the picks
   in run order and writes the one CSV.
@@ -30,6 +34,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from cryokit.inference.predict import ensemble_groups, predict_each_run, predict_run
+from cryokit.inference.tta import group_ttas
 from cryokit.kaggle.budget import InferencePlan, TimeBudget, degradation_ladder
 
 __all__ = [
@@ -62,6 +67,7 @@ class SubmissionReport:
     plan_changes: list[dict] = field(default_factory=list)
     final_plan: dict = field(default_factory=dict)
     checkpoints: list[str] = field(default_factory=list)
+    ensemble: str = ""  # the fitted ensemble applied ("" none)
     device: str = ""
     seconds_per_tomogram: float | None = None
     expected_tomograms: int = 0
@@ -149,6 +155,7 @@ def _predict_all(
     split: str,
     runs: list[str],
     ladder: list[InferencePlan],
+    ensemble,
     thresholds,
     device,
     amp,
@@ -159,7 +166,8 @@ def _predict_all(
     frames: list[pd.DataFrame],
 ) -> None:
     """Every run with the library's run loop; after each, the guard re-plans (``report.final_plan`` follows).
-    Each run's picks go into ``frames`` as soon as it is done, so that whatever happens later, they are written."""
+    Each run's picks go into ``frames`` as soon as it is done, so that whatever happens later, they are written.
+    ``ensemble`` merges the groups while the plan keeps every one of its members (module docstring)."""
     level, started = 0, 0
     report.final_plan = ladder[0].to_dict()
 
@@ -167,8 +175,22 @@ def _predict_all(
         nonlocal started
         started += 1
         plan = ladder[level]
+        index = {id(loaded[m]): m for m in plan.members}
         groups = ensemble_groups([loaded[m] for m in plan.members])
-        return predict_run(groups, str(root), split, run, plan.tta, thresholds, device, amp, precision=precision)
+        ttas = [plan.tta_of(index[id(members[0])]) for members in groups]  # a group's members share one TTA
+        merging = ensemble if len(plan.members) == len(loaded) else None  # it holds for all its members
+        return predict_run(
+            groups,
+            str(root),
+            split,
+            run,
+            ttas,
+            None if merging is not None else thresholds,  # the ensemble's own, on its calibrated scale
+            device,
+            amp,
+            ensemble=merging,
+            precision=precision,
+        )
 
     def after_run(run: str, picks: pd.DataFrame, seconds: float) -> None:
         frames.append(picks)
@@ -273,7 +295,7 @@ def _finish(
     report.n_picks = len(picks)
     try:
         if report.final_plan:
-            plan = InferencePlan(report.final_plan["tta"], tuple(report.final_plan["members"]))
+            plan = InferencePlan.from_dict(report.final_plan)
             report.expected_tomograms = budget.expected_tomograms
             report.seconds_per_tomogram = budget.seconds_per_tomogram(plan)
             done = len(report.seconds) + len(report.failed)
@@ -295,12 +317,61 @@ def _write_report(report: SubmissionReport, report_json: str | Path | None) -> N
         atomic_write_text(report_json, json.dumps(report.to_dict(), indent=2))
 
 
+def _read_ensemble(path: str | Path | None, on_error: str, report: SubmissionReport):
+    """The fitted ensemble in ``path`` (None for none); with "skip" one that cannot be read is reported and
+    the members are merged without it."""
+    from cryokit.ensemble import load_ensemble
+
+    if not path:
+        return None
+    try:
+        return load_ensemble(path)
+    except Exception as error:  # noqa: BLE001 -- without the ensemble the members still predict
+        if on_error == "raise":
+            raise
+        report.errors.append(f"ensemble not used ({type(error).__name__}: {error}): members merged on raw scores")
+        log.error(report.errors[-1])
+        return None
+
+
+def _fitting_ensemble(ensemble, loaded: list, on_error: str, report: SubmissionReport):
+    """``ensemble`` if it fits the loaded checkpoints (one member per group, the same particles), else
+    None (reported; "raise" raises)."""
+    if ensemble is None:
+        return None
+    groups = ensemble_groups(loaded)
+    problem = ensemble.catalog.differences(loaded[0].catalog)
+    if problem:
+        problem = f"it was fitted on other particles than checkpoint {loaded[0].path} predicts: {problem}"
+    elif len(groups) != len(ensemble.members):
+        problem = (
+            f"it has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the loaded checkpoints "
+            f"make {len(groups)} group(s)"
+        )
+    if problem:
+        if on_error == "raise":
+            raise ValueError(f"the ensemble does not fit: {problem}")
+        report.errors.append(f"ensemble not used: {problem}; members merged on raw scores")
+        log.error(report.errors[-1])
+        return None
+    report.ensemble = f"{len(ensemble.members)} members, TTA {', '.join(ensemble.tta)}"
+    return ensemble
+
+
+def _member_ttas(loaded: list, group_tta: Sequence[str]) -> tuple[str, ...]:
+    """Each loaded checkpoint's TTA from one TTA per ensemble group (``ensemble_groups`` order)."""
+    groups = ensemble_groups(loaded)
+    group_of = {id(member): g for g, members in enumerate(groups) for member in members}
+    return tuple(group_ttas(group_tta, len(groups))[group_of[id(item)]] for item in loaded)
+
+
 def _predict_on_device(
     checkpoints: Sequence[str | Path],
     root,
     split: str,
     runs: list[str],
     tta: str,
+    ensemble,
     thresholds,
     device,
     amp,
@@ -312,10 +383,31 @@ def _predict_on_device(
 ) -> None:
     """Load the checkpoints on ``device`` and predict ``runs`` there under ``budget``'s guard."""
     loaded = _load_checkpoints(checkpoints, device, on_error, report)
-    ladder = degradation_ladder(tta, len(loaded))
-    log.info("%d run(s) on %s; %d model(s); plan %s", len(runs), device, len(loaded), ladder[0].describe())
+    ensemble = _fitting_ensemble(ensemble, loaded, on_error, report)
+    ladder = degradation_ladder(tta, len(loaded), _member_ttas(loaded, ensemble.tta) if ensemble else ())
+    log.info(
+        "%d run(s) on %s; %d model(s)%s; plan %s",
+        len(runs),
+        device,
+        len(loaded),
+        f", ensemble of {report.ensemble}" if ensemble else "",
+        ladder[0].describe(),
+    )
     _predict_all(
-        loaded, root, split, runs, ladder, thresholds, device, amp, precision, on_error, budget, report, frames
+        loaded,
+        root,
+        split,
+        runs,
+        ladder,
+        ensemble,
+        thresholds,
+        device,
+        amp,
+        precision,
+        on_error,
+        budget,
+        report,
+        frames,
     )
 
 
@@ -324,6 +416,7 @@ def _submission_worker(
     root,
     split: str,
     tta: str,
+    ensemble,
     thresholds,
     amp,
     precision: str,
@@ -345,7 +438,20 @@ def _submission_worker(
     report, frames = SubmissionReport(csv_path="", device=str(device)), []
     try:
         _predict_on_device(
-            checkpoints, root, split, runs, tta, thresholds, device, amp, precision, on_error, budget, report, frames
+            checkpoints,
+            root,
+            split,
+            runs,
+            tta,
+            ensemble,
+            thresholds,
+            device,
+            amp,
+            precision,
+            on_error,
+            budget,
+            report,
+            frames,
         )
     except Exception as error:  # noqa: BLE001 -- the other devices' runs still make the CSV
         if on_error == "raise":
@@ -365,8 +471,9 @@ def _merge_reports(report: SubmissionReport, parts: Sequence[SubmissionReport], 
     report.plan_changes = [{**change, "device": part.device} for part in parts for change in part.plan_changes]
     plans = [part.final_plan for part in parts if part.final_plan]
     if plans:
-        report.final_plan = min(plans, key=lambda p: InferencePlan(p["tta"], tuple(p["members"])).passes)
+        report.final_plan = min(plans, key=lambda p: InferencePlan.from_dict(p).passes)
     report.checkpoints = parts[0].checkpoints if parts else []
+    report.ensemble = parts[0].ensemble if parts and all(part.ensemble for part in parts) else ""
     report.errors += [error for part in parts for error in part.errors]
 
 
@@ -381,6 +488,7 @@ def predict_submission(
     device: str = "auto",
     amp: bool | None = None,
     on_error: str = "skip",
+    ensemble: str | Path | None = None,
     time_budget_hours: float = 12.0,
     expected_tomograms: int = 500,
     budget_safety: float = 0.9,
@@ -397,8 +505,10 @@ def predict_submission(
         root: competition root (holds ``{split}/static/ExperimentRuns``).
         out_csv: the submission to write; written even when nothing could be predicted.
         runs: only these runs (default: every run of the split).
-        tta: the TTA wanted (``TTA_CHOICES``); the guard may lower it.
-        thresholds: per-class thresholds; None uses the first checkpoint's tuned thresholds.
+        tta: the TTA wanted (``TTA_CHOICES``); the guard may lower it. With an ensemble, the most any
+            member uses: each predicts with the TTA the ensemble was fitted with, up to this.
+        thresholds: per-class thresholds; None uses the first checkpoint's tuned thresholds. An ensemble
+            uses its own (they are on its calibrated scale) while it has all its members.
         device: "auto" (every visible GPU, one worker process each; else the CPU), "cuda" (every GPU),
             "cpu", "cuda:1", ...; amp: mixed precision on CUDA (None: as trained).
         on_error: "skip" logs a failing run (or checkpoint) and goes on; "raise" stops (after writing the CSV).
@@ -409,6 +519,9 @@ def predict_submission(
         clock: the guard's clock with one device (the workers of several use ``time.time``).
         precision: the network's, one of ``cryokit.inference.device.PRECISIONS`` ("auto" follows ``amp``).
         workers: worker processes (default one per device of ``device``); runs are shared out in turn.
+        ensemble: a fitted ensemble's JSON file (``cryokit ensemble``), one member per group of checkpoints
+            (``ensemble_groups``); one that cannot be read or does not fit is reported and the members
+            are merged on raw scores ("raise" raises).
     """
     from cryokit.inference.device import resolve_precision
 
@@ -432,6 +545,7 @@ def predict_submission(
         expected = max(budget.expected_tomograms, len(runs))
         budget = TimeBudget(budget_seconds, expected, budget.started_at, clock, len(devices))
         log.info("%d run(s) in %s/%s over %s", len(runs), root, split, report.device)
+        fitted = _read_ensemble(ensemble, on_error, report)
         if len(devices) == 1:
             _predict_on_device(
                 checkpoints,
@@ -439,6 +553,7 @@ def predict_submission(
                 split,
                 runs,
                 tta,
+                fitted,
                 thresholds,
                 devices[0],
                 amp,
@@ -455,6 +570,7 @@ def predict_submission(
                 str(root),
                 split,
                 tta,
+                fitted,
                 thresholds,
                 amp,
                 precision,
