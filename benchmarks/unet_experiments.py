@@ -147,6 +147,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "today's default + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
         {"model.channels": [32, 64, 128, 256]},
     ),
+    "default_deep": (
+        "today's default + a fifth level (channels 16-32-64-128-256, strides 2-2-2-2): a receptive field twice as "
+        "wide, for the shapes that tell beta-galactosidase from thyroglobulin and apo-ferritin",
+        {"model.channels": [16, 32, 64, 128, 256], "model.strides": [2, 2, 2, 2]},
+    ),
     "p192_wide": (
         "`stride2_p192` + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
         {**_P192, "model.channels": [32, 64, 128, 256]},

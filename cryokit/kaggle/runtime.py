@@ -100,6 +100,18 @@ class SubmissionReport:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """How every run is predicted (``predict_submission``'s arguments; plain data, sent to device workers)."""
+
+    tta: str
+    ensemble: object  # a fitted cryokit.ensemble.Ensemble, or None
+    thresholds: dict[str, float] | None
+    amp: bool | None
+    precision: str
+    on_error: str
+
+
 def resolve_checkpoints(model_dir: str | Path, names: Sequence[str] = ()) -> list[Path]:
     """Checkpoint paths: ``names`` inside ``model_dir``; else the bundle manifest's order; else sorted ``*.pt``."""
     model_dir = Path(model_dir)
@@ -156,18 +168,16 @@ def _predict_all(
     runs: list[str],
     ladder: list[InferencePlan],
     ensemble,
-    thresholds,
+    settings: _Settings,
     device,
-    amp,
-    precision: str,
-    on_error: str,
     budget: TimeBudget,
     report: SubmissionReport,
     frames: list[pd.DataFrame],
 ) -> None:
     """Every run with the library's run loop; after each, the guard re-plans (``report.final_plan`` follows).
     Each run's picks go into ``frames`` as soon as it is done, so that whatever happens later, they are written.
-    ``ensemble`` merges the groups while the plan keeps every one of its members (module docstring)."""
+    ``ensemble`` (the one that fits the loaded checkpoints, or None) merges the groups while the plan keeps
+    every one of its members (module docstring)."""
     level, started = 0, 0
     report.final_plan = ladder[0].to_dict()
 
@@ -185,11 +195,11 @@ def _predict_all(
             split,
             run,
             ttas,
-            None if merging is not None else thresholds,  # the ensemble's own, on its calibrated scale
+            None if merging is not None else settings.thresholds,  # the ensemble's own, on its calibrated scale
             device,
-            amp,
+            settings.amp,
             ensemble=merging,
-            precision=precision,
+            precision=settings.precision,
         )
 
     def after_run(run: str, picks: pd.DataFrame, seconds: float) -> None:
@@ -241,7 +251,7 @@ def _predict_all(
         return False
 
     results = predict_each_run(
-        runs, predict_one, on_error, progress=False, after_run=after_run, stop=lambda: guarded(out_of_time)
+        runs, predict_one, settings.on_error, progress=False, after_run=after_run, stop=lambda: guarded(out_of_time)
     )
     report.failed.update(results.failed)
     report.skipped_for_time = results.not_started
@@ -370,21 +380,16 @@ def _predict_on_device(
     root,
     split: str,
     runs: list[str],
-    tta: str,
-    ensemble,
-    thresholds,
+    settings: _Settings,
     device,
-    amp,
-    precision: str,
-    on_error: str,
     budget: TimeBudget,
     report: SubmissionReport,
     frames: list[pd.DataFrame],
 ) -> None:
     """Load the checkpoints on ``device`` and predict ``runs`` there under ``budget``'s guard."""
-    loaded = _load_checkpoints(checkpoints, device, on_error, report)
-    ensemble = _fitting_ensemble(ensemble, loaded, on_error, report)
-    ladder = degradation_ladder(tta, len(loaded), _member_ttas(loaded, ensemble.tta) if ensemble else ())
+    loaded = _load_checkpoints(checkpoints, device, settings.on_error, report)
+    ensemble = _fitting_ensemble(settings.ensemble, loaded, settings.on_error, report)
+    ladder = degradation_ladder(settings.tta, len(loaded), _member_ttas(loaded, ensemble.tta) if ensemble else ())
     log.info(
         "%d run(s) on %s; %d model(s)%s; plan %s",
         len(runs),
@@ -393,34 +398,14 @@ def _predict_on_device(
         f", ensemble of {report.ensemble}" if ensemble else "",
         ladder[0].describe(),
     )
-    _predict_all(
-        loaded,
-        root,
-        split,
-        runs,
-        ladder,
-        ensemble,
-        thresholds,
-        device,
-        amp,
-        precision,
-        on_error,
-        budget,
-        report,
-        frames,
-    )
+    _predict_all(loaded, root, split, runs, ladder, ensemble, settings, device, budget, report, frames)
 
 
 def _submission_worker(
     checkpoints: Sequence[str | Path],
     root,
     split: str,
-    tta: str,
-    ensemble,
-    thresholds,
-    amp,
-    precision: str,
-    on_error: str,
+    settings: _Settings,
     budget_seconds: float,
     expected_tomograms: int,
     started_at: float,
@@ -437,24 +422,9 @@ def _submission_worker(
     budget = TimeBudget(budget_seconds, expected_tomograms, started_at, time.time, devices)
     report, frames = SubmissionReport(csv_path="", device=str(device)), []
     try:
-        _predict_on_device(
-            checkpoints,
-            root,
-            split,
-            runs,
-            tta,
-            ensemble,
-            thresholds,
-            device,
-            amp,
-            precision,
-            on_error,
-            budget,
-            report,
-            frames,
-        )
+        _predict_on_device(checkpoints, root, split, runs, settings, device, budget, report, frames)
     except Exception as error:  # noqa: BLE001 -- the other devices' runs still make the CSV
-        if on_error == "raise":
+        if settings.on_error == "raise":
             raise
         report.errors.append(f"{device}: {type(error).__name__}: {error}")
         log.exception("prediction on %s stopped early", device)
@@ -545,36 +515,16 @@ def predict_submission(
         expected = max(budget.expected_tomograms, len(runs))
         budget = TimeBudget(budget_seconds, expected, budget.started_at, clock, len(devices))
         log.info("%d run(s) in %s/%s over %s", len(runs), root, split, report.device)
-        fitted = _read_ensemble(ensemble, on_error, report)
+        settings = _Settings(tta, _read_ensemble(ensemble, on_error, report), thresholds, amp, precision, on_error)
         if len(devices) == 1:
-            _predict_on_device(
-                checkpoints,
-                root,
-                split,
-                runs,
-                tta,
-                fitted,
-                thresholds,
-                devices[0],
-                amp,
-                precision,
-                on_error,
-                budget,
-                report,
-                frames,
-            )
+            _predict_on_device(checkpoints, root, split, runs, settings, devices[0], budget, report, frames)
         else:
             worker = partial(
                 _submission_worker,
                 [str(c) for c in checkpoints],
                 str(root),
                 split,
-                tta,
-                fitted,
-                thresholds,
-                amp,
-                precision,
-                on_error,
+                settings,
                 budget_seconds,
                 expected,
                 budget.started_at,
