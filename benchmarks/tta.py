@@ -32,7 +32,16 @@ COMMAND = ".venv/bin/python benchmarks/tta.py"
 
 # The U-Net experiments at today's budget and stride (benchmarks/unet_experiments.py); the quality benchmark's
 # U-Net is a run of `p192_volume_smooth40`.
-EXPERIMENTS = ("stride2_p192", "p192_ema", "p192_pos04", "p192_volume", "p192_smooth40")
+EXPERIMENTS = (
+    "stride2_p192",
+    "p192_ema",
+    "p192_pos04",
+    "p192_volume",
+    "p192_smooth40",
+    "default_ball07",
+    "default_wide",
+    "default_deep",
+)
 
 
 def models_present(out: Path, experiments=EXPERIMENTS) -> dict[str, Path]:
