@@ -164,7 +164,10 @@ class TrainConfig:
     warmup_steps: int = 20
     grad_clip: float = 1.0
     ema_decay: float = 0.0  # 0 switches EMA off
-    amp: bool = True  # bf16/fp16 autocast on CUDA; ignored on CPU
+    amp: bool = True  # bf16/fp16 autocast on CUDA; on CPU only with cpu_bf16
+    # bf16 autocast in the training steps on CPUs with native bf16 (AVX512-BF16, AMX; elsewhere fp32): about
+    # 1.6-1.8x the steps per CPU second (benchmarks/unet_experiments.py, 'bf16' rows)
+    cpu_bf16: bool = False
     val_precision: str = "auto"  # validation passes: auto (as amp on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     seed: int = 0
     device: str = "auto"

@@ -328,9 +328,10 @@ def _resume(run: _Setup, path: Path, state: dict) -> tuple[int, int, tuple, list
     )
 
 
-def _train_step(run: _Setup, batch: dict, amp: bool, grad_clip: float, where: str):
-    """One optimiser step; returns the ``LossOutput``. A non-finite loss fails the run (Optuna: FAIL)."""
-    with autocast(run.device, amp):
+def _train_step(run: _Setup, batch: dict, amp: bool, grad_clip: float, where: str, cpu_bf16: bool = False):
+    """One optimiser step; returns the ``LossOutput``. A non-finite loss fails the run (Optuna: FAIL).
+    ``cpu_bf16``: bf16 autocast on a CPU with native bf16 (``cryokit.inference.device.cpu_native_bf16``)."""
+    with autocast(run.device, amp, cpu_bf16):
         loss = run.task.loss(
             run.net(batch["image"].to(run.device, non_blocking=True)), _to_device(batch["target"], run.device)
         )
@@ -412,7 +413,8 @@ def fit(
             run.loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not (progress and main), leave=False
         )
         for batch in bar:
-            loss = _train_step(run, batch, cfg.train.amp, cfg.train.grad_clip, f"epoch {epoch + 1}, step {step + 1}")
+            where = f"epoch {epoch + 1}, step {step + 1}"
+            loss = _train_step(run, batch, cfg.train.amp, cfg.train.grad_clip, where, cfg.train.cpu_bf16)
             step += 1
             for key, value in {"loss": float(loss.total.detach()), **loss.terms}.items():
                 sums[key] = sums.get(key, 0.0) + value
