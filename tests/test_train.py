@@ -114,3 +114,36 @@ def test_init_from_starts_with_the_checkpoints_weights_and_names_a_mismatch(blob
     with pytest.raises(ValueError, match=named):
         fit(wider, progress=False)
     assert not (tmp_path / "wider" / "last.pt").exists()
+
+
+def test_cpu_bf16_runs_the_training_steps_in_bf16_and_still_learns(blob_root, tmp_path, monkeypatch):
+    import cryokit.inference.device as device
+    import cryokit.training.loop as loop
+
+    monkeypatch.setattr(device, "cpu_native_bf16", lambda cpuinfo="/proc/cpuinfo": True)  # any CPU runs bf16
+    seen, to_fp32 = [], loop._float32
+    monkeypatch.setattr(loop, "_float32", lambda output: (seen.append(output.dtype), to_fp32(output))[1])
+    result = fit(blob_config(blob_root, tmp_path / "bf16", epochs=4, cpu_bf16=True), progress=False)
+    assert set(seen) == {torch.bfloat16}  # the network's outputs; the loss is taken in fp32
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.8 * losses[0] and result.best_score > 0.2
+    seen.clear()
+    fit(blob_config(blob_root, tmp_path / "fp32", epochs=1), progress=False)
+    assert set(seen) == {torch.float32}  # cpu_bf16 is off by default
+
+
+def test_a_step_with_non_finite_gradients_is_skipped(blob_root, tmp_path, monkeypatch, caplog):
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def overflowing(parameters, max_norm):  # what clipping reports after a bf16 backward overflowed
+        real_clip(parameters, max_norm)
+        return torch.tensor(float("inf"))
+
+    frozen = fit(blob_config(blob_root, tmp_path / "lr0", epochs=1, lr=0.0), progress=False)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", overflowing)
+    skipped = fit(blob_config(blob_root, tmp_path / "inf", epochs=1), progress=False)
+    steps = len([r for r in caplog.records if "non-finite gradients at epoch 1, step" in r.getMessage()])
+    assert steps > 0 and all(h["train_loss"] == h["train_loss"] for h in skipped.history)  # no NaN loss
+    weights = load_checkpoint(skipped.best_checkpoint)["model"]
+    for name, tensor in load_checkpoint(frozen.best_checkpoint)["model"].items():
+        torch.testing.assert_close(weights[name], tensor)  # every step skipped: the initial weights

@@ -332,9 +332,9 @@ def _train_step(run: _Setup, batch: dict, amp: bool, grad_clip: float, where: st
     """One optimiser step; returns the ``LossOutput``. A non-finite loss fails the run (Optuna: FAIL).
     ``cpu_bf16``: bf16 autocast on a CPU with native bf16 (``cryokit.inference.device.cpu_native_bf16``)."""
     with autocast(run.device, amp, cpu_bf16):
-        loss = run.task.loss(
-            run.net(batch["image"].to(run.device, non_blocking=True)), _to_device(batch["target"], run.device)
-        )
+        output = run.net(batch["image"].to(run.device, non_blocking=True))
+    # The loss in fp32, whatever precision the network's outputs came in.
+    loss = run.task.loss(_float32(output), _to_device(batch["target"], run.device))
     if not torch.isfinite(loss.total.detach()):
         raise FloatingPointError(
             f"non-finite training loss {float(loss.total.detach()):.4g} at {where} (lower train.lr or check the inputs)"
@@ -342,8 +342,13 @@ def _train_step(run: _Setup, batch: dict, amp: bool, grad_clip: float, where: st
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss.total).backward()
     run.scaler.unscale_(run.optimizer)
-    torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
-    run.scaler.step(run.optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
+    if run.scaler.is_enabled() or torch.isfinite(norm):
+        run.scaler.step(run.optimizer)  # an enabled (fp16) scaler skips a step with non-finite gradients itself
+    else:
+        # A bf16 backward can overflow on one batch (about 1 step in 100 of the CPU-bf16 U-Net); clipping would
+        # turn the infinities into NaN weights, so the step is skipped, as a loss scaler does.
+        log.warning("non-finite gradients at %s: step skipped", where)
     run.scaler.update()
     run.scheduler.step()
     if run.ema is not None:
@@ -555,6 +560,15 @@ def _train_and_val_runs(source: DataSource, train_runs, val_runs) -> tuple[list[
             raise ValueError(f"runs {overlap} are in both data.train_runs and data.val_runs")
         train = list(train_runs)
     return train, val
+
+
+def _float32(output):
+    """A network's output (a tensor, or a dict or sequence of them) with floating tensors in fp32."""
+    if isinstance(output, dict):
+        return {k: _float32(v) for k, v in output.items()}
+    if isinstance(output, (list, tuple)):
+        return type(output)(_float32(v) for v in output)
+    return output.float() if torch.is_tensor(output) and output.is_floating_point() else output
 
 
 def _to_device(target, device: torch.device):
