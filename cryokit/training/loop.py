@@ -346,7 +346,7 @@ def _train_step(run: _Setup, batch: dict, amp: bool, grad_clip: float, where: st
     if run.scaler.is_enabled() or torch.isfinite(norm):
         run.scaler.step(run.optimizer)  # an enabled (fp16) scaler skips a step with non-finite gradients itself
     else:
-        # A bf16 backward can overflow on one batch (about 1 step in 100 of the CPU-bf16 U-Net); clipping would
+        # A bf16 backward can overflow on one batch (2 % of the CPU-bf16 U-Net's steps); clipping would
         # turn the infinities into NaN weights, so the step is skipped, as a loss scaler does.
         log.warning("non-finite gradients at %s: step skipped", where)
     run.scaler.update()
