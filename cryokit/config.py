@@ -165,8 +165,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.0  # 0 switches EMA off
     amp: bool = True  # bf16/fp16 autocast on CUDA; on CPU only with cpu_bf16
-    # bf16 autocast in the training steps on CPUs with native bf16 (AVX512-BF16, AMX; elsewhere fp32): about
-    # 1.6-1.8x the steps per CPU second (benchmarks/unet_experiments.py, 'bf16' rows)
+    # bf16 autocast in the training steps on CPUs with native bf16 (AVX512-BF16, AMX; elsewhere fp32): 1.6x
+    # (U-Net) to 1.8x (detector) the steps per CPU second here, not yet a better model for the same CPU time
+    # (docs/BENCHMARKS.md, the 'bf16' rows of the U-Net and detector experiments)
     cpu_bf16: bool = False
     val_precision: str = "auto"  # validation passes: auto (as amp on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     seed: int = 0
