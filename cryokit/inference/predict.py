@@ -43,6 +43,7 @@ __all__ = [
     "Timer",
     "ensemble_groups",
     "group_names",
+    "ensemble_mismatch",
     "group_candidates",
     "predict_run",
     "RunResults",
@@ -408,6 +409,21 @@ def check_catalogs(loaded: Sequence[LoadedModel], catalog: ParticleCatalog, map_
         log.warning("checkpoint %s: mapping by name (%s); keeping %s", item.path, differences, ", ".join(shared))
 
 
+def ensemble_mismatch(ensemble: Ensemble, loaded: Sequence[LoadedModel]) -> str:
+    """Why ``ensemble`` does not fit the ``loaded`` checkpoints ("" if it does): it must have been fitted on
+    the particles they predict, with one member per group (``ensemble_groups``)."""
+    differences = ensemble.catalog.differences(loaded[0].catalog)
+    if differences:
+        return f"was fitted on other particles than checkpoint {loaded[0].path} predicts: {differences}"
+    groups = ensemble_groups(loaded)
+    if len(groups) != len(ensemble.members):
+        return (
+            f"has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the checkpoints make "
+            f"{len(groups)} group(s) ({'; '.join(group_names(groups))})"
+        )
+    return ""
+
+
 def _resolve_tta(tta: str | Sequence[str] | None, ensemble: Ensemble | None, n_groups: int) -> tuple[str, ...]:
     """Each group's TTA: ``tta``, or the ensemble's when None; refused where it differs from the ensemble's."""
     if tta is None:
@@ -557,16 +573,9 @@ def predict_runs(
     loaded = [load_model(path, "cpu") for path in checkpoints]
     check_catalogs(loaded, catalog, map_by_name)
     groups = ensemble_groups(loaded)
-    if ensemble is not None and ensemble.catalog.differences(loaded[0].catalog):
-        raise ValueError(
-            f"the ensemble was fitted on other particles than checkpoint {loaded[0].path} predicts: "
-            f"{ensemble.catalog.differences(loaded[0].catalog)}"
-        )
-    if ensemble is not None and len(ensemble.members) != len(groups):
-        raise ValueError(
-            f"the ensemble file has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the "
-            f"checkpoints make {len(groups)} group(s) ({'; '.join(group_names(groups))})"
-        )
+    problem = ensemble_mismatch(ensemble, loaded) if ensemble is not None else ""
+    if problem:
+        raise ValueError(f"the ensemble file {problem}")
     tta = _resolve_tta(tta, ensemble, len(groups))
     runs = select_runs(source.list_runs(), runs, f"runs of {source.describe()}")
     worker = partial(

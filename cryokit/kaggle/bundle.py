@@ -99,20 +99,12 @@ def bundle_names(paths: Sequence[Path]) -> list[str]:
 
 def _check_ensemble(ensemble, checkpoints: Sequence[Path], path: Path) -> None:
     """Refuse an ensemble that does not fit the checkpoints: one member per group, the same particles."""
-    from cryokit.inference.predict import ensemble_groups, group_names
+    from cryokit.inference.predict import ensemble_mismatch
     from cryokit.training.checkpoint import load_model
 
-    loaded = [load_model(c, "cpu") for c in checkpoints]
-    groups = ensemble_groups(loaded)
-    differences = ensemble.catalog.differences(loaded[0].catalog)
-    if differences:
-        raise ValueError(f"ensemble file {path} was fitted on other particles than {checkpoints[0]}: {differences}")
-    if len(groups) != len(ensemble.members):
-        raise ValueError(
-            f"ensemble file {path} has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the "
-            f"checkpoints make {len(groups)} group(s) ({'; '.join(group_names(groups))}): give the checkpoints it "
-            "was fitted on, in the same order"
-        )
+    problem = ensemble_mismatch(ensemble, [load_model(c, "cpu") for c in checkpoints])
+    if problem:
+        raise ValueError(f"ensemble file {path} {problem}: give the checkpoints it was fitted on, in that order")
 
 
 def _stage_dataset(

@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from cryokit.inference.predict import ensemble_groups, predict_each_run, predict_run
+from cryokit.inference.predict import ensemble_groups, ensemble_mismatch, predict_each_run, predict_run
 from cryokit.inference.tta import group_ttas
 from cryokit.kaggle.budget import InferencePlan, TimeBudget, degradation_ladder
 
@@ -349,19 +349,11 @@ def _fitting_ensemble(ensemble, loaded: list, on_error: str, report: SubmissionR
     None (reported; "raise" raises)."""
     if ensemble is None:
         return None
-    groups = ensemble_groups(loaded)
-    problem = ensemble.catalog.differences(loaded[0].catalog)
-    if problem:
-        problem = f"it was fitted on other particles than checkpoint {loaded[0].path} predicts: {problem}"
-    elif len(groups) != len(ensemble.members):
-        problem = (
-            f"it has {len(ensemble.members)} member(s) ({'; '.join(ensemble.members)}) but the loaded checkpoints "
-            f"make {len(groups)} group(s)"
-        )
+    problem = ensemble_mismatch(ensemble, loaded)
     if problem:
         if on_error == "raise":
-            raise ValueError(f"the ensemble does not fit: {problem}")
-        report.errors.append(f"ensemble not used: {problem}; members merged on raw scores")
+            raise ValueError(f"the ensemble does not fit: it {problem}")
+        report.errors.append(f"ensemble not used: it {problem}; members merged on raw scores")
         log.error(report.errors[-1])
         return None
     report.ensemble = f"{len(ensemble.members)} members, TTA {', '.join(ensemble.tta)}"
