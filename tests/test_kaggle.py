@@ -522,6 +522,7 @@ def test_bundle_ships_the_ensemble_and_the_offline_notebook_applies_it(trained, 
         notebook, tmp_path / "work", {"data_root": str(trained["root"])} | {"model_dir": str(dataset)}
     )
     assert report["ensemble"] == "2 members, TTA flips, none" and not report["errors"], text[-2000:]
+    assert "fitted ensemble of 2 members, TTA flips, none" in text  # the notebook prints the report's summary
     expected, _ = predict_runs(
         checkpoints, str(trained["root"]), "test", ensemble=fitted_ensemble["ensemble"], device="cpu", progress=False
     )

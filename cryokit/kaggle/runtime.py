@@ -80,6 +80,8 @@ class SubmissionReport:
 
     def summary(self) -> str:
         lines = [f"{self.n_picks} picks from {len(self.seconds)} tomogram(s) written to {self.csv_path}"]
+        if self.ensemble:
+            lines.append(f"fitted ensemble of {self.ensemble} (calibrated merge, its own thresholds)")
         if self.seconds_per_tomogram is not None:
             lines.append(
                 f"{self.seconds_per_tomogram:.1f} s per tomogram ({self.final_plan.get('describe', '')}); "
