@@ -50,9 +50,9 @@ log = logging.getLogger(__name__)
 DEMO_PATCHES_PER_EPOCH = {"unet": 192, "yolo3d": 64}
 
 # Test-time augmentation of each family when the demo predicts (thresholds tuned on the validation runs with
-# it). Flips lifted every U-Net tried on the quality benchmark's held-out randomized runs (+0.040 on average)
-# and today's on each of its 3 fitting folds, once lowered the demo's own (0.752 -> 0.739, a ribosome
-# threshold), and lowered the detector (0.803 -> 0.751): docs/BENCHMARKS.md, "Test-time augmentation".
+# it). Flips lifted 7 of the 9 U-Nets tried on the quality benchmark's held-out randomized runs, today's by
+# 0.037 and on each of its 3 fitting folds; they lowered the two largest U-Nets, once the demo's own (0.752 ->
+# 0.739, a ribosome threshold) and the detector (0.803 -> 0.751): docs/BENCHMARKS.md, "Test-time augmentation".
 DEMO_TTA = {"unet": "flips", "yolo3d": "none"}
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -104,7 +104,8 @@ class SubmissionReport:
 
 @dataclass(frozen=True)
 class _Settings:
-    """How every run is predicted (``predict_submission``'s arguments; plain data, sent to device workers)."""
+    """How every run is predicted (``predict_submission``'s arguments; plain data, sent to device workers).
+    ``ensemble`` is the one read from the file, then, on each device, the one that fits the loaded checkpoints."""
 
     tta: str
     ensemble: object  # a fitted cryokit.ensemble.Ensemble, or None
@@ -169,7 +170,6 @@ def _predict_all(
     split: str,
     runs: list[str],
     ladder: list[InferencePlan],
-    ensemble,
     settings: _Settings,
     device,
     budget: TimeBudget,
@@ -178,8 +178,8 @@ def _predict_all(
 ) -> None:
     """Every run with the library's run loop; after each, the guard re-plans (``report.final_plan`` follows).
     Each run's picks go into ``frames`` as soon as it is done, so that whatever happens later, they are written.
-    ``ensemble`` (the one that fits the loaded checkpoints, or None) merges the groups while the plan keeps
-    every one of its members (module docstring)."""
+    ``settings.ensemble`` (one that fits ``loaded``, or None) merges the groups while the plan keeps every
+    one of its members (module docstring)."""
     level, started = 0, 0
     report.final_plan = ladder[0].to_dict()
 
@@ -190,7 +190,7 @@ def _predict_all(
         index = {id(loaded[m]): m for m in plan.members}
         groups = ensemble_groups([loaded[m] for m in plan.members])
         ttas = [plan.tta_of(index[id(members[0])]) for members in groups]  # a group's members share one TTA
-        merging = ensemble if len(plan.members) == len(loaded) else None  # it holds for all its members
+        merging = settings.ensemble if len(plan.members) == len(loaded) else None  # it holds for all its members
         return predict_run(
             groups,
             str(root),
@@ -383,6 +383,7 @@ def _predict_on_device(
     """Load the checkpoints on ``device`` and predict ``runs`` there under ``budget``'s guard."""
     loaded = _load_checkpoints(checkpoints, device, settings.on_error, report)
     ensemble = _fitting_ensemble(settings.ensemble, loaded, settings.on_error, report)
+    settings = replace(settings, ensemble=ensemble)
     ladder = degradation_ladder(settings.tta, len(loaded), _member_ttas(loaded, ensemble.tta) if ensemble else ())
     log.info(
         "%d run(s) on %s; %d model(s)%s; plan %s",
@@ -392,7 +393,7 @@ def _predict_on_device(
         f", ensemble of {report.ensemble}" if ensemble else "",
         ladder[0].describe(),
     )
-    _predict_all(loaded, root, split, runs, ladder, ensemble, settings, device, budget, report, frames)
+    _predict_all(loaded, root, split, runs, ladder, settings, device, budget, report, frames)
 
 
 def _submission_worker(
