@@ -43,6 +43,8 @@ COMMAND = ".venv/bin/python benchmarks/quality.py"
 # The transfer benchmark's held-out family (one reconstruction style, one defocus range and one structural
 # variant per class): randomized runs here never draw from it, so the randomized models double as the
 # transfer benchmark's leave-one-domain-out models.
+LAYOUT = ("static", "overlay")  # a simulated run's folders in the Kaggle layout
+EXTRA_SEED = 3  # more training runs for data-budget experiments (seed 0: training and validation, 1: held out)
 HELD_OUT_FAMILY = ("recon_style=median", "defocus_um=4:5", *(f"variant.{name}=2" for name in PARTICLE_NAMES))
 
 
@@ -58,16 +60,31 @@ def simulate_quality_data(
         runs = json.loads(split_file.read_text())
         if len(runs["train"]) == train_runs and len(runs["heldout"]) == heldout_runs:
             return root, runs
-    demo = DemoConfig()
-    ranges = DomainRanges().without(*HELD_OUT_FAMILY) if domain == "randomized" else DomainRanges()
-    simulation = config_for_difficulty(
-        demo.difficulty, shape_zyx=tuple(demo.shape_zyx), tomo_types=("denoised",), domain=domain, domain_ranges=ranges
-    )
+    demo, simulation = DemoConfig(), _simulation(domain)
     fitted = simulate_dataset(root, train_runs + 1, demo.seed, "train", simulation)
     heldout = simulate_dataset(root, heldout_runs, demo.seed + 1, "train", simulation)
     runs = {"train": fitted[:train_runs], "val": fitted[train_runs:], "heldout": heldout}
     atomic_write_text(split_file, json.dumps(runs))
     return root, runs
+
+
+def more_training_runs(root: Path, n_runs: int, domain: str = "randomized") -> list[str]:
+    """``n_runs`` more training runs beside the benchmark's in ``root``, drawn like them (seed 3: never one of
+    the split's runs; simulated once)."""
+    names = [f"TS_sim_{EXTRA_SEED}_{i}" for i in range(n_runs)]
+    if not all((root / "train" / kind / "ExperimentRuns" / name).is_dir() for name in names for kind in LAYOUT):
+        names = simulate_dataset(root, n_runs, EXTRA_SEED, "train", _simulation(domain))
+    return names
+
+
+def _simulation(domain: str):
+    """The benchmark's simulator settings: the demo's size and difficulty, randomized runs without
+    ``HELD_OUT_FAMILY``."""
+    demo = DemoConfig()
+    ranges = DomainRanges().without(*HELD_OUT_FAMILY) if domain == "randomized" else DomainRanges()
+    return config_for_difficulty(
+        demo.difficulty, shape_zyx=tuple(demo.shape_zyx), tomo_types=("denoised",), domain=domain, domain_ranges=ranges
+    )
 
 
 def train_model(
