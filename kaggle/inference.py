@@ -63,6 +63,7 @@ CRYOKIT_ZIP_B64 = ""
 # ## Set up: model folder, offline wheels, cryokit
 
 # %%
+import atexit
 import base64
 import glob
 import hashlib
@@ -70,6 +71,7 @@ import importlib
 import io
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -100,6 +102,14 @@ def importable(module):
         return False
 
 
+def unpack_folder(prefix):
+    """A new temporary folder for unpacked code, removed when the kernel exits (the code is imported
+    until then; a notebook run again must not leave one more behind each time)."""
+    target = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    return target
+
+
 def add_wheels(folder):
     """Put each wheel whose packages are missing on sys.path: a pure-Python wheel imports straight
     from the zip; a platform wheel is unpacked first. A wheel that cannot be read is reported and
@@ -115,7 +125,7 @@ def add_wheels(folder):
                 if wheel.endswith("-none-any.whl"):
                     sys.path.append(wheel)
                 else:
-                    target = tempfile.mkdtemp(prefix="wheel_")
+                    target = unpack_folder("wheel_")
                     archive.extractall(target)
                     sys.path.append(target)
         except Exception as error:  # a damaged wheel must not stop the notebook before the CSV
@@ -142,7 +152,7 @@ def install_embedded(payload_b64, manifest):
     payload = base64.b64decode(payload_b64)
     if hashlib.sha256(payload).hexdigest() != manifest["sha256"]:
         raise RuntimeError("the packed cryokit is damaged (sha256 mismatch): rebuild the notebook")
-    target = tempfile.mkdtemp(prefix="cryokit_embedded_")
+    target = unpack_folder("cryokit_embedded_")
     zipfile.ZipFile(io.BytesIO(payload)).extractall(target)
     sys.path.insert(0, target)
     for name in [m for m in sys.modules if m == "cryokit" or m.startswith("cryokit.")]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -316,6 +317,8 @@ def test_offline_notebook_writes_what_cryokit_predict_writes(trained, bundled, t
         {"data_root": str(trained["root"]), "model_dir": str(bundled / "dataset")},
     )
     assert "cryokit_embedded_" in text and "monai from monai-" in text and "einops from einops-" in text
+    unpacked = Path(re.search(r"from (\S*cryokit_embedded_\S*?)/cryokit", text).group(1))
+    assert unpacked.name.startswith("cryokit_embedded_") and not unpacked.exists()  # removed when the kernel exits
     assert "s per tomogram" in text and "projected" in text
     assert report["failed"] == {} and sorted(report["seconds"]) == list(TEST_RUNS) and not report["plan_changes"]
     assert (
