@@ -44,7 +44,9 @@ COMMAND = ".venv/bin/python benchmarks/quality.py"
 # variant per class): randomized runs here never draw from it, so the randomized models double as the
 # transfer benchmark's leave-one-domain-out models.
 LAYOUT = ("static", "overlay")  # a simulated run's folders in the Kaggle layout
-EXTRA_SEED = 3  # more training runs for data-budget experiments (seed 0: training and validation, 1: held out)
+# Seeds of runs beyond the split (seed 0: training and validation, 1: held out): more threshold-tuning runs
+# (benchmarks/threshold_transfer.py) and more training runs (data-budget experiments).
+TUNING_SEED, EXTRA_TRAINING_SEED = 2, 3
 HELD_OUT_FAMILY = ("recon_style=median", "defocus_um=4:5", *(f"variant.{name}=2" for name in PARTICLE_NAMES))
 
 
@@ -68,12 +70,14 @@ def simulate_quality_data(
     return root, runs
 
 
-def more_training_runs(root: Path, n_runs: int, domain: str = "randomized") -> list[str]:
-    """``n_runs`` more training runs beside the benchmark's in ``root``, drawn like them (seed 3: never one of
-    the split's runs; simulated once)."""
-    names = [f"TS_sim_{EXTRA_SEED}_{i}" for i in range(n_runs)]
+def more_runs(root: Path, n_runs: int, seed: int, domain: str = "randomized") -> list[str]:
+    """``n_runs`` more runs of ``seed`` beside the benchmark's in ``root``, drawn like them (simulated once;
+    seeds 0 and 1 are the split's)."""
+    if seed in (0, 1):
+        raise ValueError(f"seeds 0 and 1 are the benchmark split's runs, got seed {seed}")
+    names = [f"TS_sim_{seed}_{i}" for i in range(n_runs)]
     if not all((root / "train" / kind / "ExperimentRuns" / name).is_dir() for name in names for kind in LAYOUT):
-        names = simulate_dataset(root, n_runs, EXTRA_SEED, "train", _simulation(domain))
+        names = simulate_dataset(root, n_runs, seed, "train", _simulation(domain))
     return names
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
-from quality import more_training_runs, scored, simulate_quality_data, train_model  # noqa: E402
+from quality import EXTRA_TRAINING_SEED, more_runs, scored, simulate_quality_data, train_model  # noqa: E402
 
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.io.atomic import atomic_write_text  # noqa: E402
@@ -237,7 +237,9 @@ def run_variant(
     variants, preset, _ = FAMILIES[family]
     change, overrides = variants[name]
     start = time.perf_counter()
-    train_runs = runs["train"] + (more_training_runs(root, MORE_RUNS[name], domain) if name in MORE_RUNS else [])
+    train_runs = runs["train"] + (
+        more_runs(root, MORE_RUNS[name], EXTRA_TRAINING_SEED, domain) if name in MORE_RUNS else []
+    )
     checkpoint = train_model(name, preset, root, train_runs, runs["val"], out / folder, epochs, overrides, True)
     minutes = (time.perf_counter() - start) / 60
     thresholds = best_thresholds(scored([checkpoint], root, runs["val"]), read_solution(root, "train", runs["val"]))
