@@ -162,6 +162,15 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "patches: the same CPU time, twice the data",
         {},
     ),
+    "default_dice": (
+        "today's default + a Dice term (weight 1, the CE's class weights) beside the cross-entropy",
+        {"loss.dice_weight": 1.0},
+    ),
+    "default_tversky": (
+        "today's default + a Tversky term (weight 1; alpha 0.3 on false positives, beta 0.7 on misses: recall "
+        "first, as F4 wants) beside the cross-entropy",
+        {"loss.name": "tversky_ce", "loss.dice_weight": 1.0},
+    ),
     "p192_wide": (
         "`stride2_p192` + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
         {**_P192, "model.channels": [32, 64, 128, 256]},
