@@ -49,6 +49,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "nms07": ("NMS radius 0.7 r", {"radius_fraction": 0.7}),
     "smooth0": ("maps not smoothed", {"smooth_sigma_angstrom": 0.0}),
     "smooth60": ("maps smoothed by sigma 60 A", {"smooth_sigma_angstrom": 60.0}),
+    "unrefined": ("peaks at the centres of their cells (no sub-cell refinement)", {"refine": False}),
     "components": (
         "connected components above the candidate floor instead of max-pool peaks",
         {"method": "components"},

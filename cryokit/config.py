@@ -190,6 +190,7 @@ class PostprocessConfig:
     # scores the evidence around it, not one cell (benchmarks/unet_experiments.py, 'smooth' rows)
     smooth_sigma_angstrom: float = 0.0
     min_voxels_fraction: float = 0.1  # components: smallest component as a share of the ball volume
+    refine: bool = True  # U-Net max-pool peaks: sub-cell centres (docs/BENCHMARKS.md, "U-Net decoding")
 
 
 @dataclass(frozen=True)

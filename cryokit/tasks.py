@@ -85,6 +85,8 @@ class PeakDecoding:
             for maps on a GPU, scipy for maps on the CPU (the faster there). The same picks either way.
         smooth_sigma_angstrom: segmentation maps are blurred by a Gaussian of this sigma before decoding
             (``cryokit.postprocess.smooth_maps``); 0 leaves them as they are.
+        refine: segmentation "maxpool" peaks get sub-cell centres (``cryokit.postprocess.refine_centres``);
+            False keeps the cell centres.
     """
 
     method: str = "maxpool"
@@ -93,6 +95,7 @@ class PeakDecoding:
     min_voxels_fraction: float = 0.1
     backend: str = "auto"
     smooth_sigma_angstrom: float = 0.0
+    refine: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in PEAK_METHODS:
@@ -188,6 +191,7 @@ class SegmentationTask:
             thresholds=_raised_floors(d.candidate_floor, names, floors if d.method == "maxpool" else None),
             method=d.method,
             radius_fraction=d.radius_fraction,
+            refine=d.refine,
             min_voxels=min_voxels,
             output_stride=self.output_stride,
             catalog=self.catalog,

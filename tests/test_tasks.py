@@ -174,6 +174,26 @@ def test_smoothing_ranks_a_particle_blob_above_a_lone_bright_cell():
         PeakDecoding(smooth_sigma_angstrom=-1.0)
 
 
+def test_refine_off_keeps_peaks_at_cell_centres_and_the_config_reaches_the_task():
+    """A peak between two cells: refined it lies between them, unrefined at the brighter cell's centre."""
+    maps = np.zeros((6, 8, 8, 8), np.float32)
+    ribosome = PARTICLE_NAMES.index("ribosome")
+    maps[ribosome, 4, 4, 4], maps[ribosome, 4, 4, 5] = 0.9, 0.8  # x between cells 4 and 5, nearer 4
+    spacing = (10.0, 10.0, 10.0)  # stride 2: 20 A cells, cell j's centre at voxel 2j + 0.5
+    unrefined_x, refined_x = (
+        SegmentationTask("balls", None, output_stride=2, decoding=PeakDecoding(refine=refine))
+        .decode(maps, spacing, "r")
+        .query("particle_type == 'ribosome'")["x"]
+        .item()
+        for refine in (False, True)
+    )
+    assert unrefined_x == pytest.approx(10.0 * (2 * 4 + 0.5))
+    assert 10.0 * (2 * 4 + 0.5) < refined_x < 10.0 * (2 * 4.5 + 0.5)
+    config = apply_overrides(RunConfig(), {**MODEL_PRESETS["unet"], "postprocess.refine": False})
+    task = build_task(config.model, config.target, config.loss, config.postprocess, SPACING)
+    assert task.decoding.refine is False and PeakDecoding().refine is True
+
+
 def test_the_detector_refuses_map_smoothing():
     config = apply_overrides(RunConfig(), {**MODEL_PRESETS["yolo3d"], "postprocess.smooth_sigma_angstrom": 40.0})
     with pytest.raises(ValueError, match="smooth_sigma_angstrom=40.0 blurs U-Net maps"):

@@ -223,6 +223,7 @@ def peak_decoding(post: PostprocessConfig) -> PeakDecoding:
         post.candidate_floor,
         post.min_voxels_fraction,
         smooth_sigma_angstrom=post.smooth_sigma_angstrom,
+        refine=post.refine,
     )
 
 
