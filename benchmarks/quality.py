@@ -91,6 +91,21 @@ def _simulation(domain: str):
     )
 
 
+def domains_main(argv, description: str, domain_rows, report, section: str) -> int:
+    """The command line of a benchmark over the quality benchmark's domains: ``domain_rows(out, domain)``
+    gives each domain's rows, ``report(rows, domains, seconds)`` the section's body."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--domain", nargs="+", default=["randomized", "fixed"], choices=["randomized", "fixed"])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_quality"))
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    rows = [row for domain in args.domain for row in domain_rows(args.out, domain)]
+    body = report(rows, args.domain, time.perf_counter() - start)
+    print(body)
+    update_section(section, body)
+    return 0
+
+
 def train_model(
     name: str, preset: str, root: Path, train_runs, val_runs, out: Path, epochs: int, overrides=None, reuse=False
 ) -> Path:

@@ -19,17 +19,15 @@ Run: ``.venv/bin/python benchmarks/threshold_transfer.py [--domain randomized fi
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
-from quality import TUNING_SEED, more_runs, simulate_quality_data  # noqa: E402
+from _report import machine_description  # noqa: E402
+from quality import TUNING_SEED, domains_main, more_runs, simulate_quality_data  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
 from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
@@ -111,16 +109,7 @@ def report(rows: list[dict], domains: list[str], seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--domain", nargs="+", default=["randomized", "fixed"], choices=["randomized", "fixed"])
-    parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_quality"))
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    rows = [row for domain in args.domain for row in transfer_rows(args.out, domain)]
-    body = report(rows, args.domain, time.perf_counter() - start)
-    print(body)
-    update_section("Threshold transfer", body)
-    return 0
+    return domains_main(argv, __doc__.splitlines()[0], transfer_rows, report, "Threshold transfer")
 
 
 if __name__ == "__main__":

@@ -14,20 +14,18 @@ Run: ``.venv/bin/python benchmarks/unet_decoding.py [--domain randomized fixed] 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import datetime
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
-from quality import simulate_quality_data  # noqa: E402
+from _report import machine_description  # noqa: E402
+from quality import domains_main, simulate_quality_data  # noqa: E402
 
 from cryokit.data.normalise import normalise_tomogram  # noqa: E402
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
@@ -145,16 +143,7 @@ def report(rows: list[dict], domains: list[str], seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--domain", nargs="+", default=["randomized", "fixed"], choices=["randomized", "fixed"])
-    parser.add_argument("--out", type=Path, default=Path("/tmp/cryokit_quality"))
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    rows = [row for domain in args.domain for row in domain_rows(args.out, domain)]
-    body = report(rows, args.domain, time.perf_counter() - start)
-    print(body)
-    update_section("U-Net decoding", body)
-    return 0
+    return domains_main(argv, __doc__.splitlines()[0], domain_rows, report, "U-Net decoding")
 
 
 if __name__ == "__main__":
