@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryokit.io.atomic import atomic_write_text
 
-__all__ = ["BENCHMARKS_PATH", "machine_description", "update_section", "best_time"]
+__all__ = ["BENCHMARKS_PATH", "machine_description", "read_section", "update_section", "best_time"]
 
 BENCHMARKS_PATH = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 _TITLE_LINE = "# cryokit benchmarks"
@@ -58,6 +58,16 @@ def _replace_section(text: str, header: str, section: str) -> str:
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     tail = "".join(lines[end:])
     return "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+
+
+def read_section(title: str, path: Path = BENCHMARKS_PATH) -> str:
+    """The body of the ``## {title}`` section of ``path`` as it stands ("" where there is none)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    start = next((i for i, line in enumerate(lines) if line == f"## {title}"), None)
+    if start is None:
+        return ""
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(lines[start + 1 : end]).strip("\n")
 
 
 def update_section(title: str, body: str, path: Path = BENCHMARKS_PATH) -> Path:

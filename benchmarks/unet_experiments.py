@@ -10,7 +10,8 @@ randomized simulator's unless ``--domain fixed``. Each variant's result is kept 
 ``OUT/experiments_randomized/NAME.json`` (``OUT/experiments`` for the fixed domain) as soon as it is done,
 so an interrupted run resumes where it stopped and variants can run one at a time; the table is made from
 every result present and written to the "U-Net experiments (randomized simulator)" section of
-docs/BENCHMARKS.md ("U-Net experiments" for the fixed domain).
+docs/BENCHMARKS.md ("U-Net experiments" for the fixed domain). Rows already there whose result files are not
+(run elsewhere, or the scratch folder is gone) and the notes under the table are kept.
 
 Run: ``.venv/bin/python benchmarks/unet_experiments.py [NAME ...] [--domain fixed] [--out DIR]`` (no names:
 every variant; ``--list`` prints them). Training minutes are wall time on this shared 2-core machine: compare them
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import machine_description, read_section, update_section  # noqa: E402
 from quality import EXTRA_TRAINING_SEED, more_runs, scored, simulate_quality_data, train_model  # noqa: E402
 
 from cryokit.io import read_solution  # noqa: E402
@@ -293,18 +294,55 @@ def time_variants(names: list[str], out: Path, root: Path, runs: dict, epochs: i
     return {name: sorted(values)[len(values) // 2] for name, values in seconds.items()}
 
 
-def report(results: list[dict], epochs: int, domain: str, timing: dict | None = None, family: str = "unet") -> str:
+_TIMING_LEAD = "CPU time per epoch"
+
+
+def kept_rows_and_notes(section: str, present: set[str], new_timing: bool = False) -> tuple[dict[str, str], str]:
+    """From the section as it stands: the table rows of variants with no result file here, and the notes
+    written under the table (the CPU-time paragraph too, unless ``new_timing`` replaces it).
+
+    Results live in a scratch folder, so a variant re-run on another machine (or after that folder is
+    gone) must neither drop the other variants' rows nor the prose that explains them.
+    """
+    lines = section.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    if start is None:
+        return {}, ""
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    rows = {}
+    for line in lines[start + 2 : end]:  # past the header and its rule
+        name = line.split("`")[1] if line.startswith("| `") else None
+        if name and name not in present:
+            rows[name] = line
+    paragraphs = "\n".join(lines[end:]).strip("\n").split("\n\n")
+    notes = [p for p in paragraphs if p and not (new_timing and p.startswith(_TIMING_LEAD))]
+    return rows, "\n\n".join(notes)
+
+
+def report(
+    results: list[dict],
+    epochs: int,
+    domain: str,
+    timing: dict | None = None,
+    family: str = "unet",
+    kept_rows: dict[str, str] | None = None,
+    notes: str = "",
+) -> str:
+    """The section's markdown: the rows of ``results`` and ``kept_rows`` (name -> row already in the docs) in
+    the family's variant order, then ``notes``."""
     names = list(SCORED_PARTICLE_NAMES)
     lines = [
         "| variant | change | " + " | ".join(names) + " | weighted F4 | training minutes |",
         "|---|---|" + "---:|" * (len(names) + 2),
     ]
+    rows = dict(kept_rows or {})
     for r in results:
         per_class = " | ".join(f"{r['per_class'][n]:.3f}" for n in names)
-        lines.append(
-            f"| `{r['name']}` | {r['change']} | {per_class} | **{r['score']:.3f}** | "
-            + (f"{r['train_minutes']:.1f} |" if r["train_minutes"] >= 0.05 else "reused |")
+        rows[r["name"]] = f"| `{r['name']}` | {r['change']} | {per_class} | **{r['score']:.3f}** | " + (
+            f"{r['train_minutes']:.1f} |" if r["train_minutes"] >= 0.05 else "reused |"
         )
+    order = list(FAMILIES[family][0])
+    lines += [rows[n] for n in sorted(rows, key=lambda n: order.index(n) if n in order else len(order))]
     return "\n".join(
         [
             f"- Command: `{COMMAND}{' --domain fixed' if domain == 'fixed' else ''}"
@@ -325,13 +363,14 @@ def report(results: list[dict], epochs: int, domain: str, timing: dict | None = 
             *(
                 [
                     "",
-                    f"CPU time per epoch (training and its validation pass, median of {timing['repeats']} fits of "
+                    f"{_TIMING_LEAD} (training and its validation pass, median of {timing['repeats']} fits of "
                     f"{timing['epochs']} epochs taking turns; `{COMMAND} --time {' '.join(timing['seconds'])}`, "
                     f"{timing['date']}): " + ", ".join(f"`{n}` {t:.1f} s" for n, t in timing["seconds"].items()) + ".",
                 ]
                 if timing
                 else []
             ),
+            *(["", notes] if notes else []),
         ]
     )
 
@@ -378,10 +417,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: weighted F4 {result['score']:.3f} ({result['train_minutes']:.1f} min)", flush=True)
     paths = [args.out / folder / f"{n}.json" for n in variants]
     results = [json.loads(p.read_text()) for p in paths if p.is_file()]
+    if not results:
+        print(f"no results in {args.out / folder}: docs/BENCHMARKS.md left as it is")
+        return 0
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else None
-    body = report(results, args.epochs, args.domain, timing, args.family)
+    section = title + ("" if args.domain == "fixed" else f" ({args.domain} simulator)")
+    kept_rows, notes = kept_rows_and_notes(read_section(section), {r["name"] for r in results}, timing is not None)
+    body = report(results, args.epochs, args.domain, timing, args.family, kept_rows, notes)
     print(body)
-    update_section(title + ("" if args.domain == "fixed" else f" ({args.domain} simulator)"), body)
+    update_section(section, body)
     return 0
 
 
