@@ -219,6 +219,11 @@ DETECTOR_VARIANTS: dict[str, tuple[str, dict]] = {
         "patches themselves (their smooth L1 is quadratic below 1 cell, so its gradients are small)",
         {"loss.lambda_box": 10.0},
     ),
+    "l1beta01": (
+        "box term's smooth L1 linear from 0.1 (from 1): ten times the pull on the small offset errors behind the "
+        "bias, the same on large ones (where `box10` also weighed ten times)",
+        {"loss.smooth_l1_beta": 0.1},
+    ),
     "runs8": (
         "trained on 8 simulated runs (4 more drawn alike, seed 3) for the same 24 epochs of 64 patches: the same "
         "CPU time, twice the data",

@@ -151,6 +151,9 @@ class LossConfig:
     lambda_focal: float = 1.0
     lambda_fbeta: float = 1.0
     lambda_box: float = 1.0
+    # detection: where the box term's smooth L1 turns from quadratic to linear, in cells (offsets) and log
+    # radius ratio. At 1 its gradient on a 0.07-cell offset error is 0.07: weak enough to leave a bias.
+    smooth_l1_beta: float = 1.0
     beta: float = 4.0
     tversky_alpha: float = 0.3  # tversky_ce: weight of false positives
     tversky_beta: float = 0.7  # tversky_ce: weight of false negatives (> alpha favours recall)

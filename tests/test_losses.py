@@ -112,6 +112,21 @@ def test_smooth_l1_by_hand_and_empty():
         smooth_l1(pred, target, positive[..., :1])
 
 
+def test_a_smaller_smooth_l1_beta_pulls_harder_on_small_offset_errors():
+    target = torch.zeros(1, 1, 1, 1, 1, 1)
+    positive = torch.ones(1, 1, 1, 1, 1, dtype=torch.bool)
+
+    def gradient(error: float, beta: float) -> float:
+        pred = torch.full((1, 1, 1, 1, 1, 1), error, requires_grad=True)
+        smooth_l1(pred, target, positive, beta).backward()
+        return float(pred.grad.sum())
+
+    # quadratic below beta: gradient error / beta; linear above: 1 whatever the error
+    assert gradient(0.05, 1.0) == pytest.approx(0.05)
+    assert gradient(0.05, 0.1) == pytest.approx(0.5)
+    assert gradient(2.0, 0.1) == pytest.approx(1.0) and gradient(2.0, 1.0) == pytest.approx(1.0)
+
+
 # ---- composite detection loss --------------------------------------------------------------------------
 
 
@@ -302,6 +317,10 @@ def test_build_detection_loss_and_errors():
     loss = build_loss(LossConfig(name="detection", lambda_box=2.0), n_classes=6)
     assert isinstance(loss, CompositeDetectionLoss)
     assert loss.class_weights == (1.0, 0.0, 2.0, 1.0, 2.0, 1.0) and loss.lambdas == (1.0, 1.0, 2.0)
+    assert loss.smooth_l1_beta == 1.0
+    assert build_loss(LossConfig(name="detection", smooth_l1_beta=0.1), n_classes=6).smooth_l1_beta == 0.1
+    with pytest.raises(ValueError, match="smooth_l1_beta > 0"):
+        build_loss(LossConfig(name="detection", smooth_l1_beta=0.0), n_classes=6)
     with pytest.raises(ValueError, match="loss name"):
         build_loss(LossConfig(name="hinge"), n_classes=6)
     with pytest.raises(ValueError, match="class_weights"):

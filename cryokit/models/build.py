@@ -133,6 +133,7 @@ def build_loss(loss: LossConfig, n_classes: int, class_weights: Sequence[float] 
             gamma=loss.focal_gamma,
             beta=loss.beta,
             class_weights=class_weights,
+            smooth_l1_beta=loss.smooth_l1_beta,
         )
     if class_weights is None:
         class_weights = [loss.background_weight] + [loss.particle_weight] * (n_classes - 1)
