@@ -224,6 +224,11 @@ DETECTOR_VARIANTS: dict[str, tuple[str, dict]] = {
         "bias, the same on large ones (where `box10` also weighed ten times)",
         {"loss.smooth_l1_beta": 0.1},
     ),
+    "seed1": (
+        "the preset again with training seed 1 (from 0): initial weights and patches drawn anew, how far one "
+        "training run's score moves by chance",
+        {"train.seed": 1},
+    ),
     "runs8": (
         "trained on 8 simulated runs (4 more drawn alike, seed 3) for the same 24 epochs of 64 patches: the same "
         "CPU time, twice the data",
