@@ -48,14 +48,23 @@ def machine_description() -> str:
     )
 
 
+def _section_span(lines: list[str], header: str) -> tuple[int, int] | None:
+    """(index of the ``header`` line, index of the next ``## `` header or ``len(lines)``); None if absent."""
+    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == header), None)
+    if start is None:
+        return None
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return start, end
+
+
 def _replace_section(text: str, header: str, section: str) -> str:
     """``text`` with the block from ``header`` to the next ``## `` header replaced by ``section``."""
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == header), None)
-    if start is None:
+    span = _section_span(lines, header)
+    if span is None:
         body = text.rstrip("\n")
         return f"{body}\n\n{section}" if body else f"{_TITLE_LINE}\n\n{section}"
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    start, end = span
     tail = "".join(lines[end:])
     return "".join(lines[:start]) + section + ("\n" + tail if tail else "")
 
@@ -63,11 +72,8 @@ def _replace_section(text: str, header: str, section: str) -> str:
 def read_section(title: str, path: Path = BENCHMARKS_PATH) -> str:
     """The body of the ``## {title}`` section of ``path`` as it stands ("" where there is none)."""
     lines = path.read_text().splitlines() if path.exists() else []
-    start = next((i for i, line in enumerate(lines) if line == f"## {title}"), None)
-    if start is None:
-        return ""
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return "\n".join(lines[start + 1 : end]).strip("\n")
+    span = _section_span(lines, f"## {title}")
+    return "" if span is None else "\n".join(lines[span[0] + 1 : span[1]]).strip("\n")
 
 
 def update_section(title: str, body: str, path: Path = BENCHMARKS_PATH) -> Path:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, read_section, update_section  # noqa: E402
+from _report import BENCHMARKS_PATH, machine_description, read_section, update_section  # noqa: E402
 from quality import EXTRA_TRAINING_SEED, more_runs, scored, simulate_quality_data, train_model  # noqa: E402
 
 from cryokit.io import read_solution  # noqa: E402
@@ -385,6 +385,25 @@ def report(
     )
 
 
+def write_report(
+    results: list[dict],
+    epochs: int,
+    domain: str,
+    timing: dict | None = None,
+    family: str = "unet",
+    path: Path = BENCHMARKS_PATH,
+) -> str:
+    """Rewrite the family's section of ``path`` (docs/BENCHMARKS.md) from ``results``, keeping the rows and
+    notes already there that they cannot regenerate (``kept_rows_and_notes``); the section's new body."""
+    section = FAMILIES[family][2] + ("" if domain == "fixed" else f" ({domain} simulator)")
+    kept_rows, notes = kept_rows_and_notes(
+        read_section(section, path), {r["name"] for r in results}, new_timing=timing is not None
+    )
+    body = report(results, epochs, domain, timing, family, kept_rows, notes)
+    update_section(section, body, path)
+    return body
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="variants to run (default: all not yet done)")
@@ -401,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="write the table from the results there are")
     parser.add_argument("--time", nargs="+", metavar="NAME", help="time an epoch of these variants side by side")
     args = parser.parse_args(argv)
-    variants, _, title = FAMILIES[args.family]
+    variants = FAMILIES[args.family][0]
     if args.list:
         for name, (change, overrides) in variants.items():
             print(f"{name}: {change} {overrides}")
@@ -431,11 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no results in {args.out / folder}: docs/BENCHMARKS.md left as it is")
         return 0
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else None
-    section = title + ("" if args.domain == "fixed" else f" ({args.domain} simulator)")
-    kept_rows, notes = kept_rows_and_notes(read_section(section), {r["name"] for r in results}, timing is not None)
-    body = report(results, args.epochs, args.domain, timing, args.family, kept_rows, notes)
-    print(body)
-    update_section(section, body)
+    print(write_report(results, args.epochs, args.domain, timing, args.family))
     return 0
 
 

@@ -152,7 +152,8 @@ class LossConfig:
     lambda_fbeta: float = 1.0
     lambda_box: float = 1.0
     # detection: where the box term's smooth L1 turns from quadratic to linear, in cells (offsets) and log
-    # radius ratio. At 1 its gradient on a 0.07-cell offset error is 0.07: weak enough to leave a bias.
+    # radius ratio. At 1 its gradient on a 0.07-cell offset error is 0.07, and picks keep a ~6 A bias; 0.1
+    # removes it but scored no better (docs/BENCHMARKS.md, detector variant l1beta01).
     smooth_l1_beta: float = 1.0
     beta: float = 4.0
     tversky_alpha: float = 0.3  # tversky_ce: weight of false positives
