@@ -123,13 +123,16 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "unet"  # unet | basicunet | segresnet | flexibleunet | yolo3d
+    name: str = "unet"  # unet | basicunet | segresnet | flexibleunet | dynunet | yolo3d
     channels: tuple[int, ...] = (16, 32, 64, 128)
     strides: tuple[int, ...] = (2, 2, 2)
     num_res_units: int = 1
     dropout: float = 0.0
     backbone_weights: str = ""  # MedicalNet checkpoint for yolo3d (optional)
     neck_channels: int = 64  # yolo3d: width of the neck and head
+    # dynunet: auxiliary heads on this many deeper decoder levels, trained on the same target with halving
+    # weights (cryokit.losses.DeepSupervisionLoss); 0: none
+    deep_supervision: int = 0
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,9 @@ class LossConfig:
     # proportion to radius^-3, mean particle_weight): a ball target's voxels grow as the radius cubed, so with
     # uniform weights the large classes outvote the small ones wherever the network is unsure.
     particle_weighting: str = "uniform"
+    # Soft labels for the segmentation cross-entropy: each voxel's target keeps 1 - label_smoothing on its class
+    # and spreads label_smoothing over all classes (0: one-hot; docs/BENCHMARKS.md, U-Net variant default_ls01).
+    label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     focal_alpha: float = 0.25
     lambda_focal: float = 1.0

@@ -27,6 +27,7 @@ __all__ = [
     "CompositeDetectionLoss",
     "DiceCELoss",
     "HeatmapFocalLoss",
+    "DeepSupervisionLoss",
 ]
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -305,6 +306,8 @@ class DiceCELoss(nn.Module):
         include_background: whether the overlap part scores the background channel.
         tversky_alpha, tversky_beta: Tversky's FP and FN weights (beta > alpha favours recall).
         focal_gamma: focal exponent when ``voxel="focal"``.
+        label_smoothing: cross-entropy only: each voxel's target puts ``1 - label_smoothing`` on its class and
+            spreads ``label_smoothing`` evenly over all C (soft labels; 0: one-hot).
 
     Examples::
 
@@ -325,8 +328,13 @@ class DiceCELoss(nn.Module):
         tversky_alpha: float = 0.3,
         tversky_beta: float = 0.7,
         focal_gamma: float = 2.0,
+        label_smoothing: float = 0.0,
     ):
         super().__init__()
+        if not 0 <= label_smoothing < 1 or (label_smoothing > 0 and voxel != "ce"):
+            raise ValueError(
+                f"label_smoothing must lie in [0, 1) and needs voxel='ce', got {label_smoothing} with voxel={voxel!r}"
+            )
         if lambda_dice < 0 or lambda_ce < 0 or lambda_dice + lambda_ce == 0:
             raise ValueError(f"lambda_dice and lambda_ce must be >= 0 and not both 0, got {lambda_dice}, {lambda_ce}")
         if overlap not in ("dice", "tversky") or voxel not in ("ce", "focal"):
@@ -342,7 +350,7 @@ class DiceCELoss(nn.Module):
             else monai.losses.TverskyLoss(alpha=tversky_alpha, beta=tversky_beta, **common)
         )
         self.voxel = (
-            nn.CrossEntropyLoss(weight=weight)
+            nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
             if voxel == "ce"
             else monai.losses.FocalLoss(to_onehot_y=True, use_softmax=True, gamma=focal_gamma, weight=weight)
         )
@@ -391,3 +399,30 @@ class HeatmapFocalLoss(nn.Module):
         weights = 1.0 + (self.positive_weight - 1.0) * heatmaps
         total = (per_voxel * weights).mean()
         return LossOutput(total, {"focal": float(total.detach())})
+
+
+class DeepSupervisionLoss(nn.Module):
+    """``loss`` over every head of a deeply supervised network, the heads weighted 1, 1/2, 1/4, ... (MONAI's
+    "exp" weights, nnU-Net's scheme) and normalised to sum to 1.
+
+    MONAI's own ``DeepSupervisionLoss`` wants a loss returning a tensor; ours return ``LossOutput``.
+
+    Args:
+        loss: a loss returning ``LossOutput`` for (logits, target) of one head.
+
+    Forward takes (B, H, C, Z, Y, X) outputs, the main head first and every head at the target's size (MONAI
+    DynUNet in training mode), or (B, C, Z, Y, X) from a single head (eval mode), which passes straight to
+    ``loss``. ``terms`` hold the main head's terms plus ``"deep_supervision"``, the weighted total.
+    """
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, outputs: torch.Tensor, target: torch.Tensor) -> LossOutput:
+        if outputs.ndim != 6:
+            return self.loss(outputs, target)
+        weights = [0.5**head for head in range(outputs.shape[1])]
+        per_head = [self.loss(outputs[:, head], target) for head in range(outputs.shape[1])]
+        total = sum(w * out.total for w, out in zip(weights, per_head)) / sum(weights)
+        return LossOutput(total, {**per_head[0].terms, "deep_supervision": float(total.detach())})

@@ -156,7 +156,9 @@ class SegmentationTask:
         return self.loss_fn(outputs, target)
 
     def dense_maps(self, outputs: torch.Tensor) -> torch.Tensor:
-        """(B, 6, z, y, x) class probabilities."""
+        """(B, 6, z, y, x) class probabilities (of the main head, for a deeply supervised network's heads)."""
+        if outputs.ndim == 6:
+            outputs = outputs[:, 0]
         if self.kind == "balls":
             return outputs.float().softmax(dim=1)[:, 1:]
         return outputs.float().sigmoid()

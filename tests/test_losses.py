@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from cryokit.config import LossConfig, ModelConfig, PostprocessConfig, TargetConfig
 from cryokit.losses import (
     CompositeDetectionLoss,
+    DeepSupervisionLoss,
     DiceCELoss,
     LossOutput,
     focal_loss,
@@ -311,6 +312,53 @@ def test_overlap_alone_keeps_its_gradient_and_zero_weights_are_refused():
     assert logits.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="not both 0"):
         DiceCELoss(lambda_dice=0.0, lambda_ce=0.0)
+
+
+def test_label_smoothing_reaches_the_cross_entropy_and_stops_pushing_a_confident_voxel_further():
+    labels = torch.zeros(1, 1, 2, 2, 2, dtype=torch.long)
+    # Every voxel already gives its class (background) probability 0.9998: one-hot CE still pulls it up,
+    # soft labels (0.1 spread over 7 classes: target 0.914) pull it back down.
+    logits = torch.zeros(1, 7, 2, 2, 2)
+    logits[:, 0] = 10.0
+    gradients = {}
+    for smoothing in (0.0, 0.1):
+        loss = build_loss(LossConfig(label_smoothing=smoothing), n_classes=7)
+        assert loss.voxel.label_smoothing == smoothing
+        leaf = logits.clone().requires_grad_(True)
+        loss(leaf, labels).total.backward()
+        gradients[smoothing] = float(leaf.grad[:, 0].sum())
+    assert gradients[0.0] < 0 < gradients[0.1]
+    with pytest.raises(ValueError, match="label_smoothing"):
+        build_loss(LossConfig(name="focal", label_smoothing=0.1), n_classes=7)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        DiceCELoss(label_smoothing=1.0)
+
+
+def test_deep_supervision_weighs_the_heads_by_halves_and_equals_the_loss_when_they_agree():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 7, (2, 1, 4, 4, 4))
+    main, auxiliary = torch.randn(2, 7, 4, 4, 4), torch.randn(2, 7, 4, 4, 4)
+    loss = DiceCELoss(lambda_dice=0.0, class_weights=[1.0] + [8.0] * 6)
+    deep = DeepSupervisionLoss(loss)
+    out = deep(torch.stack([main, auxiliary], dim=1), labels)
+    expected = (float(loss(main, labels).total) + 0.5 * float(loss(auxiliary, labels).total)) / 1.5
+    assert float(out.total) == pytest.approx(expected, rel=1e-6)
+    assert out.terms["ce"] == pytest.approx(float(loss(main, labels).total), rel=1e-6)  # the main head's term
+    assert out.terms["deep_supervision"] == pytest.approx(expected, rel=1e-6)
+    same = deep(torch.stack([main, main, main], dim=1), labels)
+    assert float(same.total) == pytest.approx(float(loss(main, labels).total), rel=1e-6)
+    assert float(deep(main, labels).total) == float(loss(main, labels).total)  # one head (eval mode) passes through
+
+
+def test_build_task_wraps_the_loss_for_a_deeply_supervised_model_only():
+    plain = build_task(ModelConfig(name="dynunet"), TargetConfig(), LossConfig(), PostprocessConfig(), (10.0,) * 3)
+    assert isinstance(plain.loss_fn, DiceCELoss)
+    deep = build_task(
+        ModelConfig(name="dynunet", deep_supervision=2), TargetConfig(), LossConfig(), PostprocessConfig(), (10.0,) * 3
+    )
+    assert isinstance(deep.loss_fn, DeepSupervisionLoss) and isinstance(deep.loss_fn.loss, DiceCELoss)
+    heads = torch.randn(1, 3, 7, 4, 4, 4)
+    torch.testing.assert_close(deep.dense_maps(heads), deep.dense_maps(heads[:, 0]))
 
 
 def test_build_detection_loss_and_errors():

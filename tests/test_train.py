@@ -37,6 +37,24 @@ def test_learning_raises_the_score_above_the_untrained_model(blob_root, tmp_path
     assert (tmp_path / "run" / "val_table.csv").is_file() and (tmp_path / "run" / "thresholds.json").is_file()
 
 
+def test_a_deeply_supervised_dynunet_learns(blob_root, tmp_path):
+    config = blob_config(blob_root, tmp_path / "deep", epochs=4)
+    config = apply_overrides(
+        config,
+        {"model.name": "dynunet", "model.deep_supervision": 1, "model.channels": [8, 16, 16], "model.strides": [2, 2]},
+    )
+    torch.manual_seed(0)
+    untrained, task = build_model_and_task(config, (20.0, 20.0, 20.0))
+    window = sliding_window(config.patch)
+    before = evaluate(untrained, task, KaggleSource(blob_root), ["TS_c"], window, torch.device("cpu")).score
+    result = fit(config, progress=False)
+    losses = [h["train_loss"] for h in result.history]
+    assert all("train_deep_supervision" in h for h in result.history)  # both heads were trained
+    assert losses[-1] < 0.8 * losses[0]
+    assert result.best_score > before + 0.1
+    assert load_model(result.best_checkpoint).model(torch.zeros(1, 1, 16, 32, 32)).ndim == 5  # eval: main head
+
+
 def test_resume_reaches_the_weights_of_an_uninterrupted_run(blob_root, tmp_path):
     config = blob_config(blob_root, tmp_path / "straight", epochs=3, ema_decay=0.9)
     fit(config, progress=False)

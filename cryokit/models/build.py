@@ -26,7 +26,7 @@ from cryokit.data.dataset import PatchDataset
 from cryokit.data.targets import N_CLASSES, BallTargets, GaussianTargets, TargetRenderer
 from cryokit.inference.sliding_window import SlidingWindow
 from cryokit.io.source import CopickSource, DataSource, KaggleSource
-from cryokit.losses import CompositeDetectionLoss, DiceCELoss, HeatmapFocalLoss
+from cryokit.losses import CompositeDetectionLoss, DeepSupervisionLoss, DiceCELoss, HeatmapFocalLoss
 from cryokit.models.anchors import anchor_radii_voxels
 from cryokit.models.detection_coder import DetectionTargetEncoder
 from cryokit.models.detector import YOLO3D
@@ -100,7 +100,14 @@ def build_model(
         )
     out_channels = len(catalog) + 1 if target.kind == "balls" else len(catalog)
     return segmentation_unet(
-        model.name, out_channels, model.channels, model.strides, model.num_res_units, model.dropout, target.stride
+        model.name,
+        out_channels,
+        model.channels,
+        model.strides,
+        model.num_res_units,
+        model.dropout,
+        target.stride,
+        model.deep_supervision,
     )
 
 
@@ -147,6 +154,7 @@ def build_loss(loss: LossConfig, n_classes: int, class_weights: Sequence[float] 
         overlap=overlap,
         voxel=voxel,
         focal_gamma=loss.focal_gamma,
+        label_smoothing=loss.label_smoothing,
         **extra,
     )
 
@@ -256,11 +264,12 @@ def build_task(
             build_loss(loss, N_CLASSES), anchor_radii_voxels(voxel_spacing_angstrom_zyx), target.stride, decoding
         )
     if target.kind == "gaussian":
-        return SegmentationTask(
-            "gaussian", HeatmapFocalLoss(loss.focal_gamma, loss.particle_weight), target.stride, decoding, catalog
-        )
-    weights = segmentation_class_weights(loss, catalog)
-    return SegmentationTask("balls", build_loss(loss, n_classes + 1, weights), target.stride, decoding, catalog)
+        loss_fn = HeatmapFocalLoss(loss.focal_gamma, loss.particle_weight)
+    else:
+        loss_fn = build_loss(loss, n_classes + 1, segmentation_class_weights(loss, catalog))
+    if model.deep_supervision:
+        loss_fn = DeepSupervisionLoss(loss_fn)
+    return SegmentationTask(target.kind, loss_fn, target.stride, decoding, catalog)
 
 
 def build_model_and_task(

@@ -4,6 +4,10 @@
 ``output_stride=2`` a strided convolution stem halves the input first and the U-Net runs at half
 resolution (the 1st-place segmentation models predicted at half resolution too): eight times less
 work per voxel, logits of shape (B, C, Z/2, Y/2, X/2).
+
+``dynunet`` (MONAI's DynUNet, the nnU-Net layout) can be deeply supervised: in training mode it returns
+(B, 1 + deep_supervision, C, ...), the main head first and one head per deeper decoder level upsampled to the
+main head's size; in eval mode only the main head. ``cryokit.losses.DeepSupervisionLoss`` trains on them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from torch import nn
 
 __all__ = ["UNET_ARCHITECTURES", "segmentation_unet", "StridedStem"]
 
-UNET_ARCHITECTURES = ("unet", "basicunet", "segresnet", "flexibleunet")
+UNET_ARCHITECTURES = ("unet", "basicunet", "segresnet", "flexibleunet", "dynunet")
 
 
 class StridedStem(nn.Module):
@@ -46,7 +50,23 @@ def _body(
     strides: Sequence[int],
     num_res_units: int,
     dropout: float,
+    deep_supervision: int = 0,
 ) -> nn.Module:
+    if architecture == "dynunet":
+        # The first level keeps the resolution (stride 1), as in nnU-Net; kernel 3 everywhere.
+        return nets.DynUNet(
+            spatial_dims=3,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_size=[3] * len(channels),
+            strides=[1, *strides],
+            upsample_kernel_size=list(strides),
+            filters=list(channels),
+            dropout=dropout or None,
+            res_block=num_res_units > 0,
+            deep_supervision=deep_supervision > 0,
+            deep_supr_num=max(deep_supervision, 1),
+        )
     if architecture == "unet":
         return nets.UNet(
             spatial_dims=3,
@@ -95,6 +115,7 @@ def segmentation_unet(
     num_res_units: int = 1,
     dropout: float = 0.0,
     output_stride: int = 1,
+    deep_supervision: int = 0,
 ) -> nn.Module:
     """A 3D U-Net mapping (B, 1, Z, Y, X) to logits (B, out_channels, Z/s, Y/s, X/s), s = output_stride.
 
@@ -103,9 +124,11 @@ def segmentation_unet(
         out_channels: background plus one channel per particle type (7 for the competition).
         channels: feature widths per level, shallow to deep.
         strides: downsampling per level transition; ``len(strides) == len(channels) - 1``.
-        num_res_units: residual units per level (UNet only).
+        num_res_units: residual units per level (UNet); DynUNet: residual blocks when > 0.
         dropout: dropout probability.
         output_stride: 1 for full-resolution logits, 2 for half resolution.
+        deep_supervision: DynUNet only: auxiliary heads on this many deeper decoder levels (0: none; at most
+            ``len(strides) - 1``).
 
     Examples::
 
@@ -119,7 +142,12 @@ def segmentation_unet(
         raise ValueError(f"output_stride must be 1 or 2, got {output_stride}")
     if out_channels < 2:
         raise ValueError(f"out_channels must count background and at least one class, got {out_channels}")
+    if deep_supervision and (architecture != "dynunet" or not 0 < deep_supervision < len(strides)):
+        raise ValueError(
+            f"deep_supervision={deep_supervision} needs architecture 'dynunet' and at most len(strides) - 1 = "
+            f"{len(strides) - 1} heads, got architecture {architecture!r}"
+        )
     if output_stride == 1:
-        return _body(architecture, 1, out_channels, channels, strides, num_res_units, dropout)
-    body = _body(architecture, channels[0], out_channels, channels, strides, num_res_units, dropout)
+        return _body(architecture, 1, out_channels, channels, strides, num_res_units, dropout, deep_supervision)
+    body = _body(architecture, channels[0], out_channels, channels, strides, num_res_units, dropout, deep_supervision)
     return StridedStem(body, width=channels[0], stride=output_stride)
