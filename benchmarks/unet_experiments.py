@@ -182,10 +182,18 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "training run's score moves by chance",
         {"train.seed": 1},
     ),
+    "default_seed2": (
+        "today's default again with training seed 2 (from 0): a third draw of initial weights and patches",
+        {"train.seed": 2},
+    ),
+    "default_wide_seed1": (
+        "`default_wide` again with training seed 1 (from 0): whether its lead over the default outlasts a new draw",
+        {"model.channels": [32, 64, 128, 256], "train.seed": 1},
+    ),
     "default_ls01": (
-        "today's default + soft labels: the cross-entropy's targets keep 0.9 on a voxel's class and spread 0.1 over "
-        "all 7 (label smoothing), so the network is not pushed to certainty where beta-galactosidase and "
-        "thyroglobulin look alike",
+        "today's default + soft labels among the particle classes: a particle voxel's target keeps 0.9 on its class "
+        "and spreads 0.1 over the other five (background one-hot), so the network is not pushed to certainty where "
+        "beta-galactosidase and thyroglobulin look alike",
         {"loss.label_smoothing": 0.1},
     ),
     "default_dynunet": (

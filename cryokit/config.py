@@ -149,8 +149,9 @@ class LossConfig:
     # proportion to radius^-3, mean particle_weight): a ball target's voxels grow as the radius cubed, so with
     # uniform weights the large classes outvote the small ones wherever the network is unsure.
     particle_weighting: str = "uniform"
-    # Soft labels for the segmentation cross-entropy: each voxel's target keeps 1 - label_smoothing on its class
-    # and spreads label_smoothing over all classes (0: one-hot; docs/BENCHMARKS.md, U-Net variant default_ls01).
+    # Soft labels for the segmentation cross-entropy: a particle voxel's target keeps 1 - label_smoothing on its
+    # class and spreads label_smoothing over the other particle classes; background stays one-hot (0: one-hot;
+    # cryokit.losses.particle_smoothed_cross_entropy; docs/BENCHMARKS.md, U-Net variant default_ls01).
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     focal_alpha: float = 0.25

@@ -25,6 +25,7 @@ __all__ = [
     "soft_fbeta_loss",
     "smooth_l1",
     "CompositeDetectionLoss",
+    "particle_smoothed_cross_entropy",
     "DiceCELoss",
     "HeatmapFocalLoss",
     "DeepSupervisionLoss",
@@ -290,6 +291,41 @@ def _check_detection_shapes(outputs: Mapping[str, torch.Tensor], targets: Mappin
             raise ValueError(f"targets[{name!r}] has shape {tuple(targets[name].shape)}, outputs need {tuple(shape)}")
 
 
+def particle_smoothed_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, smoothing: float, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Class-weighted cross-entropy against soft labels among the particle classes.
+
+    A particle voxel's target keeps ``1 - smoothing`` on its class and spreads ``smoothing`` evenly over the
+    other particle classes; background voxels stay one-hot. Smoothing over every class (torch's
+    ``label_smoothing``) breaks under heavy particle weights: with apo-ferritin weighted 82, a background
+    voxel's weighted target then favours apo-ferritin over background (0.1 / 7 x 82 > 0.914). The mean is
+    torch's weighted one (divided by the summed weight of each voxel's own class), so ``smoothing=0`` is
+    ``F.cross_entropy(logits, labels, weight)``.
+
+    Args:
+        logits: (B, C, Z, Y, X), channel 0 background, C >= 3.
+        labels: (B, Z, Y, X) integer class per voxel.
+        smoothing: share of a particle voxel's target moved to the other particle classes, in [0, 1).
+        weight: (C,) class weights; None: equal.
+    """
+    n_classes = logits.shape[1]
+    if n_classes < 3:
+        raise ValueError(
+            f"smoothing among particle classes needs 2 or more of them, got logits of {n_classes} channels"
+        )
+    weight = torch.ones(n_classes, device=logits.device) if weight is None else weight.to(logits.device)
+    one_hot = F.one_hot(labels, n_classes).movedim(-1, 1).to(logits.dtype)
+    particle = (labels > 0).unsqueeze(1).to(logits.dtype)
+    is_particle_class = torch.ones(n_classes, device=logits.device, dtype=logits.dtype)
+    is_particle_class[0] = 0
+    others = (is_particle_class.view(1, -1, *([1] * (logits.ndim - 2))) - one_hot) / (n_classes - 2)
+    soft = one_hot + particle * smoothing * (others - one_hot)
+    class_weight = weight.view(1, -1, *([1] * (logits.ndim - 2))).to(logits.dtype)
+    per_voxel = -(soft * class_weight * F.log_softmax(logits, dim=1)).sum(dim=1)
+    return per_voxel.sum() / weight[labels].sum()
+
+
 class DiceCELoss(nn.Module):
     """MONAI's Dice + cross-entropy for (B, C, Z, Y, X) logits, with both parts reported.
 
@@ -306,8 +342,8 @@ class DiceCELoss(nn.Module):
         include_background: whether the overlap part scores the background channel.
         tversky_alpha, tversky_beta: Tversky's FP and FN weights (beta > alpha favours recall).
         focal_gamma: focal exponent when ``voxel="focal"``.
-        label_smoothing: cross-entropy only: each voxel's target puts ``1 - label_smoothing`` on its class and
-            spreads ``label_smoothing`` evenly over all C (soft labels; 0: one-hot).
+        label_smoothing: cross-entropy only: soft labels among the particle classes
+            (``particle_smoothed_cross_entropy``; 0: one-hot).
 
     Examples::
 
@@ -350,12 +386,13 @@ class DiceCELoss(nn.Module):
             else monai.losses.TverskyLoss(alpha=tversky_alpha, beta=tversky_beta, **common)
         )
         self.voxel = (
-            nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+            nn.CrossEntropyLoss(weight=weight)
             if voxel == "ce"
             else monai.losses.FocalLoss(to_onehot_y=True, use_softmax=True, gamma=focal_gamma, weight=weight)
         )
         self.names = (overlap, voxel)
         self.lambda_dice, self.lambda_ce = lambda_dice, lambda_ce
+        self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         """Loss of one batch.
@@ -373,8 +410,15 @@ class DiceCELoss(nn.Module):
         if self.lambda_dice > 0:
             parts[self.names[0]] = (self.lambda_dice, self.overlap(logits, labels))
         if self.lambda_ce > 0:
-            voxel_labels = labels[:, 0].long() if isinstance(self.voxel, nn.CrossEntropyLoss) else labels
-            parts[self.names[1]] = (self.lambda_ce, self.voxel(logits, voxel_labels))
+            if self.label_smoothing > 0:
+                voxel_loss = particle_smoothed_cross_entropy(
+                    logits, labels[:, 0].long(), self.label_smoothing, self.voxel.weight
+                )
+            elif isinstance(self.voxel, nn.CrossEntropyLoss):
+                voxel_loss = self.voxel(logits, labels[:, 0].long())
+            else:
+                voxel_loss = self.voxel(logits, labels)
+            parts[self.names[1]] = (self.lambda_ce, voxel_loss)
         total = sum(weight * value for weight, value in parts.values())
         return LossOutput(total, {name: float(value.detach()) for name, (_, value) in parts.items()})
 

@@ -16,6 +16,7 @@ from cryokit.losses import (
     DiceCELoss,
     LossOutput,
     focal_loss,
+    particle_smoothed_cross_entropy,
     smooth_l1,
     soft_fbeta_loss,
     softmax_focal_loss,
@@ -314,20 +315,33 @@ def test_overlap_alone_keeps_its_gradient_and_zero_weights_are_refused():
         DiceCELoss(lambda_dice=0.0, lambda_ce=0.0)
 
 
-def test_label_smoothing_reaches_the_cross_entropy_and_stops_pushing_a_confident_voxel_further():
-    labels = torch.zeros(1, 1, 2, 2, 2, dtype=torch.long)
-    # Every voxel already gives its class (background) probability 0.9998: one-hot CE still pulls it up,
-    # soft labels (0.1 spread over 7 classes: target 0.914) pull it back down.
-    logits = torch.zeros(1, 7, 2, 2, 2)
-    logits[:, 0] = 10.0
-    gradients = {}
-    for smoothing in (0.0, 0.1):
-        loss = build_loss(LossConfig(label_smoothing=smoothing), n_classes=7)
-        assert loss.voxel.label_smoothing == smoothing
-        leaf = logits.clone().requires_grad_(True)
-        loss(leaf, labels).total.backward()
-        gradients[smoothing] = float(leaf.grad[:, 0].sum())
-    assert gradients[0.0] < 0 < gradients[0.1]
+def test_particle_label_smoothing_is_plain_weighted_ce_at_zero_and_softens_particles_only():
+    torch.manual_seed(0)
+    weight = torch.tensor([1.0, 82.0, 60.0, 24.0, 5.0, 8.0, 7.0])
+    logits, labels = torch.randn(2, 7, 3, 3, 3), torch.randint(0, 7, (2, 3, 3, 3))
+    plain = F.cross_entropy(logits, labels, weight=weight)
+    assert float(particle_smoothed_cross_entropy(logits, labels, 0.0, weight)) == pytest.approx(float(plain), rel=1e-6)
+    # One background voxel and one apo-ferritin voxel, both already near certain of their class.
+    labels = torch.tensor([0, 1]).view(1, 2, 1, 1)
+    confident = torch.zeros(1, 7, 2, 1, 1)
+    confident[0, 0, 0], confident[0, 1, 1] = 10.0, 10.0
+    leaf = confident.clone().requires_grad_(True)
+    particle_smoothed_cross_entropy(leaf, labels, 0.1, weight).backward()
+    assert float(leaf.grad[0, 0, 0]) < 0  # background stays one-hot: still pulled up
+    assert float(leaf.grad[0, 1, 1]) > 0  # the particle's target is 0.9: pushed back down
+    assert float(leaf.grad[0, 0, 1]) > 0  # and none of its 0.1 goes to background
+    assert all(float(leaf.grad[0, c, 1]) < 0 for c in range(2, 7))  # but to the other particle classes
+    with pytest.raises(ValueError, match="2 or more"):
+        particle_smoothed_cross_entropy(torch.zeros(1, 2, 1, 1, 1), torch.zeros(1, 1, 1, 1, dtype=torch.long), 0.1)
+
+
+def test_label_smoothing_reaches_the_loss_and_needs_the_cross_entropy():
+    labels = torch.randint(0, 7, (1, 1, 3, 3, 3))
+    logits = torch.randn(1, 7, 3, 3, 3)
+    config = LossConfig(label_smoothing=0.2, particle_weighting="volume")
+    loss = build_loss(config, n_classes=7, class_weights=segmentation_class_weights(config))
+    expected = particle_smoothed_cross_entropy(logits, labels[:, 0], 0.2, loss.voxel.weight)
+    assert float(loss(logits, labels).total) == pytest.approx(float(expected), rel=1e-6)
     with pytest.raises(ValueError, match="label_smoothing"):
         build_loss(LossConfig(name="focal", label_smoothing=0.1), n_classes=7)
     with pytest.raises(ValueError, match="label_smoothing"):
