@@ -42,7 +42,9 @@ COMMAND = ".venv/bin/python benchmarks/unet_experiments.py"
 # Rows pin the defaults they were measured against so that they keep their meaning: before 2026-12-06 output
 # stride 1 with 64 patches per epoch, then stride 2 with 192 (`stride2_p192`), both with every particle class
 # weighted alike and unsmoothed maps (the default since 2026-12-06's second change is `p192_volume_smooth40`).
-_UNIFORM_RAW = {"loss.particle_weighting": "uniform", "postprocess.smooth_sigma_angstrom": 0.0}
+# The network of the defaults until 2026-12-07: MONAI's UNet (0.6 M parameters), no deep supervision.
+_MONAI_UNET = {"model.name": "unet", "model.deep_supervision": 0}
+_UNIFORM_RAW = {**_MONAI_UNET, "loss.particle_weighting": "uniform", "postprocess.smooth_sigma_angstrom": 0.0}
 _P64 = {"patch.patches_per_epoch": 64, **_UNIFORM_RAW}
 _P192 = {"target.stride": 2, "patch.patches_per_epoch": 192, **_UNIFORM_RAW}
 _S1 = {"target.stride": 1, **_P64}
@@ -138,73 +140,81 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "(the default since 2026-12-06, second change)",
         {**_P192, "loss.particle_weighting": "volume", "postprocess.smooth_sigma_angstrom": 40.0},
     ),
-    # One change each against today's default (`p192_volume_smooth40`).
+    # One change each against `p192_volume_smooth40` (the default from 2026-12-06 to 2026-12-07, MONAI's UNet).
     "default_ball07": (
-        "today's default + balls of 0.7 r (from 0.5): more cells per particle, apo-ferritin's ball about 3 cells "
-        "across at 40 A",
-        {"target.radius_fraction": 0.7},
+        "`p192_volume_smooth40` + balls of 0.7 r (from 0.5): more cells per particle, apo-ferritin's ball about 3 "
+        "cells across at 40 A",
+        {**_MONAI_UNET, "target.radius_fraction": 0.7},
     ),
     "default_wide": (
-        "today's default + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
-        {"model.channels": [32, 64, 128, 256]},
+        "`p192_volume_smooth40` + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
+        {**_MONAI_UNET, "model.channels": [32, 64, 128, 256]},
     ),
     "default_deep": (
-        "today's default + a fifth level (channels 16-32-64-128-256, strides 2-2-2-2): a receptive field twice as "
-        "wide, for the shapes that tell beta-galactosidase from thyroglobulin and apo-ferritin",
-        {"model.channels": [16, 32, 64, 128, 256], "model.strides": [2, 2, 2, 2]},
+        "`p192_volume_smooth40` + a fifth level (channels 16-32-64-128-256, strides 2-2-2-2): a receptive field "
+        "twice as wide, for the shapes that tell beta-galactosidase from thyroglobulin and apo-ferritin",
+        {**_MONAI_UNET, "model.channels": [16, 32, 64, 128, 256], "model.strides": [2, 2, 2, 2]},
     ),
     "default_bf16_e36": (
-        "today's default trained with bf16 autocast on the CPU (`train.cpu_bf16`, 1.6x the training steps per "
+        "`p192_volume_smooth40` trained with bf16 autocast on the CPU (`train.cpu_bf16`, 1.6x the training steps per "
         "second on this CPU) for 36 epochs (from 24): about the same CPU time",
-        {"train.cpu_bf16": True, "train.epochs": 36},
+        {**_MONAI_UNET, "train.cpu_bf16": True, "train.epochs": 36},
     ),
     "default_runs8": (
-        "today's default trained on 8 simulated runs (4 more drawn alike, seed 3) for the same 24 epochs of 192 "
+        "`p192_volume_smooth40` trained on 8 simulated runs (4 more drawn alike, seed 3) for the same 24 epochs of 192 "
         "patches: the same CPU time, twice the data",
-        {},
+        {**_MONAI_UNET},
     ),
     "default_dice": (
-        "today's default + a Dice term (weight 1, the CE's class weights) beside the cross-entropy",
-        {"loss.dice_weight": 1.0},
+        "`p192_volume_smooth40` + a Dice term (weight 1, the CE's class weights) beside the cross-entropy",
+        {**_MONAI_UNET, "loss.dice_weight": 1.0},
     ),
     "default_tversky": (
-        "today's default + a Tversky term (weight 1; alpha 0.3 on false positives, beta 0.7 on misses: recall "
+        "`p192_volume_smooth40` + a Tversky term (weight 1; alpha 0.3 on false positives, beta 0.7 on misses: recall "
         "first, as F4 wants) beside the cross-entropy",
-        {"loss.name": "tversky_ce", "loss.dice_weight": 1.0},
+        {**_MONAI_UNET, "loss.name": "tversky_ce", "loss.dice_weight": 1.0},
     ),
     "default_lr1e3": (
-        "today's default at learning rate 1e-3 (from 2e-3; cosine decay after 20 warm-up steps either way): its "
+        "`p192_volume_smooth40` at learning rate 1e-3 (from 2e-3; cosine decay after 20 warm-up steps either way): its "
         "validation F4 plateaus from about epoch 15",
-        {"train.lr": 1e-3},
+        {**_MONAI_UNET, "train.lr": 1e-3},
     ),
     "default_seed1": (
-        "today's default again with training seed 1 (from 0): initial weights and patches drawn anew, how far one "
-        "training run's score moves by chance",
-        {"train.seed": 1},
+        "`p192_volume_smooth40` again with training seed 1 (from 0): initial weights and patches drawn anew, how "
+        "far one training run's score moves by chance",
+        {**_MONAI_UNET, "train.seed": 1},
     ),
     "default_seed2": (
-        "today's default again with training seed 2 (from 0): a third draw of initial weights and patches",
-        {"train.seed": 2},
+        "`p192_volume_smooth40` again with training seed 2 (from 0): a third draw of initial weights and patches",
+        {**_MONAI_UNET, "train.seed": 2},
     ),
     "default_wide_seed1": (
         "`default_wide` again with training seed 1 (from 0): whether its lead over the default outlasts a new draw",
-        {"model.channels": [32, 64, 128, 256], "train.seed": 1},
+        {**_MONAI_UNET, "model.channels": [32, 64, 128, 256], "train.seed": 1},
     ),
     "default_ls01": (
-        "today's default + soft labels among the particle classes: a particle voxel's target keeps 0.9 on its class "
-        "and spreads 0.1 over the other five (background one-hot), so the network is not pushed to certainty where "
-        "beta-galactosidase and thyroglobulin look alike",
-        {"loss.label_smoothing": 0.1},
+        "`p192_volume_smooth40` + soft labels among the particle classes: a particle voxel's target keeps 0.9 on "
+        "its class and spreads 0.1 over the other five (background one-hot), so the network is not pushed to "
+        "certainty where beta-galactosidase and thyroglobulin look alike",
+        {**_MONAI_UNET, "loss.label_smoothing": 0.1},
     ),
     "default_dynunet": (
-        "today's default on MONAI's DynUNet (the nnU-Net layout: two convolutions and a residual per level, the same "
-        "widths 16-32-64-128; 1.4 M parameters, from 0.6 M): the baseline for deep supervision",
+        "`p192_volume_smooth40` on MONAI's DynUNet (the nnU-Net layout: two convolutions and a residual per level, "
+        "the same widths 16-32-64-128; 1.4 M parameters, from 0.6 M)",
         {"model.name": "dynunet"},
     ),
     "default_dynunet_ds2": (
         "`default_dynunet` + deep supervision: heads on the two deeper decoder levels, trained on the same balls "
         "with weights 1, 1/2, 1/4",
         {"model.name": "dynunet", "model.deep_supervision": 2},
+    ),
+    "default_dynunet_seed1": (
+        "`default_dynunet` again with training seed 1 (from 0): whether its lead outlasts a new draw",
+        {"model.name": "dynunet", "train.seed": 1},
+    ),
+    "default_dynunet_ds2_seed1": (
+        "`default_dynunet_ds2` again with training seed 1 (from 0): whether its lead outlasts a new draw",
+        {"model.name": "dynunet", "model.deep_supervision": 2, "train.seed": 1},
     ),
     "p192_wide": (
         "`stride2_p192` + channels 32-64-128-256 (2.4 M parameters, from 0.6 M)",
@@ -375,12 +385,15 @@ def report(
         "|---|---|" + "---:|" * (len(names) + 2),
     ]
     rows = dict(kept_rows or {})
+    variants = FAMILIES[family][0]
     for r in results:
         per_class = " | ".join(f"{r['per_class'][n]:.3f}" for n in names)
-        rows[r["name"]] = f"| `{r['name']}` | {r['change']} | {per_class} | **{r['score']:.3f}** | " + (
+        # Today's wording of a variant's change (rows say what they changed against; the overrides are pinned).
+        change = variants[r["name"]][0] if r["name"] in variants else r["change"]
+        rows[r["name"]] = f"| `{r['name']}` | {change} | {per_class} | **{r['score']:.3f}** | " + (
             f"{r['train_minutes']:.1f} |" if r["train_minutes"] >= 0.05 else "reused |"
         )
-    order = list(FAMILIES[family][0])
+    order = list(variants)
     lines += [rows[n] for n in sorted(rows, key=lambda n: order.index(n) if n in order else len(order))]
     return "\n".join(
         [

@@ -230,9 +230,10 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # Output stride 2: on held-out randomized runs, with the CPU time stride 1 took spent on 3x the patches,
     # 0.718 weighted F4 against 0.614. Then particle classes weighted by volume (uniform weights let
     # thyroglobulin's large balls outvote beta-galactosidase and apo-ferritin) and maps smoothed by 40 A
-    # before peaks are found (docs/BENCHMARKS.md, "U-Net experiments (randomized simulator)").
+    # before peaks are found (0.758), then MONAI's DynUNet, the nnU-Net layout, in place of MONAI's UNet at
+    # the same widths (0.837; docs/BENCHMARKS.md, "U-Net experiments (randomized simulator)").
     "unet": {
-        "model.name": "unet",
+        "model.name": "dynunet",
         "target.kind": "balls",
         "target.stride": 2,
         "loss.name": "dice_ce",

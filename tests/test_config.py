@@ -110,7 +110,7 @@ def test_the_demo_recipe_gives_each_family_its_stride_and_patch_budget():
     from cryokit.demo.pipeline import DEMO_PATCHES_PER_EPOCH, demo_training_config
 
     unet, detector = demo_training_config(), demo_training_config(model="yolo3d")
-    assert (unet.model.name, unet.target.stride, unet.patch.patches_per_epoch) == ("unet", 2, 192)
+    assert (unet.model.name, unet.target.stride, unet.patch.patches_per_epoch) == ("dynunet", 2, 192)
     assert (detector.model.name, detector.target.kind, detector.target.stride) == ("yolo3d", "detection", 4)
     assert detector.patch.patches_per_epoch == DEMO_PATCHES_PER_EPOCH["yolo3d"] == 64
     # Everything else is the one recipe: the same data level, patch size, epochs and augmentations.
