@@ -92,7 +92,7 @@ def test_train_unet_notebook_learns(tmp_path):
             "val_runs": ["TS_c"],
             "out_dir": str(out_dir),
             "level": 0,
-            "channels": [8, 16],
+            "channels": [8, 16, 32],  # the preset's DynUNet needs 3 levels
             "patch_size_zyx": [16, 32, 32],
             "epochs": 4,
             "patches_per_epoch": 16,

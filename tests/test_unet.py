@@ -58,6 +58,7 @@ def test_half_resolution_cells_see_their_own_voxels():
         ({"out_channels": 1}, "background and at least one class"),
         ({"architecture": "vnet"}, "architecture must be one of"),
         ({"deep_supervision": 1}, "needs architecture 'dynunet'"),
+        ({"architecture": "dynunet", "channels": (8, 16), "strides": (2,)}, "3 or more levels"),
         ({"architecture": "dynunet", "deep_supervision": 3}, "at most len.strides. - 1 = 2"),
     ],
 )

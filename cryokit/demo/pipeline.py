@@ -223,13 +223,16 @@ def _train_each(config: DemoConfig, root: Path, train_runs, val_runs, out_dir: P
     unknown = [m for m in config.models if m not in MODEL_PRESETS]
     if unknown or not config.models:
         raise ValueError(f"demo models {list(config.models)}: each must be one of {sorted(MODEL_PRESETS)}")
+    # The preset the demo's training configuration was made from (preset names and network names differ:
+    # the "unet" preset trains a DynUNet).
+    base = next((p for p, o in MODEL_PRESETS.items() if o["model.name"] == config.training.model.name), None)
     trained = {}
     for index, model in enumerate(config.models):
         training = config.training
         if training.model.name != MODEL_PRESETS[model]["model.name"]:  # another family: its preset on top
             training = apply_overrides(training, MODEL_PRESETS[model])
-            if {model, config.training.model.name} <= set(DEMO_PATCHES_PER_EPOCH):  # and its share of patches
-                share = DEMO_PATCHES_PER_EPOCH[model] / DEMO_PATCHES_PER_EPOCH[config.training.model.name]
+            if {model, base} <= set(DEMO_PATCHES_PER_EPOCH):  # and its share of patches
+                share = DEMO_PATCHES_PER_EPOCH[model] / DEMO_PATCHES_PER_EPOCH[base]
                 patches = max(1, round(training.patch.patches_per_epoch * share))
                 training = replace(training, patch=replace(training.patch, patches_per_epoch=patches))
         folder = out_dir / ("train" if index == 0 else f"train_{model}")

@@ -142,6 +142,10 @@ def segmentation_unet(
         raise ValueError(f"output_stride must be 1 or 2, got {output_stride}")
     if out_channels < 2:
         raise ValueError(f"out_channels must count background and at least one class, got {out_channels}")
+    if architecture == "dynunet" and len(channels) < 3:
+        raise ValueError(
+            f"architecture 'dynunet' needs 3 or more levels (MONAI DynUNet), got channels {tuple(channels)}"
+        )
     if deep_supervision and (architecture != "dynunet" or not 0 < deep_supervision < len(strides)):
         raise ValueError(
             f"deep_supervision={deep_supervision} needs architecture 'dynunet' and at most len(strides) - 1 = "
