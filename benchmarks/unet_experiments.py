@@ -1,4 +1,4 @@
-"""Why the U-Net lags the detector: one change at a time against today's default, on the quality benchmark's data.
+"""Why the U-Net lagged the detector: one change at a time against a default, on the quality benchmark's data.
 
 ``--family detector`` runs the detector's variants the same way (``DETECTOR_VARIANTS``, section "Detector
 experiments (randomized simulator)").
@@ -41,8 +41,8 @@ COMMAND = ".venv/bin/python benchmarks/unet_experiments.py"
 
 # Rows pin the defaults they were measured against so that they keep their meaning: before 2026-12-06 output
 # stride 1 with 64 patches per epoch, then stride 2 with 192 (`stride2_p192`), both with every particle class
-# weighted alike and unsmoothed maps (the default since 2026-12-06's second change is `p192_volume_smooth40`).
-# The network of the defaults until 2026-12-07: MONAI's UNet (0.6 M parameters), no deep supervision.
+# weighted alike and unsmoothed maps; from 2026-12-06's second change `p192_volume_smooth40`; since 2026-12-07 the
+# same on MONAI's DynUNet (`default_dynunet`). The network of the defaults until 2026-12-07 is MONAI's UNet.
 _MONAI_UNET = {"model.name": "unet", "model.deep_supervision": 0}
 _UNIFORM_RAW = {**_MONAI_UNET, "loss.particle_weighting": "uniform", "postprocess.smooth_sigma_angstrom": 0.0}
 _P64 = {"patch.patches_per_epoch": 64, **_UNIFORM_RAW}
@@ -62,8 +62,8 @@ APPEARANCE = {
 # name -> (what changes, overrides on the U-Net preset of the demo configuration)
 VARIANTS: dict[str, tuple[str, dict]] = {
     "default": (
-        "today's default: stride 2, 192 patches per epoch, balls 0.5 r, CE weights by volume (mean 32), "
-        "maps smoothed by 40 A, no EMA",
+        "today's default: MONAI DynUNet, stride 2, 192 patches per epoch, balls 0.5 r, CE weights by volume "
+        "(mean 32), maps smoothed by 40 A, no EMA",
         {},
     ),
     "stride1": ("the default before 2026-12-06: output stride 1, 64 patches per epoch", _S1),
@@ -137,7 +137,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     ),
     "p192_volume_smooth40": (
         "`p192_volume` + maps blurred by a Gaussian of sigma 40 A (one output cell) before peaks are found "
-        "(the default since 2026-12-06, second change)",
+        "(the default from 2026-12-06, second change, to 2026-12-07)",
         {**_P192, "loss.particle_weighting": "volume", "postprocess.smooth_sigma_angstrom": 40.0},
     ),
     # One change each against `p192_volume_smooth40` (the default from 2026-12-06 to 2026-12-07, MONAI's UNet).
@@ -200,7 +200,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     ),
     "default_dynunet": (
         "`p192_volume_smooth40` on MONAI's DynUNet (the nnU-Net layout: two convolutions and a residual per level, "
-        "the same widths 16-32-64-128; 1.4 M parameters, from 0.6 M)",
+        "the same widths 16-32-64-128; 1.4 M parameters, from 0.6 M; the default since 2026-12-07)",
         {"model.name": "dynunet"},
     ),
     "default_dynunet_ds2": (

@@ -59,7 +59,7 @@ DEMO_TTA = {"unet": "flips", "yolo3d": "none"}
 def demo_training_config(quick: bool = False, model: str = "unet") -> RunConfig:
     """The demo's recipe for ``model`` (a ``MODEL_PRESETS`` name) on 2 CPU cores (level 1: 20 A voxels).
 
-    The U-Net (the default) trains in about 11 minutes of 24 epochs, the detector in about 25.
+    The U-Net (the default) trains in about 13 minutes of 24 epochs alone, the detector in about 25.
     """
     if model not in MODEL_PRESETS:
         raise ValueError(f"model {model!r}: must be one of {sorted(MODEL_PRESETS)}")
