@@ -93,7 +93,8 @@ sys.meta_path.insert(0, _KaggleImage)
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A one-epoch U-Net checkpoint, low thresholds (so there are picks), and a 3-run test split."""
+    """A one-epoch U-Net checkpoint (the U-Net preset's network, DynUNet), low thresholds (so there are picks),
+    and a 3-run test split."""
     base = tmp_path_factory.mktemp("kaggle")
     root = base / "data"
     make_kaggle_layout(root, runs=("TS_a",), tomo_types=("denoised",))
@@ -101,7 +102,7 @@ def trained(tmp_path_factory):
     config = RunConfig(
         data=DataConfig(root=str(root)),
         patch=PatchConfig(size_zyx=(16, 32, 32), batch_size=2, patches_per_epoch=2, inference_batch_size=4),
-        model=ModelConfig(channels=(4, 8), strides=(2,), num_res_units=0),
+        model=ModelConfig(name="dynunet", channels=(4, 8, 16), strides=(2, 2), num_res_units=0),
         augment=AugmentConfig(rotate_degrees=0, scale_fraction=0, elastic_p=0, noise_p=0, intensity_p=0),
         train=TrainConfig(epochs=1, out_dir=str(base / "run")),
         tracking=TrackingConfig(enabled=False),
