@@ -57,7 +57,12 @@ def trained_maps(checkpoint: Path, root: Path, run: str, precision: str) -> tupl
     loaded = load_model(checkpoint)
     tomogram = open_run_tomogram(root, "train", run, "denoised", loaded.level)
     maps = predict_maps(
-        loaded.model, loaded.task.dense_maps, normalise_tomogram(tomogram), loaded.window, precision=precision
+        loaded.model,
+        loaded.task.dense_maps,
+        normalise_tomogram(tomogram),
+        loaded.window,
+        loaded.task.output_stride,  # a stride-2 U-Net's maps are on its cell grid: what level 0 gives it too
+        precision=precision,
     ).numpy()
     factor = 2**loaded.level
     for axis in (1, 2, 3):

@@ -373,6 +373,15 @@ def test_build_task_wraps_the_loss_for_a_deeply_supervised_model_only():
     assert isinstance(deep.loss_fn, DeepSupervisionLoss) and isinstance(deep.loss_fn.loss, DiceCELoss)
     heads = torch.randn(1, 3, 7, 4, 4, 4)
     torch.testing.assert_close(deep.dense_maps(heads), deep.dense_maps(heads[:, 0]))
+    detector = ModelConfig(name="yolo3d", deep_supervision=1)
+    with pytest.raises(ValueError, match="needs model.name='dynunet'"):
+        build_task(
+            detector,
+            TargetConfig(kind="detection", stride=4),
+            LossConfig(name="detection"),
+            PostprocessConfig(),
+            (10.0,) * 3,
+        )
 
 
 def test_build_detection_loss_and_errors():

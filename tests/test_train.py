@@ -22,13 +22,17 @@ def blob_root(tmp_path_factory):
     return root
 
 
-def test_learning_raises_the_score_above_the_untrained_model(blob_root, tmp_path):
-    config = blob_config(blob_root, tmp_path / "run", epochs=4)
+def _untrained_score_then_fit(config, blob_root):
+    """Validation F4 of the configured network before training (seed 0), and the result of training it."""
     torch.manual_seed(0)
     untrained, task = build_model_and_task(config, (20.0, 20.0, 20.0))
     window = sliding_window(config.patch)
     before = evaluate(untrained, task, KaggleSource(blob_root), ["TS_c"], window, torch.device("cpu")).score
-    result = fit(config, progress=False)
+    return before, fit(config, progress=False)
+
+
+def test_learning_raises_the_score_above_the_untrained_model(blob_root, tmp_path):
+    before, result = _untrained_score_then_fit(blob_config(blob_root, tmp_path / "run", epochs=4), blob_root)
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < 0.8 * losses[0]
     assert result.best_score > before + 0.1
@@ -43,11 +47,7 @@ def test_a_deeply_supervised_dynunet_learns(blob_root, tmp_path):
         config,
         {"model.name": "dynunet", "model.deep_supervision": 1, "model.channels": [8, 16, 16], "model.strides": [2, 2]},
     )
-    torch.manual_seed(0)
-    untrained, task = build_model_and_task(config, (20.0, 20.0, 20.0))
-    window = sliding_window(config.patch)
-    before = evaluate(untrained, task, KaggleSource(blob_root), ["TS_c"], window, torch.device("cpu")).score
-    result = fit(config, progress=False)
+    before, result = _untrained_score_then_fit(config, blob_root)
     losses = [h["train_loss"] for h in result.history]
     assert all("train_deep_supervision" in h for h in result.history)  # both heads were trained
     assert losses[-1] < 0.8 * losses[0]

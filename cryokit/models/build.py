@@ -59,6 +59,10 @@ TARGET_KINDS = ("balls", "gaussian", "detection")
 def _check_pairing(model: ModelConfig, target: TargetConfig, loss: LossConfig) -> None:
     if model.name not in MODEL_NAMES:
         raise ValueError(f"model.name must be one of {MODEL_NAMES}, got {model.name!r}")
+    if model.deep_supervision and model.name != "dynunet":
+        raise ValueError(
+            f"model.deep_supervision={model.deep_supervision} needs model.name='dynunet', got {model.name!r}"
+        )
     detector = model.name == "yolo3d"
     if detector != (target.kind == "detection") or detector != (loss.name == "detection"):
         raise ValueError(
