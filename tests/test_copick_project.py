@@ -304,7 +304,7 @@ def test_notebook_parameters_take_a_copick_project(project, tmp_path):
     run_config = notebook_training_config(
         "unet", None, tmp_path / "nb", None, copick=copick_parameters, level=0, patch_size_zyx=(16, 32, 32),
         batch_size=2, patches_per_epoch=8, epochs=1, track=False,
-        overrides={"model.channels": [4, 8], "model.strides": [2], "patch.inference_overlap": 0.0},
+        overrides={"model.channels": [4, 8, 8], "model.strides": [2, 2], "patch.inference_overlap": 0.0},
     )  # fmt: skip
     assert run_config.data.copick == str(config) and run_config.data.val_runs == ("TS_c",)
     report = train_and_report(run_config, progress=False)
