@@ -315,13 +315,14 @@ def particle_smoothed_cross_entropy(
             f"smoothing among particle classes needs 2 or more of them, got logits of {n_classes} channels"
         )
     weight = torch.ones(n_classes, device=logits.device) if weight is None else weight.to(logits.device)
+    per_class = (1, n_classes) + (1,) * (logits.ndim - 2)  # a (C,) vector against (B, C, Z, Y, X)
     one_hot = F.one_hot(labels, n_classes).movedim(-1, 1).to(logits.dtype)
     particle = (labels > 0).unsqueeze(1).to(logits.dtype)
     is_particle_class = torch.ones(n_classes, device=logits.device, dtype=logits.dtype)
     is_particle_class[0] = 0
-    others = (is_particle_class.view(1, -1, *([1] * (logits.ndim - 2))) - one_hot) / (n_classes - 2)
+    others = (is_particle_class.view(per_class) - one_hot) / (n_classes - 2)
     soft = one_hot + particle * smoothing * (others - one_hot)
-    class_weight = weight.view(1, -1, *([1] * (logits.ndim - 2))).to(logits.dtype)
+    class_weight = weight.view(per_class).to(logits.dtype)
     per_voxel = -(soft * class_weight * F.log_softmax(logits, dim=1)).sum(dim=1)
     return per_voxel.sum() / weight[labels].sum()
 

@@ -65,7 +65,7 @@ def _body(
             dropout=dropout or None,
             res_block=num_res_units > 0,
             deep_supervision=deep_supervision > 0,
-            deep_supr_num=max(deep_supervision, 1),
+            deep_supr_num=max(deep_supervision, 1),  # MONAI checks it is >= 1 even with deep supervision off
         )
     if architecture == "unet":
         return nets.UNet(
