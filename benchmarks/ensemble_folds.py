@@ -108,6 +108,17 @@ def tta_fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions, fit_ru
     return {method: float(score_table(solution, p).attrs["score"]) for method, p in zip(TTA_METHODS, (unet, merged))}
 
 
+def fold_table(rows: dict[str, dict[str, float]], columns) -> list[str]:
+    """Markdown table lines: one row of weighted F4 per fitting run (``rows[run][column]``), then their mean."""
+    mean = {c: sum(r[c] for r in rows.values()) / len(rows) for c in columns}
+    return [
+        "| fitted on | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+        *(f"| {run} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |" for run, row in rows.items()),
+        "| **mean** | " + " | ".join(f"**{mean[c]:.3f}**" for c in columns) + " |",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domain", default="randomized", choices=["fixed", "randomized"])
@@ -138,13 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({', '.join(runs)}) fits the thresholds (and the ensemble) in turn, the other two are scored. "
         "Weighted F4 (no TTA unless a column names it):",
         "",
-        "| fitted on | " + " | ".join(columns) + " |",
-        "|---|" + "---:|" * len(columns),
+        *fold_table(rows, columns),
     ]
-    for run, row in rows.items():
-        lines.append(f"| {run} | " + " | ".join(f"{row[m]:.3f}" for m in columns) + " |")
-    mean = {m: sum(r[m] for r in rows.values()) / len(rows) for m in columns}
-    lines.append("| **mean** | " + " | ".join(f"**{mean[m]:.3f}**" for m in columns) + " |")
     body = "\n".join(lines)
     print(body)
     update_section(f"Ensemble across fitting runs ({args.domain} simulator)", body)

@@ -24,6 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
+from ensemble_folds import fold_table  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
 from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
@@ -103,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
     rows = {run: fold_row(candidates, solutions, run) for run in runs}
     columns = list(rows[runs[0]])
-    mean = {c: sum(r[c] for r in rows.values()) / len(rows) for c in columns}
     lines = [
         f"- Command: `{COMMAND} --domain {args.domain}`",
         f"- Machine: {machine_description()}",
@@ -116,10 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({', '.join(runs)}) fits the thresholds and the ensemble in turn, the other two are scored. "
         "Weighted F4:",
         "",
-        "| fitted on | " + " | ".join(columns) + " |",
-        "|---|" + "---:|" * len(columns),
-        *(f"| {run} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |" for run, row in rows.items()),
-        "| **mean** | " + " | ".join(f"**{mean[c]:.3f}**" for c in columns) + " |",
+        *fold_table(rows, columns),
     ]
     body = "\n".join(lines)
     print(body)
