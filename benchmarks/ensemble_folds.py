@@ -27,6 +27,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
+from quality import domain_folder  # noqa: E402
 
 from cryokit.ensemble import DEFAULT_MIN_GAIN_REFERENCES, ensemble_picks, fit_ensemble  # noqa: E402
 from cryokit.inference.predict import group_candidates  # noqa: E402
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domain", default="randomized", choices=["fixed", "randomized"])
     parser.add_argument("--quality-out", type=Path, default=Path("/tmp/cryokit_quality"))
     args = parser.parse_args(argv)
-    root = args.quality_out / ("data" if args.domain == "fixed" else f"data_{args.domain}")
+    root = args.quality_out / domain_folder("data", args.domain)
     split = json.loads((root / "runs.json").read_text())
     checkpoints = [str(args.quality_out / f"{m}_{args.domain}" / "best.pt") for m in ("unet", "yolo3d")]
     runs = split["val"] + split["heldout"]

@@ -50,13 +50,19 @@ TUNING_SEED, EXTRA_TRAINING_SEED = 2, 3
 HELD_OUT_FAMILY = ("recon_style=median", "defocus_um=4:5", *(f"variant.{name}=2" for name in PARTICLE_NAMES))
 
 
+def domain_folder(stem: str, domain: str) -> str:
+    """The folder of a domain's benchmark outputs under ``--out`` (``data``, ``experiments``): the stem for the
+    fixed domain (its folders predate the randomized one), ``{stem}_{domain}`` otherwise."""
+    return stem if domain == "fixed" else f"{stem}_{domain}"
+
+
 def simulate_quality_data(
     out: Path, train_runs: int = 4, heldout_runs: int = 2, domain: str = "randomized"
 ) -> tuple[Path, dict[str, list[str]]]:
     """The benchmark's runs under ``out/data`` (``out/data_randomized`` for that domain; simulated once,
     ``runs.json`` there names the split): training runs and one validation run of seed 0, held-out runs of
     seed 1, at the demo's size and difficulty. Randomized runs leave out ``HELD_OUT_FAMILY``."""
-    root = out / ("data" if domain == "fixed" else f"data_{domain}")
+    root = out / domain_folder("data", domain)
     split_file = root / "runs.json"
     if split_file.is_file():
         runs = json.loads(split_file.read_text())

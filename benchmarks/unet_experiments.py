@@ -29,7 +29,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import BENCHMARKS_PATH, machine_description, read_section, update_section  # noqa: E402
-from quality import EXTRA_TRAINING_SEED, more_runs, scored, simulate_quality_data, train_model  # noqa: E402
+from quality import (  # noqa: E402
+    EXTRA_TRAINING_SEED,
+    domain_folder,
+    more_runs,
+    scored,
+    simulate_quality_data,
+    train_model,
+)
 
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.io.atomic import atomic_write_text  # noqa: E402
@@ -472,9 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(variants)}")
     if args.time and args.family != "unet":
         parser.error("--time times U-Net variants only")
-    folder = ("experiments" if args.domain == "fixed" else f"experiments_{args.domain}") + (
-        "" if args.family == "unet" else f"_{args.family}"
-    )
+    folder = domain_folder("experiments", args.domain) + ("" if args.family == "unet" else f"_{args.family}")
     root, runs = (None, None) if args.report_only else simulate_quality_data(args.out, domain=args.domain)
     timing_file = args.out / folder / "timing.json"
     if args.time:

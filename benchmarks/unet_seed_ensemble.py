@@ -25,6 +25,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 from ensemble_folds import fold_table  # noqa: E402
+from quality import domain_folder  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
 from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
@@ -88,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality-out", type=Path, default=Path("/tmp/cryokit_quality"))
     args = parser.parse_args(argv)
     out = args.quality_out
-    root = out / ("data" if args.domain == "fixed" else f"data_{args.domain}")
-    experiments = out / ("experiments" if args.domain == "fixed" else f"experiments_{args.domain}")
+    root, experiments = out / domain_folder("data", args.domain), out / domain_folder("experiments", args.domain)
     split = json.loads((root / "runs.json").read_text())
     runs = split["val"] + split["heldout"]
     missing = [v for vs in UNET_GROUPS.values() for v in vs if not (experiments / v / "best.pt").is_file()]
