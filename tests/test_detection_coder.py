@@ -15,6 +15,7 @@ from cryokit.models.detection_coder import (
     DetectionTargetEncoder,
     decode_detections,
     detection_grid_shape,
+    detector_offset_bound,
     encode_detection_targets,
 )
 from cryokit.particles import PARTICLES
@@ -122,3 +123,37 @@ def test_detection_target_encoder_uses_the_catalog_radii_and_anchors():
     assert float(target["objectness"][anchor].sum()) == 1.0
     expected = np.log(class_radii_voxels(SPACING)[3] / anchor_radii_voxels(SPACING)[anchor])
     assert float(target["log_radius_ratio"][anchor].sum()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_centre_sampling_marks_the_cells_near_each_centre_and_decodes_back_to_it():
+    anchors = anchor_radii_voxels(SPACING)
+    centres = np.array([[9.0, 9.5, 30.2], [22.3, 30.0, 8.7]])
+    classes = np.array([0, 3])
+    radii = class_radii_voxels(SPACING)[classes]
+    own_only = encode_detection_targets((32, 48, 40), centres, classes, radii, anchors, 4)
+    sampled = encode_detection_targets((32, 48, 40), centres, classes, radii, anchors, 4, positive_radius_cells=1.0)
+    assert own_only.objectness.sum() == 2 and sampled.n_collisions == 0
+    # Every positive cell's centre lies within 1 cell of its particle and its offset points at that particle.
+    decoded = decode_detections(
+        sampled.objectness, _one_hot_maps(sampled), sampled.offset_zyx, sampled.log_radius_ratio, 4, anchors
+    )
+    assert 2 * 2 < len(decoded.scores) <= 2 * 7  # each centre claims its own cell and up to its 6 face neighbours
+    distance = np.linalg.norm(decoded.centres_voxel_zyx[:, None] - centres[None], axis=-1)
+    assert distance.min(1).max() < 1e-4
+    assert np.array_equal(decoded.class_indices, classes[distance.argmin(1)])
+    assert np.abs(sampled.offset_zyx).max() <= 1.0 < detector_offset_bound(1.0)
+    assert detector_offset_bound(0.0) == 1.0  # the bound of detectors trained on own cells only
+
+
+def test_centre_sampling_gives_a_shared_cell_to_the_nearer_particle():
+    # Two particles 1.2 cells apart: the cells both reach go to the nearer one, neither is left without a cell.
+    centres = np.array([[8.0, 8.0, 8.0], [8.0, 8.0, 12.8]])
+    targets = encode_detection_targets((16, 16, 24), centres, [0, 1], 3.0, [3.0], 4, positive_radius_cells=1.0)
+    assert targets.n_collisions == 0
+    cell_centres_x = np.arange(6) * 4 + 1.5
+    owner = targets.class_index[0, 2, 2]  # the row of cells along x through both centres
+    for x, c in zip(cell_centres_x, owner):
+        if c >= 0:
+            assert c == np.argmin(np.abs(np.array([8.0, 12.8]) - x))
+    with pytest.raises(ValueError, match="positive_radius_cells"):
+        encode_detection_targets((16, 16, 16), centres, [0, 1], 3.0, [3.0], 4, positive_radius_cells=-1.0)

@@ -23,13 +23,18 @@ def _picks(rows):
     return pd.DataFrame(rows, columns=["experiment", "particle_type", "x", "y", "z", "score"])
 
 
-def test_detection_decode_round_trips_encoded_particles_to_angstrom():
-    """Dense maps built from encoded targets decode back to the particles, in Angstrom x, y, z."""
+@pytest.mark.parametrize("positive_radius_cells", [0.0, 1.0])
+def test_detection_decode_round_trips_encoded_particles_to_angstrom(positive_radius_cells):
+    """Dense maps built from encoded targets decode back to the particles, in Angstrom x, y, z; with centre
+    sampling, the NMS merges the several cells that vote for each particle into one pick."""
     anchors = anchor_radii_voxels(SPACING)
     centres_zyx = np.array([[10.3, 20.6, 30.2], [22.0, 40.4, 12.9], [30.5, 9.2, 44.7]])
     classes = np.array([0, 3, 4])
     radii = np.array([6.0, 15.0, 13.0])
-    encoded = encode_detection_targets((40, 56, 56), centres_zyx, classes, radii, anchors, stride=4)
+    encoded = encode_detection_targets(
+        (40, 56, 56), centres_zyx, classes, radii, anchors, stride=4, positive_radius_cells=positive_radius_cells
+    )
+    assert (encoded.objectness.sum() > 3) == (positive_radius_cells > 0)
     task = DetectionTask(CompositeDetectionLoss(), anchors, stride=4, decoding=PeakDecoding(candidate_floor=0.5))
     logits = {
         "objectness": torch.from_numpy(encoded.objectness * 20 - 10)[None],
@@ -198,3 +203,16 @@ def test_the_detector_refuses_map_smoothing():
     config = apply_overrides(RunConfig(), {**MODEL_PRESETS["yolo3d"], "postprocess.smooth_sigma_angstrom": 40.0})
     with pytest.raises(ValueError, match="smooth_sigma_angstrom=40.0 blurs U-Net maps"):
         build_task(config.model, config.target, config.loss, config.postprocess, SPACING)
+
+
+def test_centre_sampling_is_a_detector_setting_that_widens_the_offset_bound():
+    from cryokit.models.build import build_model
+
+    preset = apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"])
+    assert preset.target.positive_radius_cells == 1.0
+    assert build_model(preset.model, preset.target, SPACING).offset_bound == 1.5  # targets reach 1 cell
+    own_cell = apply_overrides(preset, {"target.positive_radius_cells": 0.0})  # checkpoints of before 2026-12-07
+    assert build_model(own_cell.model, own_cell.target, SPACING).offset_bound == 1.0
+    unet = apply_overrides(RunConfig(), {**MODEL_PRESETS["unet"], "target.positive_radius_cells": 1.0})
+    with pytest.raises(ValueError, match="positive_radius_cells=1.0 samples the detector's positive cells"):
+        build_task(unet.model, unet.target, unet.loss, unet.postprocess, SPACING)

@@ -28,7 +28,7 @@ from cryokit.inference.sliding_window import SlidingWindow
 from cryokit.io.source import CopickSource, DataSource, KaggleSource
 from cryokit.losses import CompositeDetectionLoss, DeepSupervisionLoss, DiceCELoss, HeatmapFocalLoss
 from cryokit.models.anchors import anchor_radii_voxels
-from cryokit.models.detection_coder import DetectionTargetEncoder
+from cryokit.models.detection_coder import DetectionTargetEncoder, detector_offset_bound
 from cryokit.models.detector import YOLO3D
 from cryokit.models.resnet3d import medicalnet_resnet18
 from cryokit.models.unet import UNET_ARCHITECTURES, segmentation_unet
@@ -69,6 +69,11 @@ def _check_pairing(model: ModelConfig, target: TargetConfig, loss: LossConfig) -
             f"model.name={model.name!r}, target.kind={target.kind!r} and loss.name={loss.name!r} do not fit: "
             "yolo3d trains on target.kind='detection' with loss.name='detection'; U-Nets on 'balls' or 'gaussian'"
         )
+    if target.positive_radius_cells and target.kind != "detection":
+        raise ValueError(
+            f"target.positive_radius_cells={target.positive_radius_cells} samples the detector's positive cells; "
+            f"target.kind={target.kind!r} needs 0"
+        )
     if loss.particle_weighting != "uniform" and target.kind != "balls":
         raise ValueError(
             f"loss.particle_weighting={loss.particle_weighting!r} weighs ball targets' classes; "
@@ -101,6 +106,7 @@ def build_model(
             backbone=backbone,
             neck_channels=model.neck_channels,
             stride=target.stride,
+            offset_bound=detector_offset_bound(target.positive_radius_cells),
         )
     out_channels = len(catalog) + 1 if target.kind == "balls" else len(catalog)
     return segmentation_unet(
@@ -187,7 +193,7 @@ def build_target(target: TargetConfig, catalog: ParticleCatalog = COMPETITION_CA
     if target.kind == "gaussian":
         return GaussianTargets(target.radius_fraction, target.stride, catalog)
     if target.kind == "detection":
-        return DetectionTargetEncoder(target.stride)
+        return DetectionTargetEncoder(target.stride, target.positive_radius_cells)
     raise ValueError(f"target.kind must be one of {TARGET_KINDS}, got {target.kind!r}")
 
 

@@ -6,9 +6,14 @@
 * Channel layout (``DetectionLayout``): per anchor ``[objectness, C class scores, 3 offsets (z, y, x), log
   radius ratio]``, ``5 + C`` channels; the dense maps the sliding-window inferer blends are the anchors'
   blocks one after the other. This is the only place the layout is written down.
-* **Collision rule:** when two particles fall in the same cell and anchor, the one nearer the cell centre
-  is encoded and the others are dropped and counted in ``DetectionTargets.n_collisions``. Real particles
-  never collide at stride 4 on level 0 (cells are 40 A wide, centres >= 120 A apart).
+* **Positives:** a particle's own cell, and with ``positive_radius_cells`` r > 0 also every cell whose
+  centre lies within r cells of the particle's centre (centre sampling, as FCOS and YOLOX do: a
+  particle then trains several cells, each regressing its offset to the same centre; the per-class
+  spherical NMS at decoding merges their votes). Offsets then reach r cells, so the network's offset bound
+  is ``detector_offset_bound(r)``.
+* **Collision rule:** when two particles claim the same cell and anchor, the one nearer the cell centre
+  is encoded there; a particle left with no cell is counted in ``DetectionTargets.n_collisions``. Real
+  particles never collide at stride 4 on level 0 (cells are 40 A wide, centres >= 120 A apart).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ __all__ = [
     "DETECTION_TARGET_KEYS",
     "DetectionLayout",
     "detection_grid_shape",
+    "detector_offset_bound",
     "DetectionTargets",
     "encode_detection_targets",
     "DetectionTargetEncoder",
@@ -87,6 +93,32 @@ class DetectionLayout:
         }
 
 
+def detector_offset_bound(positive_radius_cells: float = 0.0) -> float:
+    """The offset bound a detector trained with ``positive_radius_cells`` needs: the largest target offset
+    (0.5 cell for a cell's own particle, r for centre sampling) plus half a cell, so targets never sit where
+    the ``tanh`` saturates (1.0 for r = 0, the bound the detector always had)."""
+    if positive_radius_cells < 0:
+        raise ValueError(f"positive_radius_cells must be >= 0, got {positive_radius_cells}")
+    return max(0.5, float(positive_radius_cells)) + 0.5
+
+
+def _positive_cells(
+    centres_voxel_zyx: np.ndarray, stride: int, grid: Sequence[int], positive_radius_cells: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(particle index, cell zyx) of every positive: each particle's own cell and, within
+    ``positive_radius_cells`` of its centre, the cells around it that lie in the grid."""
+    own = cell_of_voxel(centres_voxel_zyx, stride)
+    reach = int(np.ceil(positive_radius_cells))
+    steps = np.arange(-reach, reach + 1)
+    steps = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
+    cells = own[:, None, :] + steps[None]  # (N, S, 3)
+    distance_cells = np.linalg.norm(cell_centres_voxel(cells, stride) - centres_voxel_zyx[:, None], axis=-1) / stride
+    positive = (distance_cells <= positive_radius_cells) | np.all(steps == 0, axis=1)[None]
+    positive &= np.all((cells >= 0) & (cells < np.asarray(grid)), axis=-1)
+    particle, step = np.nonzero(positive)
+    return particle, cells[particle, step]
+
+
 def detection_grid_shape(shape_zyx: Sequence[int], stride: int) -> tuple[int, int, int]:
     """Cells per axis of a stride-``stride`` grid over a (Z, Y, X) patch: ``ceil(n / stride)``."""
     if int(stride) < 1:
@@ -125,6 +157,7 @@ def encode_detection_targets(
     anchors_voxels: np.ndarray,
     stride: int = 4,
     class_anchor: np.ndarray | None = None,
+    positive_radius_cells: float = 0.0,
 ) -> DetectionTargets:
     """Detection targets of a patch; centres outside the grid are left out (nearer centre wins a cell).
 
@@ -136,16 +169,21 @@ def encode_detection_targets(
         anchors_voxels: (A,) anchor radii in voxels (``anchor_radii_angstrom()`` converted).
         stride: grid stride in voxels.
         class_anchor: (6,) anchor index per class (default ``class_anchor_indices()``).
+        positive_radius_cells: centre sampling radius in cells (0: a particle's own cell only).
     """
     _, centres, classes, radii = check_points(shape_zyx, centres_voxel_zyx, class_indices, radii_voxels, "radii_voxels")
     anchors = np.asarray(anchors_voxels, dtype=np.float64).reshape(-1)
     class_anchor = class_anchor_indices() if class_anchor is None else np.asarray(class_anchor)
     grid = detection_grid_shape(shape_zyx, stride)
-    cells = cell_of_voxel(centres, stride)
-    inside = np.all((cells >= 0) & (cells < np.asarray(grid)), axis=1)
-    centres, classes, radii, cells = centres[inside], classes[inside], radii[inside], cells[inside]
-    anchor = class_anchor[classes]
-    offsets = (centres - cell_centres_voxel(cells, stride)) / stride
+    if positive_radius_cells < 0:
+        raise ValueError(f"positive_radius_cells must be >= 0, got {positive_radius_cells}")
+    # A particle whose own cell is off the grid is left out, even when cells around it are on it.
+    own = cell_of_voxel(centres, stride)
+    inside = np.all((own >= 0) & (own < np.asarray(grid)), axis=1)
+    centres, classes, radii = centres[inside], classes[inside], radii[inside]
+    particle, cells = _positive_cells(centres, stride, grid, positive_radius_cells)
+    anchor = class_anchor[classes[particle]]
+    offsets = (centres[particle] - cell_centres_voxel(cells, stride)) / stride
     keys = np.ravel_multi_index((anchor, *cells.T), (len(anchors), *grid))
     order = np.lexsort((np.linalg.norm(offsets, axis=1), keys))
     first = np.r_[True, keys[order][1:] != keys[order][:-1]] if len(order) else np.zeros(0, bool)
@@ -155,13 +193,13 @@ def encode_detection_targets(
         class_index=np.full((len(anchors), *grid), -1, np.int64),
         offset_zyx=np.zeros((len(anchors), 3, *grid), np.float32),
         log_radius_ratio=np.zeros((len(anchors), *grid), np.float32),
-        n_collisions=int(len(order) - len(win)),
+        n_collisions=int(len(centres) - len(np.unique(particle[win]))),
     )
     index = (anchor[win], *cells[win].T)
     targets.objectness[index] = 1.0
-    targets.class_index[index] = classes[win]
+    targets.class_index[index] = classes[particle[win]]
     targets.offset_zyx[anchor[win], :, cells[win, 0], cells[win, 1], cells[win, 2]] = offsets[win]
-    targets.log_radius_ratio[index] = np.log(radii[win] / anchors[anchor[win]])
+    targets.log_radius_ratio[index] = np.log(radii[particle[win]] / anchors[anchor[win]])
     return targets
 
 
@@ -171,6 +209,7 @@ class DetectionTargetEncoder:
     the catalog radii and the anchors at the data's spacing, as a dict of tensors."""
 
     stride: int = 4
+    positive_radius_cells: float = 0.0
 
     def __call__(
         self, size_zyx, centres_voxel_zyx, class_indices, voxel_spacing_angstrom_zyx
@@ -183,6 +222,7 @@ class DetectionTargetEncoder:
             radii,
             anchor_radii_voxels(voxel_spacing_angstrom_zyx),
             self.stride,
+            positive_radius_cells=self.positive_radius_cells,
         ).as_tensors()
 
 
