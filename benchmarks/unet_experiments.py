@@ -300,6 +300,10 @@ DETECTOR_VARIANTS: dict[str, tuple[str, dict]] = {
         "regressing its offset to that centre: up to 7 positives per particle in place of 1 (today's preset)",
         {"target.positive_radius_cells": 1.0},
     ),
+    "centre1_seed1": (
+        "`centre1` again with training seed 1 (from 0): does its gain over `own_cell` hold for another draw",
+        {"target.positive_radius_cells": 1.0, "train.seed": 1},
+    ),
 }
 # Variants that train on more simulated runs (this many beside the split's 4) for the same epochs and
 # patches per epoch: the same CPU time, more data.

@@ -247,8 +247,8 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "segresnet": {"model.name": "segresnet", "target.kind": "balls", "target.stride": 1, "loss.name": "dice_ce"},
     "flexibleunet": {"model.name": "flexibleunet", "target.kind": "balls", "target.stride": 1, "loss.name": "dice_ce"},
     # Centre sampling (every cell within 1 cell of a centre a positive, up to 7 per particle in place of 1):
-    # 0.803 -> 0.854 weighted F4 on held-out randomized runs at the same budget (docs/BENCHMARKS.md,
-    # "Detector experiments (randomized simulator)", centre1).
+    # 0.755 -> 0.777 weighted F4 on held-out randomized runs at the same budget, the mean over two training
+    # seeds and three fitting runs (docs/BENCHMARKS.md, "Detector variants across seeds and fitting runs").
     "yolo3d": {
         "model.name": "yolo3d",
         "target.kind": "detection",

@@ -190,3 +190,19 @@ def test_kaggle_bundle_stores_weights_by_auto_unless_told(tmp_path):
     assert build_parser().parse_args(base).weights_dtype == "auto"
     assert build_parser().parse_args([*base, "--weights", "int8"]).weights_dtype == "int8"
     assert build_parser().parse_args(["export", "--checkpoint", "a.pt", "--out", "b.pt"]).weights_dtype == "float32"
+
+
+def test_a_detector_checkpoint_keeps_the_offset_bound_it_was_trained_with(tmp_path):
+    """The bound is not a weight: it comes back from the stored configuration, and a checkpoint of before
+    centre sampling (no ``positive_radius_cells`` in it) loads with the bound it was trained with."""
+    from cryokit.config import MODEL_PRESETS, apply_overrides
+
+    config = to_dict(apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"]))
+    model, _ = build_model_and_task(apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"]), REAL_SPACING_ZYX)
+    before = json.loads(json.dumps(config))
+    del before["target"]["positive_radius_cells"]
+    bounds = {}
+    for name, stored in (("centre_sampled", config), ("before", before)):
+        state = {"model": model.state_dict(), "config": stored, "voxel_spacing_angstrom_zyx": list(REAL_SPACING_ZYX)}
+        bounds[name] = load_model(save_checkpoint(tmp_path / f"{name}.pt", state)).model.offset_bound
+    assert bounds == {"centre_sampled": 1.5, "before": 1.0}

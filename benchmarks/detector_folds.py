@@ -1,0 +1,97 @@
+"""Detector variants over training seeds and fitting runs: how much of a variant's gain is the variant?
+
+One held-out score per variant (``benchmarks/unet_experiments.py --family detector``) mixes the variant with
+its training seed and with the one validation run that tunes its thresholds. Here the detector experiments
+of two training seeds each, and each pair averaged map by map (one ensemble group, as ``cryokit predict``
+does with several checkpoints of one kind), are scored as in "Ensemble across fitting runs": each of the
+runs the models never trained on tunes the thresholds in turn, the other two are scored. The detectors
+predict without TTA (the demo's). Writes the section "Detector variants across seeds and fitting runs
+(DOMAIN simulator)" of docs/BENCHMARKS.md.
+
+Run: ``.venv/bin/python benchmarks/detector_folds.py [--domain randomized]`` after the experiments it names
+(``own_cell`` is the detector preset of before 2026-12-07: copy that quality run there; about 15 minutes on
+2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine_description, update_section  # noqa: E402
+from ensemble_folds import fold_table  # noqa: E402
+from quality import domain_folder  # noqa: E402
+from unet_seed_ensemble import candidates_by_run  # noqa: E402
+
+from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
+from cryokit.io import read_solution  # noqa: E402
+from cryokit.metric import score_table  # noqa: E402
+from cryokit.postprocess import apply_thresholds  # noqa: E402
+from cryokit.thresholds import best_thresholds  # noqa: E402
+
+COMMAND = ".venv/bin/python benchmarks/detector_folds.py"
+# Each group: its label and the detector experiments (benchmarks/unet_experiments.py) averaged in it.
+GROUPS = {
+    "own_cell, seed 0": ("own_cell",),
+    "own_cell, seed 1": ("seed1",),
+    "own_cell, seeds averaged": ("own_cell", "seed1"),
+    "centre1, seed 0": ("centre1",),
+    "centre1, seed 1": ("centre1_seed1",),
+    "centre1, seeds averaged": ("centre1", "centre1_seed1"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domain", default="randomized", choices=["fixed", "randomized"])
+    parser.add_argument("--quality-out", type=Path, default=Path("/tmp/cryokit_quality"))
+    args = parser.parse_args(argv)
+    out = args.quality_out
+    root = out / domain_folder("data", args.domain)
+    experiments = out / (domain_folder("experiments", args.domain) + "_detector")
+    split = json.loads((root / "runs.json").read_text())
+    runs = split["val"] + split["heldout"]
+    missing = sorted({v for vs in GROUPS.values() for v in vs if not (experiments / v / "best.pt").is_file()})
+    if missing:
+        parser.error(f"no checkpoint for {missing} under {experiments}: run unet_experiments.py --family detector")
+    candidates = {
+        group: candidates_by_run([experiments / v / "best.pt" for v in variants], root, runs, DEMO_TTA["yolo3d"])
+        for group, variants in GROUPS.items()
+    }
+    solutions = {run: read_solution(root, "train", [run]) for run in runs}
+    rows = {}
+    for fit_run in runs:
+        test = [run for run in runs if run != fit_run]
+        solution = read_solution(root, "train", test)
+        rows[fit_run] = {}
+        for group, by_run in candidates.items():
+            thresholds = best_thresholds(by_run[fit_run], solutions[fit_run])
+            picks = apply_thresholds(pd.concat([by_run[r] for r in test], ignore_index=True), thresholds, 1.0)
+            rows[fit_run][group] = float(score_table(solution, picks).attrs["score"])
+    lines = [
+        f"- Command: `{COMMAND} --domain {args.domain}`",
+        f"- Machine: {machine_description()}",
+        f"- Date: {datetime.date.today().isoformat()}",
+        "",
+        f"Detectors of `benchmarks/unet_experiments.py --family detector` ({args.domain} simulator, "
+        f"{DEMO_TTA['yolo3d']} TTA): `own_cell` (each particle a positive on its own cell, the preset until "
+        "2026-12-07) and `centre1` (centre sampling, today's preset), each with training seeds 0 and 1 and the "
+        "two seeds averaged map by map. Each of the runs the models never trained on "
+        f"({', '.join(runs)}) tunes the thresholds in turn, the other two are scored. Weighted F4:",
+        "",
+        *fold_table(rows, list(GROUPS)),
+    ]
+    body = "\n".join(lines)
+    print(body)
+    update_section(f"Detector variants across seeds and fitting runs ({args.domain} simulator)", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
