@@ -21,19 +21,14 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 from ensemble_folds import fold_table  # noqa: E402
 from quality import domain_folder  # noqa: E402
-from unet_seed_ensemble import candidates_by_run  # noqa: E402
+from unet_seed_ensemble import alone_scores, experiment_candidates  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
-from cryokit.metric import score_table  # noqa: E402
-from cryokit.postprocess import apply_thresholds  # noqa: E402
-from cryokit.thresholds import best_thresholds  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/detector_folds.py"
 # Each group: its label and the detector experiments (benchmarks/unet_experiments.py) averaged in it.
@@ -57,23 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     experiments = out / (domain_folder("experiments", args.domain) + "_detector")
     split = json.loads((root / "runs.json").read_text())
     runs = split["val"] + split["heldout"]
-    missing = sorted({v for vs in GROUPS.values() for v in vs if not (experiments / v / "best.pt").is_file()})
-    if missing:
-        parser.error(f"no checkpoint for {missing} under {experiments}: run unet_experiments.py --family detector")
-    candidates = {
-        group: candidates_by_run([experiments / v / "best.pt" for v in variants], root, runs, DEMO_TTA["yolo3d"])
-        for group, variants in GROUPS.items()
-    }
+    candidates = experiment_candidates(GROUPS, experiments, root, runs, DEMO_TTA["yolo3d"])
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
-    rows = {}
-    for fit_run in runs:
-        test = [run for run in runs if run != fit_run]
-        solution = read_solution(root, "train", test)
-        rows[fit_run] = {}
-        for group, by_run in candidates.items():
-            thresholds = best_thresholds(by_run[fit_run], solutions[fit_run])
-            picks = apply_thresholds(pd.concat([by_run[r] for r in test], ignore_index=True), thresholds, 1.0)
-            rows[fit_run][group] = float(score_table(solution, picks).attrs["score"])
+    rows = {fit_run: alone_scores(candidates, solutions, fit_run) for fit_run in runs}
     lines = [
         f"- Command: `{COMMAND} --domain {args.domain}`",
         f"- Machine: {machine_description()}",

@@ -59,6 +59,33 @@ def candidates_by_run(checkpoints: list[Path], root: Path, runs: list[str], tta:
     }
 
 
+def experiment_candidates(
+    groups: dict[str, tuple[str, ...]], experiments: Path, root: Path, runs: list[str], tta: str
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """``candidates_by_run`` of each group of experiments (``experiments/NAME/best.pt``) averaged map by map."""
+    missing = sorted({v for vs in groups.values() for v in vs if not (experiments / v / "best.pt").is_file()})
+    if missing:
+        raise SystemExit(f"no checkpoint for {missing} under {experiments}: run benchmarks/unet_experiments.py first")
+    return {
+        group: candidates_by_run([experiments / v / "best.pt" for v in variants], root, runs, tta)
+        for group, variants in groups.items()
+    }
+
+
+def alone_scores(
+    candidates: dict[str, dict[str, pd.DataFrame]], solutions: dict[str, pd.DataFrame], fit_run: str
+) -> dict[str, float]:
+    """Weighted F4 on every run but ``fit_run`` of each group alone, thresholds tuned on ``fit_run``."""
+    test = [run for run in solutions if run != fit_run]
+    solution = pd.concat([solutions[r] for r in test], ignore_index=True)
+    row = {}
+    for group, by_run in candidates.items():
+        thresholds = best_thresholds(by_run[fit_run], solutions[fit_run])
+        picks = apply_thresholds(pd.concat([by_run[r] for r in test], ignore_index=True), thresholds, 1.0)
+        row[group] = float(score_table(solution, picks).attrs["score"])
+    return row
+
+
 def fold_row(candidates: dict[str, dict[str, pd.DataFrame]], solutions: dict[str, pd.DataFrame], fit_run: str):
     """Weighted F4 on every run but ``fit_run`` of each group alone and of each U-Net group with the
     detector, thresholds (and the ensemble) fitted on ``fit_run``."""
@@ -68,18 +95,14 @@ def fold_row(candidates: dict[str, dict[str, pd.DataFrame]], solutions: dict[str
     def test_frame(group):
         return pd.concat([candidates[group][r] for r in test], ignore_index=True)
 
-    def scored(picks):
-        return float(score_table(solution, picks).attrs["score"])
-
-    row = {}
-    for group in candidates:
-        thresholds = best_thresholds(candidates[group][fit_run], solutions[fit_run])
-        row[group] = scored(apply_thresholds(test_frame(group), thresholds, 1.0))
+    row = alone_scores(candidates, solutions, fit_run)
     for group in UNET_GROUPS:
         names = [group, DETECTOR]
         ensemble = fit_ensemble([candidates[n][fit_run] for n in names], solutions[fit_run], names)
         picks = ensemble_picks(ensemble, [test_frame(n) for n in names])
-        row[f"{group} + detector"] = scored(apply_thresholds(picks, ensemble.thresholds, 1.0))
+        row[f"{group} + detector"] = float(
+            score_table(solution, apply_thresholds(picks, ensemble.thresholds, 1.0)).attrs["score"]
+        )
     return row
 
 
@@ -92,13 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     root, experiments = out / domain_folder("data", args.domain), out / domain_folder("experiments", args.domain)
     split = json.loads((root / "runs.json").read_text())
     runs = split["val"] + split["heldout"]
-    missing = [v for vs in UNET_GROUPS.values() for v in vs if not (experiments / v / "best.pt").is_file()]
-    if missing:
-        parser.error(f"no checkpoint for {sorted(set(missing))} under {experiments}: run unet_experiments.py first")
-    candidates = {
-        group: candidates_by_run([experiments / v / "best.pt" for v in variants], root, runs, DEMO_TTA["unet"])
-        for group, variants in UNET_GROUPS.items()
-    }
+    candidates = experiment_candidates(UNET_GROUPS, experiments, root, runs, DEMO_TTA["unet"])
     detector = out / f"yolo3d_{args.domain}" / "best.pt"
     candidates[DETECTOR] = candidates_by_run([detector], root, runs, DEMO_TTA["yolo3d"])
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
