@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 from ensemble_folds import fold_table  # noqa: E402
-from quality import domain_folder  # noqa: E402
+from quality import domain_folder, unseen_runs  # noqa: E402
 from unet_seed_ensemble import alone_scores, experiment_candidates  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
@@ -48,10 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality-out", type=Path, default=Path("/tmp/cryokit_quality"))
     args = parser.parse_args(argv)
     out = args.quality_out
-    root = out / domain_folder("data", args.domain)
+    root, runs = unseen_runs(out, args.domain)
     experiments = out / (domain_folder("experiments", args.domain) + "_detector")
-    split = json.loads((root / "runs.json").read_text())
-    runs = split["val"] + split["heldout"]
     candidates = experiment_candidates(GROUPS, experiments, root, runs, DEMO_TTA["yolo3d"])
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
     rows = {fit_run: alone_scores(candidates, solutions, fit_run) for fit_run in runs}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
-from quality import domain_folder  # noqa: E402
+from quality import unseen_runs  # noqa: E402
 
 from cryokit.ensemble import DEFAULT_MIN_GAIN_REFERENCES, ensemble_picks, fit_ensemble  # noqa: E402
 from cryokit.inference.predict import group_candidates  # noqa: E402
@@ -125,10 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domain", default="randomized", choices=["fixed", "randomized"])
     parser.add_argument("--quality-out", type=Path, default=Path("/tmp/cryokit_quality"))
     args = parser.parse_args(argv)
-    root = args.quality_out / domain_folder("data", args.domain)
-    split = json.loads((root / "runs.json").read_text())
+    root, runs = unseen_runs(args.quality_out, args.domain)
     checkpoints = [str(args.quality_out / f"{m}_{args.domain}" / "best.pt") for m in ("unet", "yolo3d")]
-    runs = split["val"] + split["heldout"]
     candidates = {run: group_candidates(checkpoints, str(root), "train", [run])[1] for run in runs}
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
     # The U-Net flipped (the demo's TTA), the detector's candidates as above (no TTA, the demo's too).

@@ -56,6 +56,14 @@ def domain_folder(stem: str, domain: str) -> str:
     return stem if domain == "fixed" else f"{stem}_{domain}"
 
 
+def unseen_runs(out: Path, domain: str) -> tuple[Path, list[str]]:
+    """The quality data's root for ``domain`` under ``out`` and the runs no model trained on (the validation
+    run, then the held-out runs), from the ``runs.json`` that ``simulate_quality_data`` wrote."""
+    root = out / domain_folder("data", domain)
+    split = json.loads((root / "runs.json").read_text())
+    return root, split["val"] + split["heldout"]
+
+
 def simulate_quality_data(
     out: Path, train_runs: int = 4, heldout_runs: int = 2, domain: str = "randomized"
 ) -> tuple[Path, dict[str, list[str]]]:

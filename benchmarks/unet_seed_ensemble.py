@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 from ensemble_folds import fold_table  # noqa: E402
-from quality import domain_folder  # noqa: E402
+from quality import domain_folder, unseen_runs  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
 from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
@@ -112,9 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality-out", type=Path, default=Path("/tmp/cryokit_quality"))
     args = parser.parse_args(argv)
     out = args.quality_out
-    root, experiments = out / domain_folder("data", args.domain), out / domain_folder("experiments", args.domain)
-    split = json.loads((root / "runs.json").read_text())
-    runs = split["val"] + split["heldout"]
+    root, runs = unseen_runs(out, args.domain)
+    experiments = out / domain_folder("experiments", args.domain)
     candidates = experiment_candidates(UNET_GROUPS, experiments, root, runs, DEMO_TTA["unet"])
     detector = out / f"yolo3d_{args.domain}" / "best.pt"
     candidates[DETECTOR] = candidates_by_run([detector], root, runs, DEMO_TTA["yolo3d"])

@@ -197,9 +197,9 @@ def test_a_detector_checkpoint_keeps_the_offset_bound_it_was_trained_with(tmp_pa
     centre sampling (no ``positive_radius_cells`` in it) loads with the bound it was trained with."""
     from cryokit.config import MODEL_PRESETS, apply_overrides
 
-    config = to_dict(apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"]))
-    model, _ = build_model_and_task(apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"]), REAL_SPACING_ZYX)
-    before = json.loads(json.dumps(config))
+    preset = apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"])
+    model, _ = build_model_and_task(preset, REAL_SPACING_ZYX)
+    config, before = to_dict(preset), to_dict(preset)
     del before["target"]["positive_radius_cells"]
     bounds = {}
     for name, stored in (("centre_sampled", config), ("before", before)):

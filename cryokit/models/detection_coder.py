@@ -103,15 +103,18 @@ def detector_offset_bound(positive_radius_cells: float = 0.0) -> float:
 
 
 def _positive_cells(
-    centres_voxel_zyx: np.ndarray, stride: int, grid: Sequence[int], positive_radius_cells: float
+    centres_voxel_zyx: np.ndarray,
+    own_cells_zyx: np.ndarray,
+    stride: int,
+    grid: Sequence[int],
+    positive_radius_cells: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(particle index, cell zyx) of every positive: each particle's own cell and, within
-    ``positive_radius_cells`` of its centre, the cells around it that lie in the grid."""
-    own = cell_of_voxel(centres_voxel_zyx, stride)
+    """(particle index, cell zyx) of every positive: each particle's own cell (``own_cells_zyx``, on the grid)
+    and, within ``positive_radius_cells`` of its centre, the cells around it that lie in the grid."""
     reach = int(np.ceil(positive_radius_cells))
     steps = np.arange(-reach, reach + 1)
     steps = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
-    cells = own[:, None, :] + steps[None]  # (N, S, 3)
+    cells = own_cells_zyx[:, None, :] + steps[None]  # (N, S, 3)
     distance_cells = np.linalg.norm(cell_centres_voxel(cells, stride) - centres_voxel_zyx[:, None], axis=-1) / stride
     positive = (distance_cells <= positive_radius_cells) | np.all(steps == 0, axis=1)[None]
     positive &= np.all((cells >= 0) & (cells < np.asarray(grid)), axis=-1)
@@ -181,7 +184,7 @@ def encode_detection_targets(
     own = cell_of_voxel(centres, stride)
     inside = np.all((own >= 0) & (own < np.asarray(grid)), axis=1)
     centres, classes, radii = centres[inside], classes[inside], radii[inside]
-    particle, cells = _positive_cells(centres, stride, grid, positive_radius_cells)
+    particle, cells = _positive_cells(centres, own[inside], stride, grid, positive_radius_cells)
     anchor = class_anchor[classes[particle]]
     offsets = (centres[particle] - cell_centres_voxel(cells, stride)) / stride
     keys = np.ravel_multi_index((anchor, *cells.T), (len(anchors), *grid))
