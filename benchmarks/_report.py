@@ -1,7 +1,8 @@
 """Shared helpers for benchmark scripts: describe the machine, update one section of BENCHMARKS.md.
 
 Each benchmark owns one ``## <title>`` section of ``docs/BENCHMARKS.md`` and replaces only that
-section (from its header to the next ``## `` header), so scripts can run in any order.
+section (from its header to the next ``## `` header), so scripts can run in any order. A benchmark whose
+section ends at its table can keep the paragraphs people wrote under it (``keep_notes``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from cryokit.io.atomic import atomic_write_text
 
-__all__ = ["BENCHMARKS_PATH", "machine_description", "read_section", "update_section", "best_time"]
+__all__ = ["BENCHMARKS_PATH", "machine_description", "read_section", "notes_under_table", "update_section", "best_time"]
 
 BENCHMARKS_PATH = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 _TITLE_LINE = "# cryokit benchmarks"
@@ -76,13 +77,27 @@ def read_section(title: str, path: Path = BENCHMARKS_PATH) -> str:
     return "" if span is None else "\n".join(lines[span[0] + 1 : span[1]]).strip("\n")
 
 
-def update_section(title: str, body: str, path: Path = BENCHMARKS_PATH) -> Path:
+def notes_under_table(section: str) -> str:
+    """The paragraphs under the first table of a section's body ("" where it has no table or nothing
+    follows it): what people wrote by hand to explain the figures a benchmark generated above them."""
+    lines = section.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    if start is None:
+        return ""
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "\n".join(lines[end:]).strip("\n")
+
+
+def update_section(title: str, body: str, path: Path = BENCHMARKS_PATH, keep_notes: bool = False) -> Path:
     """Create or replace the ``## {title}`` section of ``path`` (docs/BENCHMARKS.md), atomically.
 
     Args:
         title: section title without the ``## `` prefix, e.g. ``"Metric"``.
         body: markdown under the header; must not contain a ``## `` header line of its own.
         path: the report file; created with a ``# cryokit benchmarks`` title line if missing.
+        keep_notes: append the paragraphs under the table of the section as it stands
+            (``notes_under_table``) to ``body``, which must then end at its own table: a re-run refreshes
+            the figures without losing the prose that explains them (whoever re-runs it re-reads that prose).
 
     Returns:
         The path written.
@@ -97,6 +112,14 @@ def update_section(title: str, body: str, path: Path = BENCHMARKS_PATH) -> Path:
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
         text = path.read_text() if path.exists() else ""
+        if keep_notes:
+            lines = text.splitlines()
+            span = _section_span(lines, f"## {title}")
+            notes = notes_under_table("\n".join(lines[span[0] + 1 : span[1]])) if span else ""
+            if notes_under_table(body):
+                raise ValueError(f"section {title!r}: with keep_notes the body must end at its table")
+            if notes:
+                section = f"## {title}\n\n{body.strip()}\n\n{notes}\n"
         atomic_write_text(path, _replace_section(text, f"## {title}", section))
     finally:
         os.close(folder)  # releases the lock

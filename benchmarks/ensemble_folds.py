@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     body = "\n".join(lines)
     print(body)
-    update_section(f"Ensemble across fitting runs ({args.domain} simulator)", body)
+    update_section(f"Ensemble across fitting runs ({args.domain} simulator)", body, keep_notes=True)
     return 0
 
 

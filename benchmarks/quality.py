@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = {name: score_table(solution, frame) for name, frame in picks.items()}
     body = _report(tables, args, time.perf_counter() - start, train_runs, val_runs, heldout)
     print(body)
-    update_section("Quality" if args.domain == "fixed" else f"Quality ({args.domain} simulator)", body)
+    update_section("Quality" if args.domain == "fixed" else f"Quality ({args.domain} simulator)", body, keep_notes=True)
     return 0
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from _report import read_section  # noqa: E402
+import pytest  # noqa: E402
+from _report import read_section, update_section  # noqa: E402
 from unet_experiments import DETECTOR_VARIANTS, write_report  # noqa: E402
 
 from cryokit.particles import SCORED_PARTICLE_NAMES  # noqa: E402
@@ -60,3 +61,30 @@ def test_the_cpu_time_paragraph_is_kept_until_a_new_timing_replaces_it(tmp_path)
     section = read_section(SECTION, path)
     assert "`default` 50.0 s" in section and "60.0 s" not in section
     assert section.endswith("Notes.")
+
+
+def _fold_body(score: float) -> str:
+    return f"- Date: today\n\nEach run fits in turn:\n\n| fitted on | model |\n|---|---:|\n| run | {score} |"
+
+
+def test_keep_notes_refreshes_the_table_and_keeps_the_prose_under_it(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# cryokit benchmarks\n\n## Folds\n\nold\n\n## After\n\nkept\n")
+    update_section("Folds", _fold_body(0.7), path, keep_notes=True)
+    path.write_text(path.read_text().replace("| run | 0.7 |\n", "| run | 0.7 |\n\nWhy it scored so.\n\nMore.\n"))
+
+    update_section("Folds", _fold_body(0.8), path, keep_notes=True)
+    section = read_section("Folds", path)
+    assert "| run | 0.8 |" in section and "0.7" not in section
+    assert section.endswith("| run | 0.8 |\n\nWhy it scored so.\n\nMore.")
+    assert section.count("Why it scored so.") == 1
+    assert path.read_text().endswith("## After\n\nkept\n")
+
+    update_section("Folds", _fold_body(0.9), path)  # without keep_notes the section is the body alone
+    assert read_section("Folds", path).endswith("| run | 0.9 |")
+
+
+def test_keep_notes_refuses_a_body_with_prose_under_its_table(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    with pytest.raises(ValueError, match="end at its table"):
+        update_section("Folds", _fold_body(0.8) + "\n\ngenerated prose", path, keep_notes=True)
