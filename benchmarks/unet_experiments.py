@@ -312,7 +312,7 @@ DETECTOR_VARIANTS: dict[str, tuple[str, dict]] = {
     ),
     "stride2": (
         "`centre1` at output stride 2 (from 4; 40 A cells, as the 1st place's detection head) with centre sampling "
-        "within 2 cells: the same 80 A around each centre, up to 33 positives per particle",
+        "within 2 cells: the same 80 A around each centre, about 33 positives per particle",
         {"target.stride": 2, "target.positive_radius_cells": 2.0},
     ),
 }
