@@ -86,11 +86,6 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     ),
     "ema": ("EMA of the weights (decay 0.99)", {**_S1, "train.ema_decay": 0.99}),
     "pw8": ("CE particle weight 8 (from 32)", {**_S1, "loss.particle_weight": 8.0}),
-    "centre15": (
-        "`centre1` with centre sampling within 1.5 cells (120 A at stride 4): about 19 positives per particle "
-        "in place of 7",
-        {"target.positive_radius_cells": 1.5},
-    ),
     "stride2": ("output stride 2 (targets and maps at 40 A)", _S2),
     "stride2_ema": ("stride 2 + EMA of the weights (decay 0.99)", _S2_EMA),
     "stride2_ema_pw8": ("stride 2 + EMA + CE particle weight 8 (from 32)", _S2_EMA_PW8),
@@ -314,6 +309,11 @@ DETECTOR_VARIANTS: dict[str, tuple[str, dict]] = {
     "centre1_seed1": (
         "`centre1` again with training seed 1 (from 0): does its gain over `own_cell` hold for another draw",
         {"target.positive_radius_cells": 1.0, "train.seed": 1},
+    ),
+    "centre15": (
+        "`centre1` with centre sampling within 1.5 cells (120 A at stride 4): about 19 positives per particle "
+        "in place of 7",
+        {"target.positive_radius_cells": 1.5},
     ),
     "stride2": (
         "`centre1` at output stride 2 (from 4; 40 A cells, as the 1st place's detection head) with centre sampling "
