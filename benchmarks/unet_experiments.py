@@ -310,6 +310,10 @@ DETECTOR_VARIANTS: dict[str, tuple[str, dict]] = {
         "`centre1` again with training seed 1 (from 0): does its gain over `own_cell` hold for another draw",
         {"target.positive_radius_cells": 1.0, "train.seed": 1},
     ),
+    "centre1_seed2": (
+        "`centre1` again with training seed 2 (from 0): a third draw of today's preset",
+        {"target.positive_radius_cells": 1.0, "train.seed": 2},
+    ),
     "centre15": (
         "`centre1` with centre sampling within 1.5 cells (120 A at stride 4): about 19 positives per particle "
         "in place of 7",
