@@ -16,7 +16,15 @@ from pathlib import Path
 
 from cryokit.io.atomic import atomic_write_text
 
-__all__ = ["BENCHMARKS_PATH", "machine_description", "read_section", "notes_under_table", "update_section", "best_time"]
+__all__ = [
+    "BENCHMARKS_PATH",
+    "machine_description",
+    "read_section",
+    "table_span",
+    "notes_under_table",
+    "update_section",
+    "best_time",
+]
 
 BENCHMARKS_PATH = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 _TITLE_LINE = "# cryokit benchmarks"
@@ -70,22 +78,33 @@ def _replace_section(text: str, header: str, section: str) -> str:
     return "".join(lines[:start]) + section + ("\n" + tail if tail else "")
 
 
-def read_section(title: str, path: Path = BENCHMARKS_PATH) -> str:
-    """The body of the ``## {title}`` section of ``path`` as it stands ("" where there is none)."""
-    lines = path.read_text().splitlines() if path.exists() else []
+def _section_body(text: str, title: str) -> str:
+    """The body of the ``## {title}`` section of ``text`` ("" where there is none)."""
+    lines = text.splitlines()
     span = _section_span(lines, f"## {title}")
     return "" if span is None else "\n".join(lines[span[0] + 1 : span[1]]).strip("\n")
+
+
+def read_section(title: str, path: Path = BENCHMARKS_PATH) -> str:
+    """The body of the ``## {title}`` section of ``path`` as it stands ("" where there is none)."""
+    return _section_body(path.read_text() if path.exists() else "", title)
+
+
+def table_span(lines: list[str]) -> tuple[int, int] | None:
+    """(index of the first table line, index of the first line after that table) of a section's lines;
+    None where it has no table."""
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    if start is None:
+        return None
+    return start, next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
 
 
 def notes_under_table(section: str) -> str:
     """The paragraphs under the first table of a section's body ("" where it has no table or nothing
     follows it): what people wrote by hand to explain the figures a benchmark generated above them."""
     lines = section.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
-    if start is None:
-        return ""
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    return "\n".join(lines[end:]).strip("\n")
+    span = table_span(lines)
+    return "" if span is None else "\n".join(lines[span[1] :]).strip("\n")
 
 
 def update_section(title: str, body: str, path: Path = BENCHMARKS_PATH, keep_notes: bool = False) -> Path:
@@ -104,6 +123,8 @@ def update_section(title: str, body: str, path: Path = BENCHMARKS_PATH, keep_not
     """
     if any(line.startswith("## ") for line in body.splitlines()):
         raise ValueError(f"section {title!r}: body must not contain '## ' headers")
+    if keep_notes and notes_under_table(body):
+        raise ValueError(f"section {title!r}: with keep_notes the body must end at its table")
     path.parent.mkdir(parents=True, exist_ok=True)
     section = f"## {title}\n\n{body.strip()}\n"
     # Locking the folder serialises read-modify-write between benchmarks run at the same time
@@ -112,14 +133,9 @@ def update_section(title: str, body: str, path: Path = BENCHMARKS_PATH, keep_not
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
         text = path.read_text() if path.exists() else ""
-        if keep_notes:
-            lines = text.splitlines()
-            span = _section_span(lines, f"## {title}")
-            notes = notes_under_table("\n".join(lines[span[0] + 1 : span[1]])) if span else ""
-            if notes_under_table(body):
-                raise ValueError(f"section {title!r}: with keep_notes the body must end at its table")
-            if notes:
-                section = f"## {title}\n\n{body.strip()}\n\n{notes}\n"
+        notes = notes_under_table(_section_body(text, title)) if keep_notes else ""
+        if notes:
+            section = f"## {title}\n\n{body.strip()}\n\n{notes}\n"
         atomic_write_text(path, _replace_section(text, f"## {title}", section))
     finally:
         os.close(folder)  # releases the lock

@@ -2,9 +2,10 @@
 
 One held-out score per variant (``benchmarks/unet_experiments.py --family detector``) mixes the variant with
 its training seed and with the one validation run that tunes its thresholds. Here the detector experiments
-of two training seeds each, and each pair averaged map by map (one ensemble group, as ``cryokit predict``
-does with several checkpoints of one kind), are scored as in "Ensemble across fitting runs": each of the
-runs the models never trained on tunes the thresholds in turn, the other two are scored. The detectors
+of ``GROUPS`` (the presets of before and of today with two or three training seeds, a seed pair averaged map
+by map as ``cryokit predict`` does with several checkpoints of one kind, and variants of one seed) are
+scored as in "Ensemble across fitting runs": each of the runs the models never trained on tunes the
+thresholds in turn, the other two are scored. The detectors
 predict without TTA (the demo's). Writes the section "Detector variants across seeds and fitting runs
 (DOMAIN simulator)" of docs/BENCHMARKS.md.
 

@@ -33,6 +33,7 @@ from _report import (  # noqa: E402
     machine_description,
     notes_under_table,
     read_section,
+    table_span,
     update_section,
 )
 from quality import (  # noqa: E402
@@ -401,10 +402,10 @@ def kept_rows_and_notes(section: str, present: set[str], new_timing: bool = Fals
     gone) must neither drop the other variants' rows nor the prose that explains them.
     """
     lines = section.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
-    if start is None:
+    span = table_span(lines)
+    if span is None:
         return {}, ""
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    start, end = span
     rows = {}
     for line in lines[start + 2 : end]:  # past the header and its rule
         name = line.split("`")[1] if line.startswith("| `") else None
