@@ -315,6 +315,12 @@ DETECTOR_VARIANTS: dict[str, tuple[str, dict]] = {
         "`centre1` again with training seed 2 (from 0): a third draw of today's preset",
         {"target.positive_radius_cells": 1.0, "train.seed": 2},
     ),
+    "one_anchor": (
+        "`centre1` with one anchor for every class (from three by size): the class softmax of a positive cell "
+        "chooses among all six, where each size group's objectness alone told beta-galactosidase from "
+        "thyroglobulin",
+        {"target.positive_radius_cells": 1.0, "target.anchors": "one"},
+    ),
     "centre15": (
         "`centre1` with centre sampling within 1.5 cells (120 A at stride 4): about 19 positives per particle "
         "in place of 7",

@@ -89,6 +89,10 @@ class TargetConfig:
     # detection: cells whose centres lie within this many cells of a particle's centre are positives too, each
     # regressing its offset to that centre (centre sampling; 0: the particle's own cell only)
     positive_radius_cells: float = 0.0
+    # detection: which classes share an anchor (``cryokit.models.anchors.ANCHOR_GROUPINGS``): "size_groups"
+    # (three anchors by particle size, each with its own objectness) or "one" (one anchor; the class softmax
+    # chooses among all classes)
+    anchors: str = "size_groups"
 
 
 @dataclass(frozen=True)

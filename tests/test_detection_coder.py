@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cryokit.data.targets import class_radii_voxels
-from cryokit.models.anchors import ANCHOR_GROUPS, anchor_radii_angstrom, anchor_radii_voxels, class_anchor_indices
+from cryokit.models.anchors import (
+    ANCHOR_GROUPS,
+    anchor_groups,
+    anchor_radii_angstrom,
+    anchor_radii_voxels,
+    class_anchor_indices,
+)
 from cryokit.models.detection_coder import (
     DetectionLayout,
     DetectionTargetEncoder,
@@ -28,6 +34,40 @@ def test_anchors_cover_every_class_with_small_log_ratios():
     ratios = np.log([p.radius_angstrom for p in PARTICLES]) - np.log(anchor_radii_angstrom()[class_anchor_indices()])
     assert np.abs(ratios).max() < 0.1
     assert np.allclose(anchor_radii_voxels(SPACING), anchor_radii_angstrom() / SPACING)
+
+
+def test_one_anchor_takes_every_class_at_the_geometric_mean_radius():
+    assert anchor_groups("one") == (tuple(p.name for p in PARTICLES),)
+    assert class_anchor_indices("one").tolist() == [0] * len(PARTICLES)
+    radii = np.array([p.radius_angstrom for p in PARTICLES])
+    assert anchor_radii_angstrom("one") == pytest.approx([np.exp(np.log(radii).mean())])
+    assert np.abs(np.log(radii / anchor_radii_angstrom("one")[0])).max() < 0.5
+    with pytest.raises(ValueError, match="anchor grouping must be one of"):
+        anchor_groups("by_size")
+
+
+def test_one_anchor_targets_put_different_classes_on_one_anchor_and_decode_to_them():
+    """Under one anchor a beta-galactosidase and a thyroglobulin are both positives of anchor 0, told apart
+    by their class index (the class softmax), and decode back to their classes, centres and radii."""
+    encoder = DetectionTargetEncoder(stride=4, positive_radius_cells=1.0, anchors="one")
+    centres = np.array([[6.2, 10.0, 9.0], [22.0, 30.5, 28.1]])
+    classes = np.array([2, 4])  # beta-galactosidase, thyroglobulin
+    target = {k: v.numpy() for k, v in encoder((32, 40, 40), centres, classes, SPACING).items()}
+    assert target["objectness"].shape == (1, 8, 10, 10)
+    assert sorted(np.unique(target["class_index"][target["objectness"] > 0]).tolist()) == [2, 4]
+    one_hot = np.moveaxis(np.eye(6, dtype=np.float32)[np.clip(target["class_index"], 0, None)], -1, 1)
+    anchors = anchor_radii_voxels(SPACING, "one")
+    decoded = decode_detections(
+        target["objectness"],
+        one_hot * target["objectness"][:, None],
+        target["offset_zyx"],
+        target["log_radius_ratio"],
+        4,
+        anchors,
+    )
+    nearest = np.linalg.norm(decoded.centres_voxel_zyx[:, None] - centres[None], axis=-1).argmin(1)
+    assert np.array_equal(decoded.class_indices, classes[nearest])
+    np.testing.assert_allclose(decoded.radii_voxels, class_radii_voxels(SPACING)[decoded.class_indices], rtol=1e-5)
 
 
 @given(st.floats(-0.5, 62.49), st.sampled_from([1, 2, 4]))

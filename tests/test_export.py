@@ -206,3 +206,25 @@ def test_a_detector_checkpoint_keeps_the_offset_bound_it_was_trained_with(tmp_pa
         state = {"model": model.state_dict(), "config": stored, "voxel_spacing_angstrom_zyx": list(REAL_SPACING_ZYX)}
         bounds[name] = load_model(save_checkpoint(tmp_path / f"{name}.pt", state)).model.offset_bound
     assert bounds == {"centre_sampled": 1.5, "before": 1.0}
+
+
+def test_a_one_anchor_detector_checkpoint_loads_with_one_anchor(tmp_path):
+    """``target.anchors`` is part of the stored configuration: a detector trained with one anchor comes back
+    with one anchor's channels and radius; a checkpoint of before the option loads with the three size groups."""
+    from cryokit.config import MODEL_PRESETS, apply_overrides
+
+    preset = apply_overrides(RunConfig(), {**MODEL_PRESETS["yolo3d"], "target.anchors": "one"})
+    model, task = build_model_and_task(preset, REAL_SPACING_ZYX)
+    assert model.n_anchors == 1 and task.layout.n_channels == 11
+    state = {
+        "model": model.state_dict(),
+        "config": to_dict(preset),
+        "voxel_spacing_angstrom_zyx": list(REAL_SPACING_ZYX),
+    }
+    loaded = load_model(save_checkpoint(tmp_path / "one.pt", state))
+    assert loaded.model.n_anchors == 1 and loaded.task.layout.n_anchors == 1
+    before = to_dict(apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"]))
+    del before["target"]["anchors"]
+    three, _ = build_model_and_task(apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"]), REAL_SPACING_ZYX)
+    state = {"model": three.state_dict(), "config": before, "voxel_spacing_angstrom_zyx": list(REAL_SPACING_ZYX)}
+    assert load_model(save_checkpoint(tmp_path / "before.pt", state)).model.n_anchors == 3

@@ -216,3 +216,17 @@ def test_centre_sampling_is_a_detector_setting_that_widens_the_offset_bound():
     unet = apply_overrides(RunConfig(), {**MODEL_PRESETS["unet"], "target.positive_radius_cells": 1.0})
     with pytest.raises(ValueError, match="positive_radius_cells=1.0 samples the detector's positive cells"):
         build_task(unet.model, unet.target, unet.loss, unet.postprocess, SPACING)
+
+
+def test_anchor_grouping_is_a_checked_detector_setting():
+    preset = apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"])
+    assert preset.target.anchors == "size_groups"
+    one = apply_overrides(preset, {"target.anchors": "one"})
+    task = build_task(one.model, one.target, one.loss, one.postprocess, SPACING)
+    assert task.layout.n_anchors == 1 and task.anchors_voxels.tolist() == anchor_radii_voxels(SPACING, "one").tolist()
+    unknown = apply_overrides(preset, {"target.anchors": "by_size"})
+    with pytest.raises(ValueError, match="target.anchors must be one of"):
+        build_task(unknown.model, unknown.target, unknown.loss, unknown.postprocess, SPACING)
+    unet = apply_overrides(RunConfig(), {**MODEL_PRESETS["unet"], "target.anchors": "one"})
+    with pytest.raises(ValueError, match="groups the detector's classes"):
+        build_task(unet.model, unet.target, unet.loss, unet.postprocess, SPACING)

@@ -27,7 +27,7 @@ from cryokit.data.targets import N_CLASSES, BallTargets, GaussianTargets, Target
 from cryokit.inference.sliding_window import SlidingWindow
 from cryokit.io.source import CopickSource, DataSource, KaggleSource
 from cryokit.losses import CompositeDetectionLoss, DeepSupervisionLoss, DiceCELoss, HeatmapFocalLoss
-from cryokit.models.anchors import anchor_radii_voxels
+from cryokit.models.anchors import ANCHOR_GROUPINGS, anchor_radii_voxels
 from cryokit.models.detection_coder import DetectionTargetEncoder, detector_offset_bound
 from cryokit.models.detector import YOLO3D
 from cryokit.models.resnet3d import medicalnet_resnet18
@@ -74,6 +74,13 @@ def _check_pairing(model: ModelConfig, target: TargetConfig, loss: LossConfig) -
             f"target.positive_radius_cells={target.positive_radius_cells} samples the detector's positive cells; "
             f"target.kind={target.kind!r} needs 0"
         )
+    if target.anchors not in ANCHOR_GROUPINGS:
+        raise ValueError(f"target.anchors must be one of {tuple(ANCHOR_GROUPINGS)}, got {target.anchors!r}")
+    if target.anchors != "size_groups" and target.kind != "detection":
+        raise ValueError(
+            f"target.anchors={target.anchors!r} groups the detector's classes; "
+            f"target.kind={target.kind!r} needs 'size_groups'"
+        )
     if loss.particle_weighting != "uniform" and target.kind != "balls":
         raise ValueError(
             f"loss.particle_weighting={loss.particle_weighting!r} weighs ball targets' classes; "
@@ -102,7 +109,7 @@ def build_model(
         backbone = medicalnet_resnet18(shortcut_type="A", weights_path=model.backbone_weights or None)
         return YOLO3D(
             N_CLASSES,
-            anchor_radii_voxels(voxel_spacing_angstrom_zyx),
+            anchor_radii_voxels(voxel_spacing_angstrom_zyx, target.anchors),
             backbone=backbone,
             neck_channels=model.neck_channels,
             stride=target.stride,
@@ -193,7 +200,7 @@ def build_target(target: TargetConfig, catalog: ParticleCatalog = COMPETITION_CA
     if target.kind == "gaussian":
         return GaussianTargets(target.radius_fraction, target.stride, catalog)
     if target.kind == "detection":
-        return DetectionTargetEncoder(target.stride, target.positive_radius_cells)
+        return DetectionTargetEncoder(target.stride, target.positive_radius_cells, target.anchors)
     raise ValueError(f"target.kind must be one of {TARGET_KINDS}, got {target.kind!r}")
 
 
@@ -271,7 +278,10 @@ def build_task(
     decoding = peak_decoding(post)
     if model.name == "yolo3d":
         return DetectionTask(
-            build_loss(loss, N_CLASSES), anchor_radii_voxels(voxel_spacing_angstrom_zyx), target.stride, decoding
+            build_loss(loss, N_CLASSES),
+            anchor_radii_voxels(voxel_spacing_angstrom_zyx, target.anchors),
+            target.stride,
+            decoding,
         )
     if target.kind == "gaussian":
         loss_fn = HeatmapFocalLoss(loss.focal_gamma, loss.particle_weight)

@@ -209,10 +209,11 @@ def encode_detection_targets(
 @dataclass(frozen=True)
 class DetectionTargetEncoder:
     """The detector's target for ``cryokit.data.dataset.PatchDataset``: ``encode_detection_targets`` with
-    the catalog radii and the anchors at the data's spacing, as a dict of tensors."""
+    the catalog radii and the anchors of grouping ``anchors`` at the data's spacing, as a dict of tensors."""
 
     stride: int = 4
     positive_radius_cells: float = 0.0
+    anchors: str = "size_groups"  # a key of ``cryokit.models.anchors.ANCHOR_GROUPINGS``
 
     def __call__(
         self, size_zyx, centres_voxel_zyx, class_indices, voxel_spacing_angstrom_zyx
@@ -223,9 +224,10 @@ class DetectionTargetEncoder:
             centres_voxel_zyx,
             class_indices,
             radii,
-            anchor_radii_voxels(voxel_spacing_angstrom_zyx),
+            anchor_radii_voxels(voxel_spacing_angstrom_zyx, self.anchors),
             self.stride,
-            positive_radius_cells=self.positive_radius_cells,
+            class_anchor_indices(self.anchors),
+            self.positive_radius_cells,
         ).as_tensors()
 
 
