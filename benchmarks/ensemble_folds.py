@@ -92,7 +92,7 @@ def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, 
     row[METHODS[2]] = scored(apply_thresholds(merge_picks(members, 0.5), raw, 1.0))
     names = list(METHODS[:2])  # the members, in the order of the candidates
     for method, references in zip(METHODS[3:], (0.0, DEFAULT_MIN_GAIN_REFERENCES)):
-        ensemble = fit_ensemble(fit_members, fit_solution, names, min_gain_references=references)
+        ensemble = fit_ensemble(fit_members, fit_solution, names, min_gain_references=references, threshold_scale=1.0)
         row[method] = scored(apply_thresholds(ensemble_picks(ensemble, members), ensemble.thresholds, 1.0))
     picks, thresholds = merge_where_no_worse(fit_members, fit_solution, members)
     row[METHODS[5]] = scored(apply_thresholds(picks, thresholds, 1.0))
@@ -103,7 +103,7 @@ def tta_fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions, fit_ru
     """``TTA_METHODS`` on every run but ``fit_run``: candidates per run are [U-Net with TTA, detector]."""
     members, solution, fit_members, fit_solution = fold(candidates, solutions, fit_run)
     unet = apply_thresholds(members[0], best_thresholds(fit_members[0], fit_solution), 1.0)
-    ensemble = fit_ensemble(fit_members, fit_solution, list(METHODS[:2]))
+    ensemble = fit_ensemble(fit_members, fit_solution, list(METHODS[:2]), threshold_scale=1.0)
     merged = apply_thresholds(ensemble_picks(ensemble, members), ensemble.thresholds, 1.0)
     return {method: float(score_table(solution, p).attrs["score"]) for method, p in zip(TTA_METHODS, (unet, merged))}
 

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Calibrated per class on the validation run, members weighted by validation F4 (cryokit.ensemble).
     names, val_candidates = group_candidates(both, str(root), "train", val_runs)
-    ensemble = fit_ensemble(val_candidates, val_solution, names)
+    ensemble = fit_ensemble(val_candidates, val_solution, names, threshold_scale=1.0)
     _, heldout_candidates = group_candidates(both, str(root), "train", heldout)
     picks["ensemble, calibrated (cryokit ensemble)"] = apply_thresholds(
         ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     picks[f"U-Net, {unet_tta} TTA"] = apply_thresholds(
         heldout_candidates[0], best_thresholds(val_candidates[0], val_solution), 1.0
     )
-    ensemble = fit_ensemble(val_candidates, val_solution, names)
+    ensemble = fit_ensemble(val_candidates, val_solution, names, threshold_scale=1.0)
     picks[f"cryokit ensemble, U-Net with {unet_tta} TTA"] = apply_thresholds(
         ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0
     )

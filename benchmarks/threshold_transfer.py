@@ -67,7 +67,7 @@ def transfer_rows(out: Path, domain: str) -> list[dict]:
         on = [c[c["experiment"].isin(tuning_runs)] for c in candidates]
         heldout = [c[c["experiment"].isin(runs["heldout"])] for c in candidates]
         picks = [apply_thresholds(h, best_thresholds(t, tuning_solution), 1.0) for t, h in zip(on, heldout)]
-        ensemble = fit_ensemble(on, tuning_solution, names)
+        ensemble = fit_ensemble(on, tuning_solution, names, threshold_scale=1.0)
         picks.append(apply_thresholds(ensemble_picks(ensemble, heldout), ensemble.thresholds, 1.0))
         for label, frame in zip(labels, picks):
             table = score_table(solution, frame).set_index("particle_type")

@@ -97,7 +97,7 @@ def fold_row(candidates: dict[str, dict[str, pd.DataFrame]], solutions: dict[str
     row = alone_scores(candidates, solutions, fit_run)
     for group in UNET_GROUPS:
         names = [group, DETECTOR]
-        ensemble = fit_ensemble([candidates[n][fit_run] for n in names], solutions[fit_run], names)
+        ensemble = fit_ensemble([candidates[n][fit_run] for n in names], solutions[fit_run], names, threshold_scale=1.0)
         picks = ensemble_picks(ensemble, [test_frame(n) for n in names])
         row[f"{group} + detector"] = float(
             score_table(solution, apply_thresholds(picks, ensemble.thresholds, 1.0)).attrs["score"]

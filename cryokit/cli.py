@@ -263,6 +263,13 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
         "more of its references would (default 2; 0: any gain)",
     )
     p.add_argument(
+        "--threshold-scale",
+        type=float,
+        default=0.8,  # cryokit.thresholds.THRESHOLD_SCALE, without importing it here
+        help="the merged scores' tuned thresholds are multiplied by this for new runs (default 0.8; 1: the "
+        "validation optimum)",
+    )
+    p.add_argument(
         "--no-scaled-merge",
         dest="scaled_merge",
         action="store_false",
@@ -281,6 +288,8 @@ def _run_ensemble(args: argparse.Namespace) -> int:
 
     if (args.data is None) == (args.copick is None):
         raise ValueError("give --data ROOT (Kaggle layout) or --copick CONFIG.json")
+    if not 0 < args.threshold_scale <= 1:
+        raise ValueError(f"--threshold-scale must be in (0, 1], got {args.threshold_scale}")
     source = _copick_source(args) if args.copick else KaggleSource(args.data, "train")
     select_runs(source.list_runs(), args.runs, f"--runs (runs of {source.describe()})")
     solution = source.read_solution(args.runs)
@@ -296,6 +305,7 @@ def _run_ensemble(args: argparse.Namespace) -> int:
         catalog=source.catalog(),
         min_gain_references=args.min_gain_references,
         scaled_merge=args.scaled_merge,
+        threshold_scale=args.threshold_scale,
     )
     save_ensemble(args.out, ensemble)
     print(f"ensemble of {len(names)} member(s) in {args.out}; validation F4 per class:")

@@ -209,6 +209,9 @@ class PostprocessConfig:
     smooth_sigma_angstrom: float = 0.0
     min_voxels_fraction: float = 0.1  # components: smallest component as a share of the ball volume
     refine: bool = True  # U-Net max-pool peaks: sub-cell centres (docs/BENCHMARKS.md, "U-Net decoding")
+    # The thresholds tuned on the validation runs are multiplied by this before they are saved for other runs
+    # (the checkpoint's, thresholds.json): ``cryokit.thresholds.THRESHOLD_SCALE``; 1 keeps the optimum.
+    threshold_scale: float = 0.8
 
 
 @dataclass(frozen=True)

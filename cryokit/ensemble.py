@@ -43,7 +43,7 @@ from scipy.spatial import cKDTree
 from cryokit.io.atomic import atomic_write_text
 from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.postprocess import PICK_SCORE_COLUMNS, empty_scored_picks, merge_picks
-from cryokit.thresholds import best_thresholds, threshold_curves
+from cryokit.thresholds import THRESHOLD_SCALE, best_thresholds, threshold_curves
 
 __all__ = [
     "DEFAULT_MIN_GAIN_REFERENCES",
@@ -209,6 +209,7 @@ def fit_ensemble(
     catalog: ParticleCatalog = COMPETITION_CATALOG,
     min_gain_references: float = DEFAULT_MIN_GAIN_REFERENCES,
     scaled_merge: bool = True,
+    threshold_scale: float = THRESHOLD_SCALE,
 ) -> Ensemble:
     """Calibrate each member on the validation ``solution``, weigh members per class by validation F4,
     start each class from the lead member alone or, where it scores at least as well on validation, the
@@ -232,6 +233,8 @@ def fit_ensemble(
             0.772 and 0.769 against 0.757), where the isotonic-calibrated merges scored 0.752-0.754:
             curves fitted to one run's tens of references are coarse (docs/BENCHMARKS.md, "Ensemble across
             fitting runs"). The classes it takes keep the linear scaling as their calibration.
+        threshold_scale: the merged scores' tuned thresholds are multiplied by this for the runs the ensemble
+            will predict (``cryokit.thresholds.THRESHOLD_SCALE``; 1 keeps the validation optimum).
     """
     if not min_gain_references >= 0:
         raise ValueError(f"min_gain_references must be >= 0, got {min_gain_references}")
@@ -305,7 +308,7 @@ def fit_ensemble(
         name: {**{member: m.get(name, 0.0) for member, m in zip(names, member_f4)}, "ensemble": curves[name].best()[1]}
         for name in classes
     }
-    thresholds = best_thresholds(merged, solution, catalog=catalog)
+    thresholds = best_thresholds(merged, solution, catalog=catalog, scale=threshold_scale)
     tta = tuple(c.attrs.get("tta", "none") for c in member_candidates)
     return Ensemble(names, calibrations, weights, thresholds, merge_radius_fraction, val_fbeta, catalog, tta)
 

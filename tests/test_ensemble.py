@@ -18,7 +18,7 @@ from cryokit.ensemble import (
 )
 from cryokit.metric import score_table
 from cryokit.postprocess import apply_thresholds
-from cryokit.thresholds import best_thresholds
+from cryokit.thresholds import THRESHOLD_SCALE, best_thresholds
 
 CLASSES = ("apo-ferritin", "ribosome", "thyroglobulin")
 
@@ -94,12 +94,17 @@ def test_an_ensemble_of_a_model_with_itself_is_the_model(tmp_path):
     skill = {"apo-ferritin": 0.8, "ribosome": 0.4, "thyroglobulin": 0.6}
     member_val, member_test = _member(val, 6, skill), _member(test, 7, skill)
     ensemble = fit_ensemble([member_val, member_val], val, members=["a.pt", "a.pt"])
-    alone = _f4(member_test, test, best_thresholds(member_val, val))
+    alone = _f4(member_test, test, best_thresholds(member_val, val, scale=THRESHOLD_SCALE))
     merged = ensemble_picks(ensemble, [member_test, member_test])
     assert _f4(merged, test, ensemble.thresholds) == pytest.approx(alone, abs=1e-12)
     kept = apply_thresholds(merged, ensemble.thresholds, 1e9).sort_values(["x", "y", "z"])
-    expected = apply_thresholds(member_test, best_thresholds(member_val, val), 1e9).sort_values(["x", "y", "z"])
+    expected = apply_thresholds(member_test, best_thresholds(member_val, val, scale=THRESHOLD_SCALE), 1e9).sort_values(
+        ["x", "y", "z"]
+    )
     np.testing.assert_allclose(kept[["x", "y", "z"]].to_numpy(), expected[["x", "y", "z"]].to_numpy(), atol=1e-9)
+    # Its thresholds are the validation optimum's times the threshold scale (members alone get the same).
+    optimum = fit_ensemble([member_val, member_val], val, members=["a.pt", "a.pt"], threshold_scale=1.0)
+    assert ensemble.thresholds == pytest.approx({k: THRESHOLD_SCALE * t for k, t in optimum.thresholds.items()})
     # The file is JSON data and comes back equal.
     path = save_ensemble(tmp_path / "ensemble.json", ensemble)
     again = load_ensemble(path)
@@ -116,8 +121,8 @@ def test_two_different_members_beat_each_and_a_weak_member_does_not_hurt():
     b_val, b_test = _member(val, 12, skill_b, scale=0.1), _member(test, 13, skill_b, scale=0.1)
     ensemble = fit_ensemble([a_val, b_val], val)
     score = _f4(ensemble_picks(ensemble, [a_test, b_test]), test, ensemble.thresholds)
-    a = _f4(a_test, test, best_thresholds(a_val, val))
-    b = _f4(b_test, test, best_thresholds(b_val, val))
+    a = _f4(a_test, test, best_thresholds(a_val, val, scale=THRESHOLD_SCALE))
+    b = _f4(b_test, test, best_thresholds(b_val, val, scale=THRESHOLD_SCALE))
     assert score > max(a, b) + 0.01  # of at most 4/7 with these three classes
     lead = max(("member 0", "member 1"), key=lambda m: sum(ensemble.val_fbeta[n][m] for n in CLASSES))
     assert all(ensemble.val_fbeta[n]["ensemble"] >= ensemble.val_fbeta[n][lead] for n in CLASSES)
@@ -170,10 +175,13 @@ def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_the_mar
         scaled_merge=False,
     )
     assert loose.weights["thyroglobulin"] == free.weights["thyroglobulin"]
-    # A min_gain no class reaches gives the lead member's picks, held out as on validation.
+    # A min_gain no class reaches gives the lead member's picks, held out as on validation (at the validation
+    # optimum: a threshold scale lowers the calibrated thresholds, not the member's raw ones).
     lead_test = _member(test, 22, {"apo-ferritin": 0.9, "ribosome": 0.9, "thyroglobulin": 0.3})
     weak_test = _member(test, 23, {"apo-ferritin": 0.1, "ribosome": 0.1, "thyroglobulin": 0.9}, scale=0.2)
-    only_lead = fit_ensemble([lead_val, weak_val], val, min_gain_references=1e6, scaled_merge=False)
+    only_lead = fit_ensemble(
+        [lead_val, weak_val], val, min_gain_references=1e6, scaled_merge=False, threshold_scale=1.0
+    )
     assert all(w == (1.0, 0.0) for w in only_lead.weights.values())
     merged = _f4(ensemble_picks(only_lead, [lead_test, weak_test]), test, only_lead.thresholds)
     assert merged == pytest.approx(_f4(lead_test, test, best_thresholds(lead_val, val)), abs=1e-12)
@@ -201,7 +209,10 @@ def test_a_class_starts_from_the_threshold_scaled_merge_where_it_ties_or_beats_t
             assert xs == (0.0, 1.0) and ys[1] == pytest.approx(1.0 / thresholds[name])
     # Held out it does at least as well as either member alone; off, the class keeps the lead alone.
     score = _f4(ensemble_picks(ensemble, [a_test, b_test]), test, ensemble.thresholds)
-    assert score >= max(_f4(a_test, test, best_thresholds(a_val, val)), _f4(b_test, test, best_thresholds(b_val, val)))
+    assert score >= max(
+        _f4(a_test, test, best_thresholds(a_val, val, scale=THRESHOLD_SCALE)),
+        _f4(b_test, test, best_thresholds(b_val, val, scale=THRESHOLD_SCALE)),
+    )
     off = fit_ensemble([a_val, b_val], val, members=["a", "b"], min_gain_references=1e6, scaled_merge=False)
     assert len(set(off.weights.values())) == 1 and 1.0 in next(iter(off.weights.values()))
 

@@ -230,3 +230,11 @@ def test_anchor_grouping_is_a_checked_detector_setting():
     unet = apply_overrides(RunConfig(), {**MODEL_PRESETS["unet"], "target.anchors": "one"})
     with pytest.raises(ValueError, match="groups the detector's classes"):
         build_task(unet.model, unet.target, unet.loss, unet.postprocess, SPACING)
+
+
+def test_threshold_scale_outside_zero_to_one_is_refused_when_the_task_is_built():
+    preset = apply_overrides(RunConfig(), MODEL_PRESETS["unet"])
+    for bad in (0.0, 1.2):
+        config = apply_overrides(preset, {"postprocess.threshold_scale": bad})
+        with pytest.raises(ValueError, match=r"postprocess.threshold_scale must be in \(0, 1\]"):
+            build_task(config.model, config.target, config.loss, config.postprocess, SPACING)

@@ -15,6 +15,7 @@ from cryokit.thresholds import (
     load_thresholds,
     save_thresholds,
     threshold_curves,
+    thresholds_of_curves,
     weighted_score,
 )
 
@@ -148,6 +149,37 @@ def test_best_threshold_with_negative_scores_and_adjacent_floats():
     assert best_thresholds(adjacent, solution)["ribosome"] == high  # the midpoint would round onto `low`
     above_one = _frame([("TS_0", "ribosome", 900.0, 0.0, 0.0, 3.0)], score=True)
     assert best_thresholds(above_one, solution)["ribosome"] > 3.0  # no hit: keep nothing
+
+
+def test_scaled_thresholds_lower_each_optimum_and_keep_at_least_its_true_positives():
+    solution, candidates = _random_case(3)
+    curves = threshold_curves(candidates, solution)
+    optimum, scaled = thresholds_of_curves(curves), thresholds_of_curves(curves, 0.8)
+    assert optimum == best_thresholds(candidates, solution)
+    assert scaled == best_thresholds(candidates, solution, scale=0.8)
+    for name, curve in curves.items():
+        if curve.best()[1] > 0:
+            assert scaled[name] == pytest.approx(0.8 * optimum[name])
+            assert curve.at(scaled[name])[0] >= curve.at(optimum[name])[0]  # never fewer true positives
+    # A class whose optimum keeps nothing, and a non-positive threshold, are left as they are.
+    only = _frame([("TS_0", "ribosome", 0.0, 0.0, 0.0)])
+    miss = _frame([("TS_0", "ribosome", 900.0, 0.0, 0.0, 3.0)], score=True)
+    assert (
+        best_thresholds(miss, only, scale=0.5) == best_thresholds(miss, only)
+        and best_thresholds(miss, only)["ribosome"] > 3.0
+    )
+    negative = _frame([("TS_0", "ribosome", 0.0, 0.0, 0.0, -2.0)], score=True)
+    assert best_thresholds(negative, only, scale=0.5) == {"ribosome": -2.0}
+    for bad in (0.0, 1.5, -0.8):
+        with pytest.raises(ValueError, match="threshold scale must be in"):
+            thresholds_of_curves(curves, bad)
+
+
+def test_the_configured_threshold_scale_is_the_library_s():
+    from cryokit.config import PostprocessConfig
+    from cryokit.thresholds import THRESHOLD_SCALE
+
+    assert PostprocessConfig().threshold_scale == THRESHOLD_SCALE == 0.8
 
 
 def test_bad_candidates_are_refused():

@@ -39,6 +39,22 @@ def test_learning_raises_the_score_above_the_untrained_model(blob_root, tmp_path
     assert result.best_score > 0.2  # two weight-1 classes present: at most 2/7
     assert set(result.thresholds) == {"apo-ferritin", "ribosome"}
     assert (tmp_path / "run" / "val_table.csv").is_file() and (tmp_path / "run" / "thresholds.json").is_file()
+    # The saved thresholds are the best epoch's validation optimum times postprocess.threshold_scale.
+    config = blob_config(blob_root, tmp_path / "run", epochs=4)
+    best = load_model(result.best_checkpoint)
+    again = evaluate(
+        best.model,
+        best.task,
+        KaggleSource(blob_root),
+        ["TS_c"],
+        sliding_window(config.patch),
+        torch.device("cpu"),
+        level=config.data.level,
+        threshold_scale=config.postprocess.threshold_scale,
+    )
+    assert again.score == pytest.approx(result.best_score)
+    assert result.thresholds == pytest.approx(again.saved_thresholds)
+    assert again.saved_thresholds == pytest.approx({k: 0.8 * t for k, t in again.thresholds.items()})
 
 
 def test_a_deeply_supervised_dynunet_learns(blob_root, tmp_path):

@@ -258,7 +258,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     from cryokit.inference.predict import group_candidates
     from cryokit.metric import score_table
     from cryokit.postprocess import apply_thresholds
-    from cryokit.thresholds import best_thresholds, save_thresholds
+    from cryokit.thresholds import THRESHOLD_SCALE, best_thresholds, save_thresholds
 
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -283,8 +283,8 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     names, val_candidates = group_candidates(checkpoints, str(root), "train", val_runs, ttas)
     _, heldout_candidates = group_candidates(checkpoints, str(root), "train", heldout, ttas)
     for model, (label, _, _), val, held in zip(trained, trained.values(), val_candidates, heldout_candidates):
-        # classes the validation runs lack keep the checkpoint's thresholds
-        thresholds = {**val.attrs["thresholds"], **best_thresholds(val, val_solution)}
+        # classes the validation runs lack keep the checkpoint's thresholds; tuned ones are lowered for new runs
+        thresholds = {**val.attrs["thresholds"], **best_thresholds(val, val_solution, scale=THRESHOLD_SCALE)}
         files[f"thresholds_{model}"] = save_thresholds(out_dir / f"thresholds_{model}.json", thresholds)
         picks[label] = apply_thresholds(held, thresholds, held.attrs["default_threshold"])
         seconds[label] = held.attrs["seconds"]

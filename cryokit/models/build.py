@@ -274,6 +274,8 @@ def build_task(
             f"postprocess.smooth_sigma_angstrom={post.smooth_sigma_angstrom} blurs U-Net maps; the detector "
             "(model.name='yolo3d') places its peaks by offsets: set it to 0"
         )
+    if not 0 < post.threshold_scale <= 1:
+        raise ValueError(f"postprocess.threshold_scale must be in (0, 1], got {post.threshold_scale}")
     n_classes = len(catalog)
     decoding = peak_decoding(post)
     if model.name == "yolo3d":

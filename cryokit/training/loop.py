@@ -37,7 +37,7 @@ from cryokit.models.build import build_dataset, build_model_and_task, data_sourc
 from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.postprocess import apply_thresholds
 from cryokit.tasks import Task
-from cryokit.thresholds import best_thresholds, save_thresholds
+from cryokit.thresholds import save_thresholds, threshold_curves, thresholds_of_curves
 from cryokit.training.checkpoint import check_weights, init_from_checkpoint, load_checkpoint, save_checkpoint
 from cryokit.training.tracking import NullTracker
 
@@ -60,12 +60,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Evaluation:
-    """Validation on whole runs: scored candidates, tuned thresholds, the per-class table and F-beta."""
+    """Validation on whole runs: scored candidates, tuned thresholds, the per-class table and F-beta at them,
+    and the thresholds to save for other runs (``thresholds`` times the threshold scale)."""
 
     candidates: pd.DataFrame
     thresholds: dict[str, float]
     table: pd.DataFrame
     score: float
+    saved_thresholds: dict[str, float]
 
 
 @dataclass
@@ -131,8 +133,10 @@ def evaluate(
     default_threshold: float = 0.2,
     catalog: ParticleCatalog = COMPETITION_CATALOG,
     precision: str = "auto",
+    threshold_scale: float = 1.0,
 ) -> Evaluation:
-    """Predict every run whole, tune per-class thresholds on them, and score with the metric.
+    """Predict every run whole, tune per-class thresholds on them, and score with the metric at them;
+    ``saved_thresholds`` are those times ``threshold_scale`` (``PostprocessConfig.threshold_scale``).
 
     ``precision`` is the network's (``cryokit.inference.device.PRECISIONS``; "auto" follows ``amp`` on
     CUDA and is fp32 on the CPU, so thresholds are tuned on exact maps there).
@@ -159,9 +163,11 @@ def evaluate(
         )
     candidates = pd.concat(frames, ignore_index=True)
     solution = source.read_solution(runs)
-    thresholds = best_thresholds(candidates, solution, catalog=catalog)
+    curves = threshold_curves(candidates, solution, catalog=catalog)
+    thresholds = thresholds_of_curves(curves)
     table = score_table(solution, apply_thresholds(candidates, thresholds, default_threshold), catalog=catalog)
-    return Evaluation(candidates, thresholds, table, float(table.attrs["score"]))
+    saved = thresholds_of_curves(curves, threshold_scale)
+    return Evaluation(candidates, thresholds, table, float(table.attrs["score"]), saved)
 
 
 def _epoch_metrics(evaluation: Evaluation) -> dict[str, float]:
@@ -445,10 +451,11 @@ def fit(
                 cfg.postprocess.default_threshold,
                 run.catalog,
                 cfg.train.val_precision,
+                cfg.postprocess.threshold_scale,
             )
             metrics.update(_epoch_metrics(evaluation))
             if evaluation.score > best[0]:
-                best, thresholds, stale = (evaluation.score, epoch), evaluation.thresholds, 0
+                best, thresholds, stale = (evaluation.score, epoch), evaluation.saved_thresholds, 0
                 state = _state(run, cfg, epoch, step, best, history + [metrics], thresholds)
                 state["val_table"] = evaluation.table.to_dict(orient="list")
                 save_checkpoint(out_dir / "best.pt", state)
