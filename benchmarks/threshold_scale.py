@@ -26,13 +26,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 from quality import unseen_runs  # noqa: E402
-from unet_seed_ensemble import candidates_by_run  # noqa: E402
+from unet_seed_ensemble import alone_scores, candidates_by_run  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
-from cryokit.metric import score_table  # noqa: E402
-from cryokit.postprocess import apply_thresholds  # noqa: E402
-from cryokit.thresholds import THRESHOLD_SCALE, best_thresholds  # noqa: E402
+from cryokit.thresholds import THRESHOLD_SCALE  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/threshold_scale.py"
 SCALES = (1.0, 0.9, 0.8, 0.7)
@@ -51,14 +49,7 @@ MODELS = {
 
 def fold_scores(by_run: dict[str, pd.DataFrame], solutions: dict[str, pd.DataFrame], scale: float) -> list[float]:
     """Weighted F4 on the other runs with thresholds tuned on each run in turn and multiplied by ``scale``."""
-    scores = []
-    for fit_run in by_run:
-        test = [run for run in by_run if run != fit_run]
-        thresholds = best_thresholds(by_run[fit_run], solutions[fit_run], scale=scale)
-        picks = apply_thresholds(pd.concat([by_run[r] for r in test], ignore_index=True), thresholds, 1.0)
-        solution = pd.concat([solutions[r] for r in test], ignore_index=True)
-        scores.append(float(score_table(solution, picks).attrs["score"]))
-    return scores
+    return [alone_scores({"model": by_run}, solutions, fit_run, scale)["model"] for fit_run in by_run]
 
 
 def main(argv: list[str] | None = None) -> int:

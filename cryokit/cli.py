@@ -285,11 +285,11 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     from cryokit.inference.predict import group_candidates
     from cryokit.io.layout import select_runs
     from cryokit.io.source import KaggleSource
+    from cryokit.thresholds import check_threshold_scale
 
     if (args.data is None) == (args.copick is None):
         raise ValueError("give --data ROOT (Kaggle layout) or --copick CONFIG.json")
-    if not 0 < args.threshold_scale <= 1:
-        raise ValueError(f"--threshold-scale must be in (0, 1], got {args.threshold_scale}")
+    check_threshold_scale(args.threshold_scale, "--threshold-scale")  # before any prediction
     source = _copick_source(args) if args.copick else KaggleSource(args.data, "train")
     select_runs(source.list_runs(), args.runs, f"--runs (runs of {source.describe()})")
     solution = source.read_solution(args.runs)

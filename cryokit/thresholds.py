@@ -35,6 +35,7 @@ __all__ = [
     "threshold_curves",
     "weighted_score",
     "THRESHOLD_SCALE",
+    "check_threshold_scale",
     "thresholds_of_curves",
     "best_thresholds",
     "nms_candidates",
@@ -199,6 +200,12 @@ def weighted_score(
     return total / catalog.total_weight if catalog.total_weight else 0.0
 
 
+def check_threshold_scale(scale: float, name: str = "threshold scale") -> None:
+    """Raise ``ValueError`` naming ``name`` (a setting or option) unless ``scale`` is a number in (0, 1]."""
+    if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
+        raise ValueError(f"{name} must be in (0, 1], got {scale!r}")
+
+
 def thresholds_of_curves(curves: Mapping[str, ThresholdCurve], scale: float = 1.0) -> dict[str, float]:
     """Each curve's F-beta-optimal threshold (``ThresholdCurve.best``) times ``scale``.
 
@@ -206,8 +213,7 @@ def thresholds_of_curves(curves: Mapping[str, ThresholdCurve], scale: float = 1.
     optimum keeps nothing (no true positive at any threshold), or whose threshold is not positive, keeps
     its threshold as it is: scaling would keep candidates there, or raise it.
     """
-    if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
-        raise ValueError(f"threshold scale must be in (0, 1], got {scale!r}")
+    check_threshold_scale(scale)
     chosen = {}
     for name, curve in curves.items():
         threshold, fbeta = curve.best()

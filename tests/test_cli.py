@@ -175,3 +175,14 @@ def test_ensemble_min_gain_references_defaults_to_the_library_value_and_is_passe
     assert build_parser().parse_args([*base, "--min-gain-references", "0"]).min_gain_references == 0.0
     assert build_parser().parse_args(base).scaled_merge is True
     assert build_parser().parse_args([*base, "--no-scaled-merge"]).scaled_merge is False
+
+
+def test_ensemble_threshold_scale_defaults_to_the_library_value_and_a_bad_one_is_refused_first(tmp_path, capsys):
+    from cryokit.cli import build_parser, main
+    from cryokit.thresholds import THRESHOLD_SCALE
+
+    base = ["ensemble", "--checkpoint", "a.pt", "--data", str(tmp_path / "d"), "--runs", "TS_a", "--out", "e.json"]
+    assert build_parser().parse_args(base).threshold_scale == THRESHOLD_SCALE
+    # Refused before the (missing) data and checkpoint are looked at.
+    assert main([*base, "--threshold-scale", "1.5"]) == 2
+    assert "--threshold-scale must be in (0, 1], got 1.5" in capsys.readouterr().err

@@ -34,6 +34,7 @@ from cryokit.models.resnet3d import medicalnet_resnet18
 from cryokit.models.unet import UNET_ARCHITECTURES, segmentation_unet
 from cryokit.particles import COMPETITION_CATALOG, PARTICLES, ParticleCatalog
 from cryokit.tasks import DetectionTask, PeakDecoding, SegmentationTask, Task
+from cryokit.thresholds import check_threshold_scale
 
 __all__ = [
     "MODEL_NAMES",
@@ -274,8 +275,7 @@ def build_task(
             f"postprocess.smooth_sigma_angstrom={post.smooth_sigma_angstrom} blurs U-Net maps; the detector "
             "(model.name='yolo3d') places its peaks by offsets: set it to 0"
         )
-    if not 0 < post.threshold_scale <= 1:
-        raise ValueError(f"postprocess.threshold_scale must be in (0, 1], got {post.threshold_scale}")
+    check_threshold_scale(post.threshold_scale, "postprocess.threshold_scale")
     n_classes = len(catalog)
     decoding = peak_decoding(post)
     if model.name == "yolo3d":
