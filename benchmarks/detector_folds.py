@@ -43,6 +43,8 @@ GROUPS = {
     "centre15, seed 0": ("centre15",),
     "stride2, seed 0": ("stride2",),
     "one_anchor, seed 0": ("one_anchor",),
+    "w32_p192, seed 0": ("w32_p192",),
+    "w32_p192, seed 1": ("w32_p192_seed1",),
 }
 
 
@@ -64,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Detectors of `benchmarks/unet_experiments.py --family detector` ({args.domain} simulator, "
         f"{DEMO_TTA['yolo3d']} TTA): `own_cell` (each particle a positive on its own cell, the preset until "
-        "2026-12-07) and `centre1` (centre sampling, today's preset), each with training seeds 0 and 1 and the "
-        "two seeds averaged map by map, and `centre1` with seed 2; `centre15` (centre sampling within 1.5 "
+        "2026-12-07) and `centre1` (centre sampling, the preset after it), each with training seeds 0 and 1 and "
+        "the two seeds averaged map by map, and `centre1` with seed 2; `centre15` (centre sampling within 1.5 "
         "cells), `stride2` (`centre1` at output stride 2) and `one_anchor` (`centre1` with one anchor for every "
-        "class), seed 0. Each of the runs the models never trained on "
+        "class), seed 0; `w32_p192` (`centre1` on a half-width ResNet-18 with 192 patches per epoch, today's "
+        "preset), seeds 0 and 1. Each of the runs the models never trained on "
         f"({', '.join(runs)}) tunes the thresholds in turn, the other two are scored. Weighted F4:",
         "",
         *fold_table(rows, list(GROUPS)),

@@ -40,10 +40,21 @@ MODELS = {
     "U-Net seed 1, randomized": ("randomized", "experiments_randomized/default_dynunet_seed1/best.pt", "unet"),
     "U-Net deep supervision, randomized": ("randomized", "experiments_randomized/default_dynunet_ds2/best.pt", "unet"),
     "U-Net, fixed (quality)": ("fixed", "unet_fixed/best.pt", "unet"),
-    "detector, randomized (quality)": ("randomized", "experiments_randomized_detector/centre1/best.pt", "yolo3d"),
-    "detector seed 1, randomized": ("randomized", "experiments_randomized_detector/centre1_seed1/best.pt", "yolo3d"),
-    "detector seed 2, randomized": ("randomized", "experiments_randomized_detector/centre1_seed2/best.pt", "yolo3d"),
+    "detector, randomized (quality)": ("randomized", "experiments_randomized_detector/w32_p192/best.pt", "yolo3d"),
+    "detector seed 1, randomized": ("randomized", "experiments_randomized_detector/w32_p192_seed1/best.pt", "yolo3d"),
     "detector, fixed (quality)": ("fixed", "yolo3d_fixed/best.pt", "yolo3d"),
+    # The preset before `w32_p192` (full-width backbone, 64 patches per epoch), three seeds.
+    "detector centre1, randomized": ("randomized", "experiments_randomized_detector/centre1/best.pt", "yolo3d"),
+    "detector centre1 seed 1, randomized": (
+        "randomized",
+        "experiments_randomized_detector/centre1_seed1/best.pt",
+        "yolo3d",
+    ),
+    "detector centre1 seed 2, randomized": (
+        "randomized",
+        "experiments_randomized_detector/centre1_seed2/best.pt",
+        "yolo3d",
+    ),
 }
 
 

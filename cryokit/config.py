@@ -137,6 +137,9 @@ class ModelConfig:
     dropout: float = 0.0
     backbone_weights: str = ""  # MedicalNet checkpoint for yolo3d (optional)
     neck_channels: int = 64  # yolo3d: width of the neck and head
+    # yolo3d: channels of the ResNet-18's first stage (2, 4, 8 times as many deeper); 64 is MedicalNet's, and
+    # its checkpoints (backbone_weights) need 64
+    backbone_width: int = 64
     # dynunet: auxiliary heads on this many deeper decoder levels, trained on the same target with halving
     # weights (cryokit.losses.DeepSupervisionLoss); 0: none
     deep_supervision: int = 0
@@ -255,9 +258,12 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "flexibleunet": {"model.name": "flexibleunet", "target.kind": "balls", "target.stride": 1, "loss.name": "dice_ce"},
     # Centre sampling (every cell within 1 cell of a centre a positive, up to 7 per particle in place of 1):
     # 0.755 -> 0.777 weighted F4 on held-out randomized runs at the same budget, the mean over two training
-    # seeds and three fitting runs (docs/BENCHMARKS.md, "Detector variants across seeds and fitting runs").
+    # seeds and three fitting runs. Then a ResNet-18 of half the width (a step a third of the time) on 3x the
+    # patches (cryokit.demo.pipeline.DEMO_PATCHES_PER_EPOCH): 0.776 -> 0.830, three seeds against two
+    # (docs/BENCHMARKS.md, "Detector variants across seeds and fitting runs"). MedicalNet's weights need 64.
     "yolo3d": {
         "model.name": "yolo3d",
+        "model.backbone_width": 32,
         "target.kind": "detection",
         "target.stride": 4,
         "target.positive_radius_cells": 1.0,

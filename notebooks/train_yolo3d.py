@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -19,8 +19,9 @@
 # A single-stage detector on a MedicalNet 3D ResNet-18 backbone: per grid cell (stride 4) and anchor it
 # predicts objectness, class, centre offset and radius, trained with the composite loss (focal + soft
 # F-beta + smooth L1). Load MedicalNet's released weights with `backbone_weights` (a local file;
-# nothing is downloaded) or train from scratch. Validation, thresholds and MLflow tracking as in the
-# U-Net notebook; with `data_root = None` a small dataset is simulated into `out_dir/data`.
+# nothing is downloaded; with `backbone_width = 64`, theirs) or train from scratch. Validation,
+# thresholds and MLflow tracking as in the U-Net notebook; with `data_root = None` a small dataset is
+# simulated into `out_dir/data`.
 
 # %% tags=["parameters"]
 data_root = None  # competition root; None: simulate into out_dir/data (unless copick_config is set)
@@ -33,6 +34,7 @@ pick_session = ""  # copick session_id ("" = all sessions of pick_user)
 val_runs = None  # runs held out for validation; None: the last run
 out_dir = "outputs/train_yolo3d"
 backbone_weights = ""  # MedicalNet checkpoint (e.g. resnet_18_23dataset.pth); empty: from scratch
+backbone_width = 32  # ResNet-18 width: 32 the preset (trains 3x faster a step); MedicalNet's weights need 64
 neck_channels = 64  # width of the detector's neck and head
 lambda_focal = 1.0  # composite loss weights
 lambda_fbeta = 1.0
@@ -80,6 +82,7 @@ config = notebook_training_config(
     appearance=appearance,
     overrides={
         "model.backbone_weights": backbone_weights,
+        "model.backbone_width": backbone_width,
         "model.neck_channels": neck_channels,
         "loss.lambda_focal": lambda_focal,
         "loss.lambda_fbeta": lambda_fbeta,

@@ -112,7 +112,8 @@ def test_the_demo_recipe_gives_each_family_its_stride_and_patch_budget():
     unet, detector = demo_training_config(), demo_training_config(model="yolo3d")
     assert (unet.model.name, unet.target.stride, unet.patch.patches_per_epoch) == ("dynunet", 2, 192)
     assert (detector.model.name, detector.target.kind, detector.target.stride) == ("yolo3d", "detection", 4)
-    assert detector.patch.patches_per_epoch == DEMO_PATCHES_PER_EPOCH["yolo3d"] == 64
+    assert detector.patch.patches_per_epoch == DEMO_PATCHES_PER_EPOCH["yolo3d"] == 192
+    assert detector.model.backbone_width == 32 and not detector.model.backbone_weights  # MedicalNet's is 64
     # Everything else is the one recipe: the same data level, patch size, epochs and augmentations.
     assert (unet.data, unet.patch.size_zyx, unet.train, unet.augment) == (
         detector.data,

@@ -228,3 +228,25 @@ def test_a_one_anchor_detector_checkpoint_loads_with_one_anchor(tmp_path):
     three, _ = build_model_and_task(apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"]), REAL_SPACING_ZYX)
     state = {"model": three.state_dict(), "config": before, "voxel_spacing_angstrom_zyx": list(REAL_SPACING_ZYX)}
     assert load_model(save_checkpoint(tmp_path / "before.pt", state)).model.n_anchors == 3
+
+
+def test_a_half_width_detector_checkpoint_loads_at_its_width(tmp_path):
+    """``model.backbone_width`` is stored with the checkpoint: a detector on a half-width ResNet-18 comes back
+    at that width with its weights; one saved before the option loads at MedicalNet's 64."""
+    from cryokit.config import MODEL_PRESETS, apply_overrides
+
+    preset = apply_overrides(RunConfig(), {**MODEL_PRESETS["yolo3d"], "model.backbone_width": 32})
+    model, _ = build_model_and_task(preset, REAL_SPACING_ZYX)
+    state = {
+        "model": model.state_dict(),
+        "config": to_dict(preset),
+        "voxel_spacing_angstrom_zyx": list(REAL_SPACING_ZYX),
+    }
+    loaded = load_model(save_checkpoint(tmp_path / "narrow.pt", state)).model
+    assert loaded.backbone.feature_channels["layer4"] == 256
+    assert torch.equal(loaded.backbone.layer4[1].conv2.weight, model.backbone.layer4[1].conv2.weight)
+    before = to_dict(apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"]))
+    del before["model"]["backbone_width"]
+    full, _ = build_model_and_task(apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"]), REAL_SPACING_ZYX)
+    state = {"model": full.state_dict(), "config": before, "voxel_spacing_angstrom_zyx": list(REAL_SPACING_ZYX)}
+    assert load_model(save_checkpoint(tmp_path / "before.pt", state)).model.backbone.width == 64

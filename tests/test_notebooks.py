@@ -10,6 +10,8 @@ import matplotlib.image
 import nbformat
 import numpy as np
 
+from cryokit.training.checkpoint import load_model
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
@@ -124,6 +126,7 @@ def test_train_yolo3d_notebook_learns(tmp_path):
             "out_dir": str(out_dir),
             "level": 0,
             "neck_channels": 32,
+            "backbone_width": 16,
             "patch_size_zyx": [16, 32, 32],
             "epochs": 3,
             "patches_per_epoch": 16,
@@ -137,3 +140,4 @@ def test_train_yolo3d_notebook_learns(tmp_path):
     history = json.loads((out_dir / "history.json").read_text())
     assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
     assert report["best_score"] > report["untrained_score"] + 0.05, report
+    assert load_model(out_dir / "best.pt").model.backbone.width == 16  # the notebook's parameter reached the model

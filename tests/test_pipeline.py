@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cryokit.config import replace
-from cryokit.demo.pipeline import DEMO_TTA, DemoConfig, run_demo
+from cryokit.demo.pipeline import DEMO_PATCHES_PER_EPOCH, DEMO_TTA, DemoConfig, run_demo
 from cryokit.ensemble import load_ensemble
 from cryokit.io import read_solution
 from cryokit.io.submission import read_submission
@@ -68,9 +68,11 @@ def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
     assert summary["submission"] == "ensemble"
     assert summary["training_configs"]["yolo3d"]["model"]["name"] == "yolo3d"
     assert summary["training_configs"]["yolo3d"]["target"]["kind"] == "detection"
-    # The detector gets its share of the recipe's patches: a third of the U-Net's (DEMO_PATCHES_PER_EPOCH).
+    # The detector gets its share of the recipe's patches (DEMO_PATCHES_PER_EPOCH) and its half-width backbone.
     unet_patches = summary["training_configs"]["unet"]["patch"]["patches_per_epoch"]
-    assert summary["training_configs"]["yolo3d"]["patch"]["patches_per_epoch"] == round(unet_patches * 64 / 192)
+    share = DEMO_PATCHES_PER_EPOCH["yolo3d"] / DEMO_PATCHES_PER_EPOCH["unet"]
+    assert summary["training_configs"]["yolo3d"]["patch"]["patches_per_epoch"] == round(unet_patches * share)
+    assert summary["training_configs"]["yolo3d"]["model"]["backbone_width"] == 32
     solution = read_solution(tmp_path / "demo" / "data", "train", ["TS_sim_1_0"])
     assert score(solution, read_submission(result.files["submission"])) == pytest.approx(result.scores["ensemble"])
     assert (tmp_path / "demo" / "train_yolo3d" / "best.pt").is_file() and result.files["ensemble"].is_file()

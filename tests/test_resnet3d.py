@@ -65,6 +65,34 @@ def test_feature_shapes_and_strides():
     assert model.total_stride == 8
 
 
+@pytest.mark.parametrize("shortcut_type", ["A", "B"])
+def test_half_width_keeps_the_layout_with_half_the_channels(shortcut_type):
+    """``width=32`` is the same ResNet-18 (keys, strides, dilations) with every width halved: features of
+    32, 32, 64, 128 and 256 channels at the strides of width 64, and about a quarter of the parameters."""
+    narrow, full = medicalnet_resnet18(shortcut_type, width=32), medicalnet_resnet18(shortcut_type)
+    assert list(narrow.state_dict()) == _expected_keys(shortcut_type)
+    assert narrow.feature_channels == {"stem": 32, "layer1": 32, "layer2": 64, "layer3": 128, "layer4": 256}
+    assert full.feature_channels == {"stem": 64, "layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
+    with torch.no_grad():
+        features = narrow.eval()(torch.randn(1, 1, 16, 32, 32))
+    for name, tensor in features.items():
+        s = narrow.feature_strides[name]
+        assert tensor.shape == (1, narrow.feature_channels[name], 16 // s, 32 // s, 32 // s), name
+    assert narrow.layer4[1].conv2.dilation == full.layer4[1].conv2.dilation == (4, 4, 4)
+    n_narrow, n_full = (sum(p.numel() for p in m.parameters()) for m in (narrow, full))
+    assert 0.24 < n_narrow / n_full < 0.27
+
+
+def test_pretrained_weights_need_medicalnets_width(tmp_path, source_model):
+    path = tmp_path / "resnet_18.pth"
+    torch.save(_medicalnet_checkpoint(source_model), path)
+    with pytest.raises(ValueError, match=rf"{path}.*width 64; got width 32"):
+        medicalnet_resnet18("A", weights_path=path, width=32)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="width must be an integer >= 1"):
+            MedicalNetResNet(width=bad)
+
+
 def test_shortcut_a_subsamples_and_zero_pads():
     shortcut = medicalnet_resnet18("A").layer2[0].downsample
     x = torch.randn(1, 64, 4, 4, 4)

@@ -10,7 +10,7 @@ import torch
 from cryokit.config import MODEL_PRESETS, RunConfig, apply_overrides
 from cryokit.losses import CompositeDetectionLoss
 from cryokit.models.anchors import anchor_radii_voxels, class_anchor_indices
-from cryokit.models.build import build_task
+from cryokit.models.build import build_model, build_task
 from cryokit.models.detection_coder import encode_detection_targets
 from cryokit.particles import PARTICLE_NAMES
 from cryokit.postprocess import apply_thresholds, merge_picks, smooth_maps
@@ -206,8 +206,6 @@ def test_the_detector_refuses_map_smoothing():
 
 
 def test_centre_sampling_is_a_detector_setting_that_widens_the_offset_bound():
-    from cryokit.models.build import build_model
-
     preset = apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"])
     assert preset.target.positive_radius_cells == 1.0
     assert build_model(preset.model, preset.target, SPACING).offset_bound == 1.5  # targets reach 1 cell
@@ -230,6 +228,21 @@ def test_anchor_grouping_is_a_checked_detector_setting():
     unet = apply_overrides(RunConfig(), {**MODEL_PRESETS["unet"], "target.anchors": "one"})
     with pytest.raises(ValueError, match="groups the detector's classes"):
         build_task(unet.model, unet.target, unet.loss, unet.postprocess, SPACING)
+
+
+def test_backbone_width_is_checked_before_anything_is_trained():
+    """A width other than MedicalNet's 64 cannot take its pretrained weights: refused when the task is built,
+    before any checkpoint is read (the file named here does not exist)."""
+    preset = apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"])
+    for overrides in (
+        {"model.backbone_width": 32, "model.backbone_weights": "/nowhere/resnet_18.pth"},
+        {"model.backbone_width": 0},
+    ):
+        config = apply_overrides(preset, overrides)
+        with pytest.raises(ValueError, match="model.backbone_width must be >= 1, and 64"):
+            build_task(config.model, config.target, config.loss, config.postprocess, SPACING)
+    narrow = apply_overrides(preset, {"model.backbone_width": 32})
+    assert build_model(narrow.model, narrow.target, SPACING).backbone.feature_channels["layer1"] == 32
 
 
 def test_threshold_scale_outside_zero_to_one_is_refused_when_the_task_is_built():

@@ -55,7 +55,7 @@ def notebook_training_config(
     Args:
         model: a ``MODEL_PRESETS`` name (sets model, target and loss together).
         patches_per_epoch: None: the demo recipe's for the family (``DEMO_PATCHES_PER_EPOCH``: 192 for the
-            U-Net at output stride 2, 64 for the detector).
+            U-Net at output stride 2 and for the half-width detector).
         data_root: a Kaggle-layout root; its last run validates unless ``val_runs`` names others.
         copick: instead of ``data_root``, a copick project: ``{"config": path, "voxel_spacing": A,
             "tomo_type": ..., "pick_user": ..., "pick_session": ...}`` (``cryokit.config.DataConfig`` names).

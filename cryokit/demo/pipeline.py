@@ -45,9 +45,10 @@ log = logging.getLogger(__name__)
 
 # Patches per epoch of each model family in the demo recipe (24 epochs). The U-Net at output stride 2 costs
 # about a third of stride 1 per patch and spends the same CPU time on 3x the patches (103 against 107 s per
-# epoch measured side by side; 0.614 -> 0.718 weighted F4 on held-out randomized runs). The detector keeps
-# 64 and takes about twice the U-Net's time (25 against 11 minutes for 24 epochs on 2 cores).
-DEMO_PATCHES_PER_EPOCH = {"unet": 192, "yolo3d": 64}
+# epoch measured side by side; 0.614 -> 0.718 weighted F4 on held-out randomized runs). The detector's
+# half-width ResNet-18 (its preset) takes a third of the full width's time per step and spends it on 3x the
+# patches too (21 minutes for 24 epochs on 2 cores; the U-Net about 13).
+DEMO_PATCHES_PER_EPOCH = {"unet": 192, "yolo3d": 192}
 
 # Test-time augmentation of each family when the demo predicts (thresholds tuned on the validation runs with
 # it). Flips lifted 7 of the 9 U-Nets tried on the quality benchmark's held-out randomized runs, today's by
@@ -61,7 +62,7 @@ DEMO_TTA = {"unet": "flips", "yolo3d": "none"}
 def demo_training_config(quick: bool = False, model: str = "unet") -> RunConfig:
     """The demo's recipe for ``model`` (a ``MODEL_PRESETS`` name) on 2 CPU cores (level 1: 20 A voxels).
 
-    The U-Net (the default) trains in about 13 minutes of 24 epochs alone, the detector in about 25.
+    The U-Net (the default) trains in about 13 minutes of 24 epochs alone, the detector in about 21.
     """
     if model not in MODEL_PRESETS:
         raise ValueError(f"model {model!r}: must be one of {sorted(MODEL_PRESETS)}")

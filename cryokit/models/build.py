@@ -64,6 +64,11 @@ def _check_pairing(model: ModelConfig, target: TargetConfig, loss: LossConfig) -
         raise ValueError(
             f"model.deep_supervision={model.deep_supervision} needs model.name='dynunet', got {model.name!r}"
         )
+    if model.backbone_width < 1 or (model.backbone_weights and model.backbone_width != 64):
+        raise ValueError(
+            f"model.backbone_width must be >= 1, and 64 (MedicalNet's) with model.backbone_weights; got "
+            f"{model.backbone_width} with backbone_weights={model.backbone_weights!r}"
+        )
     detector = model.name == "yolo3d"
     if detector != (target.kind == "detection") or detector != (loss.name == "detection"):
         raise ValueError(
@@ -107,7 +112,9 @@ def build_model(
     anchors for the detector come from the data's voxel spacing."""
     _check_detector_catalog(model, catalog)
     if model.name == "yolo3d":
-        backbone = medicalnet_resnet18(shortcut_type="A", weights_path=model.backbone_weights or None)
+        backbone = medicalnet_resnet18(
+            shortcut_type="A", weights_path=model.backbone_weights or None, width=model.backbone_width
+        )
         return YOLO3D(
             N_CLASSES,
             anchor_radii_voxels(voxel_spacing_angstrom_zyx, target.anchors),
