@@ -45,6 +45,7 @@ GROUPS = {
     "one_anchor, seed 0": ("one_anchor",),
     "w32_p192, seed 0": ("w32_p192",),
     "w32_p192, seed 1": ("w32_p192_seed1",),
+    "w16_p384, seed 0": ("w16_p384",),
 }
 
 
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         "the two seeds averaged map by map, and `centre1` with seed 2; `centre15` (centre sampling within 1.5 "
         "cells), `stride2` (`centre1` at output stride 2) and `one_anchor` (`centre1` with one anchor for every "
         "class), seed 0; `w32_p192` (`centre1` on a half-width ResNet-18 with 192 patches per epoch, today's "
-        "preset), seeds 0 and 1. Each of the runs the models never trained on "
+        "preset), seeds 0 and 1; `w16_p384` (a quarter of the width, 384 patches per epoch), seed 0. Each of the "
+        "runs the models never trained on "
         f"({', '.join(runs)}) tunes the thresholds in turn, the other two are scored. Weighted F4:",
         "",
         *fold_table(rows, list(GROUPS)),

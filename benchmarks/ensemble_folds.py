@@ -7,7 +7,8 @@ as the fitting run, and the other two are scored: each model alone (thresholds t
 the raw-score merge, the ensemble of ``cryokit.ensemble.fit_ensemble`` (its defaults: the threshold-scaled
 start, isotonic calibration, ``min_gain_references`` 2) and the same with 0 (a class follows whichever choice
 scores higher on the fitting run), and the raw merge where it ties or beats the lead on the fitting run; then
-the U-Net predicted with flips TTA (the demo's), alone and in the default ensemble with the detector.
+the U-Net predicted with flips TTA (the demo's), alone and in the default ensemble with the detector; then
+the detector flipped too, alone and in the default ensemble with the flipped U-Net.
 Reuses the models and data of ``benchmarks/quality.py --domain DOMAIN`` (run that first). Writes the section
 "Ensemble across fitting runs (DOMAIN simulator)" of docs/BENCHMARKS.md.
 
@@ -45,8 +46,10 @@ METHODS = (
     f"calibrated ensemble (gain > {DEFAULT_MIN_GAIN_REFERENCES:g} references)",
     "raw merge where it ties or beats the lead (per class)",
 )
-# The U-Net predicted with the demo's TTA (cryokit.demo.pipeline.DEMO_TTA), alone and in the default ensemble.
+# The U-Net predicted with the demo's TTA (cryokit.demo.pipeline.DEMO_TTA), alone and in the default ensemble;
+# then both members flipped: the detector alone and the default ensemble.
 TTA_METHODS = ("U-Net, flips TTA", "cryokit ensemble, U-Net with flips TTA")
+BOTH_FLIPPED_METHODS = ("YOLO3D detector, flips TTA", "cryokit ensemble, both with flips TTA")
 
 
 def merge_where_no_worse(fit_members, fit_solution, members):
@@ -99,13 +102,14 @@ def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, 
     return row
 
 
-def tta_fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions, fit_run: str) -> dict:
-    """``TTA_METHODS`` on every run but ``fit_run``: candidates per run are [U-Net with TTA, detector]."""
+def tta_fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions, fit_run: str) -> tuple[float, ...]:
+    """Weighted F4 on every run but ``fit_run`` of the U-Net alone, the detector alone and the default ensemble,
+    fitted on ``fit_run``; candidates per run are [U-Net, detector], each with the TTA it was predicted with."""
     members, solution, fit_members, fit_solution = fold(candidates, solutions, fit_run)
-    unet = apply_thresholds(members[0], best_thresholds(fit_members[0], fit_solution), 1.0)
+    alone = [apply_thresholds(m, best_thresholds(f, fit_solution), 1.0) for m, f in zip(members, fit_members)]
     ensemble = fit_ensemble(fit_members, fit_solution, list(METHODS[:2]), threshold_scale=1.0)
     merged = apply_thresholds(ensemble_picks(ensemble, members), ensemble.thresholds, 1.0)
-    return {method: float(score_table(solution, p).attrs["score"]) for method, p in zip(TTA_METHODS, (unet, merged))}
+    return tuple(float(score_table(solution, p).attrs["score"]) for p in (*alone, merged))
 
 
 def fold_table(rows: dict[str, dict[str, float]], columns) -> list[str]:
@@ -128,16 +132,22 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = [str(args.quality_out / f"{m}_{args.domain}" / "best.pt") for m in ("unet", "yolo3d")]
     candidates = {run: group_candidates(checkpoints, str(root), "train", [run])[1] for run in runs}
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
-    # The U-Net flipped (the demo's TTA), the detector's candidates as above (no TTA, the demo's too).
-    tta_candidates = {
-        run: [group_candidates(checkpoints[:1], str(root), "train", [run], "flips")[1][0], candidates[run][1]]
-        for run in runs
+    # The U-Net flipped (the demo's TTA), the detector's candidates as above (no TTA, the demo's too); then the
+    # detector flipped as well.
+    flipped = {
+        run: [group_candidates([c], str(root), "train", [run], "flips")[1][0] for c in checkpoints] for run in runs
     }
-    rows = {
-        run: {**fold_scores(candidates, solutions, run), **tta_fold_scores(tta_candidates, solutions, run)}
-        for run in runs
-    }
-    columns = METHODS + TTA_METHODS
+    unet_flipped = {run: [flipped[run][0], candidates[run][1]] for run in runs}
+    rows = {}
+    for run in runs:
+        unet_alone, _, unet_ensemble = tta_fold_scores(unet_flipped, solutions, run)
+        _, detector_alone, both_ensemble = tta_fold_scores(flipped, solutions, run)
+        rows[run] = {
+            **fold_scores(candidates, solutions, run),
+            **dict(zip(TTA_METHODS, (unet_alone, unet_ensemble))),
+            **dict(zip(BOTH_FLIPPED_METHODS, (detector_alone, both_ensemble))),
+        }
+    columns = METHODS + TTA_METHODS + BOTH_FLIPPED_METHODS
     lines = [
         f"- Command: `{COMMAND} --domain {args.domain}`",
         f"- Machine: {machine_description()}",

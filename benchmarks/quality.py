@@ -229,7 +229,7 @@ def _report(tables, args, seconds, train_runs, val_runs, heldout) -> str:
             "with the competition metric (no TTA unless a row names it; thresholds tuned with the row's TTA). "
             f"Both networks at level 1 (20 A voxels), {args.epochs} epochs of the demo "
             "configuration on CPU (`demo_training_config(model=...)`: the U-Net at output stride 2 with 192 "
-            "patches per epoch, the detector at stride 4 with 64)."
+            "patches per epoch, the detector at stride 4 on a half-width ResNet-18 with 192)."
             + (
                 " Every run draws its own imaging, clutter and particle variants from `DomainRanges().without("
                 "HELD_OUT_FAMILY)` (benchmarks/quality.py), the transfer benchmark's held-out family left out."
