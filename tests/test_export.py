@@ -172,15 +172,21 @@ def test_auto_weights_are_int8_for_large_networks_and_float16_for_small_ones(tmp
     assert small["dtype"] == "float16" and large["dtype"] == "int8" and large["bytes"] < small["bytes"]
     assert torch.load(tmp_path / "small.pt", weights_only=True)["weights_dtype"] == "float16"
     assert torch.load(tmp_path / "large.pt", weights_only=True)["int8_scales"]
-    # the default U-Net ships in float16 and the default detector in int8
+    # the default U-Net and the default (half-width) detector ship in float16, a detector on MedicalNet's
+    # full-width backbone in int8
     from cryokit.config import MODEL_PRESETS, apply_overrides
 
     counts = {}
-    for preset in ("unet", "yolo3d"):
-        model, _ = build_model_and_task(apply_overrides(RunConfig(), MODEL_PRESETS[preset]), REAL_SPACING_ZYX)
-        counts[preset] = sum(p.numel() for p in model.parameters())
+    for name, overrides in (
+        ("unet", MODEL_PRESETS["unet"]),
+        ("yolo3d", MODEL_PRESETS["yolo3d"]),
+        ("yolo3d_full_width", {**MODEL_PRESETS["yolo3d"], "model.backbone_width": 64}),
+    ):
+        model, _ = build_model_and_task(apply_overrides(RunConfig(), overrides), REAL_SPACING_ZYX)
+        counts[name] = sum(p.numel() for p in model.parameters())
     monkeypatch.undo()
-    assert counts["unet"] < checkpoint_module.AUTO_INT8_MIN_PARAMETERS <= counts["yolo3d"]
+    assert max(counts["unet"], counts["yolo3d"]) < checkpoint_module.AUTO_INT8_MIN_PARAMETERS
+    assert checkpoint_module.AUTO_INT8_MIN_PARAMETERS <= counts["yolo3d_full_width"]
 
 
 def test_kaggle_bundle_stores_weights_by_auto_unless_told(tmp_path):
@@ -245,8 +251,9 @@ def test_a_half_width_detector_checkpoint_loads_at_its_width(tmp_path):
     loaded = load_model(save_checkpoint(tmp_path / "narrow.pt", state)).model
     assert loaded.backbone.feature_channels["layer4"] == 256
     assert torch.equal(loaded.backbone.layer4[1].conv2.weight, model.backbone.layer4[1].conv2.weight)
-    before = to_dict(apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"]))
+    full_width = apply_overrides(RunConfig(), {**MODEL_PRESETS["yolo3d"], "model.backbone_width": 64})
+    before = to_dict(full_width)
     del before["model"]["backbone_width"]
-    full, _ = build_model_and_task(apply_overrides(RunConfig(), MODEL_PRESETS["yolo3d"]), REAL_SPACING_ZYX)
+    full, _ = build_model_and_task(full_width, REAL_SPACING_ZYX)
     state = {"model": full.state_dict(), "config": before, "voxel_spacing_angstrom_zyx": list(REAL_SPACING_ZYX)}
     assert load_model(save_checkpoint(tmp_path / "before.pt", state)).model.backbone.width == 64

@@ -258,9 +258,10 @@ def _plain_record(value: Any, where: str) -> Any:
 
 
 WEIGHT_DTYPES = ("float32", "float16", "int8", "auto")
-# "auto": int8 for networks of at least this many parameters (the 33.5 M-parameter detector: 134 -> 34 MB
-# for no loss in weighted F4), float16 below (the 0.6 M-parameter U-Net: 1.2 MB, where int8 would save
-# 0.6 MB and cost 0.001 to 0.005 in two measurements); docs/BENCHMARKS.md, "Inference precision quality".
+# "auto": int8 for networks of at least this many parameters (the 33.5 M-parameter detector on MedicalNet's
+# full-width backbone: 134 -> 34 MB for no loss in weighted F4), float16 below (the 0.6 M-parameter U-Net:
+# 1.2 MB, where int8 would save 0.6 MB and cost 0.001 to 0.005 in two measurements; the preset's half-width
+# detector, 8.7 M: 17 MB); docs/BENCHMARKS.md, "Inference precision quality".
 AUTO_INT8_MIN_PARAMETERS = 10_000_000
 # int8 export: tensors of at least this many values and 2+ dimensions (convolution kernels) are quantised;
 # biases and batch-norm statistics (a few hundred values each) stay in fp16.
