@@ -30,7 +30,7 @@ from cryokit.losses import CompositeDetectionLoss, DeepSupervisionLoss, DiceCELo
 from cryokit.models.anchors import ANCHOR_GROUPINGS, anchor_radii_voxels
 from cryokit.models.detection_coder import DetectionTargetEncoder, detector_offset_bound
 from cryokit.models.detector import YOLO3D
-from cryokit.models.resnet3d import medicalnet_resnet18
+from cryokit.models.resnet3d import MEDICALNET_WIDTH, medicalnet_resnet18
 from cryokit.models.unet import UNET_ARCHITECTURES, segmentation_unet
 from cryokit.particles import COMPETITION_CATALOG, PARTICLES, ParticleCatalog
 from cryokit.tasks import DetectionTask, PeakDecoding, SegmentationTask, Task
@@ -64,10 +64,11 @@ def _check_pairing(model: ModelConfig, target: TargetConfig, loss: LossConfig) -
         raise ValueError(
             f"model.deep_supervision={model.deep_supervision} needs model.name='dynunet', got {model.name!r}"
         )
-    if model.backbone_width < 1 or (model.backbone_weights and model.backbone_width != 64):
+    # Refused here, before data or weights are read; medicalnet_resnet18 refuses the same, naming the file.
+    if model.backbone_width < 1 or (model.backbone_weights and model.backbone_width != MEDICALNET_WIDTH):
         raise ValueError(
-            f"model.backbone_width must be >= 1, and 64 (MedicalNet's) with model.backbone_weights; got "
-            f"{model.backbone_width} with backbone_weights={model.backbone_weights!r}"
+            f"model.backbone_width must be >= 1, and {MEDICALNET_WIDTH} (MedicalNet's) with model.backbone_weights; "
+            f"got {model.backbone_width} with backbone_weights={model.backbone_weights!r}"
         )
     detector = model.name == "yolo3d"
     if detector != (target.kind == "detection") or detector != (loss.name == "detection"):

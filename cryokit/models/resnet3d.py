@@ -29,11 +29,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BasicBlock3d", "MedicalNetResNet", "medicalnet_resnet18", "LoadReport", "load_medicalnet_weights"]
+__all__ = [
+    "BasicBlock3d",
+    "MEDICALNET_WIDTH",
+    "MedicalNetResNet",
+    "medicalnet_resnet18",
+    "LoadReport",
+    "load_medicalnet_weights",
+]
 
 logger = logging.getLogger(__name__)
 
 SHORTCUT_TYPES = ("A", "B")
+# Channels of the stem and layer1 in MedicalNet's ResNet-18, the only width its checkpoints load into.
+MEDICALNET_WIDTH = 64
 # Keys of MedicalNet's checkpoints that belong to its segmentation head, not to the backbone.
 _HEAD_PREFIXES = ("conv_seg.",)
 
@@ -115,7 +124,10 @@ class MedicalNetResNet(nn.Module):
     total_stride = 8
 
     def __init__(
-        self, blocks_per_layer: tuple[int, int, int, int] = (2, 2, 2, 2), shortcut_type: str = "A", width: int = 64
+        self,
+        blocks_per_layer: tuple[int, int, int, int] = (2, 2, 2, 2),
+        shortcut_type: str = "A",
+        width: int = MEDICALNET_WIDTH,
     ):
         super().__init__()
         if shortcut_type not in SHORTCUT_TYPES:
@@ -125,17 +137,17 @@ class MedicalNetResNet(nn.Module):
         if not isinstance(width, int) or isinstance(width, bool) or width < 1:
             raise ValueError(f"width must be an integer >= 1, got {width!r}")
         self.shortcut_type, self.width = shortcut_type, width
-        self.feature_channels = dict(stem=width, layer1=width, layer2=2 * width, layer3=4 * width, layer4=8 * width)
         self.conv1 = nn.Conv3d(1, width, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm3d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
         # (out channels, stride, dilation) per layer, as in MedicalNet (width 64: 64, 128, 256, 512).
         specs = ((width, 1, 1), (2 * width, 2, 1), (4 * width, 1, 2), (8 * width, 1, 4))
+        self.feature_channels = {"stem": width}
         in_channels = width
-        for index, ((width, stride, dilation), n_blocks) in enumerate(zip(specs, blocks_per_layer), start=1):
-            self.add_module(f"layer{index}", self._make_layer(in_channels, width, n_blocks, stride, dilation))
-            in_channels = width
+        for index, ((out_channels, stride, dilation), n_blocks) in enumerate(zip(specs, blocks_per_layer), start=1):
+            self.add_module(f"layer{index}", self._make_layer(in_channels, out_channels, n_blocks, stride, dilation))
+            self.feature_channels[f"layer{index}"] = in_channels = out_channels
         self._init_weights()
 
     def _make_layer(self, in_channels: int, width: int, n_blocks: int, stride: int, dilation: int) -> nn.Sequential:
@@ -181,7 +193,7 @@ class MedicalNetResNet(nn.Module):
 
 
 def medicalnet_resnet18(
-    shortcut_type: str = "A", weights_path: str | Path | None = None, width: int = 64
+    shortcut_type: str = "A", weights_path: str | Path | None = None, width: int = MEDICALNET_WIDTH
 ) -> MedicalNetResNet:
     """MedicalNet's 3D ResNet-18 backbone, randomly initialised unless ``weights_path`` is given.
 
@@ -190,10 +202,10 @@ def medicalnet_resnet18(
         weights_path: optional local MedicalNet checkpoint to load (nothing is downloaded).
         width: channels of the first stage (``MedicalNetResNet``); MedicalNet's checkpoints need 64.
     """
-    if weights_path and width != 64:
+    if weights_path and width != MEDICALNET_WIDTH:
         raise ValueError(
-            f"MedicalNet checkpoint {weights_path} holds a ResNet-18 of width 64; got width {width} "
-            "(model.backbone_width): use 64 with pretrained weights"
+            f"MedicalNet checkpoint {weights_path} holds a ResNet-18 of width {MEDICALNET_WIDTH}; got width {width} "
+            f"(model.backbone_width): use {MEDICALNET_WIDTH} with pretrained weights"
         )
     model = MedicalNetResNet((2, 2, 2, 2), shortcut_type=shortcut_type, width=width)
     if weights_path:
