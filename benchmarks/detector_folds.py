@@ -6,7 +6,8 @@ of ``GROUPS`` (the presets of before and of today with two or three training see
 by map as ``cryokit predict`` does with several checkpoints of one kind, and variants of one seed) are
 scored as in "Ensemble across fitting runs": each of the runs the models never trained on tunes the
 thresholds in turn, the other two are scored. The detectors
-predict without TTA (the demo's). Writes the section "Detector variants across seeds and fitting runs
+predict without TTA, the protocol their table was measured with (``benchmarks/detector_shipped.py`` scores
+today's preset with the demo's TTA and thresholds). Writes the section "Detector variants across seeds and fitting runs
 (DOMAIN simulator)" of docs/BENCHMARKS.md.
 
 Run: ``.venv/bin/python benchmarks/detector_folds.py [--domain randomized]`` after the experiments it names
@@ -27,10 +28,10 @@ from ensemble_folds import fold_table  # noqa: E402
 from quality import domain_folder, unseen_runs  # noqa: E402
 from unet_seed_ensemble import alone_scores, experiment_candidates  # noqa: E402
 
-from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/detector_folds.py"
+TTA = "none"  # every row of the table was measured without TTA; detector_shipped.py has the demo's
 # Each group: its label and the detector experiments (benchmarks/unet_experiments.py) averaged in it.
 GROUPS = {
     "own_cell, seed 0": ("own_cell",),
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.quality_out
     root, runs = unseen_runs(out, args.domain)
     experiments = out / (domain_folder("experiments", args.domain) + "_detector")
-    candidates = experiment_candidates(GROUPS, experiments, root, runs, DEMO_TTA["yolo3d"])
+    candidates = experiment_candidates(GROUPS, experiments, root, runs, TTA)
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
     rows = {fit_run: alone_scores(candidates, solutions, fit_run) for fit_run in runs}
     lines = [
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- Date: {datetime.date.today().isoformat()}",
         "",
         f"Detectors of `benchmarks/unet_experiments.py --family detector` ({args.domain} simulator, "
-        f"{DEMO_TTA['yolo3d']} TTA): `own_cell` (each particle a positive on its own cell, the preset until "
+        f"{TTA} TTA): `own_cell` (each particle a positive on its own cell, the preset until "
         "2026-12-07) and `centre1` (centre sampling, the preset after it), each with training seeds 0 and 1 and "
         "the two seeds averaged map by map, and `centre1` with seed 2; `centre15` (centre sampling within 1.5 "
         "cells), `stride2` (`centre1` at output stride 2) and `one_anchor` (`centre1` with one anchor for every "

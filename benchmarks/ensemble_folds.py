@@ -7,8 +7,9 @@ as the fitting run, and the other two are scored: each model alone (thresholds t
 the raw-score merge, the ensemble of ``cryokit.ensemble.fit_ensemble`` (its defaults: the threshold-scaled
 start, isotonic calibration, ``min_gain_references`` 2) and the same with 0 (a class follows whichever choice
 scores higher on the fitting run), and the raw merge where it ties or beats the lead on the fitting run; then
-the U-Net predicted with flips TTA (the demo's), alone and in the default ensemble with the detector; then
-the detector flipped too, alone and in the default ensemble with the flipped U-Net.
+the U-Net predicted with flips TTA, alone and in the default ensemble with the unflipped detector; then
+the detector flipped too (both as the demo predicts them), alone and in the default ensemble with the flipped
+U-Net.
 Reuses the models and data of ``benchmarks/quality.py --domain DOMAIN`` (run that first). Writes the section
 "Ensemble across fitting runs (DOMAIN simulator)" of docs/BENCHMARKS.md.
 
@@ -26,11 +27,11 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _candidates import run_candidates  # noqa: E402
 from _report import machine_description, update_section  # noqa: E402
 from quality import unseen_runs  # noqa: E402
 
 from cryokit.ensemble import DEFAULT_MIN_GAIN_REFERENCES, ensemble_picks, fit_ensemble  # noqa: E402
-from cryokit.inference.predict import group_candidates  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
 from cryokit.particles import COMPETITION_CATALOG  # noqa: E402
@@ -46,8 +47,9 @@ METHODS = (
     f"calibrated ensemble (gain > {DEFAULT_MIN_GAIN_REFERENCES:g} references)",
     "raw merge where it ties or beats the lead (per class)",
 )
-# The U-Net predicted with the demo's TTA (cryokit.demo.pipeline.DEMO_TTA), alone and in the default ensemble;
-# then both members flipped: the detector alone and the default ensemble.
+# The U-Net flipped, alone and in the default ensemble with the detector unflipped (the demo's TTA until the
+# fourth change of 2026-12-07); then both members flipped (the demo's since, cryokit.demo.pipeline.DEMO_TTA):
+# the detector alone and the default ensemble.
 TTA_METHODS = ("U-Net, flips TTA", "cryokit ensemble, U-Net with flips TTA")
 BOTH_FLIPPED_METHODS = ("YOLO3D detector, flips TTA", "cryokit ensemble, both with flips TTA")
 
@@ -130,13 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root, runs = unseen_runs(args.quality_out, args.domain)
     checkpoints = [str(args.quality_out / f"{m}_{args.domain}" / "best.pt") for m in ("unet", "yolo3d")]
-    candidates = {run: group_candidates(checkpoints, str(root), "train", [run])[1] for run in runs}
+    candidates = {run: [run_candidates([c], root, run, "none") for c in checkpoints] for run in runs}
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
-    # The U-Net flipped (the demo's TTA), the detector's candidates as above (no TTA, the demo's too); then the
-    # detector flipped as well.
-    flipped = {
-        run: [group_candidates([c], str(root), "train", [run], "flips")[1][0] for c in checkpoints] for run in runs
-    }
+    # The U-Net flipped, the detector's candidates as above (no TTA); then the detector flipped as well.
+    flipped = {run: [run_candidates([c], root, run, "flips") for c in checkpoints] for run in runs}
     unet_flipped = {run: [flipped[run][0], candidates[run][1]] for run in runs}
     rows = {}
     for run in runs:

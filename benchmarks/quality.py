@@ -191,16 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     picks["ensemble, calibrated (cryokit ensemble)"] = apply_thresholds(
         ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0
     )
-    # The same with each member's demo TTA (`cryokit ensemble --tta flips none`); its U-Net candidates give the
-    # U-Net's own row with that TTA, thresholds tuned with it.
-    unet_tta, ttas = DEMO_TTA["unet"], [DEMO_TTA["unet"], DEMO_TTA["yolo3d"]]
+    # The same with each member's demo TTA (`cryokit ensemble --tta flips flips`); its candidates give each
+    # member's own row with that TTA, thresholds tuned with it.
+    ttas = [DEMO_TTA["unet"], DEMO_TTA["yolo3d"]]
     names, val_candidates = group_candidates(both, str(root), "train", val_runs, ttas)
     _, heldout_candidates = group_candidates(both, str(root), "train", heldout, ttas)
-    picks[f"U-Net, {unet_tta} TTA"] = apply_thresholds(
-        heldout_candidates[0], best_thresholds(val_candidates[0], val_solution), 1.0
-    )
+    for label, tta, val, held in zip(checkpoints, ttas, val_candidates, heldout_candidates):
+        if tta != "none":
+            picks[f"{label}, {tta} TTA"] = apply_thresholds(held, best_thresholds(val, val_solution), 1.0)
     ensemble = fit_ensemble(val_candidates, val_solution, names, threshold_scale=1.0)
-    picks[f"cryokit ensemble, U-Net with {unet_tta} TTA"] = apply_thresholds(
+    picks[f"cryokit ensemble, the demo's TTA (U-Net {ttas[0]}, detector {ttas[1]})"] = apply_thresholds(
         ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0
     )
     tables = {name: score_table(solution, frame) for name, frame in picks.items()}

@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Thresholds tuned on one run the models never trained on, multiplied by the scale, the other two runs "
         "scored; the mean weighted F4 of the three fitting runs (the first fitting run, the validation run, is "
-        "the quality benchmark's split). U-Nets with flips TTA, detectors without (the demo's). "
+        f"the quality benchmark's split). Each model with the demo's TTA (U-Nets {DEMO_TTA['unet']}, detectors "
+        f"{DEMO_TTA['yolo3d']}). "
         f"`cryokit.thresholds.THRESHOLD_SCALE` is {THRESHOLD_SCALE:g}.",
         "",
         f"| model | {header} |",

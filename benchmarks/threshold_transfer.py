@@ -100,8 +100,8 @@ def report(rows: list[dict], domains: list[str], seconds: float) -> str:
             "",
             "The quality benchmark's models (`benchmarks/quality.py`, each domain's own), per-class thresholds (the "
             "ensemble: its calibration, weights and thresholds, `cryokit ensemble`) tuned on the runs a row names, "
-            "the 2 held-out runs scored with the competition metric. The U-Net predicts with the demo's TTA, the "
-            "detector without (`DEMO_TTA`). Per-class F4:",
+            "the 2 held-out runs scored with the competition metric. Each model predicts with the demo's TTA "
+            f"(`DEMO_TTA`: the U-Net {DEMO_TTA['unet']}, the detector {DEMO_TTA['yolo3d']}). Per-class F4:",
             "",
             *lines,
         ]

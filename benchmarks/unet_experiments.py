@@ -345,6 +345,10 @@ DETECTOR_VARIANTS: dict[str, tuple[str, dict]] = {
         "`w32_p192` again with training seed 1 (from 0): does its gain hold for another draw",
         {**_W32_P192, "train.seed": 1},
     ),
+    "w32_p192_seed2": (
+        "`w32_p192` again with training seed 2 (from 0): a third draw of that preset",
+        {**_W32_P192, "train.seed": 2},
+    ),
     "w16_p384": (
         "`w32_p192` at a quarter of MedicalNet's width (`model.backbone_width` 16: 2.5 M parameters, a step a sixth of "
         "width 64's time) with 384 patches per epoch: about the same CPU time again",

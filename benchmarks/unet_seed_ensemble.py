@@ -22,13 +22,13 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _candidates import run_candidates  # noqa: E402
 from _report import machine_description, update_section  # noqa: E402
 from ensemble_folds import fold_table  # noqa: E402
 from quality import domain_folder, unseen_runs  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
 from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
-from cryokit.inference.predict import group_candidates  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
 from cryokit.postprocess import apply_thresholds  # noqa: E402
@@ -52,10 +52,7 @@ DETECTOR = "detector"
 
 def candidates_by_run(checkpoints: list[Path], root: Path, runs: list[str], tta: str) -> dict[str, pd.DataFrame]:
     """Every scored candidate of one ensemble group (``checkpoints`` averaged map by map) on each run."""
-    return {
-        run: group_candidates([str(c) for c in checkpoints], str(root), "train", [run], tta, progress=False)[1][0]
-        for run in runs
-    }
+    return {run: run_candidates(checkpoints, root, run, tta) for run in runs}
 
 
 def experiment_candidates(

@@ -88,3 +88,36 @@ def test_keep_notes_refuses_a_body_with_prose_under_its_table(tmp_path):
     path = tmp_path / "BENCHMARKS.md"
     with pytest.raises(ValueError, match="end at its table"):
         update_section("Folds", _fold_body(0.8) + "\n\ngenerated prose", path, keep_notes=True)
+
+
+def test_benchmark_candidates_are_predicted_once_per_model_tta_and_run(tmp_path, monkeypatch):
+    import os
+
+    import _candidates
+    import pandas as pd
+
+    calls = []
+
+    def fake_group_candidates(checkpoints, root, split, runs, tta, progress):
+        calls.append((tuple(checkpoints), tuple(runs), tta))
+        frame = pd.DataFrame({"experiment": runs, "particle_type": ["ribosome"], "x": [1.5], "score": [0.25]})
+        frame.attrs.update(tta=tta, thresholds={"ribosome": 0.5}, seconds=[1.0])
+        return ["model"], [frame]
+
+    monkeypatch.setattr(_candidates, "group_candidates", fake_group_candidates)
+    root, checkpoint = tmp_path / "data", tmp_path / "best.pt"
+    root.mkdir()
+    checkpoint.write_bytes(b"weights")
+    first = _candidates.run_candidates([checkpoint], root, "TS_a", "flips")
+    again = _candidates.run_candidates([checkpoint], root, "TS_a", "flips")
+    assert len(calls) == 1  # the second came from the cache beside the data
+    pd.testing.assert_frame_equal(first, again)
+    assert again.attrs == {"tta": "flips", "thresholds": {"ribosome": 0.5}, "seconds": [1.0]}
+    _candidates.run_candidates([checkpoint], root, "TS_a", "none")
+    _candidates.run_candidates([checkpoint], root, "TS_b", "flips")
+    assert len(calls) == 3  # another TTA or run is another entry
+    stat = checkpoint.stat()
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # retrained: predicted anew
+    _candidates.run_candidates([checkpoint], root, "TS_a", "flips")
+    assert len(calls) == 4
+    assert not list((tmp_path / "candidate_cache").glob("*.partial"))

@@ -61,7 +61,7 @@ def test_demo_writes_submission_scores_and_plots(tmp_path):
 
 
 def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
-    # With the full demo's TTA per family: the U-Net flipped, the detector not.
+    # With the full demo's TTA per family: both flipped.
     result = run_demo(_quick_demo(tmp_path, epochs=1, models=("unet", "yolo3d"), tta=dict(DEMO_TTA)))
     assert set(result.scores) == {"DoG baseline", "U-Net", "YOLO3D detector", "ensemble"}
     summary = json.loads(result.files["summary"].read_text())
@@ -81,8 +81,8 @@ def test_demo_with_two_models_scores_each_and_submits_their_ensemble(tmp_path):
     from cryokit.inference.predict import predict_runs
     from cryokit.thresholds import load_thresholds
 
-    assert summary["tta"] == {"unet": "flips", "yolo3d": "none"}  # DEMO_TTA
-    assert load_ensemble(result.files["ensemble"]).tta == ("flips", "none")
+    assert summary["tta"] == {"unet": "flips", "yolo3d": "flips"}  # DEMO_TTA
+    assert load_ensemble(result.files["ensemble"]).tta == ("flips", "flips")
     for model, label, folder in (("unet", "U-Net", "train"), ("yolo3d", "YOLO3D detector", "train_yolo3d")):
         alone, _ = predict_runs(
             [str(tmp_path / "demo" / folder / "best.pt")],
@@ -101,6 +101,6 @@ def test_the_demo_simulates_the_randomized_family_and_the_quick_demo_the_fixed_d
     from cryokit.cli import build_parser
 
     assert DemoConfig().domain == "randomized" and DemoConfig.quick_defaults().domain == "fixed"
-    assert DemoConfig().tta == DEMO_TTA == {"unet": "flips", "yolo3d": "none"} and DemoConfig.quick_defaults().tta == {}
+    assert DemoConfig().tta == DEMO_TTA == {"unet": "flips", "yolo3d": "flips"} and DemoConfig.quick_defaults().tta == {}
     assert DemoConfig().training.augment.gamma_p > 0 and DemoConfig().training.augment.wedge_p > 0
     assert build_parser().parse_args(["demo"]).domain is None  # None: the configuration's own default

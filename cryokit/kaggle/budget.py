@@ -4,7 +4,7 @@ Kaggle gives the notebook 12 h for the hidden test set (about 500 tomograms, so 
 T4). ``TimeBudget`` measures the tomograms done so far and projects the rest; when the projection
 exceeds the budget, ``affordable`` steps down ``degradation_ladder``: TTA first (flips+rot90 -> flips ->
 none), then ensemble members from the last. Members may want different TTAs (a fitted ensemble's U-Net
-with flips, its detector without): each step caps them, so no member predicts with more than the step's
+with flips+rot90, its detector with flips): each step caps them, so no member predicts with more than the step's
 TTA. Plans are costed by forward passes (each member's TTA transforms, summed), and every measurement
 under a new plan replaces the estimate.
 
