@@ -101,6 +101,7 @@ def test_the_demo_simulates_the_randomized_family_and_the_quick_demo_the_fixed_d
     from cryokit.cli import build_parser
 
     assert DemoConfig().domain == "randomized" and DemoConfig.quick_defaults().domain == "fixed"
-    assert DemoConfig().tta == DEMO_TTA == {"unet": "flips", "yolo3d": "flips"} and DemoConfig.quick_defaults().tta == {}
+    assert DemoConfig().tta == DEMO_TTA == {"unet": "flips", "yolo3d": "flips"}
+    assert DemoConfig.quick_defaults().tta == {}
     assert DemoConfig().training.augment.gamma_p > 0 and DemoConfig().training.augment.wedge_p > 0
     assert build_parser().parse_args(["demo"]).domain is None  # None: the configuration's own default
