@@ -409,7 +409,10 @@ def test_offline_notebook_with_two_workers_writes_the_csv_of_one(trained, bundle
         bundled / "kernel" / "cryokit-test-inference.ipynb", tmp_path / "two", {**parameters, "workers": 2}
     )
     assert two["device"] == "cpu, cpu" and list(two["seconds"]) == list(TEST_RUNS) and not two["errors"]
-    assert (tmp_path / "two" / "submission.csv").read_text() == (tmp_path / "one" / "submission.csv").read_text()
+    # The same picks in the same order; coordinates to a thousandth of an Angstrom, since a worker's convolutions
+    # run on fewer threads and sum in another order (last-digit differences in float32).
+    by_two, by_one = (pd.read_csv(tmp_path / name / "submission.csv") for name in ("two", "one"))
+    pd.testing.assert_frame_equal(by_two, by_one, check_exact=False, atol=1e-3, rtol=0)
     assert two["n_picks"] == one["n_picks"] > 0
 
 
