@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from cryokit.inference.predict import group_candidates
-from cryokit.io.atomic import atomic_write_text
+from cryokit.io.atomic import atomic_path, atomic_write_text
 
 
 def _key(checkpoints: list[Path], root: Path, run: str, tta: str) -> str:
@@ -34,11 +34,8 @@ def run_candidates(checkpoints: list[Path], root: Path, run: str, tta: str) -> p
         frame.attrs.update(json.loads(attrs.read_text()))
         return frame
     frame = group_candidates([str(c) for c in checkpoints], str(root), "train", [run], tta, progress=False)[1][0]
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = table.with_suffix(".parquet.partial")
-    frame.to_parquet(partial, index=False)
-    partial.replace(table)
-    atomic_write_text(
-        attrs, json.dumps(frame.attrs, default=float)
-    )  # written last: a table without it is predicted anew
+    with atomic_path(table) as partial:
+        frame.to_parquet(partial, index=False)
+    # Written last: a table without its attributes is predicted anew.
+    atomic_write_text(attrs, json.dumps(frame.attrs, default=float))
     return frame

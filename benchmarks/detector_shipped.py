@@ -25,31 +25,19 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_description, update_section  # noqa: E402
 from quality import domain_folder, simulate_quality_data  # noqa: E402
-from unet_seed_ensemble import candidates_by_run  # noqa: E402
+from unet_seed_ensemble import candidates_by_run, fit_run_table  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA, _baseline  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
 from cryokit.particles import SCORED_PARTICLE_NAMES  # noqa: E402
-from cryokit.postprocess import apply_thresholds  # noqa: E402
-from cryokit.thresholds import THRESHOLD_SCALE, best_thresholds  # noqa: E402
+from cryokit.thresholds import THRESHOLD_SCALE  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/detector_shipped.py"
 # Training seed -> the detector experiment of today's preset trained with it.
 SEEDS = {"seed 0": "w32_p192", "seed 1": "w32_p192_seed1", "seed 2": "w32_p192_seed2"}
 SETTINGS = (("none", 1.0), ("none", THRESHOLD_SCALE), ("flips", 1.0), ("flips", THRESHOLD_SCALE))
 SHIPPED = (DEMO_TTA["yolo3d"], THRESHOLD_SCALE)
-
-
-def fold_tables(by_run: dict[str, pd.DataFrame], solutions: dict[str, pd.DataFrame], scale: float):
-    """One score table per fitting run: thresholds tuned on it (times ``scale``), the other runs scored."""
-    tables = []
-    for fit_run in by_run:
-        test = [r for r in by_run if r != fit_run]
-        thresholds = best_thresholds(by_run[fit_run], solutions[fit_run], scale=scale)
-        picks = apply_thresholds(pd.concat([by_run[r] for r in test], ignore_index=True), thresholds, 1.0)
-        tables.append(score_table(pd.concat([solutions[r] for r in test], ignore_index=True), picks))
-    return tables
 
 
 def per_class(tables: list[pd.DataFrame]) -> dict[str, float]:
@@ -76,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, checkpoint in seeds.items():
         candidates = {tta: candidates_by_run([checkpoint], root, runs, tta) for tta in {t for t, _ in SETTINGS}}
         for tta, scale in SETTINGS:
-            rows[label, (tta, scale)] = fold_tables(candidates[tta], solutions, scale)
+            # One score table per fitting run.
+            rows[label, (tta, scale)] = [fit_run_table(candidates[tta], solutions, r, scale) for r in runs]
             print(label, tta, scale, round(float(np.mean([t.attrs["score"] for t in rows[label, (tta, scale)]])), 3))
     # The baseline calibrates on the training runs, so its picks do not depend on the fitting run.
     baseline = _baseline(root, split["train"], runs, args.quality_out)

@@ -76,14 +76,21 @@ def alone_scores(
 ) -> dict[str, float]:
     """Weighted F4 on every run but ``fit_run`` of each group alone, thresholds tuned on ``fit_run`` (times
     ``threshold_scale``)."""
+    return {
+        group: float(fit_run_table(by_run, solutions, fit_run, threshold_scale).attrs["score"])
+        for group, by_run in candidates.items()
+    }
+
+
+def fit_run_table(
+    by_run: dict[str, pd.DataFrame], solutions: dict[str, pd.DataFrame], fit_run: str, threshold_scale: float = 1.0
+) -> pd.DataFrame:
+    """The score table on every run but ``fit_run`` of one group's candidates (``by_run``), thresholds tuned on
+    ``fit_run`` (times ``threshold_scale``)."""
     test = [run for run in solutions if run != fit_run]
-    solution = pd.concat([solutions[r] for r in test], ignore_index=True)
-    row = {}
-    for group, by_run in candidates.items():
-        thresholds = best_thresholds(by_run[fit_run], solutions[fit_run], scale=threshold_scale)
-        picks = apply_thresholds(pd.concat([by_run[r] for r in test], ignore_index=True), thresholds, 1.0)
-        row[group] = float(score_table(solution, picks).attrs["score"])
-    return row
+    thresholds = best_thresholds(by_run[fit_run], solutions[fit_run], scale=threshold_scale)
+    picks = apply_thresholds(pd.concat([by_run[r] for r in test], ignore_index=True), thresholds, 1.0)
+    return score_table(pd.concat([solutions[r] for r in test], ignore_index=True), picks)
 
 
 def fold_row(candidates: dict[str, dict[str, pd.DataFrame]], solutions: dict[str, pd.DataFrame], fit_run: str):

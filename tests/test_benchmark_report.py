@@ -120,4 +120,4 @@ def test_benchmark_candidates_are_predicted_once_per_model_tta_and_run(tmp_path,
     os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # retrained: predicted anew
     _candidates.run_candidates([checkpoint], root, "TS_a", "flips")
     assert len(calls) == 4
-    assert not list((tmp_path / "candidate_cache").glob("*.partial"))
+    assert not list((tmp_path / "candidate_cache").glob(".*.tmp-*"))  # atomic_path's temporaries are gone
