@@ -39,3 +39,10 @@ def run_candidates(checkpoints: list[Path], root: Path, run: str, tta: str) -> p
     # Written last: a table without its attributes is predicted anew.
     atomic_write_text(attrs, json.dumps(frame.attrs, default=float))
     return frame
+
+
+def runs_candidates(checkpoints: list[Path], root: Path, runs: list[str], tta: str) -> pd.DataFrame:
+    """``run_candidates`` of several runs in one table; ``attrs["tta"]`` records the TTA (``fit_ensemble``)."""
+    frame = pd.concat([run_candidates(checkpoints, root, run, tta) for run in runs], ignore_index=True)
+    frame.attrs = {"tta": tta}
+    return frame

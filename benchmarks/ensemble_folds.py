@@ -4,12 +4,12 @@ The quality benchmark fits thresholds and the ensemble on one validation run and
 on the randomized simulator every run is its own imaging domain, so one run decides a lot. Here each of
 the three runs the models never trained on (the validation run and the two held-out runs) serves in turn
 as the fitting run, and the other two are scored: each model alone (thresholds tuned on the fitting run),
-the raw-score merge, the ensemble of ``cryokit.ensemble.fit_ensemble`` (its defaults: the threshold-scaled
-start, isotonic calibration, ``min_gain_references`` 2) and the same with 0 (a class follows whichever choice
-scores higher on the fitting run), and the raw merge where it ties or beats the lead on the fitting run; then
-the U-Net predicted with flips TTA, alone and in the default ensemble with the unflipped detector; then
-the detector flipped too (both as the demo predicts them), alone and in the default ensemble with the flipped
-U-Net.
+the raw-score merge, the choice per class of ``cryokit.ensemble.fit_ensemble(vote=False)`` (isotonic
+calibration, ``min_gain_references`` 2) and the same with 0 (a class follows whichever choice scores higher
+on the fitting run), the raw merge where it ties or beats the lead on the fitting run, and the default
+ensemble (the peers' vote); then the U-Net predicted with flips TTA, alone and in the default ensemble with
+the unflipped detector; then the detector flipped too (both as the demo predicts them), alone and in the
+default ensemble with the flipped U-Net.
 Reuses the models and data of ``benchmarks/quality.py --domain DOMAIN`` (run that first). Writes the section
 "Ensemble across fitting runs (DOMAIN simulator)" of docs/BENCHMARKS.md.
 
@@ -43,9 +43,10 @@ METHODS = (
     "U-Net",
     "YOLO3D detector",
     "raw scores averaged",
-    "calibrated, any validation gain",
-    f"calibrated ensemble (gain > {DEFAULT_MIN_GAIN_REFERENCES:g} references)",
+    "choice per class, any validation gain",
+    f"choice per class (gain > {DEFAULT_MIN_GAIN_REFERENCES:g} references)",
     "raw merge where it ties or beats the lead (per class)",
+    "cryokit ensemble (vote)",
 )
 # The U-Net flipped, alone and in the default ensemble with the detector unflipped (the demo's TTA until the
 # fourth change of 2026-12-07); then both members flipped (the demo's since, cryokit.demo.pipeline.DEMO_TTA):
@@ -96,11 +97,15 @@ def fold_scores(candidates: dict[str, list[pd.DataFrame]], solutions: dict[str, 
     raw = best_thresholds(merge_picks(fit_members, 0.5), fit_solution)
     row[METHODS[2]] = scored(apply_thresholds(merge_picks(members, 0.5), raw, 1.0))
     names = list(METHODS[:2])  # the members, in the order of the candidates
-    for method, references in zip(METHODS[3:], (0.0, DEFAULT_MIN_GAIN_REFERENCES)):
-        ensemble = fit_ensemble(fit_members, fit_solution, names, min_gain_references=references, threshold_scale=1.0)
+    for method, references in zip(METHODS[3:5], (0.0, DEFAULT_MIN_GAIN_REFERENCES)):
+        ensemble = fit_ensemble(
+            fit_members, fit_solution, names, min_gain_references=references, vote=False, threshold_scale=1.0
+        )
         row[method] = scored(apply_thresholds(ensemble_picks(ensemble, members), ensemble.thresholds, 1.0))
     picks, thresholds = merge_where_no_worse(fit_members, fit_solution, members)
     row[METHODS[5]] = scored(apply_thresholds(picks, thresholds, 1.0))
+    ensemble = fit_ensemble(fit_members, fit_solution, names, threshold_scale=1.0)
+    row[METHODS[6]] = scored(apply_thresholds(ensemble_picks(ensemble, members), ensemble.thresholds, 1.0))
     return row
 
 

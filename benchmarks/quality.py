@@ -24,12 +24,13 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _candidates import runs_candidates  # noqa: E402
 from _report import machine_description, update_section  # noqa: E402
 
 from cryokit.config import apply_overrides  # noqa: E402
 from cryokit.demo.pipeline import DEMO_TTA, DemoConfig, _baseline, demo_training_config  # noqa: E402
 from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
-from cryokit.inference.predict import group_candidates, predict_runs  # noqa: E402
+from cryokit.inference.predict import predict_runs  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402
 from cryokit.io.atomic import atomic_write_text  # noqa: E402
 from cryokit.metric import score_table  # noqa: E402
@@ -177,25 +178,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         for label, preset, extra in (("U-Net", "unet", unet), ("YOLO3D detector", "yolo3d", None))
     }
-    for name, checkpoint in checkpoints.items():
-        thresholds = best_thresholds(scored([checkpoint], root, val_runs), val_solution)
-        picks[name] = scored([checkpoint], root, heldout, thresholds)
     both = [str(c) for c in checkpoints.values()]  # different tasks: merged pick by pick
+    # Each member's candidates on the validation and held-out runs, predicted once (benchmarks/_candidates.py)
+    val_candidates = [runs_candidates([c], root, val_runs, "none") for c in both]
+    heldout_candidates = [runs_candidates([c], root, heldout, "none") for c in both]
+    for name, val, held in zip(checkpoints, val_candidates, heldout_candidates):
+        picks[name] = apply_thresholds(held, best_thresholds(val, val_solution), 1.0)
     picks["ensemble, raw scores averaged"] = scored(
         both, root, heldout, best_thresholds(scored(both, root, val_runs), val_solution)
     )
-    # Calibrated per class on the validation run, members weighted by validation F4 (cryokit.ensemble).
-    names, val_candidates = group_candidates(both, str(root), "train", val_runs)
+    # The members' picks merged by cryokit.ensemble (the vote of peers, cryokit ensemble's default).
+    names = [f"{Path(c).parent.name}/{Path(c).name}" for c in checkpoints.values()]
     ensemble = fit_ensemble(val_candidates, val_solution, names, threshold_scale=1.0)
-    _, heldout_candidates = group_candidates(both, str(root), "train", heldout)
-    picks["ensemble, calibrated (cryokit ensemble)"] = apply_thresholds(
+    picks["cryokit ensemble, no TTA"] = apply_thresholds(
         ensemble_picks(ensemble, heldout_candidates), ensemble.thresholds, 1.0
     )
     # The same with each member's demo TTA (`cryokit ensemble --tta flips flips`); its candidates give each
     # member's own row with that TTA, thresholds tuned with it.
     ttas = [DEMO_TTA["unet"], DEMO_TTA["yolo3d"]]
-    names, val_candidates = group_candidates(both, str(root), "train", val_runs, ttas)
-    _, heldout_candidates = group_candidates(both, str(root), "train", heldout, ttas)
+    val_candidates = [runs_candidates([c], root, val_runs, tta) for c, tta in zip(both, ttas)]
+    heldout_candidates = [runs_candidates([c], root, heldout, tta) for c, tta in zip(both, ttas)]
     for label, tta, val, held in zip(checkpoints, ttas, val_candidates, heldout_candidates):
         if tta != "none":
             picks[f"{label}, {tta} TTA"] = apply_thresholds(held, best_thresholds(val, val_solution), 1.0)

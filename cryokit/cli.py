@@ -259,8 +259,8 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
         "--min-gain-references",
         type=float,
         default=2.0,  # cryokit.ensemble.DEFAULT_MIN_GAIN_REFERENCES, without importing it here
-        help="a class leaves the best member only if merging gains more validation F4 than finding this many "
-        "more of its references would (default 2; 0: any gain)",
+        help="without a vote, a class leaves the best member only if merging gains more validation F4 than "
+        "finding this many more of its references would (default 2; 0: any gain)",
     )
     p.add_argument(
         "--threshold-scale",
@@ -270,11 +270,18 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
         "validation optimum)",
     )
     p.add_argument(
-        "--no-scaled-merge",
-        dest="scaled_merge",
+        "--peer-margin",
+        type=float,
+        default=0.1,  # cryokit.ensemble.DEFAULT_PEER_MARGIN, without importing it here
+        help="members within this much of the best one's weighted validation F4 vote on every class, each "
+        "on its scores divided by its own tuned threshold (default 0.1)",
+    )
+    p.add_argument(
+        "--no-vote",
+        dest="vote",
         action="store_false",
-        help="start every class from the best member alone, not from the members merged on threshold-scaled "
-        "scores where that scores at least as well on validation",
+        help="no vote: every class keeps the best member alone unless another choice gains more than "
+        "--min-gain-references on validation",
     )
     _add_copick_source(p, tomo_type=False)
     p.set_defaults(run=_run_ensemble)
@@ -290,6 +297,9 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     if (args.data is None) == (args.copick is None):
         raise ValueError("give --data ROOT (Kaggle layout) or --copick CONFIG.json")
     check_threshold_scale(args.threshold_scale, "--threshold-scale")  # before any prediction
+    for option, value in (("--peer-margin", args.peer_margin), ("--min-gain-references", args.min_gain_references)):
+        if not value >= 0:
+            raise ValueError(f"{option} must be >= 0, got {value}")
     source = _copick_source(args) if args.copick else KaggleSource(args.data, "train")
     select_runs(source.list_runs(), args.runs, f"--runs (runs of {source.describe()})")
     solution = source.read_solution(args.runs)
@@ -304,7 +314,8 @@ def _run_ensemble(args: argparse.Namespace) -> int:
         names,
         catalog=source.catalog(),
         min_gain_references=args.min_gain_references,
-        scaled_merge=args.scaled_merge,
+        vote=args.vote,
+        peer_margin=args.peer_margin,
         threshold_scale=args.threshold_scale,
     )
     save_ensemble(args.out, ensemble)

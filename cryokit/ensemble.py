@@ -1,31 +1,33 @@
-"""Ensembles of models of different kinds: calibrate each member's scores, weigh members per class, merge.
+"""Ensembles of models of different kinds: put each member's scores on one scale, then vote or choose per class.
 
 Members of one kind (same task, stride, level) are averaged map by map in ``cryokit.inference``. Members of
 different kinds (a U-Net's softmax probabilities, the detector's objectness x class) score on different
-scales, so their picks are merged only after each member's scores are mapped, per class, onto one
-scale: the probability that a pick is a true positive, fitted on validation runs by isotonic regression
-(scipy's ``isotonic_regression``). The mapping is made strictly increasing, so it never reorders a
-member's picks: calibrating one model changes none of its thresholded picks, only the numbers.
+scales, so their picks are merged only after each member's scores are mapped, per class, onto one scale.
 
-Per class, members are weighted by their validation F4 (a member that finds nothing of a class adds
-nothing to it). The *lead* member is the one of the best weighted validation F4. Each class starts from the
-members merged with equal weights on *threshold-scaled* scores (each member's scores divided by its own
-tuned validation threshold: one number per class, not a fitted curve) where that scores at least as well on
-validation as the lead alone, else from the lead alone; it keeps its start unless the calibrated merge, or
-another member alone, beats it on validation by more than finding
-``min_gain_references`` more of that class's validation references would (2 by default: 2 / 18 = 0.11 F4
-for the 18 beta-galactosidases of a simulated run, 2 / 54 = 0.04 for its ribosomes). One validation run
-holds tens of particles per class, so its per-class F4 moves by a particle or two from run to run (the
-binomial spread of 18 references found at a rate of 0.9 is 1.3 of them); a weak member that wins a class
-there by less than that loses it on other runs. On simulated runs, a U-Net merged into a stronger
-detector where it had won by 0.05 F4 on the fitting run cost the held-out score (docs/BENCHMARKS.md,
-"Ensemble across fitting runs"). So on the validation runs adding a member never lowers the lead's score
-on any class, and held out a weak member costs little. The threshold-scaled start is there because the
-isotonic curves, fitted to one run's tens of references, proved coarse: with a U-Net and the detector of
-close quality, merges on them scored below the detector held out, the threshold-scaled start above it on
-every fold. Thresholds are then tuned on the merged validation
-scores. ``Ensemble`` is plain data (JSON), never code; it records the particle
-catalog it was fitted on (the competition's six, or a copick project's objects).
+Members of close quality vote. A member is a *peer* of the *lead* (the member of the best weighted
+validation F4) when it scores within ``peer_margin`` (0.1 by default) of it on validation. Each peer's
+scores of a class are divided by its own tuned validation threshold (1 = "this member would keep it"), the
+peers' picks are clustered and their scaled scores averaged with equal weights (a peer that missed the pick
+adds 0), and a pick is kept from 1 on: times ``threshold_scale``, as the members' own thresholds are. A pick
+every peer scores at its threshold is kept; one that a single peer of two finds must score twice its
+threshold there. Nothing is tuned on the merged scores, which is why the vote transfers: on the simulator's
+runs, with the U-Net and the detector fitted on one run and scored on two others, the vote scored 0.896
+against the better member's 0.875 over three folds (both predicted with flips), 0.021 to 0.027 above the
+better member in 12 of 12 folds over four pairings of TTA, where the same merge with thresholds tuned on the
+merged validation scores gained 0.006 (docs/BENCHMARKS.md, "Ensemble across fitting runs"). The margin
+keeps weak members out: U-Net and detector differed by 0.00 to 0.07 on one validation run, the DoG baseline
+lay 0.35 to 0.54 under either, and voting with it cost 0.13 held out.
+
+Without a peer (or with ``vote=False``) each class keeps the lead alone unless another member alone, or
+the members merged on scores calibrated per class (the probability that a pick is a true positive, fitted
+on validation runs by isotonic regression, made strictly increasing so it reorders none of a member's picks)
+and weighted by validation F4, beats the lead on validation by more than finding ``min_gain_references``
+more of that class's validation references would (2 by default: 2 / 18 = 0.11 F4 for the 18
+beta-galactosidases of a simulated run). One validation run holds tens of particles per class, so its
+per-class F4 moves by a particle or two from run to run; a weak member that wins a class there by less
+than that loses it on other runs. Thresholds are then tuned on the chosen scores. ``Ensemble`` is plain data
+(JSON), never code; it records the particle catalog it was fitted on (the competition's six, or a copick
+project's objects).
 """
 
 from __future__ import annotations
@@ -43,10 +45,18 @@ from scipy.spatial import cKDTree
 from cryokit.io.atomic import atomic_write_text
 from cryokit.particles import COMPETITION_CATALOG, ParticleCatalog
 from cryokit.postprocess import PICK_SCORE_COLUMNS, empty_scored_picks, merge_picks
-from cryokit.thresholds import THRESHOLD_SCALE, best_thresholds, threshold_curves
+from cryokit.thresholds import (
+    THRESHOLD_SCALE,
+    ThresholdCurve,
+    best_thresholds,
+    threshold_curves,
+    thresholds_of_curves,
+    weighted_score,
+)
 
 __all__ = [
     "DEFAULT_MIN_GAIN_REFERENCES",
+    "DEFAULT_PEER_MARGIN",
     "ScoreCalibration",
     "Ensemble",
     "candidate_hits",
@@ -62,6 +72,8 @@ __all__ = [
 _TIE_BREAK = 1e-6
 # How many validation references' worth of F4 a class must gain to leave the lead member (module docstring).
 DEFAULT_MIN_GAIN_REFERENCES = 2.0
+# How far under the lead's weighted validation F4 a member may score and still vote (module docstring).
+DEFAULT_PEER_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -147,7 +159,8 @@ class Ensemble:
         weights: per class, one weight per member (sum 1; a single 1 means that member alone).
         thresholds: per class, on the merged (calibrated) scores.
         merge_radius_fraction: clustering radius as a share of the class radius.
-        val_fbeta: per class, validation F4 of each member and of the ensemble (the record of the choice).
+        val_fbeta: per class, validation F4 of each member (at its optimum) and of the ensemble (at its thresholds
+            before ``threshold_scale``): the record of the choice.
         catalog: the particles it was fitted on (names, radii, weights).
         tta: per member, the test-time augmentation its candidates were predicted with (the calibration
             holds for that one; empty: "none" for each, as in files before version 3).
@@ -201,6 +214,57 @@ def _threshold_scaling(
     )
 
 
+def _choose_per_class(
+    calibrated: Sequence[pd.DataFrame],
+    member_f4: Sequence[Mapping[str, float]],
+    lead: int,
+    solution: pd.DataFrame,
+    merge_radius_fraction: float,
+    catalog: ParticleCatalog,
+    min_gain_references: float,
+) -> dict[str, tuple[float, ...]]:
+    """Per class of ``solution``, the weights of the lead alone, or of the choice (another member alone, the
+    calibrated merge weighted by validation F4) that beats it on validation by more than the margin."""
+    classes = [n for n in catalog.names if n in set(solution["particle_type"])]
+    by_f4 = {}
+    for name in classes:
+        f4 = np.array([m.get(name, 0.0) for m in member_f4])
+        by_f4[name] = tuple(map(float, f4 / f4.sum())) if f4.sum() > 0 else tuple([1.0 / len(f4)] * len(f4))
+    merged = _merge(calibrated, by_f4, merge_radius_fraction, catalog)
+    merged_f4 = {n: c.best()[1] for n, c in threshold_curves(merged, solution, catalog=catalog).items()}
+    references = solution["particle_type"].value_counts()
+
+    def alone(index):
+        return tuple(1.0 if i == index else 0.0 for i in range(len(member_f4)))
+
+    weights = {}
+    for name in classes:
+        f4 = [m.get(name, 0.0) for m in member_f4]
+        choices = [(f4[i], alone(i)) for i in range(len(f4)) if i != lead] + [(merged_f4.get(name, 0.0), by_f4[name])]
+        best_f4, best_weights = max(choices, key=lambda choice: choice[0])  # the first of equals
+        gained = best_f4 > f4[lead] + min_gain_references / references[name]  # that many more references found
+        weights[name] = best_weights if gained else alone(lead)
+    return weights
+
+
+def _vote_curves(
+    scaled: Sequence[pd.DataFrame],
+    voters: Sequence[int],
+    solution: pd.DataFrame,
+    merge_radius_fraction: float,
+    catalog: ParticleCatalog,
+) -> dict[str, ThresholdCurve]:
+    """Validation threshold curves of the equal-weight merge of the ``voters``' threshold-scaled picks."""
+    classes = [n for n in catalog.names if n in set(solution["particle_type"])]
+    weights = {n: tuple(1.0 if i in voters else 0.0 for i in range(len(scaled))) for n in classes}
+    return threshold_curves(_merge(scaled, weights, merge_radius_fraction, catalog), solution, catalog=catalog)
+
+
+def _vote_f4(curves: Mapping[str, ThresholdCurve], catalog: ParticleCatalog) -> float:
+    """Weighted validation F4 of a vote, each class kept from 1 (the voters' own thresholds) on."""
+    return weighted_score(curves, {n: 1.0 for n in curves}, catalog=catalog)
+
+
 def fit_ensemble(
     member_candidates: Sequence[pd.DataFrame],
     solution: pd.DataFrame,
@@ -208,14 +272,12 @@ def fit_ensemble(
     merge_radius_fraction: float = 0.5,
     catalog: ParticleCatalog = COMPETITION_CATALOG,
     min_gain_references: float = DEFAULT_MIN_GAIN_REFERENCES,
-    scaled_merge: bool = True,
+    vote: bool = True,
+    peer_margin: float = DEFAULT_PEER_MARGIN,
     threshold_scale: float = THRESHOLD_SCALE,
 ) -> Ensemble:
-    """Calibrate each member on the validation ``solution``, weigh members per class by validation F4,
-    start each class from the lead member alone or, where it scores at least as well on validation, the
-    members merged with equal weights on scores divided by each member's tuned threshold; replace that by
-    another choice only if it beats it by more than ``min_gain_references`` validation references of the
-    class are worth; tune the thresholds of the merged scores.
+    """Fit how to merge the members' picks on the validation ``solution`` (module docstring): the vote of the
+    lead's peers if it has any, else a choice per class; record each member's and the ensemble's validation F4.
 
     Args:
         member_candidates: every scored candidate of each member on the validation runs (no thresholds);
@@ -223,92 +285,65 @@ def fit_ensemble(
         solution: the validation runs' reference picks.
         members: names for the record (default ``member 0``, ``member 1``, ...).
         catalog: the particles of the candidates and the solution (radii for matching, weights).
-        min_gain_references: the merge (or another member alone) replaces the lead member on a class only
-            if its validation F4 is higher by more than ``min_gain_references / n``, ``n`` the class's
-            validation references (0: whatever scores higher on validation).
-        scaled_merge: consider the equal-weight merge of threshold-scaled scores (each member's scores of a
-            class divided by its tuned validation threshold) as the starting choice. On simulated runs,
-            started from it where it tied or beat the lead on the fitting run, the ensemble of the U-Net and
-            the detector was at or above the detector on each of 3 folds with two different U-Nets (mean
-            0.772 and 0.769 against 0.757), where the isotonic-calibrated merges scored 0.752-0.754:
-            curves fitted to one run's tens of references are coarse (docs/BENCHMARKS.md, "Ensemble across
-            fitting runs"). The classes it takes keep the linear scaling as their calibration.
-        threshold_scale: the merged scores' tuned thresholds are multiplied by this for the runs the ensemble
-            will predict (``cryokit.thresholds.THRESHOLD_SCALE``; 1 keeps the validation optimum).
+        min_gain_references: without a vote, a class leaves the lead member only for a choice whose validation
+            F4 is higher by more than ``min_gain_references / n``, ``n`` the class's validation references
+            (0: whatever scores higher on validation).
+        vote: let the lead's peers vote; False: the choice per class whatever the members.
+        peer_margin: how far under the lead's weighted validation F4 a member may score and still vote.
+        threshold_scale: for the runs the ensemble will predict, the vote's threshold on the scaled scores, or
+            the factor of the thresholds tuned per class (``cryokit.thresholds.THRESHOLD_SCALE``; 1: the
+            validation optimum). A class that no member finds on validation keeps its threshold unscaled.
     """
     if not min_gain_references >= 0:
         raise ValueError(f"min_gain_references must be >= 0, got {min_gain_references}")
+    if not peer_margin >= 0:
+        raise ValueError(f"peer_margin must be >= 0, got {peer_margin}")
     if not member_candidates:
         raise ValueError("an ensemble needs at least one member")
     names = tuple(members) if members is not None else tuple(f"member {i}" for i in range(len(member_candidates)))
     if len(names) != len(member_candidates):
         raise ValueError(f"{len(names)} member names for {len(member_candidates)} members")
-    calibrations = tuple(fit_calibration(c, solution, catalog=catalog) for c in member_candidates)
-    calibrated = [cal(c) for cal, c in zip(calibrations, member_candidates)]
-
-    def curves_of(picks):
-        return threshold_curves(picks, solution, catalog=catalog)
-
-    member_f4 = [{n: curve.best()[1] for n, curve in curves_of(c).items()} for c in calibrated]
     classes = [n for n in catalog.names if n in set(solution["particle_type"])]
-    weights = {}
-    for name in classes:
-        f4 = np.array([m.get(name, 0.0) for m in member_f4])
-        weights[name] = tuple(map(float, f4 / f4.sum())) if f4.sum() > 0 else tuple([1.0 / len(f4)] * len(f4))
-    merged_f4 = {
-        n: c.best()[1] for n, c in curves_of(_merge(calibrated, weights, merge_radius_fraction, catalog)).items()
-    }
-    total = [sum(catalog.get(n).weight * m.get(n, 0.0) for n in classes) for m in member_f4]
+    member_f4 = [
+        {n: curve.best()[1] for n, curve in threshold_curves(c, solution, catalog=catalog).items()}
+        for c in member_candidates
+    ]
+    weight_sum = sum(catalog.get(n).weight for n in classes) or 1.0
+    total = [sum(catalog.get(n).weight * m.get(n, 0.0) for n in classes) / weight_sum for m in member_f4]
     lead = int(np.argmax(total))  # the first of equals: a model with itself is that model
-
-    def alone(index):
-        return tuple(1.0 if i == index else 0.0 for i in range(len(member_f4)))
-
-    equal = tuple([1.0 / len(member_f4)] * len(member_f4))
-    scaled_f4 = {}
-    if scaled_merge and len(member_f4) > 1:
-        # Each member's scores of a class divided by its own tuned validation threshold: one scale for all
-        # members (1 = "this member would keep it") from one number per class, not a fitted curve.
-        scalings = [_threshold_scaling(c, solution, catalog) for c in member_candidates]
-        scaled = [scaling(c) for scaling, c in zip(scalings, member_candidates)]
-        scaled_f4 = {
-            n: c.best()[1]
-            for n, c in curves_of(_merge(scaled, {n: equal for n in classes}, merge_radius_fraction, catalog)).items()
-        }
-    scaled_classes = set()
-    references = solution["particle_type"].value_counts()
-    for name in classes:
-        min_gain = min_gain_references / references[name]  # F4 of that many more references found
-        f4 = [m.get(name, 0.0) for m in member_f4]
-        starts_scaled = name in scaled_f4 and scaled_f4[name] >= f4[lead]  # ties too: agreement adds recall
-        start_f4, start = (scaled_f4[name], equal) if starts_scaled else (f4[lead], alone(lead))
-        choices = [(f4[i], alone(i)) for i in range(len(f4)) if i != lead]
-        choices.append((merged_f4.get(name, 0.0), weights[name]))
-        best_f4, best_weights = max(choices, key=lambda choice: choice[0])  # the first of equals
-        if best_f4 > start_f4 + min_gain:
-            weights[name] = best_weights
-        else:
-            weights[name] = start
-            if starts_scaled:
-                scaled_classes.add(name)
-    if scaled_classes:  # those classes merge on the threshold scaling, not on the isotonic curves
-        calibrations = tuple(
-            ScoreCalibration(
-                {
-                    **{n: k for n, k in cal.knots.items() if n not in scaled_classes},
-                    **{n: k for n, k in scaling.knots.items() if n in scaled_classes},
-                }
-            )
-            for cal, scaling in zip(calibrations, scalings)
-        )
+    # Peers by validation F4, best first; the lead and the next vote, each further one only if it keeps the
+    # vote's validation F4 at least where it was (ties too: agreement adds recall held out).
+    peers = sorted((i for i, t in enumerate(total) if total[lead] - t <= peer_margin), key=lambda i: -total[i])
+    if vote and len(peers) > 1:
+        calibrations = tuple(_threshold_scaling(c, solution, catalog) for c in member_candidates)
+        scaled = [cal(c) for cal, c in zip(calibrations, member_candidates)]
+        voters, curves = peers[:2], _vote_curves(scaled, peers[:2], solution, merge_radius_fraction, catalog)
+        for candidate in peers[2:]:
+            with_it = _vote_curves(scaled, [*voters, candidate], solution, merge_radius_fraction, catalog)
+            if _vote_f4(with_it, catalog) >= _vote_f4(curves, catalog):
+                voters, curves = [*voters, candidate], with_it
+        weights = {n: tuple(1.0 / len(voters) if i in voters else 0.0 for i in range(len(names))) for n in classes}
+        optimum = {n: 1.0 for n in classes}  # each voter's own threshold: nothing tuned on the merged scores
+        found = {n: any(member_f4[i].get(n, 0.0) > 0 for i in voters) for n in classes}
+        thresholds = {n: threshold_scale if found[n] else 1.0 for n in classes}
+    else:
+        calibrations = tuple(fit_calibration(c, solution, catalog=catalog) for c in member_candidates)
         calibrated = [cal(c) for cal, c in zip(calibrations, member_candidates)]
-    merged = _merge(calibrated, weights, merge_radius_fraction, catalog)
-    curves = curves_of(merged)
+        weights = _choose_per_class(
+            calibrated, member_f4, lead, solution, merge_radius_fraction, catalog, min_gain_references
+        )
+        curves = threshold_curves(
+            _merge(calibrated, weights, merge_radius_fraction, catalog), solution, catalog=catalog
+        )
+        optimum = {n: curve.best()[0] for n, curve in curves.items()}
+        thresholds = thresholds_of_curves(curves, threshold_scale)
     val_fbeta = {
-        name: {**{member: m.get(name, 0.0) for member, m in zip(names, member_f4)}, "ensemble": curves[name].best()[1]}
+        name: {
+            **{member: m.get(name, 0.0) for member, m in zip(names, member_f4)},
+            "ensemble": curves[name].at(optimum[name])[5],
+        }
         for name in classes
     }
-    thresholds = best_thresholds(merged, solution, catalog=catalog, scale=threshold_scale)
     tta = tuple(c.attrs.get("tta", "none") for c in member_candidates)
     return Ensemble(names, calibrations, weights, thresholds, merge_radius_fraction, val_fbeta, catalog, tta)
 

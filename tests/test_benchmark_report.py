@@ -121,3 +121,7 @@ def test_benchmark_candidates_are_predicted_once_per_model_tta_and_run(tmp_path,
     _candidates.run_candidates([checkpoint], root, "TS_a", "flips")
     assert len(calls) == 4
     assert not list((tmp_path / "candidate_cache").glob(".*.tmp-*"))  # atomic_path's temporaries are gone
+    # Several runs in one table, from the cache, with the TTA recorded for fit_ensemble
+    both = _candidates.runs_candidates([checkpoint], root, ["TS_a", "TS_b"], "flips")
+    assert len(calls) == 5  # TS_b's entry was for the checkpoint before it changed
+    assert list(both["experiment"]) == ["TS_a", "TS_b"] and both.attrs == {"tta": "flips"}

@@ -166,15 +166,17 @@ def test_ensemble_of_two_kinds_is_fitted_saved_and_used(tmp_path, capsys):
     assert not (tmp_path / "y.csv").exists()
 
 
-def test_ensemble_min_gain_references_defaults_to_the_library_value_and_is_passed_on():
+def test_ensemble_min_gain_references_and_peer_margin_default_to_the_library_values():
     from cryokit.cli import build_parser
-    from cryokit.ensemble import DEFAULT_MIN_GAIN_REFERENCES
+    from cryokit.ensemble import DEFAULT_MIN_GAIN_REFERENCES, DEFAULT_PEER_MARGIN
 
     base = ["ensemble", "--checkpoint", "a.pt", "--data", "d", "--runs", "TS_a", "--out", "e.json"]
     assert build_parser().parse_args(base).min_gain_references == DEFAULT_MIN_GAIN_REFERENCES
     assert build_parser().parse_args([*base, "--min-gain-references", "0"]).min_gain_references == 0.0
-    assert build_parser().parse_args(base).scaled_merge is True
-    assert build_parser().parse_args([*base, "--no-scaled-merge"]).scaled_merge is False
+    assert build_parser().parse_args(base).vote is True
+    assert build_parser().parse_args([*base, "--no-vote"]).vote is False
+    assert build_parser().parse_args(base).peer_margin == DEFAULT_PEER_MARGIN
+    assert build_parser().parse_args([*base, "--peer-margin", "0.02"]).peer_margin == 0.02
 
 
 def test_ensemble_threshold_scale_defaults_to_the_library_value_and_a_bad_one_is_refused_first(tmp_path, capsys):
@@ -186,3 +188,5 @@ def test_ensemble_threshold_scale_defaults_to_the_library_value_and_a_bad_one_is
     # Refused before the (missing) data and checkpoint are looked at.
     assert main([*base, "--threshold-scale", "1.5"]) == 2
     assert "--threshold-scale must be in (0, 1], got 1.5" in capsys.readouterr().err
+    assert main([*base, "--peer-margin", "-0.1"]) == 2
+    assert "--peer-margin must be >= 0, got -0.1" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""Ensembles of different kinds: monotone per-class calibration, a model with itself is the model, weak members
-do not hurt, and the ensemble file is data."""
+"""Ensembles of different kinds: monotone per-class calibration, a model with itself is the model, peers vote on
+scaled scores, weak members do not hurt, and the ensemble file is data."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from cryokit.ensemble import (
-    DEFAULT_MIN_GAIN_REFERENCES,
+    DEFAULT_PEER_MARGIN,
     candidate_hits,
     ensemble_picks,
     fit_calibration,
@@ -17,8 +17,8 @@ from cryokit.ensemble import (
     save_ensemble,
 )
 from cryokit.metric import score_table
-from cryokit.postprocess import apply_thresholds
-from cryokit.thresholds import THRESHOLD_SCALE, best_thresholds
+from cryokit.postprocess import apply_thresholds, merge_picks
+from cryokit.thresholds import THRESHOLD_SCALE, best_thresholds, threshold_curves
 
 CLASSES = ("apo-ferritin", "ribosome", "thyroglobulin")
 
@@ -120,26 +120,33 @@ def test_two_different_members_beat_each_and_a_weak_member_does_not_hurt():
     a_val, a_test = _member(val, 10, skill_a), _member(test, 11, skill_a)
     b_val, b_test = _member(val, 12, skill_b, scale=0.1), _member(test, 13, skill_b, scale=0.1)
     ensemble = fit_ensemble([a_val, b_val], val)
+    assert set(ensemble.weights.values()) == {(0.5, 0.5)}  # peers: they vote on every class
     score = _f4(ensemble_picks(ensemble, [a_test, b_test]), test, ensemble.thresholds)
     a = _f4(a_test, test, best_thresholds(a_val, val, scale=THRESHOLD_SCALE))
     b = _f4(b_test, test, best_thresholds(b_val, val, scale=THRESHOLD_SCALE))
     assert score > max(a, b) + 0.01  # of at most 4/7 with these three classes
-    lead = max(("member 0", "member 1"), key=lambda m: sum(ensemble.val_fbeta[n][m] for n in CLASSES))
-    assert all(ensemble.val_fbeta[n]["ensemble"] >= ensemble.val_fbeta[n][lead] for n in CLASSES)
-    # A member that scores at random adds nothing on validation and costs (almost) nothing held out.
+    # A member that finds most references but scores at random is within the peer margin on validation; it
+    # would lower the vote there, so it gets no vote and changes nothing held out.
     noise_val, noise_test = _member(val, 14, {}), _member(test, 15, {})
     noise_val["score"] = np.random.default_rng(16).random(len(noise_val))
     noise_test["score"] = np.random.default_rng(17).random(len(noise_test))
     with_noise = fit_ensemble([a_val, b_val, noise_val], val)
-    for name, per_member in with_noise.val_fbeta.items():
-        # Never below the lead member on validation, nor below the best of the two by more than the margin.
-        lead = max(("member 0", "member 1"), key=lambda m: sum(with_noise.val_fbeta[n][m] for n in CLASSES))
-        assert per_member["ensemble"] >= per_member[lead] - 1e-12, name
-        best = max(per_member["member 0"], per_member["member 1"])
-        margin = DEFAULT_MIN_GAIN_REFERENCES / (val["particle_type"] == name).sum()
-        assert per_member["ensemble"] >= best - margin - 1e-12, name
-    noisy = _f4(ensemble_picks(with_noise, [a_test, b_test, noise_test]), test, with_noise.thresholds)
-    assert noisy >= score - 0.02
+    totals = {m: sum(with_noise.val_fbeta[n][m] for n in CLASSES) / len(CLASSES) for m in with_noise.members}
+    assert max(totals.values()) - totals["member 2"] <= DEFAULT_PEER_MARGIN  # a peer by its F4 ...
+    assert set(with_noise.weights.values()) == {(0.5, 0.5, 0.0)}  # ... left out of the vote
+    forced = fit_ensemble([a_val, b_val, noise_val], val, peer_margin=1.0)
+    assert forced.weights == with_noise.weights  # not by the margin: by what it does to the vote
+    noisy = ensemble_picks(with_noise, [a_test, b_test, noise_test])
+    assert _f4(noisy, test, with_noise.thresholds) == pytest.approx(score, abs=1e-12)
+    # A member that misses most references is outside the margin: no vote either, and nothing changes.
+    keep = np.random.default_rng(18)
+    weak_val, weak_test = (m[keep.random(len(m)) < 0.3] for m in (_member(val, 19, {}), _member(test, 20, {})))
+    with_weak = fit_ensemble([a_val, b_val, weak_val], val)
+    totals = {m: sum(with_weak.val_fbeta[n][m] for n in CLASSES) / len(CLASSES) for m in with_weak.members}
+    assert max(totals.values()) - totals["member 2"] > DEFAULT_PEER_MARGIN
+    assert set(with_weak.weights.values()) == {(0.5, 0.5, 0.0)}
+    weak = ensemble_picks(with_weak, [a_test, b_test, weak_test])
+    assert _f4(weak, test, with_weak.thresholds) == pytest.approx(score, abs=1e-12)
 
 
 def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_the_margin():
@@ -148,9 +155,7 @@ def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_the_mar
     lead_val = _member(val, 20, {"apo-ferritin": 0.9, "ribosome": 0.9, "thyroglobulin": 0.3})
     weak_val = _member(val, 21, {"apo-ferritin": 0.1, "ribosome": 0.1, "thyroglobulin": 0.9}, scale=0.2)
     # The margin against the lead alone: the threshold-scaled start is left out here (its own test below).
-    free = fit_ensemble(
-        [lead_val, weak_val], val, members=["lead", "weak"], min_gain_references=0.0, scaled_merge=False
-    )
+    free = fit_ensemble([lead_val, weak_val], val, members=["lead", "weak"], min_gain_references=0.0, vote=False)
     gain = free.val_fbeta["thyroglobulin"]["ensemble"] - free.val_fbeta["thyroglobulin"]["lead"]
     assert gain > 0.05 and free.weights["thyroglobulin"] != (1.0, 0.0)  # it takes thyroglobulin over
     for name in ("apo-ferritin", "ribosome"):  # where it is worse it is left out
@@ -163,7 +168,7 @@ def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_the_mar
         val,
         members=["lead", "weak"],
         min_gain_references=(gain + 1e-6) * n_thyroglobulin,
-        scaled_merge=False,
+        vote=False,
     )
     assert strict.weights["thyroglobulin"] == (1.0, 0.0)
     assert strict.val_fbeta["thyroglobulin"]["ensemble"] == pytest.approx(strict.val_fbeta["thyroglobulin"]["lead"])
@@ -172,16 +177,14 @@ def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_the_mar
         val,
         members=["lead", "weak"],
         min_gain_references=(gain - 1e-6) * n_thyroglobulin,
-        scaled_merge=False,
+        vote=False,
     )
     assert loose.weights["thyroglobulin"] == free.weights["thyroglobulin"]
     # A min_gain no class reaches gives the lead member's picks, held out as on validation (at the validation
     # optimum: a threshold scale lowers the calibrated thresholds, not the member's raw ones).
     lead_test = _member(test, 22, {"apo-ferritin": 0.9, "ribosome": 0.9, "thyroglobulin": 0.3})
     weak_test = _member(test, 23, {"apo-ferritin": 0.1, "ribosome": 0.1, "thyroglobulin": 0.9}, scale=0.2)
-    only_lead = fit_ensemble(
-        [lead_val, weak_val], val, min_gain_references=1e6, scaled_merge=False, threshold_scale=1.0
-    )
+    only_lead = fit_ensemble([lead_val, weak_val], val, min_gain_references=1e6, vote=False, threshold_scale=1.0)
     assert all(w == (1.0, 0.0) for w in only_lead.weights.values())
     merged = _f4(ensemble_picks(only_lead, [lead_test, weak_test]), test, only_lead.thresholds)
     assert merged == pytest.approx(_f4(lead_test, test, best_thresholds(lead_val, val)), abs=1e-12)
@@ -189,32 +192,52 @@ def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_the_mar
         fit_ensemble([lead_val, weak_val], val, min_gain_references=-0.1)
 
 
-def test_a_class_starts_from_the_threshold_scaled_merge_where_it_ties_or_beats_the_lead():
+def test_peers_vote_on_scores_scaled_by_their_own_thresholds_and_nothing_is_tuned_on_the_merge():
     val, test = _solution(24), _solution(25)
-    # Two members of equal skill on scales 10x apart: merged on scores divided by each one's own threshold.
+    # Two members of equal skill on scales 10x apart: each one's scores divided by its own tuned threshold.
     skill = {"apo-ferritin": 0.6, "ribosome": 0.6, "thyroglobulin": 0.6}
     a_val, a_test = _member(val, 26, skill), _member(test, 27, skill)
     b_val, b_test = _member(val, 28, skill, scale=0.1), _member(test, 29, skill, scale=0.1)
-    ensemble = fit_ensemble([a_val, b_val], val, members=["a", "b"], min_gain_references=1e6)
-    lead = max(("a", "b"), key=lambda m: sum(ensemble.val_fbeta[n][m] for n in CLASSES))
-    scaled = [n for n in CLASSES if ensemble.weights[n] == (0.5, 0.5)]
-    assert scaled  # equal members: agreement wins somewhere
-    for name in CLASSES:
-        # the start is the scaled merge exactly where it ties or beats the lead alone on validation
-        assert (name in scaled) == (ensemble.val_fbeta[name]["ensemble"] >= ensemble.val_fbeta[name][lead]), name
+    ensemble = fit_ensemble([a_val, b_val], val, members=["a", "b"])
+    assert set(ensemble.weights.values()) == {(0.5, 0.5)}
     for member, candidates in zip(ensemble.calibrations, (a_val, b_val)):
         thresholds = best_thresholds(candidates, val)
-        for name in scaled:  # the calibration of a scaled class is the line through (0, 0) and (t, 1)
+        for name in CLASSES:  # the scale of a class is the line through (0, 0) and (t, 1)
             xs, ys = member.knots[name]
             assert xs == (0.0, 1.0) and ys[1] == pytest.approx(1.0 / thresholds[name])
-    # Held out it does at least as well as either member alone; off, the class keeps the lead alone.
-    score = _f4(ensemble_picks(ensemble, [a_test, b_test]), test, ensemble.thresholds)
+    # Kept from 1 on that scale (each member's own threshold) times the threshold scale: tuned on nothing else.
+    assert ensemble.thresholds == {n: THRESHOLD_SCALE for n in CLASSES}
+    at_optimum = fit_ensemble([a_val, b_val], val, members=["a", "b"], threshold_scale=1.0)
+    assert at_optimum.thresholds == {n: 1.0 for n in CLASSES}
+    # A pick's score is the mean of the two members' scaled scores (0 for a member that missed it).
+    merged = ensemble_picks(ensemble, [a_test, b_test])
+    scaled = [cal(t) for cal, t in zip(ensemble.calibrations, (a_test, b_test))]
+    expected = merge_picks(scaled, 0.5, [0.5, 0.5])
+    pd.testing.assert_frame_equal(
+        merged.sort_values(["particle_type", "x", "y", "z"], ignore_index=True),
+        expected.sort_values(["particle_type", "x", "y", "z"], ignore_index=True),
+    )
+    # Its validation record is the vote at its thresholds of 1, not its best over thresholds.
+    curves = threshold_curves(ensemble_picks(ensemble, [a_val, b_val]), val)
+    for name in CLASSES:
+        assert ensemble.val_fbeta[name]["ensemble"] == pytest.approx(curves[name].at(1.0)[5])
+    # Held out it does at least as well as either member alone.
+    score = _f4(merged, test, ensemble.thresholds)
     assert score >= max(
         _f4(a_test, test, best_thresholds(a_val, val, scale=THRESHOLD_SCALE)),
         _f4(b_test, test, best_thresholds(b_val, val, scale=THRESHOLD_SCALE)),
     )
-    off = fit_ensemble([a_val, b_val], val, members=["a", "b"], min_gain_references=1e6, scaled_merge=False)
-    assert len(set(off.weights.values())) == 1 and 1.0 in next(iter(off.weights.values()))
+    # No peer within a margin of 0 (b scores a little under a), or no vote: the choice per class.
+    totals = {m: sum(ensemble.val_fbeta[n][m] for n in CLASSES) for m in ("a", "b")}
+    assert totals["a"] != totals["b"]
+    for alone in (
+        fit_ensemble([a_val, b_val], val, members=["a", "b"], peer_margin=0.0, min_gain_references=1e6),
+        fit_ensemble([a_val, b_val], val, members=["a", "b"], vote=False, min_gain_references=1e6),
+    ):
+        lead = (1.0, 0.0) if totals["a"] > totals["b"] else (0.0, 1.0)
+        assert set(alone.weights.values()) == {lead}
+    with pytest.raises(ValueError, match="peer_margin must be >= 0"):
+        fit_ensemble([a_val, b_val], val, peer_margin=-0.1)
 
 
 def test_a_bad_ensemble_file_is_named(tmp_path):
