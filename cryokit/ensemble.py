@@ -10,13 +10,14 @@ scores of a class are divided by its own tuned validation threshold (1 = "this m
 peers' picks are clustered and their scaled scores averaged with equal weights (a peer that missed the pick
 adds 0), and a pick is kept from 1 on: times ``threshold_scale``, as the members' own thresholds are. A pick
 every peer scores at its threshold is kept; one that a single peer of two finds must score twice its
-threshold there. Nothing is tuned on the merged scores, which is why the vote transfers: on the simulator's
-runs, with the U-Net and the detector fitted on one run and scored on two others, the vote scored 0.896
-against the better member's 0.875 over three folds (both predicted with flips), 0.021 to 0.027 above the
-better member in 12 of 12 folds over four pairings of TTA, where the same merge with thresholds tuned on the
-merged validation scores gained 0.006 (docs/BENCHMARKS.md, "Ensemble across fitting runs"). The margin
-keeps weak members out: U-Net and detector differed by 0.00 to 0.07 on one validation run, the DoG baseline
-lay 0.35 to 0.54 under either, and voting with it cost 0.13 held out.
+threshold there. Nothing is tuned on the merged scores, which is why the vote transfers: on the randomized
+simulator's runs, the U-Net and the detector fitted on one run and scored on the two others, the vote was
+above the better member on each of 12 folds over four pairings of TTA (by 0.002 to 0.027; with both
+flipped 0.896 against the detector's 0.875 on the mean), where the same merge with thresholds tuned on the
+fitting run's merged scores moved the mean by -0.014 to +0.017 (docs/BENCHMARKS.md, "Ensemble vote"). The
+margin keeps weak members out: U-Net and detector differed by 0.00 to 0.07 on one validation run, the DoG
+baseline lay 0.35 to 0.54 under either, and forced into the vote it cost 0.16 held out. A further peer
+votes only if the vote on validation scores at least as well with it.
 
 Without a peer (or with ``vote=False``) each class keeps the lead alone unless another member alone, or
 the members merged on scores calibrated per class (the probability that a pick is a true positive, fitted
