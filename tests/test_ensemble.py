@@ -154,7 +154,7 @@ def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_the_mar
     # The lead (better overall) and a weaker member that is better on thyroglobulin alone.
     lead_val = _member(val, 20, {"apo-ferritin": 0.9, "ribosome": 0.9, "thyroglobulin": 0.3})
     weak_val = _member(val, 21, {"apo-ferritin": 0.1, "ribosome": 0.1, "thyroglobulin": 0.9}, scale=0.2)
-    # The margin against the lead alone: the threshold-scaled start is left out here (its own test below).
+    # The choice per class without a vote (the vote has its own test below).
     free = fit_ensemble([lead_val, weak_val], val, members=["lead", "weak"], min_gain_references=0.0, vote=False)
     gain = free.val_fbeta["thyroglobulin"]["ensemble"] - free.val_fbeta["thyroglobulin"]["lead"]
     assert gain > 0.05 and free.weights["thyroglobulin"] != (1.0, 0.0)  # it takes thyroglobulin over
