@@ -511,6 +511,40 @@ def test_the_submission_applies_a_fitted_ensemble_with_each_members_tta(trained,
         )
 
 
+def test_a_member_without_weight_in_the_ensemble_is_not_predicted(trained, fitted_ensemble, monkeypatch):
+    import dataclasses
+
+    import cryokit.inference.predict as predict_module
+    from cryokit.postprocess import apply_thresholds
+
+    checkpoints, ensemble = fitted_ensemble["checkpoints"], fitted_ensemble["ensemble"]
+    first_only = dataclasses.replace(ensemble, weights={name: (1.0, 0.0) for name in ensemble.weights})
+    calls = []
+    real = predict_module.predict_volume_picks
+    monkeypatch.setattr(
+        predict_module,
+        "predict_volume_picks",
+        lambda models, task, *a, **k: calls.append(task) or real(models, task, *a, **k),
+    )
+    picks, _ = predict_runs(checkpoints, str(trained["root"]), "test", ["TS_t1"], ensemble=first_only, device="cpu")
+    assert len(calls) == 1  # the second member (weight 0 on every class) was never run
+    both = dataclasses.replace(ensemble, weights={name: (0.5, 0.5) for name in ensemble.weights})
+    predict_runs(checkpoints, str(trained["root"]), "test", ["TS_t1"], ensemble=both, device="cpu")
+    assert len(calls) == 3 and len(picks) > 0  # with weight, both are run
+    # Its picks are the first member's, calibrated and thresholded by the ensemble.
+    alone, _ = predict_runs(
+        checkpoints[:1], str(trained["root"]), "test", ["TS_t1"], tta=ensemble.tta[0], keep_scores=True, device="cpu"
+    )
+    alone = alone[alone["particle_type"].isin(list(first_only.weights))]  # the classes the ensemble was fitted on
+    expected = apply_thresholds(ensemble.calibrations[0](alone), ensemble.thresholds, 1.0)
+    assert len(picks) == len(expected)
+    np.testing.assert_allclose(
+        picks.sort_values(["particle_type", "x", "y", "z"])[["x", "y", "z"]].to_numpy(),
+        expected.sort_values(["particle_type", "x", "y", "z"])[["x", "y", "z"]].to_numpy(),
+        atol=1e-6,
+    )
+
+
 def test_bundle_ships_the_ensemble_and_the_offline_notebook_applies_it(trained, fitted_ensemble, tmp_path, capsys):
     checkpoints, path = fitted_ensemble["checkpoints"], fitted_ensemble["path"]
     common = ["kaggle", "bundle", "--thresholds", str(trained["thresholds"]), "--wheel-source", "installed"]

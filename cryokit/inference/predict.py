@@ -268,7 +268,7 @@ def predict_run(
     """
     from cryokit.data.normalise import normalise_tomogram, normalise_tomogram_on
     from cryokit.ensemble import ensemble_picks
-    from cryokit.postprocess import apply_thresholds, merge_picks
+    from cryokit.postprocess import apply_thresholds, empty_scored_picks, merge_picks
 
     if not groups or not groups[0]:
         raise ValueError("predict_run needs at least one loaded checkpoint")
@@ -284,8 +284,17 @@ def predict_run(
         if keep_scores or merged
         else {name: thresholds.get(name, first.default_threshold) for name in first.catalog.names}
     )
+    # A group the ensemble gives no weight on any class (a member outside its vote) is not predicted.
+    idle = (
+        set()
+        if ensemble is None
+        else {i for i in range(len(groups)) if not any(w[i] for w in ensemble.weights.values())}
+    )
     per_group = []
-    for members, group_tta in zip(groups, group_ttas(tta, len(groups))):
+    for index, (members, group_tta) in enumerate(zip(groups, group_ttas(tta, len(groups)))):
+        if index in idle:
+            per_group.append(empty_scored_picks())
+            continue
         lead = members[0]
         tomogram = _as_source(root, split).open_tomogram(run, tomo_type or lead.tomo_type, lead.level)
         volume = normalise_tomogram_on(tomogram, device) if on_device else normalise_tomogram(tomogram)
