@@ -8,7 +8,8 @@ Members of close quality vote. A member is a *peer* of the *lead* (the member of
 validation F4) when it scores within ``peer_margin`` (0.1 by default) of it on validation. Each peer's
 scores of a class are divided by its own tuned validation threshold (1 = "this member would keep it"), the
 peers' picks are clustered and their scaled scores averaged with equal weights (a peer that missed the pick
-adds 0), and a pick is kept from 1 on: times ``threshold_scale``, as the members' own thresholds are. A pick
+adds 0; a peer that finds none of a class on validation has no vote on it), and a pick is kept from 1 on:
+times ``threshold_scale``, as the members' own thresholds are. A pick
 every peer scores at its threshold is kept; one that a single peer of two finds must score twice its
 threshold there. Nothing is tuned on the merged scores, which is why the vote transfers: on the randomized
 simulator's runs, the U-Net and the detector fitted on one run and scored on the two others, the vote was
@@ -248,16 +249,26 @@ def _choose_per_class(
     return weights
 
 
+def _vote_weights(
+    voters: Sequence[int], member_f4: Sequence[Mapping[str, float]], classes: Sequence[str]
+) -> dict[str, tuple[float, ...]]:
+    """Per class, equal weights over the ``voters`` that find some of it on validation (all voters if none
+    does): a member blind to a class would only halve the others' scores there."""
+    weights = {}
+    for name in classes:
+        finding = [i for i in voters if member_f4[i].get(name, 0.0) > 0] or list(voters)
+        weights[name] = tuple(1.0 / len(finding) if i in finding else 0.0 for i in range(len(member_f4)))
+    return weights
+
+
 def _vote_curves(
     scaled: Sequence[pd.DataFrame],
-    voters: Sequence[int],
+    weights: Mapping[str, Sequence[float]],
     solution: pd.DataFrame,
     merge_radius_fraction: float,
     catalog: ParticleCatalog,
 ) -> dict[str, ThresholdCurve]:
-    """Validation threshold curves of the equal-weight merge of the ``voters``' threshold-scaled picks."""
-    classes = [n for n in catalog.names if n in set(solution["particle_type"])]
-    weights = {n: tuple(1.0 if i in voters else 0.0 for i in range(len(scaled))) for n in classes}
+    """Validation threshold curves of the merge of threshold-scaled picks with ``weights`` (``_vote_weights``)."""
     return threshold_curves(_merge(scaled, weights, merge_radius_fraction, catalog), solution, catalog=catalog)
 
 
@@ -318,14 +329,16 @@ def fit_ensemble(
     if vote and len(peers) > 1:
         calibrations = tuple(_threshold_scaling(c, solution, catalog) for c in member_candidates)
         scaled = [cal(c) for cal, c in zip(calibrations, member_candidates)]
-        voters, curves = peers[:2], _vote_curves(scaled, peers[:2], solution, merge_radius_fraction, catalog)
+        voters = peers[:2]
+        weights = _vote_weights(voters, member_f4, classes)
+        curves = _vote_curves(scaled, weights, solution, merge_radius_fraction, catalog)
         for candidate in peers[2:]:
-            with_it = _vote_curves(scaled, [*voters, candidate], solution, merge_radius_fraction, catalog)
+            more = _vote_weights([*voters, candidate], member_f4, classes)
+            with_it = _vote_curves(scaled, more, solution, merge_radius_fraction, catalog)
             if _vote_f4(with_it, catalog) >= _vote_f4(curves, catalog):
-                voters, curves = [*voters, candidate], with_it
-        weights = {n: tuple(1.0 / len(voters) if i in voters else 0.0 for i in range(len(names))) for n in classes}
+                voters, weights, curves = [*voters, candidate], more, with_it
         optimum = {n: 1.0 for n in classes}  # each voter's own threshold: nothing tuned on the merged scores
-        found = {n: any(member_f4[i].get(n, 0.0) > 0 for i in voters) for n in classes}
+        found = {n: any(member_f4[i].get(n, 0.0) > 0 for i in voters) for n in classes}  # else kept unscaled
         thresholds = {n: threshold_scale if found[n] else 1.0 for n in classes}
     else:
         calibrations = tuple(fit_calibration(c, solution, catalog=catalog) for c in member_candidates)

@@ -227,6 +227,13 @@ def test_peers_vote_on_scores_scaled_by_their_own_thresholds_and_nothing_is_tune
         _f4(a_test, test, best_thresholds(a_val, val, scale=THRESHOLD_SCALE)),
         _f4(b_test, test, best_thresholds(b_val, val, scale=THRESHOLD_SCALE)),
     )
+    # A peer that finds none of a class on validation has no vote on it: the other keeps it alone.
+    blind_val, blind_test = (b[b["particle_type"] != "thyroglobulin"] for b in (b_val, b_test))
+    blind = fit_ensemble([a_val, blind_val], val, members=["a", "blind"], peer_margin=1.0)
+    assert blind.weights["thyroglobulin"] == (1.0, 0.0) and blind.weights["ribosome"] == (0.5, 0.5)
+    kept = apply_thresholds(ensemble_picks(blind, [a_test, blind_test]), blind.thresholds, 1e9)
+    a_alone = apply_thresholds(a_test, best_thresholds(a_val, val, scale=THRESHOLD_SCALE), 1e9)
+    assert (kept["particle_type"] == "thyroglobulin").sum() == (a_alone["particle_type"] == "thyroglobulin").sum()
     # No peer within a margin of 0 (b scores a little under a), or no vote: the choice per class.
     totals = {m: sum(ensemble.val_fbeta[n][m] for n in CLASSES) for m in ("a", "b")}
     assert totals["a"] != totals["b"]
