@@ -273,8 +273,8 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
         "--peer-margin",
         type=float,
         default=0.1,  # cryokit.ensemble.DEFAULT_PEER_MARGIN, without importing it here
-        help="members within this much of the best one's weighted validation F4 vote on every class, each "
-        "on its scores divided by its own tuned threshold (default 0.1)",
+        help="members within this much of the best one's weighted validation F4 vote, each on its scores "
+        "divided by its own tuned threshold, on the classes it finds on validation (default 0.1)",
     )
     p.add_argument(
         "--no-vote",
