@@ -266,8 +266,9 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
         "--threshold-scale",
         type=float,
         default=0.8,  # cryokit.thresholds.THRESHOLD_SCALE, without importing it here
-        help="the merged scores' tuned thresholds are multiplied by this for new runs (default 0.8; 1: the "
-        "validation optimum)",
+        help="for new runs, the vote keeps picks from this on its scaled scores (1: each member's own tuned "
+        "threshold), a choice per class multiplies its tuned thresholds by it (default 0.8; 1: the validation "
+        "optimum)",
     )
     p.add_argument(
         "--peer-margin",
