@@ -52,7 +52,6 @@ from cryokit.postprocess import PICK_SCORE_COLUMNS, empty_scored_picks, merge_pi
 from cryokit.thresholds import (
     THRESHOLD_SCALE,
     ThresholdCurve,
-    best_thresholds,
     threshold_curves,
     thresholds_of_curves,
     weighted_score,
@@ -207,12 +206,11 @@ def _merge(
     return pd.concat(frames, ignore_index=True)[PICK_SCORE_COLUMNS] if frames else empty_scored_picks()
 
 
-def _threshold_scaling(
-    candidates: pd.DataFrame, solution: pd.DataFrame, catalog: ParticleCatalog = COMPETITION_CATALOG
-) -> ScoreCalibration:
-    """Per class, scores divided by the member's best validation threshold (knots (0, 1) -> (0, 1 / t)):
-    scores are probabilities in [0, 1], so the line covers them all and keeps their order."""
-    thresholds = best_thresholds(candidates, solution, catalog=catalog)
+def _threshold_scaling(curves: Mapping[str, ThresholdCurve]) -> ScoreCalibration:
+    """Per class, scores divided by the member's best validation threshold (knots (0, 1) -> (0, 1 / t)), from
+    its validation ``curves``: scores are probabilities in [0, 1], so the line covers them all and keeps their
+    order."""
+    thresholds = thresholds_of_curves(curves)
     return ScoreCalibration(
         {name: ((0.0, 1.0), (0.0, 1.0 / max(float(t), 1e-6))) for name, t in thresholds.items() if t is not None}
     )
@@ -318,10 +316,8 @@ def fit_ensemble(
     if len(names) != len(member_candidates):
         raise ValueError(f"{len(names)} member names for {len(member_candidates)} members")
     classes = [n for n in catalog.names if n in set(solution["particle_type"])]
-    member_f4 = [
-        {n: curve.best()[1] for n, curve in threshold_curves(c, solution, catalog=catalog).items()}
-        for c in member_candidates
-    ]
+    member_curves = [threshold_curves(c, solution, catalog=catalog) for c in member_candidates]
+    member_f4 = [{n: curve.best()[1] for n, curve in curves.items()} for curves in member_curves]
     weight_sum = sum(catalog.get(n).weight for n in classes) or 1.0
     total = [sum(catalog.get(n).weight * m.get(n, 0.0) for n in classes) / weight_sum for m in member_f4]
     lead = int(np.argmax(total))  # the first of equals: a model with itself is that model
@@ -329,7 +325,7 @@ def fit_ensemble(
     # vote's validation F4 at least where it was (ties too: agreement adds recall held out).
     peers = sorted((i for i, t in enumerate(total) if total[lead] - t <= peer_margin), key=lambda i: -total[i])
     if vote and len(peers) > 1:
-        calibrations = tuple(_threshold_scaling(c, solution, catalog) for c in member_candidates)
+        calibrations = tuple(_threshold_scaling(curves) for curves in member_curves)
         scaled = [cal(c) for cal, c in zip(calibrations, member_candidates)]
         voters = peers[:2]
         weights = _vote_weights(voters, member_f4, classes)
