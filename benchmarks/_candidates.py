@@ -41,6 +41,11 @@ def run_candidates(checkpoints: list[Path], root: Path, run: str, tta: str) -> p
     return frame
 
 
+def candidates_by_run(checkpoints: list[Path], root: Path, runs: list[str], tta: str) -> dict[str, pd.DataFrame]:
+    """Every scored candidate of one ensemble group (``checkpoints`` averaged map by map) on each run."""
+    return {run: run_candidates(checkpoints, root, run, tta) for run in runs}
+
+
 def runs_candidates(checkpoints: list[Path], root: Path, runs: list[str], tta: str) -> pd.DataFrame:
     """``run_candidates`` of several runs in one table; ``attrs["tta"]`` records the TTA (``fit_ensemble``)."""
     frame = pd.concat([run_candidates(checkpoints, root, run, tta) for run in runs], ignore_index=True)

@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _candidates import candidates_by_run  # noqa: E402
 from _report import machine_description, update_section  # noqa: E402
 from quality import domain_folder, simulate_quality_data  # noqa: E402
-from unet_seed_ensemble import candidates_by_run, fit_run_table  # noqa: E402
+from unet_seed_ensemble import fit_run_table  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA, _baseline  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402

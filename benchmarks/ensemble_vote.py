@@ -28,11 +28,11 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _candidates import run_candidates  # noqa: E402
+from _candidates import candidates_by_run  # noqa: E402
 from _report import machine_description, update_section  # noqa: E402
 from quality import unseen_runs  # noqa: E402
 
-from cryokit.baseline import BaselineConfig, calibrate, detect_candidates  # noqa: E402
+from cryokit.baseline import BaselineConfig, _run_candidates, calibrate  # noqa: E402
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
 from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
 from cryokit.io import KaggleSource, read_solution  # noqa: E402
@@ -48,12 +48,7 @@ def dog_candidates(root: Path, train_runs: list[str], runs: list[str]) -> dict[s
     """Every DoG candidate of each run, at the blob radius per class calibrated on ``train_runs``."""
     source, config = KaggleSource(root, "train"), BaselineConfig()
     fractions = calibrate(source, train_runs, config).body_fractions
-    out = {}
-    for run in runs:
-        tomogram = source.open_tomogram(run, config.tomo_type, config.level)
-        picks = detect_candidates(tomogram.read(), tomogram.voxel_spacing_angstrom_zyx, run, fractions, config)
-        out[run] = picks.drop(columns="body_fraction")
-    return out
+    return {run: _run_candidates(source, run, fractions, config).drop(columns="body_fraction") for run in runs}
 
 
 class Fold:
@@ -128,10 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     unet_checkpoint, detector_checkpoint = (
         args.quality_out / f"{model}_{args.domain}" / "best.pt" for model in ("unet", "yolo3d")
     )
-    unet = {tta: {r: run_candidates([unet_checkpoint], root, r, tta) for r in runs} for tta in ("none", "flips")}
-    detector = {
-        tta: {r: run_candidates([detector_checkpoint], root, r, tta) for r in runs} for tta in ("none", "flips")
-    }
+    unet = {tta: candidates_by_run([unet_checkpoint], root, runs, tta) for tta in ("none", "flips")}
+    detector = {tta: candidates_by_run([detector_checkpoint], root, runs, tta) for tta in ("none", "flips")}
     dog = dog_candidates(root, train_runs, runs)
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
     table = {run: rows_of_fold(unet, detector, dog, solutions, run) for run in runs}

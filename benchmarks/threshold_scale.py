@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _candidates import candidates_by_run  # noqa: E402
 from _report import machine_description, update_section  # noqa: E402
 from quality import unseen_runs  # noqa: E402
-from unet_seed_ensemble import alone_scores, candidates_by_run  # noqa: E402
+from unet_seed_ensemble import alone_scores  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
 from cryokit.io import read_solution  # noqa: E402

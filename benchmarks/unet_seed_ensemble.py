@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _candidates import run_candidates  # noqa: E402
+from _candidates import candidates_by_run  # noqa: E402
 from _report import machine_description, update_section  # noqa: E402
 from ensemble_folds import fold_table  # noqa: E402
 from quality import domain_folder, unseen_runs  # noqa: E402
@@ -48,11 +48,6 @@ UNET_GROUPS = {
     ),
 }
 DETECTOR = "detector"
-
-
-def candidates_by_run(checkpoints: list[Path], root: Path, runs: list[str], tta: str) -> dict[str, pd.DataFrame]:
-    """Every scored candidate of one ensemble group (``checkpoints`` averaged map by map) on each run."""
-    return {run: run_candidates(checkpoints, root, run, tta) for run in runs}
 
 
 def experiment_candidates(

@@ -17,7 +17,7 @@ above the better member on each of 12 folds over four pairings of TTA (by 0.002 
 flipped 0.896 against the detector's 0.875 on the mean), where the same merge with thresholds tuned on the
 fitting run's merged scores moved the mean by -0.014 to +0.017 (docs/BENCHMARKS.md, "Ensemble vote"). The
 margin keeps weak members out: U-Net and detector differed by 0.00 to 0.07 on one validation run, the DoG
-baseline lay 0.35 to 0.54 under either, and forced into the vote it cost 0.16 held out. A further peer
+baseline lay 0.35 to 0.54 under either, and forced into the vote it cost 0.11 to 0.14 held out. A further peer
 votes only if the vote on validation scores at least as well with it. The margin cannot see everything: on
 the fixed simulator's runs the vote gained in three pairings of TTA out of four and lost 0.016 to the flipped
 U-Net beside the unflipped detector, 0.034 weaker held out but within 0.02 of it on the fitting run.
