@@ -7,6 +7,7 @@ section ends at its table can keep the paragraphs people wrote under it (``keep_
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import os
 import platform
@@ -19,6 +20,7 @@ from cryokit.io.atomic import atomic_write_text
 __all__ = [
     "BENCHMARKS_PATH",
     "machine_description",
+    "report_header",
     "read_section",
     "table_span",
     "notes_under_table",
@@ -55,6 +57,19 @@ def machine_description() -> str:
         f"{_cpu_model()}, {usable} usable of {os.cpu_count()} cores, {platform.system()}; "
         f"Python {platform.python_version()}, {versions}"
     )
+
+
+def report_header(
+    command: str, date_note: str = "", machine_note: str = "", date: str | None = None, command_note: str = ""
+) -> list[str]:
+    """The lines a section opens with: the command that wrote it, the machine, the date (today unless given),
+    each note after its line (``command_note`` e.g. how to run one part, ``machine_note`` that the cores were
+    shared, ``date_note`` the minutes it took)."""
+    return [
+        f"- Command: `{command}`{f' {command_note}' if command_note else ''}",
+        f"- Machine: {machine_description()}{f' {machine_note}' if machine_note else ''}",
+        f"- Date: {date or datetime.date.today().isoformat()}{f'; {date_note}' if date_note else ''}",
+    ]
 
 
 def _section_span(lines: list[str], header: str) -> tuple[int, int] | None:

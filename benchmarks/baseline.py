@@ -12,7 +12,6 @@ Run: ``.venv/bin/python benchmarks/baseline.py`` (updates the "Classical baselin
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 
 from cryokit.baseline import BaselineConfig, calibrate, predict  # noqa: E402
 from cryokit.io import KaggleSource, read_solution  # noqa: E402
@@ -87,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)])
     body = (
-        f"- Command: `{command}`\n- Machine: {machine_description()}\n- Date: {datetime.date.today().isoformat()}\n\n"
+        "\n".join(report_header(command)) + "\n\n"
         f"Difference-of-Gaussians blob detection (`cryokit.baseline`, level 1 = 20 A voxels, denoised), one "
         f"blob radius and threshold per type calibrated (F4-optimal) on {args.train_runs} simulated train runs "
         f"(seed 0), scored on {args.test_runs} held-out runs (seed 1); all runs 184 x 630 x 630. The calibration "

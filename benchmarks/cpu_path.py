@@ -24,7 +24,6 @@ Run: ``.venv/bin/python benchmarks/cpu_path.py --checkpoint /tmp/cryokit_quality
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import resource
 import sys
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 from inference_speed import TimedModel, ensure_data, in_fresh_process, trained_looking_maps  # noqa: E402
 
 from cryokit.config import MODEL_PRESETS, RunConfig, apply_overrides  # noqa: E402
@@ -134,9 +133,7 @@ def report(command: str, rows: dict, checkpoint: Path | None, gflops: dict[str, 
         return r["read_normalise"] + r["network"] + r["stitching"] + r["decoding"]
 
     lines = [
-        f"- Command: `{command}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}; load average at the end {os.getloadavg()[0]:.1f}",
+        *report_header(command, date_note=f"load average at the end {os.getloadavg()[0]:.1f}"),
         "",
         "One simulated level-0 tomogram (184 x 630 x 630), untrained default networks (windows 64 x 128 x 128, "
         "overlap 0.25, batch 2), each path in a fresh process, one after the other. Before: fp32, every "

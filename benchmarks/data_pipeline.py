@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 
 from cryokit.config import AugmentConfig, DataConfig, PatchConfig, TargetConfig  # noqa: E402
 from cryokit.data import normalise  # noqa: E402
@@ -127,8 +127,7 @@ def main() -> None:
     print("\n".join(stage_rows))
     body = "\n".join(
         [
-            f"- Command: `{COMMAND} --patches {args.patches}`",
-            f"- Machine: {machine_description()}",
+            *report_header(f"{COMMAND} --patches {args.patches}"),
             "",
             f"Training patches of {' x '.join(map(str, patch.size_zyx))} voxels (z, y, x) from {len(runs)} {source} "
             f"level-0 runs of 184 x 630 x 630 (zarr, 64^3 chunks, page-cached), ball targets, `DataLoader` "

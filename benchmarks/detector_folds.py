@@ -18,12 +18,11 @@ Run: ``.venv/bin/python benchmarks/detector_folds.py [--domain randomized]`` aft
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 from ensemble_folds import fold_table  # noqa: E402
 from quality import domain_folder, unseen_runs  # noqa: E402
 from unet_seed_ensemble import alone_scores, experiment_candidates  # noqa: E402
@@ -62,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
     rows = {fit_run: alone_scores(candidates, solutions, fit_run) for fit_run in runs}
     lines = [
-        f"- Command: `{COMMAND} --domain {args.domain}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}",
+        *report_header(f"{COMMAND} --domain {args.domain}"),
         "",
         f"Detectors of `benchmarks/unet_experiments.py --family detector` ({args.domain} simulator, "
         f"{TTA} TTA): `own_cell` (each particle a positive on its own cell, the preset until "

@@ -15,7 +15,6 @@ and the seeds' experiments (about 5 minutes per seed on 2 CPU cores: the flipped
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _candidates import candidates_by_run  # noqa: E402
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 from quality import domain_folder, simulate_quality_data  # noqa: E402
 from unet_seed_ensemble import fit_run_table  # noqa: E402
 
@@ -94,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             table.append(line(f"**mean of {len(seeds)} seeds, {setting}**", every, bold=True))
     table.append(line("DoG baseline", baseline_tables, bold=True))
     lines = [
-        f"- Command: `{COMMAND} --domain {args.domain}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}",
+        *report_header(f"{COMMAND} --domain {args.domain}"),
         "",
         f"Today's detector preset (`w32_p192`) with each training seed on disk, {args.domain} simulator. Each of "
         f"the runs the models never trained on ({', '.join(runs)}) tunes the thresholds in turn (the optimum times "

@@ -19,7 +19,6 @@ Run: ``.venv/bin/python benchmarks/ensemble_folds.py [--domain randomized] [--qu
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _candidates import run_candidates  # noqa: E402
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 from quality import unseen_runs  # noqa: E402
 
 from cryokit.ensemble import DEFAULT_MIN_GAIN_REFERENCES, ensemble_picks, fit_ensemble  # noqa: E402
@@ -153,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     columns = METHODS + TTA_METHODS + BOTH_FLIPPED_METHODS
     lines = [
-        f"- Command: `{COMMAND} --domain {args.domain}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}",
+        *report_header(f"{COMMAND} --domain {args.domain}"),
         "",
         f"The models of `benchmarks/quality.py --domain {args.domain}`; each of the runs they never trained on "
         f"({', '.join(runs)}) fits the thresholds (and the ensemble) in turn, the other two are scored. "

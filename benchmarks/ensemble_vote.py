@@ -20,7 +20,6 @@ Run: ``.venv/bin/python benchmarks/ensemble_vote.py [--domain randomized] [--qua
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _candidates import candidates_by_run  # noqa: E402
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 from quality import unseen_runs  # noqa: E402
 
 from cryokit.baseline import BaselineConfig, _run_candidates, calibrate  # noqa: E402
@@ -129,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
     table = {run: rows_of_fold(unet, detector, dog, solutions, run) for run in runs}
     lines = [
-        f"- Command: `{COMMAND} --domain {args.domain}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}",
+        *report_header(f"{COMMAND} --domain {args.domain}"),
         "",
         f"The models of `benchmarks/quality.py --domain {args.domain}`; each of the runs they never trained on "
         f"({', '.join(runs)}) fits the thresholds and the ensemble in turn, the other two are scored. Weighted F4 "

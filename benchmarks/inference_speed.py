@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import datetime
 import multiprocessing
 import os
 import resource
@@ -43,7 +42,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 
 from cryokit.config import MODEL_PRESETS, RunConfig, apply_overrides  # noqa: E402
 from cryokit.coords import angstrom_xyz_to_voxel_zyx  # noqa: E402
@@ -414,10 +413,11 @@ def report(command, parts, per_window, compile_seconds, rounds, normalising, cos
     level0 = parts[0]
     load = os.getloadavg()[0]
     lines = [
-        f"- Command: `{command}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}; load average at the end {load:.1f} (2 cores shared with "
-        "other jobs: absolute seconds carry tens of percent of noise, ratios measured side by side less)",
+        *report_header(
+            command,
+            date_note=f"load average at the end {load:.1f} (2 cores shared with other jobs: absolute seconds carry "
+            "tens of percent of noise, ratios measured side by side less)",
+        ),
         "",
         "Default U-Net of `RunConfig()` (channels 16-32-64-128, 1 residual unit, 7 outputs), untrained, windows "
         "64 x 128 x 128, overlap 0.25, batch 2, fp32, on a simulated tomogram (`simulate_dataset`, seed 0). "
@@ -554,10 +554,9 @@ def precision_quality_report(command: str, result: dict) -> str:
     first = next(iter(result["models"].values()))["rows"]["fp32"]
     names = [n for n in first["table_own"]["particle_type"] if n != "beta-amylase"]
     lines = [
-        f"- Command: `{command}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}; models trained here in {result['training_seconds'] / 60:.0f} "
-        "min (0 when given)",
+        *report_header(
+            command, date_note=f"models trained here in {result['training_seconds'] / 60:.0f} min (0 when given)"
+        ),
         "",
         "Trained models of `benchmarks/quality.py` (demo configuration, level 1) on their data: thresholds tuned on "
         f"the validation run ({', '.join(runs['val'])}) per variant, scored on the held-out runs "
@@ -748,10 +747,11 @@ def stages_report(command, stages, networks, sizes, gpu, cpu_tflops, flops) -> s
     today = stages["fp32"]
     decoding = today["decoding"]
     lines = [
-        f"- Command: `{command}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}; load average at the end {os.getloadavg()[0]:.1f} "
-        "(2 cores shared with other jobs: absolute seconds carry tens of percent of noise)",
+        *report_header(
+            command,
+            date_note=f"load average at the end {os.getloadavg()[0]:.1f} (2 cores shared with other jobs: absolute "
+            "seconds carry tens of percent of noise)",
+        ),
         "",
         "One simulated level-0 tomogram (184 x 630 x 630), default U-Net of `RunConfig()` untrained, windows "
         "64 x 128 x 128, overlap 0.25, batch 2; each precision in a fresh process (peak RSS its own). Decoding "
@@ -926,9 +926,7 @@ def decoding_report(command: str, rows: list[dict]) -> str:
 
     tile, share = postprocess._PEAK_TILE, postprocess._DENSE_TILE_SHARE
     lines = [
-        f"- Command: `{command}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}",
+        *report_header(command),
         "",
         "`find_peaks_maxpool` on the 6 class maps (candidate floor 0.05, NMS radius half the particle's, sub-voxel "
         "refinement), the max-filter in one piece (dense, today's before) against the sparse one (the filter runs "

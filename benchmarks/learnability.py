@@ -15,7 +15,6 @@ Run: ``.venv/bin/python benchmarks/learnability.py`` (updates the "Simulator lea
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import precision_recall_fscore_support
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 
 from cryokit.coords import angstrom_xyz_to_voxel_zyx  # noqa: E402
 from cryokit.particles import PARTICLE_NAMES  # noqa: E402
@@ -112,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate(args.difficulty, args.train_runs, args.test_runs)
     table = "\n".join(f"| {k} | {n} | {p:.2f} | {r:.2f} |" for k, p, r, n in rows)
     body = (
-        f"- Command: `{COMMAND} --difficulty {args.difficulty}`\n- Machine: {machine_description()}\n"
-        f"- Date: {datetime.date.today().isoformat()}\n\n"
+        "\n".join(report_header(f"{COMMAND} --difficulty {args.difficulty}")) + "\n\n"
         f"Crops (level 0, {2 * HALF + 1}^3 voxels) centred on every object of {args.test_runs} held-out "
         f"full-size runs (seed 1, difficulty `{args.difficulty}`), classified by gradient boosting on "
         f"rotation-invariant shape features trained on {args.train_runs} runs (seed 0). A proxy for "

@@ -15,7 +15,6 @@ hour on 2 CPU cores).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -25,7 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _candidates import runs_candidates  # noqa: E402
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 
 from cryokit.config import apply_overrides  # noqa: E402
 from cryokit.demo.pipeline import DEMO_TTA, DemoConfig, _baseline, demo_training_config  # noqa: E402
@@ -222,9 +221,10 @@ def _report(tables, args, seconds, train_runs, val_runs, heldout) -> str:
         )
     return "\n".join(
         [
-            f"- Command: `{COMMAND} --epochs {args.epochs} --domain {args.domain}`",
-            f"- Machine: {machine_description()}",
-            f"- Date: {datetime.date.today().isoformat()}; {seconds / 60:.0f} minutes in all",
+            *report_header(
+                f"{COMMAND} --epochs {args.epochs} --domain {args.domain}",
+                date_note=f"{seconds / 60:.0f} minutes in all",
+            ),
             "",
             f"Simulated default difficulty, 184 x 630 x 630 voxels: trained on {len(train_runs)} runs, thresholds "
             f"tuned on {len(val_runs)} validation run, scored on {len(heldout)} held-out runs ({', '.join(heldout)}) "

@@ -12,7 +12,6 @@ Run: ``.venv/bin/python benchmarks/simulate.py`` (updates the "Simulator" sectio
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 
 from cryokit.plots import save_figure  # noqa: E402
 from cryokit.synth import SimulatedRun, SimulationConfig, render_density, write_run  # noqa: E402
@@ -132,10 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     config = SimulationConfig()
     body = (
-        f"- Command: `{COMMAND} --runs {args.runs} --figure-runs {args.figure_runs}`\n"
-        f"- Machine: {machine_description()}\n"
-        f"- Date: {datetime.date.today().isoformat()}; load average at the end {os.getloadavg()[0]:.1f} "
-        f"(cores shared with other jobs: expect tens of percent of noise)\n\n"
+        "\n".join(
+            report_header(
+                f"{COMMAND} --runs {args.runs} --figure-runs {args.figure_runs}",
+                date_note=f"load average at the end {os.getloadavg()[0]:.1f} (cores shared with other jobs: expect "
+                "tens of percent of noise)",
+            )
+        )
+        + "\n\n"
         f"Default config (difficulty `default`), shape {' x '.join(map(str, config.shape_zyx))}, tomo types "
         f"{', '.join(config.tomo_types)}, {config.n_levels} levels; `fixed` and `randomized` domains "
         f"(`SimulationConfig(domain=...)`, ranges `DomainRanges()`). Both domains are timed in the same run under "

@@ -16,7 +16,6 @@ on both domains (about 5 minutes on 2 CPU cores: every model predicts its three 
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _candidates import candidates_by_run  # noqa: E402
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 from quality import unseen_runs  # noqa: E402
 from unet_seed_ensemble import alone_scores  # noqa: E402
 
@@ -84,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no quality models under {args.quality_out}: run benchmarks/quality.py first")
     header = " | ".join(f"scale {s:g}" for s in SCALES)
     lines = [
-        f"- Command: `{COMMAND}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}",
+        *report_header(COMMAND),
         "",
         "Thresholds tuned on one run the models never trained on, multiplied by the scale, the other two runs "
         "scored; the mean weighted F4 of the three fitting runs (the first fitting run, the validation run, is "

@@ -19,14 +19,13 @@ Run: ``.venv/bin/python benchmarks/threshold_transfer.py [--domain randomized fi
 
 from __future__ import annotations
 
-import datetime
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description  # noqa: E402
+from _report import report_header  # noqa: E402
 from quality import TUNING_SEED, domains_main, more_runs, simulate_quality_data  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
@@ -94,9 +93,7 @@ def report(rows: list[dict], domains: list[str], seconds: float) -> str:
         )
     return "\n".join(
         [
-            f"- Command: `{COMMAND} --domain {' '.join(domains)}`",
-            f"- Machine: {machine_description()}",
-            f"- Date: {datetime.date.today().isoformat()}; {seconds / 60:.0f} minutes in all",
+            *report_header(f"{COMMAND} --domain {' '.join(domains)}", date_note=f"{seconds / 60:.0f} minutes in all"),
             "",
             "The quality benchmark's models (`benchmarks/quality.py`, each domain's own), per-class thresholds (the "
             "ensemble: its calibration, weights and thresholds, `cryokit ensemble`) tuned on the runs a row names, "

@@ -17,7 +17,6 @@ docs/BENCHMARKS.md).
 
 from __future__ import annotations
 
-import datetime
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import best_time, machine_description, update_section  # noqa: E402
+from _report import best_time, report_header, update_section  # noqa: E402
 
 from cryokit.metric import score_table  # noqa: E402
 from cryokit.particles import PARTICLES  # noqa: E402
@@ -121,10 +120,11 @@ def main() -> None:
     )
     body = "\n".join(
         [
-            f"- Command: `{COMMAND}`",
-            f"- Machine: {machine_description()}",
-            f"- Date: {datetime.date.today().isoformat()}; load average at the end {os.getloadavg()[0]:.1f} "
-            "(2 shared cores: expect tens of percent of noise)",
+            *report_header(
+                COMMAND,
+                date_note=f"load average at the end {os.getloadavg()[0]:.1f} (2 shared cores: expect tens of "
+                "percent of noise)",
+            ),
             "",
             f"Input: {N_RUNS} runs, {len(solution):,} references (six types), {len(candidates):,} scored candidates "
             f"({CANDIDATES_PER_REFERENCE} per reference: hits near references and strays), {distinct:,} distinct "

@@ -26,7 +26,6 @@ Run: ``.venv/bin/python benchmarks/transfer.py [--epochs 24] [--models unet yolo
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 from quality import HELD_OUT_FAMILY, scored, simulate_quality_data, train_model  # noqa: E402
 
 from cryokit.baseline import BaselineConfig, calibrate, predict  # noqa: E402
@@ -179,13 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     plt.close(plot_score_heatmap(on_family, FIGURE, title="Held-out family of the randomized simulator: per-class F4"))
     body = "\n".join(
         [
-            f"- Command: `{COMMAND} --epochs {args.epochs} --models {' '.join(args.models)}"
-            + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs else "")
-            + (" --skip-fixed" if args.skip_fixed else "")
-            + (" --skip-contrast`" if args.skip_contrast else "`"),
-            f"- Machine: {machine_description()}",
-            f"- Date: {datetime.date.today().isoformat()}; {(time.perf_counter() - start) / 60:.0f} minutes in all "
-            "(models the quality benchmarks had trained reused)",
+            *report_header(
+                f"{COMMAND} --epochs {args.epochs} --models {' '.join(args.models)}"
+                + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs else "")
+                + (" --skip-fixed" if args.skip_fixed else "")
+                + (" --skip-contrast" if args.skip_contrast else ""),
+                date_note=f"{(time.perf_counter() - start) / 60:.0f} minutes in all (models the quality benchmarks "
+                "had trained reused)",
+            ),
             "",
             f"Held-out family: `{', '.join(HELD_OUT_FAMILY)}` (`cryokit.synth.DomainRanges.only`); pre-training runs "
             "are the randomized quality benchmark's, drawn from `DomainRanges().without(...)` of the same families, "

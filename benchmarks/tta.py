@@ -13,13 +13,12 @@ Run: ``.venv/bin/python benchmarks/tta.py [--out DIR] [--tta flips]`` after ``be
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 from quality import scored, simulate_quality_data  # noqa: E402
 
 from cryokit.io import read_solution  # noqa: E402
@@ -81,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(row)
     body = "\n".join(
         [
-            f"- Command: `{COMMAND} --tta {args.tta}`",
-            f"- Machine: {machine_description()}",
-            f"- Date: {datetime.date.today().isoformat()}; {(time.perf_counter() - start) / 60:.0f} minutes in all",
+            *report_header(
+                f"{COMMAND} --tta {args.tta}", date_note=f"{(time.perf_counter() - start) / 60:.0f} minutes in all"
+            ),
             "",
             "The quality benchmark's randomized runs (`benchmarks/quality.py`): each model predicts the validation "
             f"run and the 2 held-out runs without TTA and with `{args.tta}`, thresholds are tuned on the "

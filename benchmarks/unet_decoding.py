@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description  # noqa: E402
+from _report import report_header  # noqa: E402
 from quality import domains_main, simulate_quality_data  # noqa: E402
 
 from cryokit.data.normalise import normalise_tomogram  # noqa: E402
@@ -127,9 +126,7 @@ def report(rows: list[dict], domains: list[str], seconds: float) -> str:
         )
     return "\n".join(
         [
-            f"- Command: `{COMMAND} --domain {' '.join(domains)}`",
-            f"- Machine: {machine_description()}",
-            f"- Date: {datetime.date.today().isoformat()}; {seconds / 60:.0f} minutes in all",
+            *report_header(f"{COMMAND} --domain {' '.join(domains)}", date_note=f"{seconds / 60:.0f} minutes in all"),
             "",
             "Each domain's quality-benchmark U-Net (`benchmarks/quality.py`), its maps predicted once with the "
             f"demo's TTA ({DEMO_TTA['unet']}) and decoded by each variant (`cryokit.tasks.PeakDecoding`, one "

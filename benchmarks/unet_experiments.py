@@ -30,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import (  # noqa: E402
     BENCHMARKS_PATH,
-    machine_description,
     notes_under_table,
     read_section,
+    report_header,
     table_span,
     update_section,
 )
@@ -479,10 +479,13 @@ def report(
     lines += [rows[n] for n in sorted(rows, key=lambda n: order.index(n) if n in order else len(order))]
     return "\n".join(
         [
-            f"- Command: `{COMMAND}{' --domain fixed' if domain == 'fixed' else ''}"
-            f"{'' if family == 'unet' else f' --family {family}'}` (one variant: `... NAME`)",
-            f"- Machine: {machine_description()} (shared with other jobs while this ran: minutes are noisy)",
-            f"- Date: {max(r['date'] for r in results)}",
+            *report_header(
+                f"{COMMAND}{' --domain fixed' if domain == 'fixed' else ''}"
+                f"{'' if family == 'unet' else f' --family {family}'}",
+                command_note="(one variant: `... NAME`)",
+                machine_note="(shared with other jobs while this ran: minutes are noisy)",
+                date=max(r["date"] for r in results),
+            ),
             "",
             f"The quality benchmark's data and budget ({epochs} epochs at level 1 unless a row says otherwise; "
             "4 training runs, thresholds tuned on 1 validation run, scored on the 2 held-out runs"

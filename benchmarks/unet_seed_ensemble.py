@@ -15,7 +15,6 @@ Run: ``.venv/bin/python benchmarks/unet_seed_ensemble.py [--domain randomized]``
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _candidates import candidates_by_run  # noqa: E402
-from _report import machine_description, update_section  # noqa: E402
+from _report import report_header, update_section  # noqa: E402
 from ensemble_folds import fold_table  # noqa: E402
 from quality import domain_folder, unseen_runs  # noqa: E402
 
@@ -123,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {run: fold_row(candidates, solutions, run) for run in runs}
     columns = list(rows[runs[0]])
     lines = [
-        f"- Command: `{COMMAND} --domain {args.domain}`",
-        f"- Machine: {machine_description()}",
-        f"- Date: {datetime.date.today().isoformat()}",
+        *report_header(f"{COMMAND} --domain {args.domain}"),
         "",
         f"U-Nets of `benchmarks/unet_experiments.py` (the DynUNet preset and its variants, {args.domain} "
         "simulator) averaged map by map and predicted with "

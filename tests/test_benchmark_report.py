@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import pytest  # noqa: E402
-from _report import read_section, update_section  # noqa: E402
+from _report import read_section, report_header, update_section  # noqa: E402
 from unet_experiments import DETECTOR_VARIANTS, write_report  # noqa: E402
 
 from cryokit.particles import SCORED_PARTICLE_NAMES  # noqa: E402
@@ -125,3 +125,25 @@ def test_benchmark_candidates_are_predicted_once_per_model_tta_and_run(tmp_path,
     both = _candidates.runs_candidates([checkpoint], root, ["TS_a", "TS_b"], "flips")
     assert len(calls) == 5  # TS_b's entry was for the checkpoint before it changed
     assert list(both["experiment"]) == ["TS_a", "TS_b"] and both.attrs == {"tta": "flips"}
+
+
+def test_report_header_names_the_command_machine_and_date_with_their_notes():
+    plain = report_header("benchmarks/x.py --domain fixed", date="2026-12-01")
+    assert plain[0] == "- Command: `benchmarks/x.py --domain fixed`"
+    assert plain[1].startswith("- Machine: ") and "cores" in plain[1] and "torch" in plain[1]
+    assert plain[2] == "- Date: 2026-12-01"
+    noted = report_header("x", date_note="9 minutes in all", machine_note="(shared)", command_note="(one: `x N`)")
+    assert noted[0] == "- Command: `x` (one: `x N`)"
+    assert noted[1].endswith(" (shared)")
+    assert noted[2].endswith("; 9 minutes in all") and noted[2][len("- Date: ") :][:4].isdigit()
+
+
+def test_the_experiment_report_dates_itself_by_its_newest_result(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    _write_section(path, [_result("default", 0.8), {**_result("ema", 0.7), "date": "2026-12-07"}])
+    header = read_section(SECTION, path).splitlines()
+    assert any(
+        line.startswith("- Command: `") and line.endswith("--family detector` (one variant: `... NAME`)")
+        for line in header
+    )
+    assert "- Date: 2026-12-07" in header
