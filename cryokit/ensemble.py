@@ -37,7 +37,7 @@ project's objects).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -66,6 +66,8 @@ __all__ = [
     "fit_calibration",
     "fit_ensemble",
     "ensemble_picks",
+    "idle_members",
+    "without_members",
     "save_ensemble",
     "load_ensemble",
 ]
@@ -369,6 +371,29 @@ def ensemble_picks(ensemble: Ensemble, member_picks: Sequence[pd.DataFrame]) -> 
         )
     calibrated = [cal(p) for cal, p in zip(ensemble.calibrations, member_picks)]
     return _merge(calibrated, ensemble.weights, ensemble.merge_radius_fraction, ensemble.catalog)
+
+
+def idle_members(ensemble: Ensemble) -> tuple[int, ...]:
+    """The members the ensemble gives no weight on any class (outside the vote): their picks change nothing."""
+    return tuple(i for i in range(len(ensemble.members)) if not any(w[i] for w in ensemble.weights.values()))
+
+
+def without_members(ensemble: Ensemble, dropped: Sequence[int]) -> Ensemble:
+    """``ensemble`` without the ``dropped`` members, which must be idle (``idle_members``): the merge of the
+    others is the same, and whoever predicts for it need not load or run the dropped ones."""
+    busy = sorted(set(dropped) - set(idle_members(ensemble)))
+    if busy:
+        raise ValueError(f"members {busy} ({', '.join(ensemble.members[i] for i in busy)}) carry weight: not dropped")
+    kept = [i for i in range(len(ensemble.members)) if i not in set(dropped)]
+    if not kept:
+        raise ValueError("an ensemble needs at least one member")
+    return replace(
+        ensemble,
+        members=tuple(ensemble.members[i] for i in kept),
+        calibrations=tuple(ensemble.calibrations[i] for i in kept),
+        weights={n: tuple(w[i] for i in kept) for n, w in ensemble.weights.items()},
+        tta=tuple(ensemble.tta[i] for i in kept),
+    )
 
 
 def save_ensemble(path: str | Path, ensemble: Ensemble) -> Path:

@@ -13,8 +13,10 @@ from cryokit.ensemble import (
     ensemble_picks,
     fit_calibration,
     fit_ensemble,
+    idle_members,
     load_ensemble,
     save_ensemble,
+    without_members,
 )
 from cryokit.metric import score_table
 from cryokit.postprocess import apply_thresholds, merge_picks
@@ -147,6 +149,13 @@ def test_two_different_members_beat_each_and_a_weak_member_does_not_hurt():
     assert set(with_weak.weights.values()) == {(0.5, 0.5, 0.0)}
     weak = ensemble_picks(with_weak, [a_test, b_test, weak_test])
     assert _f4(weak, test, with_weak.thresholds) == pytest.approx(score, abs=1e-12)
+    # Outside the vote on every class, it need not be predicted at all: dropped, the merge is the same.
+    assert idle_members(with_weak) == (2,) and idle_members(ensemble) == ()
+    lean = without_members(with_weak, [2])
+    assert lean.members == ("member 0", "member 1") and lean.tta == ("none", "none")
+    pd.testing.assert_frame_equal(ensemble_picks(lean, [a_test, b_test]), weak)
+    with pytest.raises(ValueError, match=r"members \[0\] \(member 0\) carry weight"):
+        without_members(with_weak, [0, 2])
 
 
 def test_a_class_leaves_the_lead_member_only_for_a_validation_gain_above_the_margin():

@@ -456,7 +456,12 @@ def fitted_ensemble(trained):
     checkpoints = [str(trained["checkpoint"]), str(fit(config, progress=False).best_checkpoint)]
     names, candidates = group_candidates(checkpoints, str(root), "train", ["TS_a"], ["flips", "none"], "cpu", False)
     ensemble = fit_ensemble(candidates, read_solution(root, "train", ["TS_a"]), names)
-    ensemble = dataclasses.replace(ensemble, thresholds={name: 0.0 for name in PARTICLE_NAMES})
+    # Both members carry weight on every class (a member outside the vote would not be run at all).
+    ensemble = dataclasses.replace(
+        ensemble,
+        weights={name: (0.5, 0.5) for name in ensemble.weights},
+        thresholds={name: 0.0 for name in PARTICLE_NAMES},
+    )
     return {"checkpoints": checkpoints, "path": save_ensemble(base / "ensemble.json", ensemble), "ensemble": ensemble}
 
 
@@ -543,6 +548,24 @@ def test_a_member_without_weight_in_the_ensemble_is_not_predicted(trained, fitte
         expected.sort_values(["particle_type", "x", "y", "z"])[["x", "y", "z"]].to_numpy(),
         atol=1e-6,
     )
+
+
+def test_the_submission_neither_runs_nor_budgets_a_member_without_weight(trained, fitted_ensemble, tmp_path):
+    import dataclasses
+
+    from cryokit.ensemble import save_ensemble
+
+    checkpoints, ensemble = fitted_ensemble["checkpoints"], fitted_ensemble["ensemble"]
+    first_only = dataclasses.replace(ensemble, weights={name: (1.0, 0.0) for name in ensemble.weights})
+    path = save_ensemble(tmp_path / "first_only.json", first_only)
+    report = predict_submission(
+        checkpoints, trained["root"], tmp_path / "sub.csv", tta="flips+rot90", ensemble=path, device="cpu"
+    )
+    assert not report.errors and f"not run (no weight in it): {checkpoints[1]}" in report.ensemble
+    # The guard's plan holds the first member's 8 flipped passes alone, not the idle member's pass beside them.
+    assert report.final_plan["describe"] == "tta=flips, 1 model(s)"
+    expected, _ = predict_runs(checkpoints, str(trained["root"]), "test", ensemble=first_only, device="cpu")
+    assert len(read_submission(tmp_path / "sub.csv")) == len(expected) > 0
 
 
 def test_bundle_ships_the_ensemble_and_the_offline_notebook_applies_it(trained, fitted_ensemble, tmp_path, capsys):

@@ -267,7 +267,7 @@ def predict_run(
         precision: one of ``cryokit.inference.device.PRECISIONS``; "auto" follows ``amp``.
     """
     from cryokit.data.normalise import normalise_tomogram, normalise_tomogram_on
-    from cryokit.ensemble import ensemble_picks
+    from cryokit.ensemble import ensemble_picks, idle_members
     from cryokit.postprocess import apply_thresholds, empty_scored_picks, merge_picks
 
     if not groups or not groups[0]:
@@ -285,11 +285,7 @@ def predict_run(
         else {name: thresholds.get(name, first.default_threshold) for name in first.catalog.names}
     )
     # A group the ensemble gives no weight on any class (a member outside its vote) is not predicted.
-    idle = (
-        set()
-        if ensemble is None
-        else {i for i in range(len(groups)) if not any(w[i] for w in ensemble.weights.values())}
-    )
+    idle = set() if ensemble is None else set(idle_members(ensemble))
     per_group = []
     for index, (members, group_tta) in enumerate(zip(groups, group_ttas(tta, len(groups)))):
         if index in idle:

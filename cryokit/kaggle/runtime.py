@@ -362,6 +362,22 @@ def _fitting_ensemble(ensemble, loaded: list, on_error: str, report: SubmissionR
     return ensemble
 
 
+def _without_idle_groups(loaded: list, ensemble, report: SubmissionReport) -> tuple[list, object]:
+    """The checkpoints and the ensemble without the groups it gives no weight (members outside its vote):
+    they would cost passes, in the guard's plan too, and change no pick."""
+    from cryokit.ensemble import idle_members, without_members
+
+    idle = idle_members(ensemble)
+    if not idle:
+        return loaded, ensemble
+    groups = ensemble_groups(loaded)
+    kept = [item for g, members in enumerate(groups) if g not in idle for item in members]
+    unused = [str(item.path) for g in idle for item in groups[g]]
+    report.ensemble += f"; not run (no weight in it): {', '.join(unused)}"
+    log.info("ensemble gives no weight to %s: not run", ", ".join(unused))
+    return kept, without_members(ensemble, idle)
+
+
 def _member_ttas(loaded: list, group_tta: Sequence[str]) -> tuple[str, ...]:
     """Each loaded checkpoint's TTA from one TTA per ensemble group (``ensemble_groups`` order)."""
     groups = ensemble_groups(loaded)
@@ -383,6 +399,8 @@ def _predict_on_device(
     """Load the checkpoints on ``device`` and predict ``runs`` there under ``budget``'s guard."""
     loaded = _load_checkpoints(checkpoints, device, settings.on_error, report)
     ensemble = _fitting_ensemble(settings.ensemble, loaded, settings.on_error, report)
+    if ensemble is not None:
+        loaded, ensemble = _without_idle_groups(loaded, ensemble, report)
     settings = replace(settings, ensemble=ensemble)
     ladder = degradation_ladder(settings.tta, len(loaded), _member_ttas(loaded, ensemble.tta) if ensemble else ())
     log.info(
