@@ -9,7 +9,10 @@ class (``vote=False``: the lead alone unless a member alone or the isotonic-cali
 references). For the demo's pairing the same at the shipped threshold scale (x0.8 for members and vote).
 Then the DoG baseline (calibrated on the training runs as the demo does) as a weak member: with the
 detector by default (outside the peer margin), forced into the vote (peer margin 1), and as a third member
-beside the U-Net and the detector.
+beside the U-Net and the detector. Where a second training seed of the detector's preset is on disk
+(``benchmarks/unet_experiments.py --family detector w32_p192_seed1``), with the demo's TTA: that detector
+alone, both detectors averaged map by map (one group, as ``cryokit ensemble`` takes two checkpoints of a
+kind), the vote of the U-Net and that group, and the vote of the three as members of their own.
 All at the validation optimum (threshold scale 1) unless a row says x0.8. Writes the section "Ensemble vote
 (DOMAIN simulator)" of docs/BENCHMARKS.md.
 
@@ -29,7 +32,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _candidates import candidates_by_run  # noqa: E402
 from _report import report_header, update_section  # noqa: E402
-from quality import unseen_runs  # noqa: E402
+from quality import domain_folder, unseen_runs  # noqa: E402
 
 from cryokit.baseline import BaselineConfig, _run_candidates, calibrate  # noqa: E402
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
@@ -41,6 +44,7 @@ from cryokit.thresholds import THRESHOLD_SCALE, best_thresholds  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/ensemble_vote.py"
 PAIRINGS = (("none", "none"), ("flips", "flips"), ("none", "flips"), ("flips", "none"))  # (U-Net, detector)
+SECOND_SEED = "w32_p192_seed1"  # the detector preset's training seed 1 (benchmarks/unet_experiments.py)
 
 
 def dog_candidates(root: Path, train_runs: list[str], runs: list[str]) -> dict[str, pd.DataFrame]:
@@ -75,8 +79,9 @@ class Fold:
         return self.score(apply_thresholds(ensemble_picks(ensemble, self.test), thresholds, 1.0))
 
 
-def rows_of_fold(unet, detector, dog, solutions, fit_run) -> dict[str, float]:
-    """Every row's weighted F4 on the runs other than ``fit_run`` (the table's one column)."""
+def rows_of_fold(unet, detector, dog, solutions, fit_run, second=None) -> dict[str, float]:
+    """Every row's weighted F4 on the runs other than ``fit_run`` (the table's one column); ``second``: the
+    second detector seed's candidates (``"alone"``) and both detectors' averaged (``"averaged"``), or None."""
     row = {}
     for tta_unet, tta_detector in PAIRINGS:
         fold = Fold([unet[tta_unet], detector[tta_detector]], solutions, fit_run)
@@ -98,6 +103,17 @@ def rows_of_fold(unet, detector, dog, solutions, fit_run) -> dict[str, float]:
     row[f"{label}: detector + DoG, default (DoG outside the peer margin)"] = fold.ensemble()
     row[f"{label}: detector + DoG forced into the vote (peer margin 1)"] = fold.ensemble(peer_margin=1.0)
     row[f"{label}: U-Net + detector + DoG, default"] = Fold([*demo, dog], solutions, fit_run).ensemble()
+    if second is not None:
+        label = f"Second detector seed (U-Net {DEMO_TTA['unet']}, detectors {DEMO_TTA['yolo3d']})"
+        fold = Fold([*demo, second["alone"], second["averaged"]], solutions, fit_run)
+        row[f"{label}: detector seed 1"] = fold.alone(2)
+        row[f"{label}: detectors 0 + 1 averaged map by map"] = fold.alone(3)
+        row[f"{label}: **vote** of the U-Net and the averaged detectors"] = Fold(
+            [demo[0], second["averaged"]], solutions, fit_run
+        ).ensemble()
+        row[f"{label}: vote of the U-Net, detector 0 and detector 1"] = Fold(
+            [*demo, second["alone"]], solutions, fit_run
+        ).ensemble()
     return row
 
 
@@ -125,8 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     unet = {tta: candidates_by_run([unet_checkpoint], root, runs, tta) for tta in ("none", "flips")}
     detector = {tta: candidates_by_run([detector_checkpoint], root, runs, tta) for tta in ("none", "flips")}
     dog = dog_candidates(root, train_runs, runs)
+    second_checkpoint = args.quality_out / f"{domain_folder('experiments', args.domain)}_detector" / SECOND_SEED
+    second = None
+    if (second_checkpoint / "best.pt").is_file():
+        tta, pair = DEMO_TTA["yolo3d"], [detector_checkpoint, second_checkpoint / "best.pt"]
+        second = {
+            "alone": candidates_by_run(pair[1:], root, runs, tta),
+            "averaged": candidates_by_run(pair, root, runs, tta),
+        }
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
-    table = {run: rows_of_fold(unet, detector, dog, solutions, run) for run in runs}
+    table = {run: rows_of_fold(unet, detector, dog, solutions, run, second) for run in runs}
     lines = [
         *report_header(f"{COMMAND} --domain {args.domain}"),
         "",
