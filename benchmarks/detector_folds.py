@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import report_header, update_section  # noqa: E402
 from ensemble_folds import fold_table  # noqa: E402
-from quality import domain_folder, unseen_runs  # noqa: E402
+from quality import experiments_folder, unseen_runs  # noqa: E402
 from unet_seed_ensemble import alone_scores, experiment_candidates  # noqa: E402
 
 from cryokit.io import read_solution  # noqa: E402
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.quality_out
     root, runs = unseen_runs(out, args.domain)
-    experiments = out / (domain_folder("experiments", args.domain) + "_detector")
+    experiments = out / experiments_folder(args.domain, "detector")
     candidates = experiment_candidates(GROUPS, experiments, root, runs, TTA)
     solutions = {run: read_solution(root, "train", [run]) for run in runs}
     rows = {fit_run: alone_scores(candidates, solutions, fit_run) for fit_run in runs}

@@ -24,7 +24,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _candidates import candidates_by_run  # noqa: E402
 from _report import report_header, update_section  # noqa: E402
-from quality import domain_folder, simulate_quality_data  # noqa: E402
+from quality import experiments_folder, simulate_quality_data  # noqa: E402
 from unet_seed_ensemble import fit_run_table  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA, _baseline  # noqa: E402
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root, split = simulate_quality_data(args.quality_out, domain=args.domain)  # reads runs.json when it is there
     runs = split["val"] + split["heldout"]
-    experiments = args.quality_out / (domain_folder("experiments", args.domain) + "_detector")
+    experiments = args.quality_out / experiments_folder(args.domain, "detector")
     seeds = {label: experiments / name / "best.pt" for label, name in SEEDS.items()}
     seeds = {label: path for label, path in seeds.items() if path.is_file()}
     if not seeds:

@@ -32,7 +32,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _candidates import candidates_by_run  # noqa: E402
 from _report import report_header, update_section  # noqa: E402
-from quality import domain_folder, unseen_runs  # noqa: E402
+from quality import experiments_folder, unseen_runs  # noqa: E402
 
 from cryokit.baseline import BaselineConfig, _run_candidates, calibrate  # noqa: E402
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     unet = {tta: candidates_by_run([unet_checkpoint], root, runs, tta) for tta in ("none", "flips")}
     detector = {tta: candidates_by_run([detector_checkpoint], root, runs, tta) for tta in ("none", "flips")}
     dog = dog_candidates(root, train_runs, runs)
-    second_checkpoint = args.quality_out / f"{domain_folder('experiments', args.domain)}_detector" / SECOND_SEED
+    second_checkpoint = args.quality_out / experiments_folder(args.domain, "detector") / SECOND_SEED
     second = None
     if (second_checkpoint / "best.pt").is_file():
         tta, pair = DEMO_TTA["yolo3d"], [detector_checkpoint, second_checkpoint / "best.pt"]

@@ -56,6 +56,12 @@ def domain_folder(stem: str, domain: str) -> str:
     return stem if domain == "fixed" else f"{stem}_{domain}"
 
 
+def experiments_folder(domain: str, family: str = "unet") -> str:
+    """The folder under ``--out`` of ``benchmarks/unet_experiments.py``'s variants of ``family`` on ``domain``
+    (each in a subfolder of its name): ``experiments[_randomized]``, then ``_detector`` for the detector's."""
+    return domain_folder("experiments", domain) + ("" if family == "unet" else f"_{family}")
+
+
 def unseen_runs(out: Path, domain: str) -> tuple[Path, list[str]]:
     """The quality data's root for ``domain`` under ``out`` and the runs no model trained on (the validation
     run, then the held-out runs), from the ``runs.json`` that ``simulate_quality_data`` wrote."""

@@ -38,7 +38,7 @@ from _report import (  # noqa: E402
 )
 from quality import (  # noqa: E402
     EXTRA_TRAINING_SEED,
-    domain_folder,
+    experiments_folder,
     more_runs,
     scored,
     simulate_quality_data,
@@ -557,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(variants)}")
     if args.time and args.family != "unet":
         parser.error("--time times U-Net variants only")
-    folder = domain_folder("experiments", args.domain) + ("" if args.family == "unet" else f"_{args.family}")
+    folder = experiments_folder(args.domain, args.family)
     root, runs = (None, None) if args.report_only else simulate_quality_data(args.out, domain=args.domain)
     timing_file = args.out / folder / "timing.json"
     if args.time:

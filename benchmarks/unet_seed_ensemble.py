@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _candidates import candidates_by_run  # noqa: E402
 from _report import report_header, update_section  # noqa: E402
 from ensemble_folds import fold_table  # noqa: E402
-from quality import domain_folder, unseen_runs  # noqa: E402
+from quality import experiments_folder, unseen_runs  # noqa: E402
 
 from cryokit.demo.pipeline import DEMO_TTA  # noqa: E402
 from cryokit.ensemble import ensemble_picks, fit_ensemble  # noqa: E402
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.quality_out
     root, runs = unseen_runs(out, args.domain)
-    experiments = out / domain_folder("experiments", args.domain)
+    experiments = out / experiments_folder(args.domain)
     candidates = experiment_candidates(UNET_GROUPS, experiments, root, runs, DEMO_TTA["unet"])
     detector = out / f"yolo3d_{args.domain}" / "best.pt"
     candidates[DETECTOR] = candidates_by_run([detector], root, runs, DEMO_TTA["yolo3d"])
