@@ -381,10 +381,11 @@ def idle_members(ensemble: Ensemble) -> tuple[int, ...]:
 def without_members(ensemble: Ensemble, dropped: Sequence[int]) -> Ensemble:
     """``ensemble`` without the ``dropped`` members, which must be idle (``idle_members``): the merge of the
     others is the same, and whoever predicts for it need not load or run the dropped ones."""
-    busy = sorted(set(dropped) - set(idle_members(ensemble)))
+    dropped = set(dropped)
+    busy = sorted(dropped - set(idle_members(ensemble)))
     if busy:
         raise ValueError(f"members {busy} ({', '.join(ensemble.members[i] for i in busy)}) carry weight: not dropped")
-    kept = [i for i in range(len(ensemble.members)) if i not in set(dropped)]
+    kept = [i for i in range(len(ensemble.members)) if i not in dropped]
     if not kept:
         raise ValueError("an ensemble needs at least one member")
     return replace(
